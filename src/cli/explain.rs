@@ -1,0 +1,119 @@
+//! `lenscap explain`: the verdict and reasons for one request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use http::{HeaderName, HeaderValue, Request};
+
+use crate::client::PeerAddr;
+use crate::layer::classify_request;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Policy file (default: the embedded policy).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The User-Agent header.
+    #[arg(long)]
+    ua: Option<String>,
+    /// Another request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The peer address.
+    #[arg(long, default_value = "192.0.2.1")]
+    ip: IpAddr,
+    /// Request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// `http` or `https`.
+    #[arg(long, default_value = "http")]
+    scheme: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = super::load_policy(args.config.as_ref())?;
+    if args.scheme != "http" && args.scheme != "https" {
+        bail!("--scheme must be http or https, not {:?}", args.scheme);
+    }
+    let uri = format!("{}://explain.invalid{}", args.scheme, args.path);
+    let mut builder = Request::builder()
+        .method(args.method.as_str())
+        .uri(uri.as_str());
+    if let Some(ua) = &args.ua {
+        let value = HeaderValue::from_str(ua).context("--ua is not a valid header value")?;
+        builder = builder.header(http::header::USER_AGENT, value);
+    }
+    for line in &args.headers {
+        let (name, value) = line
+            .split_once(':')
+            .with_context(|| format!("-H {line:?}: expected `Name: value`"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("-H {line:?}: bad header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .with_context(|| format!("-H {line:?}: bad header value"))?;
+        builder = builder.header(name, value);
+    }
+    let mut request = builder.body(()).with_context(|| {
+        format!(
+            "bad request (method {:?}, path {:?})",
+            args.method, args.path
+        )
+    })?;
+    request
+        .extensions_mut()
+        .insert(PeerAddr(SocketAddr::new(args.ip, 0)));
+
+    let (client, verdict) = classify_request(&policy, &request);
+    if args.json {
+        let mut value = verdict.to_json();
+        value["client"] = client.to_string().into();
+        value["mode"] = policy.mode().as_str().into();
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "action:   {}{}",
+        verdict.action,
+        if policy.mode() == crate::Mode::ReportOnly {
+            " (report-only: not enforced)"
+        } else {
+            ""
+        }
+    );
+    println!("category: {}", verdict.category);
+    match verdict
+        .agent
+        .as_deref()
+        .and_then(|name| policy.catalog().get(name))
+    {
+        Some(agent) => {
+            println!("agent:    {} ({})", agent.name(), agent.operator());
+            if !agent.description().is_empty() {
+                println!("          {}", agent.description());
+            }
+            println!(
+                "          obeys robots.txt: {}",
+                if agent.obeys_robots() { "yes" } else { "no" }
+            );
+        }
+        None => println!("agent:    none in the catalog"),
+    }
+    println!("client:   {client}");
+    println!("score:    {}", verdict.score);
+    println!("reasons:");
+    if verdict.reasons.is_empty() {
+        println!("  (none)");
+    }
+    for reason in verdict.reasons.iter() {
+        println!("  {:<24} +{}", reason.name(), policy.weight(reason));
+    }
+    Ok(ExitCode::SUCCESS)
+}

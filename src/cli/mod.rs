@@ -1,0 +1,60 @@
+//! The `lenscap` command line: argument parsing (cheap) first, then the expensive objects
+//! (policy, matchers) built once per command.
+
+mod check;
+mod explain;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::policy::Policy;
+
+/// The `lenscap` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lenscap",
+    version,
+    about = "Keeps bulk image crawlers and AI scrapers off photo galleries"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the verdict and its reasons for one request.
+    Explain(explain::Args),
+    /// Run logged requests through the classifier and print one verdict per line.
+    Replay(replay::Args),
+    /// Validate a policy file and print a short summary.
+    CheckConfig(check::Args),
+}
+
+/// Parses the process arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain(args) => explain::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::CheckConfig(args) => check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lenscap: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The policy at `path`, or the embedded default.
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    Ok(match path {
+        Some(path) => Policy::from_file(path)?,
+        None => Policy::embedded()?,
+    })
+}

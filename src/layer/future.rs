@@ -1,0 +1,105 @@
+//! The [`ResponseFuture`] of a [`Lenscap`](super::Lenscap) service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::{ResponseBody, Shared};
+
+/// One request held in the tarpit; frees its place when dropped.
+#[derive(Debug)]
+pub(crate) struct TarpitSlot {
+    shared: Arc<Shared>,
+}
+
+impl TarpitSlot {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        TarpitSlot { shared }
+    }
+}
+
+impl Drop for TarpitSlot {
+    fn drop(&mut self) {
+        self.shared.tarpit_held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project! {
+    /// Response future of [`Lenscap`](super::Lenscap): the inner call, an answer Lenscap gave
+    /// itself, or a response being held in the tarpit. Never boxed.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Inner { #[pin] future: F, tarpit: Option<(TarpitSlot, Duration)> },
+        Held { #[pin] sleep: Sleep, response: Option<Response<ResponseBody<B>>>, slot: Option<TarpitSlot> },
+        Ready { response: Option<Response<ResponseBody<B>>> },
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn inner(future: F, tarpit: Option<(TarpitSlot, Duration)>) -> Self {
+        ResponseFuture {
+            state: State::Inner { future, tarpit },
+        }
+    }
+
+    pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
+        ResponseFuture {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { future, tarpit } => {
+                    let response = ready!(future.poll(cx))?.map(ResponseBody::inner);
+                    match tarpit.take() {
+                        None => return Poll::Ready(Ok(response)),
+                        Some((slot, delay)) => this.state.set(State::Held {
+                            sleep: tokio::time::sleep(delay),
+                            response: Some(response),
+                            slot: Some(slot),
+                        }),
+                    }
+                }
+                StateProj::Held {
+                    sleep,
+                    response,
+                    slot,
+                } => {
+                    ready!(sleep.poll(cx));
+                    slot.take();
+                    let response = response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Ready { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+            }
+        }
+    }
+}

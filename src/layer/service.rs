@@ -1,0 +1,211 @@
+//! The [`Lenscap`] service.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, header};
+use tower_service::Service;
+
+use super::future::{ResponseFuture, TarpitSlot};
+use super::{ResponseBody, Shared};
+use crate::client::{ClientId, PeerAddr, Tls};
+use crate::policy::{Mode, Policy};
+use crate::signals::{RequestView, fetch_dest_is_image, is_localhost};
+use crate::verdict::{Action, Verdict, decide};
+
+/// Name of the request header that carries the verdict to an upstream, when enabled.
+pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
+
+/// Lenscap wrapped around an inner service. Made by [`LenscapLayer`](super::LenscapLayer).
+#[derive(Clone, Debug)]
+pub struct Lenscap<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Lenscap<S> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Lenscap { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The peer address from the server's extensions (ours or axum's).
+fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = request.extensions().get::<PeerAddr>() {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(info.0.ip());
+    }
+    None
+}
+
+/// Classifies a request under `policy`: identity, secure-origin detection, verdict.
+pub fn classify_request<B>(policy: &Policy, request: &Request<B>) -> (ClientId, Verdict) {
+    let tls = request.extensions().get::<Tls>().is_some()
+        || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+    classify_parts(
+        policy,
+        peer_ip(request),
+        request.method(),
+        request.uri().path(),
+        request.version(),
+        request.headers(),
+        tls,
+    )
+}
+
+/// Like [`classify_request`], from the parts of a request (used by `replay`).
+pub fn classify_parts(
+    policy: &Policy,
+    peer: Option<IpAddr>,
+    method: &Method,
+    path: &str,
+    version: Version,
+    headers: &HeaderMap,
+    tls: bool,
+) -> (ClientId, Verdict) {
+    let identity = policy.proxies.identify(peer, headers);
+    let secure = tls || identity.forwarded_https || is_localhost(headers);
+    let view = RequestView {
+        method,
+        path,
+        version,
+        headers,
+        secure,
+        image: policy.is_image_path(path) || fetch_dest_is_image(headers),
+    };
+    (identity.client, decide(policy, &view, identity.client))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Lenscap<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let policy = self.shared.policy.guard();
+        // A client must never be able to hand the upstream a verdict of its own.
+        request.headers_mut().remove(VERDICT_HEADER);
+
+        let (client, verdict) = classify_request(&policy, &request);
+        let enforce = policy.mode == Mode::Enforce;
+        if verdict.action != Action::Allow {
+            tracing::info!(
+                target: "lenscap::verdict",
+                %client,
+                agent = verdict.agent.as_deref().unwrap_or("-"),
+                category = %verdict.category,
+                action = %verdict.action,
+                score = verdict.score,
+                reasons = %verdict.reasons,
+                path = request.uri().path(),
+                enforced = enforce,
+                "verdict"
+            );
+        }
+        let action = if enforce {
+            verdict.action
+        } else {
+            Action::Allow
+        };
+
+        let mut tarpit = None;
+        match action {
+            Action::Block => return ResponseFuture::ready(block_response(&policy)),
+            Action::Tarpit => match TarpitSlot::acquire(&self.shared, policy.tarpit_max_held) {
+                Some(slot) => tarpit = Some((slot, policy.tarpit_delay)),
+                // A full tarpit must not hold more connections open: refuse outright.
+                None => return ResponseFuture::ready(block_response(&policy)),
+            },
+            Action::Throttle | Action::Allow => {}
+        }
+
+        if policy.verdict_header
+            && let Ok(value) = HeaderValue::from_str(&verdict_header_value(&verdict))
+        {
+            request.headers_mut().insert(VERDICT_HEADER, value);
+        }
+        request.extensions_mut().insert(verdict);
+        drop(policy);
+        ResponseFuture::inner(self.inner.call(request), tarpit)
+    }
+}
+
+fn block_response<B>(policy: &Policy) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(policy.block_body.clone()));
+    *response.status_mut() = policy.block_status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `action=block; score=40; category=ai-training; agent="GPTBot"`.
+fn verdict_header_value(verdict: &Verdict) -> String {
+    let mut value = format!(
+        "action={}; score={}; category={}",
+        verdict.action, verdict.score, verdict.category
+    );
+    if let Some(agent) = &verdict.agent {
+        let clean: String = agent
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .filter(|c| *c != '"')
+            .collect();
+        value.push_str(&format!("; agent=\"{clean}\""));
+    }
+    value
+}
+
+impl TarpitSlot {
+    fn acquire(shared: &Arc<Shared>, max_held: usize) -> Option<TarpitSlot> {
+        let held = &shared.tarpit_held;
+        let mut current = held.load(Ordering::Relaxed);
+        loop {
+            if current >= max_held {
+                return None;
+            }
+            match held.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(TarpitSlot::new(shared.clone())),
+                Err(now) => current = now,
+            }
+        }
+    }
+}
