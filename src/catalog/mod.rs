@@ -31,7 +31,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
 
 /// The catalog shipped with Lenscap (`config/crawlers.toml`).
-pub const EMBEDDED_CATALOG: &str = include_str!("../../config/crawlers.seed.toml");
+pub const EMBEDDED_CATALOG: &str = include_str!("../../config/crawlers.toml");
 
 /// What kind of client an agent is. Every per-category action in the policy keys on this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -144,7 +144,7 @@ pub fn is_localhost(headers: &HeaderMap) -> bool {
 /// What a browser-like User-Agent claims to be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BrowserUa {
-    /// Starts like a browser's (`Mozilla/…` or old `Opera/…`).
+    /// Looks like a browser's (`Mozilla/…`, old `Opera/…`, feature phones).
     pub shaped: bool,
     /// `Chrome/N` major version (Chromium-based, not iOS).
     pub chrome: Option<u32>,
@@ -159,7 +159,11 @@ pub struct BrowserUa {
 impl BrowserUa {
     /// Reads a User-Agent.
     pub fn parse(ua: &[u8]) -> BrowserUa {
-        let shaped = ua.starts_with(b"Mozilla/") || ua.starts_with(b"Opera/");
+        // Old feature phones (BlackBerry, J2ME) name the device first but carry a MIDP profile.
+        let shaped = ua.starts_with(b"Mozilla/")
+            || ua.starts_with(b"Opera/")
+            || ua.starts_with(b"BlackBerry")
+            || find(ua, b"Profile/MIDP").is_some();
         if !shaped {
             return BrowserUa::default();
         }
