@@ -26,9 +26,11 @@
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod documents;
 pub mod layer;
 pub mod policy;
 pub mod signals;
+pub mod stamp;
 pub mod verdict;
 
 pub use client::{ClientId, PeerAddr, Tls};

@@ -7,9 +7,13 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::stamp::StampBody;
+use crate::stamp::html::HtmlBody;
+
 pin_project! {
-    /// Either the inner service's body or a body Lenscap wrote itself (a block, a document).
-    pub struct ResponseBody<B> {
+    /// The inner service's body (passed through, stamped, or with meta tags injected) or a body
+    /// Lenscap wrote itself (a block, a document).
+    pub struct ResponseBody<B: Body> {
         #[pin]
         kind: Kind<B>,
     }
@@ -17,17 +21,31 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B> {
+    enum Kind<B: Body> {
         Inner { #[pin] body: B },
+        Stamped { #[pin] body: StampBody<B> },
+        Html { #[pin] body: HtmlBody<B> },
         Full { data: Option<Bytes> },
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B: Body> ResponseBody<B> {
     /// Wraps the inner body.
     pub fn inner(body: B) -> Self {
         ResponseBody {
             kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn stamped(body: StampBody<B>) -> Self {
+        ResponseBody {
+            kind: Kind::Stamped { body },
+        }
+    }
+
+    pub(crate) fn html(body: HtmlBody<B>) -> Self {
+        ResponseBody {
+            kind: Kind::Html { body },
         }
     }
 
@@ -50,7 +68,7 @@ impl<B> ResponseBody<B> {
 
 impl<B> Body for ResponseBody<B>
 where
-    B: Body,
+    B: Body + Unpin,
     B::Data: Buf,
 {
     type Data = Bytes;
@@ -66,6 +84,8 @@ where
                     result.map(|f| f.map_data(|mut data| data.copy_to_bytes(data.remaining())))
                 })
             }),
+            KindProj::Stamped { body } => body.poll_frame(cx),
+            KindProj::Html { body } => body.poll_frame(cx),
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -73,6 +93,8 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
+            Kind::Stamped { body } => body.is_end_stream(),
+            Kind::Html { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
         }
     }
@@ -80,6 +102,8 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
+            Kind::Stamped { body } => body.size_hint(),
+            Kind::Html { body } => body.size_hint(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

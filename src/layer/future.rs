@@ -7,11 +7,15 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Buf;
 use http::Response;
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
+use super::tag::{Tagged, Tagging};
 use super::{ResponseBody, Shared};
+use crate::stamp::StampFuture;
 
 /// One request held in the tarpit; frees its place when dropped.
 #[derive(Debug)]
@@ -34,7 +38,7 @@ impl Drop for TarpitSlot {
 pin_project! {
     /// Response future of [`Lenscap`](super::Lenscap): the inner call, an answer Lenscap gave
     /// itself, or a response being held in the tarpit. Never boxed.
-    pub struct ResponseFuture<F, B> {
+    pub struct ResponseFuture<F, B: Body> {
         #[pin]
         state: State<F, B>,
     }
@@ -42,17 +46,26 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
-        Inner { #[pin] future: F, tarpit: Option<(TarpitSlot, Duration)> },
+    enum State<F, B: Body> {
+        Inner { #[pin] future: F, tagging: Option<Tagging>, tarpit: Option<(TarpitSlot, Duration)> },
+        Stamping { #[pin] future: StampFuture<B>, tarpit: Option<(TarpitSlot, Duration)> },
         Held { #[pin] sleep: Sleep, response: Option<Response<ResponseBody<B>>>, slot: Option<TarpitSlot> },
         Ready { response: Option<Response<ResponseBody<B>>> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn inner(future: F, tarpit: Option<(TarpitSlot, Duration)>) -> Self {
+impl<F, B: Body> ResponseFuture<F, B> {
+    pub(crate) fn inner(
+        future: F,
+        tagging: Option<Tagging>,
+        tarpit: Option<(TarpitSlot, Duration)>,
+    ) -> Self {
         ResponseFuture {
-            state: State::Inner { future, tarpit },
+            state: State::Inner {
+                future,
+                tagging,
+                tarpit,
+            },
         }
     }
 
@@ -65,9 +78,24 @@ impl<F, B> ResponseFuture<F, B> {
     }
 }
 
+/// The state that holds `response` in the tarpit for `delay`.
+fn held<F, B: Body>(
+    response: Response<ResponseBody<B>>,
+    slot: TarpitSlot,
+    delay: Duration,
+) -> State<F, B> {
+    State::Held {
+        sleep: tokio::time::sleep(delay),
+        response: Some(response),
+        slot: Some(slot),
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body + Unpin,
+    B::Data: Buf,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -75,15 +103,32 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Inner { future, tarpit } => {
-                    let response = ready!(future.poll(cx))?.map(ResponseBody::inner);
+                StateProj::Inner {
+                    future,
+                    tagging,
+                    tarpit,
+                } => {
+                    let response = ready!(future.poll(cx))?;
+                    let tagged = match tagging.take() {
+                        Some(tagging) => tagging.tag(response),
+                        None => Tagged::Done(response.map(ResponseBody::inner)),
+                    };
+                    let tarpit = tarpit.take();
+                    match (tagged, tarpit) {
+                        (Tagged::Done(response), None) => return Poll::Ready(Ok(response)),
+                        (Tagged::Done(response), Some((slot, delay))) => {
+                            this.state.set(held(response, slot, delay))
+                        }
+                        (Tagged::Stamping(future), tarpit) => {
+                            this.state.set(State::Stamping { future, tarpit })
+                        }
+                    }
+                }
+                StateProj::Stamping { future, tarpit } => {
+                    let response = ready!(future.poll(cx)).map(ResponseBody::stamped);
                     match tarpit.take() {
                         None => return Poll::Ready(Ok(response)),
-                        Some((slot, delay)) => this.state.set(State::Held {
-                            sleep: tokio::time::sleep(delay),
-                            response: Some(response),
-                            slot: Some(slot),
-                        }),
+                        Some((slot, delay)) => this.state.set(held(response, slot, delay)),
                     }
                 }
                 StateProj::Held {

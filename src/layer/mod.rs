@@ -35,6 +35,7 @@
 mod body;
 mod future;
 mod service;
+mod tag;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -69,10 +70,6 @@ impl PolicyHandle {
     /// Replaces the policy; requests already in flight finish under the old one.
     pub fn store(&self, policy: Policy) {
         self.current.store(Arc::new(policy));
-    }
-
-    pub(crate) fn guard(&self) -> arc_swap::Guard<Arc<Policy>> {
-        self.current.load()
     }
 }
 

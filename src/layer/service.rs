@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, header};
+use http_body::Body;
 use tower_service::Service;
 
 use super::future::{ResponseFuture, TarpitSlot};
+use super::tag::Tagging;
 use super::{ResponseBody, Shared};
 use crate::client::{ClientId, PeerAddr, Tls};
 use crate::policy::{Mode, Policy};
@@ -102,6 +105,8 @@ pub fn classify_parts(
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Lenscap<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body + Unpin,
+    ResBody::Data: Buf,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -112,9 +117,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let policy = self.shared.policy.guard();
+        let policy = self.shared.policy.load();
         // A client must never be able to hand the upstream a verdict of its own.
         request.headers_mut().remove(VERDICT_HEADER);
+
+        // Lenscap's own documents are answered for everyone, blocked clients included: a
+        // crawler that reads robots.txt should learn what the site reserves.
+        if let Some(document) =
+            policy
+                .documents
+                .answer(request.method(), request.uri().path(), request.headers())
+        {
+            return ResponseFuture::ready(document.map(ResponseBody::full));
+        }
 
         let (client, verdict) = classify_request(&policy, &request);
         let enforce = policy.mode == Mode::Enforce;
@@ -154,13 +169,15 @@ where
         {
             request.headers_mut().insert(VERDICT_HEADER, value);
         }
+        let image_path = policy.is_image_path(request.uri().path());
         request.extensions_mut().insert(verdict);
-        drop(policy);
-        ResponseFuture::inner(self.inner.call(request), tarpit)
+        let method = request.method().clone();
+        let tagging = Tagging::new(policy, &method, image_path, request.headers_mut());
+        ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit)
     }
 }
 
-fn block_response<B>(policy: &Policy) -> Response<ResponseBody<B>> {
+fn block_response<B: Body>(policy: &Policy) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::full(policy.block_body.clone()));
     *response.status_mut() = policy.block_status;
     let headers = response.headers_mut();

@@ -64,6 +64,12 @@ pub struct Config {
     pub images: ImagesConfig,
     /// What is passed on to the inner service.
     pub forward: ForwardConfig,
+    /// What the site reserves, and the documents that declare it.
+    pub reservation: crate::documents::ReservationConfig,
+    /// Opt-out headers on image and HTML responses.
+    pub headers: crate::stamp::headers::OptOutHeadersConfig,
+    /// The XMP stamp and location scrub written into images.
+    pub stamp: crate::stamp::StampConfig,
 }
 
 /// `[client]`
@@ -312,10 +318,8 @@ impl CategoryActions {
 pub struct BlockConfig {
     /// Status code of a block (default 403).
     pub status: Spanned<u16>,
-    /// Short text in the body; the policy page's path is appended.
+    /// Short text in the body; the policy page's path (`reservation.policy_path`) is appended.
     pub message: String,
-    /// Path of the page explaining the policy, linked from the block body.
-    pub policy_path: String,
 }
 
 impl Default for BlockConfig {
@@ -323,7 +327,6 @@ impl Default for BlockConfig {
         BlockConfig {
             status: Spanned::new(0..0, 403),
             message: "This site does not allow automated collection of its photos.".into(),
-            policy_path: "/ai-policy".into(),
         }
     }
 }

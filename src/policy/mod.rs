@@ -20,6 +20,7 @@ pub mod config;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{CategoryAction, Config, Mode};
@@ -27,7 +28,11 @@ pub use config::{CategoryAction, Config, Mode};
 use crate::catalog::ranges::{RangeTable, RangesError, VerifiedRanges};
 use crate::catalog::{Catalog, CatalogError, Category};
 use crate::client::{SubnetPrefixes, TrustedProxies};
-use crate::verdict::Reason;
+use crate::documents::{Disallow, Documents, ReservationConfig, RobotsAgent};
+use crate::stamp::Stamp;
+use crate::stamp::headers::OptOutHeaders;
+use crate::stamp::html::MetaTags;
+use crate::verdict::{Action, Reason};
 
 /// The default policy shipped with Lenscap (`config/lenscap.toml`).
 pub const EMBEDDED_POLICY: &str = include_str!("../../config/lenscap.toml");
@@ -128,6 +133,11 @@ pub struct Policy {
     pub(crate) tarpit_max_held: usize,
     pub(crate) image_extensions: Vec<String>,
     pub(crate) verdict_header: bool,
+    pub(crate) reservation: ReservationConfig,
+    pub(crate) documents: Documents,
+    pub(crate) meta_tags: Arc<MetaTags>,
+    pub(crate) optout_headers: OptOutHeaders,
+    pub(crate) stamp: Option<Arc<Stamp>>,
 }
 
 impl Policy {
@@ -291,8 +301,19 @@ impl Policy {
         let block_body = bytes::Bytes::from(format!(
             "{}\nWhy, and whom to contact: {}\n",
             config.block.message.trim_end(),
-            config.block.policy_path
+            config.reservation.policy_path
         ));
+
+        let robots_agents = robots_agents(&catalog, &config.actions, &agent_actions);
+        let documents = Documents::build(&config.reservation, &robots_agents, &[], None)
+            .map_err(|e| invalid(section_span(text, "reservation"), e.to_string()))?;
+        let meta_tags = Arc::new(MetaTags::from_config(&config.reservation));
+        let stamp = Stamp::compile(&config.stamp)
+            .map_err(|e| invalid(section_span(text, "stamp"), format!("[stamp]: {e}")))?;
+        let stamp = stamp.is_enabled().then(|| Arc::new(stamp));
+        let optout_headers =
+            OptOutHeaders::new(&config.headers, config.reservation.policy_url.as_deref())
+                .map_err(|e| invalid(section_span(text, "reservation"), e.to_string()))?;
 
         let delay = &config.tarpit.delay;
         let tarpit_delay = parse_duration(delay.get_ref()).ok_or_else(|| {
@@ -335,6 +356,11 @@ impl Policy {
             tarpit_max_held: config.tarpit.max_held,
             image_extensions,
             verdict_header: config.forward.verdict_header,
+            reservation: config.reservation,
+            documents,
+            meta_tags,
+            optout_headers,
+            stamp,
         })
     }
 
@@ -371,6 +397,16 @@ impl Policy {
     /// The action for a category's pages and images.
     pub fn category_action(&self, category: Category) -> CategoryAction {
         self.actions.get(category)
+    }
+
+    /// The reservation the site declares.
+    pub fn reservation(&self) -> &ReservationConfig {
+        &self.reservation
+    }
+
+    /// The documents Lenscap answers itself.
+    pub fn documents(&self) -> &Documents {
+        &self.documents
     }
 
     pub(crate) fn range_table(&self, agent_index: usize) -> Option<&RangeTable> {
@@ -444,6 +480,51 @@ impl Policy {
     }
 }
 
+/// The robots.txt groups that declare what enforcement does: agents whose pages are blocked
+/// are disallowed everywhere, agents kept off images only are disallowed from images. Agents
+/// without an RFC 9309 token cannot be named there and are left to enforcement.
+fn robots_agents(
+    catalog: &Catalog,
+    actions: &config::CategoryActions,
+    overrides: &[Option<CategoryAction>],
+) -> Vec<RobotsAgent> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, agent) in catalog.agents().iter().enumerate() {
+        let action = overrides
+            .get(index)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| actions.get(agent.category()));
+        let scope = if action.pages == Action::Block {
+            Disallow::Everything
+        } else if action.images == Action::Block {
+            Disallow::Images
+        } else {
+            continue;
+        };
+        for token in agent.robots_tokens() {
+            if seen.insert(token.to_ascii_lowercase()) {
+                out.push(RobotsAgent::new(token.clone(), scope));
+            }
+        }
+    }
+    out
+}
+
+/// The span of a `[section]` header, to point errors at it.
+fn section_span(text: &str, section: &str) -> Option<std::ops::Range<usize>> {
+    let header = format!("[{section}]");
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim() == header {
+            return Some(offset..offset + line.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 fn read(path: &Path) -> Result<String, PolicyError> {
     std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
         path: path.display().to_string(),
@@ -454,7 +535,6 @@ fn read(path: &Path) -> Result<String, PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Action;
 
     fn err(text: &str) -> String {
         Policy::from_toml_str(text, None).unwrap_err().to_string()

@@ -1,0 +1,402 @@
+//! The http glue: [`stamp_response`], its future and the body that streams the result.
+//!
+//! The future polls only the first frames of the body, until the header parser decides,
+//! then resolves to the response with corrected headers. It needs `B: Unpin` because the
+//! body is polled before it is moved into [`StampBody`]; wrap a `!Unpin` body with
+//! `http_body_util::BodyExt::boxed_unsync` (or `Box::pin`) first.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::walk::Walker;
+use super::{Decision, Format, PassReason, Stamp, StampOutcome, Stamper};
+
+/// Wraps an image response so its body is stamped and scrubbed as it streams.
+///
+/// Resolves to the same response with [`StampBody`] as its body, `Content-Length` grown by
+/// the inserted bytes, a strong `ETag` suffixed with [`Stamp::etag_suffix`] (weak tags are
+/// kept), and a [`StampOutcome`] in the extensions. Responses that are not `200`, carry a
+/// `Content-Encoding` other than `identity` or a `Content-Range`, or whose `Content-Type`
+/// is not JPEG, PNG, WebP or `application/octet-stream` are not polled at all and pass
+/// through untouched.
+pub fn stamp_response<B>(response: Response<B>, stamp: Arc<Stamp>) -> StampFuture<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    let (parts, body) = response.into_parts();
+    let skip = skip_reason(&parts.status, &parts.headers, &stamp);
+    let expected_len = content_length(&parts.headers);
+    StampFuture {
+        pending: Some(Pending {
+            parts,
+            body,
+            skip,
+            stamper: Stamper::new(expected_len),
+        }),
+        stamp,
+    }
+}
+
+fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Option<PassReason> {
+    if !stamp.enabled() {
+        return Some(PassReason::Disabled);
+    }
+    if *status != StatusCode::OK {
+        return Some(PassReason::Status);
+    }
+    if headers.contains_key(CONTENT_RANGE) {
+        return Some(PassReason::ContentRange);
+    }
+    let encoded = headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+        v.to_str().map_or(true, |v| {
+            v.split(',')
+                .any(|c| !c.trim().eq_ignore_ascii_case("identity") && !c.trim().is_empty())
+        })
+    });
+    if encoded {
+        return Some(PassReason::ContentEncoding);
+    }
+    // Every Content-Type line must name a format we stamp (or be octet-stream).
+    let foreign = headers.get_all(CONTENT_TYPE).iter().any(|ct| {
+        let ct = ct.to_str().unwrap_or("");
+        let generic = ct
+            .split(';')
+            .next()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/octet-stream"));
+        Format::from_content_type(ct).is_none() && !generic
+    });
+    if foreign {
+        return Some(PassReason::ContentType);
+    }
+    None
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `"abc"` becomes `"abc-lc…"`; `W/"abc"` stays; anything unparsable is dropped, since a
+/// validator that might match the unstamped bytes must not survive.
+pub(crate) fn stamped_etag(value: &HeaderValue, suffix: &str) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    if bytes.starts_with(b"W/") {
+        return Some(value.clone());
+    }
+    let inner = bytes.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.contains(&b'"') {
+        return None;
+    }
+    let mut tag = Vec::with_capacity(bytes.len() + suffix.len());
+    tag.push(b'"');
+    tag.extend_from_slice(inner);
+    tag.extend_from_slice(suffix.as_bytes());
+    tag.push(b'"');
+    HeaderValue::from_bytes(&tag).ok()
+}
+
+// === impl StampFuture ===
+
+struct Pending<B: Body> {
+    parts: http::response::Parts,
+    body: B,
+    skip: Option<PassReason>,
+    stamper: Stamper,
+}
+
+pin_project! {
+    /// The future returned by [`stamp_response`].
+    pub struct StampFuture<B: Body> {
+        pending: Option<Pending<B>>,
+        stamp: Arc<Stamp>,
+    }
+}
+
+impl<B> Future for StampFuture<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    type Output = Response<StampBody<B>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let p = this
+            .pending
+            .as_mut()
+            .expect("StampFuture polled after completion");
+        if let Some(reason) = p.skip {
+            let Pending { parts, body, .. } = this.pending.take().expect("checked above");
+            return Poll::Ready(finish_skip(parts, body, reason));
+        }
+        let mut trailers = None;
+        let mut error = None;
+        let mut inner_done = false;
+        let decision = loop {
+            match Pin::new(&mut p.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        if let Some(d) = p.stamper.push(this.stamp, bytes) {
+                            break d;
+                        }
+                    }
+                    Err(frame) => {
+                        trailers = frame.into_trailers().ok();
+                        inner_done = true;
+                        break p.stamper.finish();
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    error = Some(e);
+                    break p.stamper.finish();
+                }
+                Poll::Ready(None) => {
+                    inner_done = true;
+                    break p.stamper.finish();
+                }
+            }
+        };
+        let Pending {
+            mut parts, body, ..
+        } = this.pending.take().expect("checked above");
+        apply_headers(&mut parts, &decision, this.stamp);
+        tracing::debug!(outcome = ?decision.outcome, added = decision.added, "image stamp");
+        let Decision {
+            head,
+            walker,
+            outcome,
+            ..
+        } = decision;
+        parts.extensions.insert(outcome);
+        let mut body = StampBody::new(body, head.into(), walker);
+        body.trailers = trailers;
+        body.error = error;
+        body.inner_done = inner_done;
+        if inner_done && let Some(w) = body.walker.as_mut() {
+            w.finish(&mut body.head);
+            body.walker = None;
+        }
+        Poll::Ready(Response::from_parts(parts, body))
+    }
+}
+
+fn finish_skip<B: Body>(
+    mut parts: http::response::Parts,
+    body: B,
+    reason: PassReason,
+) -> Response<StampBody<B>> {
+    parts.extensions.insert(StampOutcome::PassedThrough(reason));
+    Response::from_parts(parts, StampBody::new(body, VecDeque::new(), None))
+}
+
+fn apply_headers(parts: &mut http::response::Parts, decision: &Decision, stamp: &Stamp) {
+    if !decision.outcome.is_modified() {
+        return;
+    }
+    if decision.added > 0
+        && let Some(len) = content_length(&parts.headers)
+    {
+        let total = len.saturating_add(decision.added);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    if let Some(tag) = parts.headers.get(ETAG) {
+        match stamped_etag(tag, stamp.etag_suffix()) {
+            Some(new) => {
+                parts.headers.insert(ETAG, new);
+            }
+            None => {
+                parts.headers.remove(ETAG);
+            }
+        }
+    }
+}
+
+// === impl StampBody ===
+
+pin_project! {
+    /// A response body that yields the rewritten header first, then the rest of the inner
+    /// body (through the WebP chunk walker when one is needed), then its trailers.
+    pub struct StampBody<B: Body> {
+        #[pin]
+        inner: B,
+        head: VecDeque<Bytes>,
+        walker: Option<Walker>,
+        trailers: Option<HeaderMap>,
+        error: Option<B::Error>,
+        inner_done: bool,
+    }
+}
+
+impl<B: Body> StampBody<B> {
+    fn new(inner: B, head: VecDeque<Bytes>, walker: Option<Walker>) -> Self {
+        StampBody {
+            inner,
+            head,
+            walker,
+            trailers: None,
+            error: None,
+            inner_done: false,
+        }
+    }
+
+    /// Wraps a body that is passed through untouched.
+    pub fn passthrough(inner: B) -> Self {
+        StampBody::new(inner, VecDeque::new(), None)
+    }
+
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    fn held(&self) -> u64 {
+        let head: u64 = self.head.iter().map(|b| b.len() as u64).sum();
+        head + self.walker.as_ref().map_or(0, Walker::held)
+    }
+}
+
+impl<B> Body for StampBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        loop {
+            if let Some(bytes) = this.head.pop_front() {
+                if bytes.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if let Some(error) = this.error.take() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            if let Some(trailers) = this.trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            if *this.inner_done {
+                return Poll::Ready(None);
+            }
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        match this.walker.as_mut() {
+                            Some(walker) => walker.push(bytes, this.head),
+                            None => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                        }
+                    }
+                    Err(frame) => {
+                        *this.inner_done = true;
+                        if let Some(mut walker) = this.walker.take() {
+                            walker.finish(this.head);
+                        }
+                        *this.trailers = frame.into_trailers().ok();
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => {
+                    *this.inner_done = true;
+                    if let Some(mut walker) = this.walker.take() {
+                        walker.finish(this.head);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty()
+            && self.error.is_none()
+            && self.trailers.is_none()
+            && self.walker.as_ref().is_none_or(Walker::is_drained)
+            && (self.inner_done || self.inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let held = self.held();
+        if self.inner_done {
+            return SizeHint::with_exact(held);
+        }
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(held));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(held));
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_rules() {
+        let s = "-lc00000001";
+        let v = |x: &'static str| HeaderValue::from_static(x);
+        assert_eq!(
+            stamped_etag(&v("\"abc\""), s),
+            Some(v("\"abc-lc00000001\""))
+        );
+        assert_eq!(stamped_etag(&v("W/\"abc\""), s), Some(v("W/\"abc\"")));
+        assert_eq!(stamped_etag(&v("abc"), s), None);
+    }
+
+    #[test]
+    fn skip_rules() {
+        let stamp = Stamp::compile(&super::super::StampConfig::default()).unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        assert_eq!(
+            skip_reason(&StatusCode::PARTIAL_CONTENT, &h, &stamp),
+            Some(PassReason::Status)
+        );
+        h.insert(CONTENT_ENCODING, v("identity"));
+        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        h.insert(CONTENT_ENCODING, v("gzip"));
+        assert_eq!(
+            skip_reason(&StatusCode::OK, &h, &stamp),
+            Some(PassReason::ContentEncoding)
+        );
+        h.remove(CONTENT_ENCODING);
+        h.insert(CONTENT_TYPE, v("text/html; charset=utf-8"));
+        assert_eq!(
+            skip_reason(&StatusCode::OK, &h, &stamp),
+            Some(PassReason::ContentType)
+        );
+        h.insert(CONTENT_TYPE, v("application/octet-stream"));
+        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+
+        fn v(x: &'static str) -> HeaderValue {
+            HeaderValue::from_static(x)
+        }
+    }
+}

@@ -1,0 +1,818 @@
+//! Streaming XMP stamping and location scrubbing of JPEG, PNG and WebP images.
+//!
+//! A [`Stamp`] is compiled once from a [`StampConfig`]: the XMP packet that declares the
+//! site's IPTC Data Mining reservation (`plus:DataMining`) is built up front, already framed
+//! for each container, so the hot path only copies bytes. [`stamp_response`] then wraps an
+//! image response: it buffers only the header bytes a format needs, decides, rewrites them,
+//! corrects `Content-Length` and `ETag`, and streams the rest of the body untouched.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use lenscap::stamp::{stamp_response, Stamp, StampConfig, StampOutcome};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let stamp = Arc::new(Stamp::compile(&StampConfig::default()).unwrap());
+//! // The smallest JPEG header we accept: SOI, then a start of scan.
+//! let jpeg: &[u8] = &[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x00, 0xFF, 0xD9];
+//! let response = http::Response::builder()
+//!     .header("content-type", "image/jpeg")
+//!     .header("content-length", jpeg.len())
+//!     .header("etag", "\"v1\"")
+//!     .body(Full::new(Bytes::from_static(jpeg)))
+//!     .unwrap();
+//!
+//! let stamped = stamp_response(response, stamp.clone()).await;
+//! assert_eq!(stamped.extensions().get::<StampOutcome>(), Some(&StampOutcome::Stamped));
+//! assert_ne!(stamped.headers()["etag"], "\"v1\"");
+//! let declared: usize = stamped.headers()["content-length"].to_str().unwrap().parse().unwrap();
+//! let body = stamped.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body.len(), declared);
+//! assert!(body.windows(15).any(|w| w == b"plus:DataMining"));
+//! # });
+//! ```
+//!
+//! # What is written where
+//!
+//! - **JPEG**: an `APP1` XMP segment right after `SOI` and the leading run of `APP0` (JFIF)
+//!   and Exif `APP1` segments. The header is buffered up to the first `SOS`.
+//! - **PNG**: an `iTXt` chunk with keyword `XML:com.adobe.xmp`, uncompressed, right before
+//!   the first `IDAT`. Chunks are buffered up to the first `IDAT`.
+//! - **WebP**: an `XMP ` chunk appended at the end of the RIFF payload, the `VP8X` XMP flag
+//!   set (a simple `VP8 `/`VP8L` file is converted to the extended layout first) and the
+//!   RIFF size updated. Only the first chunk is buffered; the body then streams through a
+//!   chunk walker that scrubs the `EXIF` chunk (which follows the image data) in place and
+//!   appends the XMP chunk when the RIFF payload ends.
+//!
+//! # Images that already carry XMP
+//!
+//! Rewriting someone else's XMP is only done in place, never changing its length, so no
+//! offset anywhere in the file can move (JPEG MPF offsets, WebP chunk layout, PNG CRCs are
+//! recomputed):
+//!
+//! - if the packet already declares `DataMining` it is left as it is (the image's own
+//!   declaration wins, and a stamped image stays stamped once, idempotently);
+//! - otherwise `plus:DataMining` is merged as an attribute of the first `rdf:Description`,
+//!   taking its room from the packet's trailing padding, only if the packet is writable
+//!   (`end="w"`), has enough padding, does not bind the `plus` prefix already and the
+//!   configured value is not `DMI-PROHIBITED-SEECONSTRAINT` (whose lang-alt
+//!   `plus:OtherConstraints` cannot be an attribute);
+//! - otherwise the packet is left alone and only the Exif scrub applies.
+//!
+//! With `scrub_gps`, `exif:GPS…` attributes and elements of an existing packet are blanked
+//! with spaces (same length). Copyright, credit and web statement are never merged into an
+//! existing packet: the image's own rights data wins. WebP files whose `VP8X` already has
+//! the XMP flag are left alone (XMP-wise). JPEG Extended XMP is never touched.
+//!
+//! # Location and serial scrub
+//!
+//! See the `exif` submodule: the GPS IFD is removed from IFD0 without moving any other byte,
+//! and with `scrub_serials` the serial numbers and owner names are blanked.
+//!
+//! # Caches and conditional requests
+//!
+//! A stamped `200` gets its strong `ETag` suffixed with [`Stamp::etag_suffix`] (which
+//! encodes the config), so stamped and unstamped bytes never share a validator. A layer
+//! should call [`Stamp::strip_conditional`] on the request, so the inner service still
+//! recognises its own tags, and [`Stamp::mark_etag`] on a resulting `304`. A `HEAD`
+//! response has no body to read, so it keeps the unstamped `Content-Length`.
+//!
+//! # Unsupported (passed through, or left as is)
+//!
+//! - Anything not recognised, truncated, malformed, or whose header is larger than
+//!   `max_header_bytes` passes through byte-identical.
+//! - An Exif block that cannot be parsed safely is left untouched; the XMP is still added.
+//! - PNG `eXIf` or XMP `iTXt` after the first `IDAT` (out of spec) is not seen: such a file
+//!   gets a second XMP packet before `IDAT` and keeps its late `eXIf`.
+//! - WebP: a late `EXIF` chunk larger than `max_header_bytes` passes unscrubbed. Because it
+//!   follows the image data, [`StampOutcome::Scrubbed`] for WebP means "scrub armed": the
+//!   headers are sent before the chunk is seen.
+//! - Location text (city, `Iptc4xmpExt:LocationShown`) and maker notes are not touched.
+//! - A Range request, a `206`, any status but `200`, and any `Content-Encoding` other than
+//!   `identity` pass through untouched.
+
+mod body;
+mod exif;
+pub mod headers;
+pub mod html;
+mod jpeg;
+mod png;
+mod walk;
+mod webp;
+mod xmp;
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+pub use body::{StampBody, StampFuture, stamp_response};
+pub use xmp::find_packet;
+
+use walk::Walker;
+
+/// The IPTC Data Mining vocabulary (the tokens after `http://ns.useplus.org/ldf/vocab/`).
+pub const DATA_MINING_VOCABULARY: [&str; 7] = [
+    "DMI-UNSPECIFIED",
+    "DMI-ALLOWED",
+    "DMI-PROHIBITED-AIMLTRAINING",
+    "DMI-PROHIBITED-GENAIMLTRAINING",
+    "DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING",
+    "DMI-PROHIBITED",
+    "DMI-PROHIBITED-SEECONSTRAINT",
+];
+
+/// The base URI of the PLUS Data Mining vocabulary.
+pub const DATA_MINING_VOCABULARY_URI: &str = "http://ns.useplus.org/ldf/vocab/";
+
+/// The largest XMP packet that fits a single JPEG `APP1` segment (kept under 65 502 bytes).
+pub const MAX_PACKET_BYTES: usize = 65_502;
+
+// === impl StampConfig ===
+
+/// What to write into images and what to scrub from them.
+///
+/// Every field has a default, so an empty table turns stamping on with the safe defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StampConfig {
+    /// Add an XMP packet declaring the data-mining reservation (default `true`).
+    pub xmp: bool,
+    /// The IPTC Data Mining value, one of [`DATA_MINING_VOCABULARY`] (default
+    /// `DMI-PROHIBITED-AIMLTRAINING`). The full vocabulary URI is accepted too.
+    pub data_mining: String,
+    /// `plus:OtherConstraints`, required with `DMI-PROHIBITED-SEECONSTRAINT`.
+    pub other_constraints: Option<String>,
+    /// `dc:rights` (a lang-alt, written as `x-default`).
+    pub copyright: Option<String>,
+    /// `photoshop:Credit`.
+    pub credit: Option<String>,
+    /// `xmpRights:WebStatement`, an absolute `http(s)` URL.
+    pub web_statement: Option<String>,
+    /// Remove the GPS IFD from Exif and blank `exif:GPS…` in existing XMP (default `true`).
+    pub scrub_gps: bool,
+    /// Blank camera and lens serial numbers, camera owner and artist names (default `false`).
+    pub scrub_serials: bool,
+    /// How many bytes of an image header may be buffered before giving up and passing the
+    /// image through untouched (default 1 MiB).
+    pub max_header_bytes: usize,
+}
+
+impl Default for StampConfig {
+    fn default() -> Self {
+        StampConfig {
+            xmp: true,
+            data_mining: "DMI-PROHIBITED-AIMLTRAINING".to_owned(),
+            other_constraints: None,
+            copyright: None,
+            credit: None,
+            web_statement: None,
+            scrub_gps: true,
+            scrub_serials: false,
+            max_header_bytes: 1 << 20,
+        }
+    }
+}
+
+// === impl StampError ===
+
+/// A [`StampConfig`] that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    /// `data_mining` is not in the IPTC vocabulary.
+    #[error(
+        "stamp.data_mining = {0:?} is not an IPTC Data Mining value (expected one of DMI-UNSPECIFIED, DMI-ALLOWED, DMI-PROHIBITED-AIMLTRAINING, DMI-PROHIBITED-GENAIMLTRAINING, DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING, DMI-PROHIBITED, DMI-PROHIBITED-SEECONSTRAINT)"
+    )]
+    UnknownDataMining(String),
+    /// `DMI-PROHIBITED-SEECONSTRAINT` without `other_constraints`.
+    #[error(
+        "stamp.data_mining = \"DMI-PROHIBITED-SEECONSTRAINT\" requires stamp.other_constraints"
+    )]
+    MissingOtherConstraints,
+    /// A text value holds a character XML 1.0 cannot carry, or is empty.
+    #[error("stamp.{field} = {value:?} is empty or holds a control character XML cannot carry")]
+    InvalidText {
+        /// The config key.
+        field: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// `web_statement` is not an absolute http(s) URL.
+    #[error("stamp.web_statement = {0:?} is not an absolute http:// or https:// URL")]
+    InvalidWebStatement(String),
+    /// `max_header_bytes` is too small to hold any image header.
+    #[error("stamp.max_header_bytes = {0} is below the minimum of 64")]
+    MaxHeaderTooSmall(usize),
+    /// The XMP packet built from the config does not fit a JPEG APP1 segment.
+    #[error("the XMP packet built from stamp.* is {0} bytes, over the limit of 65502")]
+    PacketTooLarge(usize),
+}
+
+// === impl Stamp ===
+
+/// A compiled [`StampConfig`]: the XMP packet, prebuilt per container, and the scrub options.
+///
+/// Build it once (at startup or reload) and share it behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub(crate) xmp: bool,
+    pub(crate) packet: Bytes,
+    pub(crate) jpeg_segment: Bytes,
+    pub(crate) png_chunk: Bytes,
+    pub(crate) webp_chunk: Bytes,
+    /// ` plus:DataMining="…"` plus its namespace, for merging into an existing packet.
+    pub(crate) merge_attrs: Option<Bytes>,
+    pub(crate) scrub: exif::ScrubOptions,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) etag_suffix: String,
+}
+
+impl Stamp {
+    /// Validates `config` and prebuilds everything the hot path writes.
+    pub fn compile(config: &StampConfig) -> Result<Stamp, StampError> {
+        if config.max_header_bytes < 64 {
+            return Err(StampError::MaxHeaderTooSmall(config.max_header_bytes));
+        }
+        let packet = xmp::build_packet(config)?;
+        if packet.len() > MAX_PACKET_BYTES {
+            return Err(StampError::PacketTooLarge(packet.len()));
+        }
+        let token = xmp::data_mining_token(&config.data_mining)?;
+        let merge_attrs = (token != "DMI-PROHIBITED-SEECONSTRAINT").then(|| {
+            Bytes::from(format!(
+                " xmlns:plus=\"{}\" plus:DataMining=\"{DATA_MINING_VOCABULARY_URI}{token}\"",
+                xmp::PLUS_NS
+            ))
+        });
+        let jpeg_segment = jpeg::xmp_segment(&packet);
+        let png_chunk = png::xmp_chunk(&packet);
+        let webp_chunk = webp::xmp_chunk(&packet);
+        let scrub = exif::ScrubOptions {
+            gps: config.scrub_gps,
+            serials: config.scrub_serials,
+        };
+        let etag_suffix = format!(
+            "-lc{:08x}",
+            fnv1a(&[
+                &packet[..],
+                &[
+                    config.xmp as u8,
+                    config.scrub_gps as u8,
+                    config.scrub_serials as u8
+                ],
+            ])
+        );
+        Ok(Stamp {
+            xmp: config.xmp,
+            packet: Bytes::from(packet),
+            jpeg_segment,
+            png_chunk,
+            webp_chunk,
+            merge_attrs,
+            scrub,
+            max_header_bytes: config.max_header_bytes,
+            etag_suffix,
+        })
+    }
+
+    /// The XMP packet this stamp writes (UTF-8, `<?xpacket …?>` wrapped).
+    pub fn packet(&self) -> &[u8] {
+        &self.packet
+    }
+
+    /// The suffix added inside a strong `ETag` of a stamped response, e.g. `-lc1a2b3c4d`.
+    ///
+    /// It encodes the packet and the scrub options, so a config change changes the tag.
+    pub fn etag_suffix(&self) -> &str {
+        &self.etag_suffix
+    }
+
+    /// Removes this stamp's ETag suffix from `If-None-Match` and `If-Match` (not `If-Range`),
+    /// so the inner service can match the tags it issued. Returns whether any tag had it:
+    /// then a `304` from the inner service should go back through [`Stamp::mark_etag`].
+    pub fn strip_conditional(&self, headers: &mut http::HeaderMap) -> bool {
+        use http::header::{IF_MATCH, IF_NONE_MATCH};
+        let needle = format!("{}\"", self.etag_suffix);
+        let mut found = false;
+        // If-Range is left alone: a stamped tag must not match the inner service's tag there,
+        // or a resumed download would splice unstamped bytes onto stamped ones. Unmatched, the
+        // inner service answers with the whole (stamped) image instead.
+        for name in [IF_NONE_MATCH, IF_MATCH] {
+            let values: Vec<http::HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+            if !values.iter().any(|v| {
+                v.as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            }) {
+                continue;
+            }
+            headers.remove(&name);
+            for v in values {
+                let stripped = v
+                    .to_str()
+                    .ok()
+                    .map(|s| s.replace(&needle, "\""))
+                    .and_then(|s| http::HeaderValue::from_str(&s).ok())
+                    .unwrap_or(v);
+                headers.append(&name, stripped);
+            }
+            found = true;
+        }
+        found
+    }
+
+    /// Adds this stamp's suffix to a strong `ETag` (as on a stamped `200`), for a `304`
+    /// answering a request whose tag [`Stamp::strip_conditional`] stripped.
+    pub fn mark_etag(&self, headers: &mut http::HeaderMap) {
+        if let Some(tag) = headers.get(http::header::ETAG)
+            && let Some(new) = body::stamped_etag(tag, &self.etag_suffix)
+        {
+            headers.insert(http::header::ETAG, new);
+        }
+    }
+
+    /// Whether this stamp changes anything (XMP or a scrub is on).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled()
+    }
+
+    fn enabled(&self) -> bool {
+        self.xmp || self.scrub.gps || self.scrub.serials
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for part in parts {
+        for &b in *part {
+            hash ^= u32::from(b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    }
+    hash
+}
+
+// === impl Format ===
+
+/// An image container the stamper understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// JPEG (JFIF or Exif).
+    Jpeg,
+    /// PNG (and APNG).
+    Png,
+    /// WebP (simple lossy, lossless, or extended).
+    Webp,
+}
+
+impl Format {
+    /// Recognises a format from the first bytes of a file (3 for JPEG, 8 for PNG, 12 for
+    /// WebP). Returns `None` when there are too few bytes or they match nothing.
+    pub fn sniff(head: &[u8]) -> Option<Format> {
+        if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Format::Jpeg)
+        } else if head.starts_with(png::SIGNATURE) {
+            Some(Format::Png)
+        } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+            Some(Format::Webp)
+        } else {
+            None
+        }
+    }
+
+    /// The candidate format for a `Content-Type` value (parameters and case ignored).
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("image/jpeg")
+            || essence.eq_ignore_ascii_case("image/jpg")
+            || essence.eq_ignore_ascii_case("image/pjpeg")
+        {
+            Some(Format::Jpeg)
+        } else if essence.eq_ignore_ascii_case("image/png")
+            || essence.eq_ignore_ascii_case("image/apng")
+        {
+            Some(Format::Png)
+        } else if essence.eq_ignore_ascii_case("image/webp") {
+            Some(Format::Webp)
+        } else {
+            None
+        }
+    }
+
+    /// The candidate format for a URL path or file name, by extension (case ignored).
+    pub fn from_path(path: &str) -> Option<Format> {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let name = path.rsplit('/').next().unwrap_or("");
+        let (_, ext) = name.rsplit_once('.')?;
+        match ext.to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" | "jpe" | "jfif" => Some(Format::Jpeg),
+            "png" | "apng" => Some(Format::Png),
+            "webp" => Some(Format::Webp),
+            _ => None,
+        }
+    }
+}
+
+// === impl StampOutcome ===
+
+/// What happened to one response; put on the response extensions for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StampOutcome {
+    /// XMP was added or merged; no location or serial data was removed.
+    Stamped,
+    /// Location or serial data was removed (or, for WebP, the scrub was armed); no XMP added.
+    Scrubbed,
+    /// Both of the above.
+    Both,
+    /// The body was passed through byte-identical.
+    PassedThrough(PassReason),
+}
+
+/// Why a response was passed through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PassReason {
+    /// The config turns off both stamping and scrubbing.
+    Disabled,
+    /// The status is not `200 OK`.
+    Status,
+    /// A `Content-Encoding` other than `identity` is present.
+    ContentEncoding,
+    /// A `Content-Range` is present.
+    ContentRange,
+    /// The `Content-Type` is not an image format we stamp.
+    ContentType,
+    /// The bytes are not JPEG, PNG or WebP.
+    UnknownFormat,
+    /// The header is malformed or its bounds do not add up.
+    Malformed,
+    /// The body ended (or failed) before the header was complete.
+    Truncated,
+    /// The header is larger than `max_header_bytes`.
+    HeaderTooLarge,
+    /// The image already carries what we would add, and there is nothing to scrub.
+    NothingToDo,
+}
+
+impl fmt::Display for PassReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PassReason::Disabled => "disabled",
+            PassReason::Status => "status",
+            PassReason::ContentEncoding => "content-encoding",
+            PassReason::ContentRange => "content-range",
+            PassReason::ContentType => "content-type",
+            PassReason::UnknownFormat => "unknown-format",
+            PassReason::Malformed => "malformed",
+            PassReason::Truncated => "truncated",
+            PassReason::HeaderTooLarge => "header-too-large",
+            PassReason::NothingToDo => "nothing-to-do",
+        })
+    }
+}
+
+impl StampOutcome {
+    pub(crate) fn from_flags(stamped: bool, scrubbed: bool) -> StampOutcome {
+        match (stamped, scrubbed) {
+            (true, true) => StampOutcome::Both,
+            (true, false) => StampOutcome::Stamped,
+            (false, true) => StampOutcome::Scrubbed,
+            (false, false) => StampOutcome::PassedThrough(PassReason::NothingToDo),
+        }
+    }
+
+    /// Whether the output bytes may differ from the input.
+    pub fn is_modified(&self) -> bool {
+        !matches!(self, StampOutcome::PassedThrough(_))
+    }
+}
+
+// === impl Stamper ===
+
+/// One step of a format's header parser, run over everything buffered so far.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Call again once at least this many bytes are buffered.
+    NeedMore(usize),
+    /// Pass the whole image through untouched.
+    Pass(PassReason),
+    /// Rewrite the header.
+    Plan(Plan),
+}
+
+/// A header rewrite: original bytes `[0, consumed)` become `head`; the rest of the stream
+/// passes through, or through `walker` when one is given.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) consumed: usize,
+    pub(crate) head: Vec<u8>,
+    /// Bytes the walker appends (the WebP XMP chunk), counted in `added`.
+    pub(crate) added: u64,
+    pub(crate) walker: Option<Walker>,
+    pub(crate) stamped: bool,
+    pub(crate) scrubbed: bool,
+}
+
+/// What the stamper decided once the header was read.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    /// Bytes to send first (the rewritten header and whatever else was buffered).
+    pub(crate) head: Vec<Bytes>,
+    /// How many bytes the output has beyond the input.
+    pub(crate) added: u64,
+    /// The rest of the stream goes through this, if any.
+    pub(crate) walker: Option<Walker>,
+    pub(crate) outcome: StampOutcome,
+}
+
+/// The push-based front of the stamper: feed it body chunks until it decides.
+#[derive(Debug)]
+pub(crate) struct Stamper {
+    expected_len: Option<u64>,
+    buf: BytesMut,
+    need: usize,
+}
+
+impl Stamper {
+    pub(crate) fn new(expected_len: Option<u64>) -> Self {
+        Stamper {
+            expected_len,
+            buf: BytesMut::new(),
+            need: 1,
+        }
+    }
+
+    /// Feeds one chunk; returns the decision once there is one.
+    pub(crate) fn push(&mut self, stamp: &Stamp, chunk: Bytes) -> Option<Decision> {
+        if chunk.is_empty() {
+            return None;
+        }
+        if self.buf.is_empty() && chunk.len() >= self.need {
+            // Common case: the first frame holds the whole header; parse it without a copy.
+            match self.step(stamp, &chunk) {
+                Step::NeedMore(n) => self.need = n,
+                step => return Some(decide_on(step, chunk)),
+            }
+            self.buf.extend_from_slice(&chunk);
+            return self.check_limit(stamp);
+        }
+        self.buf.extend_from_slice(&chunk);
+        if self.buf.len() < self.need {
+            return self.check_limit(stamp);
+        }
+        match self.step(stamp, &self.buf) {
+            Step::NeedMore(n) => {
+                self.need = n;
+                self.check_limit(stamp)
+            }
+            step => {
+                let all = std::mem::take(&mut self.buf).freeze();
+                Some(decide_on(step, all))
+            }
+        }
+    }
+
+    /// The body ended before a decision: pass what was buffered.
+    pub(crate) fn finish(&mut self) -> Decision {
+        let reason = if self.buf.len() >= 12 && Format::sniff(&self.buf).is_none() {
+            PassReason::UnknownFormat
+        } else {
+            PassReason::Truncated
+        };
+        let all = std::mem::take(&mut self.buf).freeze();
+        pass(all, reason)
+    }
+
+    fn check_limit(&mut self, stamp: &Stamp) -> Option<Decision> {
+        if self.need > stamp.max_header_bytes || self.buf.len() > stamp.max_header_bytes {
+            let all = std::mem::take(&mut self.buf).freeze();
+            Some(pass(all, PassReason::HeaderTooLarge))
+        } else {
+            None
+        }
+    }
+
+    fn step(&self, stamp: &Stamp, data: &[u8]) -> Step {
+        if data.len() < 12 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            // Twelve bytes sniff any format; until then, keep going while a magic still fits.
+            let fits = |magic: &[u8]| {
+                let n = data.len().min(magic.len());
+                data[..n] == magic[..n]
+            };
+            if fits(&[0xFF, 0xD8, 0xFF]) || fits(png::SIGNATURE) || fits(b"RIFF") {
+                return Step::NeedMore(12);
+            }
+            return Step::Pass(PassReason::UnknownFormat);
+        }
+        match Format::sniff(data) {
+            Some(Format::Jpeg) => jpeg::plan(data, stamp),
+            Some(Format::Png) => png::plan(data, stamp),
+            Some(Format::Webp) => webp::plan(data, stamp, self.expected_len),
+            None => Step::Pass(PassReason::UnknownFormat),
+        }
+    }
+}
+
+fn decide_on(step: Step, all: Bytes) -> Decision {
+    match step {
+        Step::NeedMore(_) => pass(all, PassReason::Truncated),
+        Step::Pass(reason) => pass(all, reason),
+        Step::Plan(plan) => {
+            if !plan.stamped && !plan.scrubbed {
+                return pass(all, PassReason::NothingToDo);
+            }
+            let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
+                return pass(all, PassReason::Malformed);
+            };
+            let head_len = plan.head.len() as u64;
+            let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
+            let mut walker = plan.walker;
+            let mut head = vec![Bytes::from(plan.head)];
+            match walker.as_mut() {
+                Some(w) => w.push(rest, &mut head),
+                None if rest.is_empty() => {}
+                None => head.push(rest),
+            }
+            Decision {
+                head,
+                added,
+                walker,
+                outcome: StampOutcome::from_flags(plan.stamped, plan.scrubbed),
+            }
+        }
+    }
+}
+
+fn pass(all: Bytes, reason: PassReason) -> Decision {
+    Decision {
+        head: if all.is_empty() {
+            Vec::new()
+        } else {
+            vec![all]
+        },
+        added: 0,
+        walker: None,
+        outcome: StampOutcome::PassedThrough(reason),
+    }
+}
+
+/// Stamps a whole in-memory image; returns the output and what happened.
+///
+/// The same code path as [`stamp_response`], for callers that already hold the bytes
+/// (static file caches, tools).
+pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
+    if !stamp.enabled() {
+        return (
+            input.to_vec(),
+            StampOutcome::PassedThrough(PassReason::Disabled),
+        );
+    }
+    let mut stamper = Stamper::new(Some(input.len() as u64));
+    let decision = stamper
+        .push(stamp, Bytes::copy_from_slice(input))
+        .unwrap_or_else(|| stamper.finish());
+    let mut out = Vec::with_capacity(input.len() + decision.added as usize);
+    for b in &decision.head {
+        out.extend_from_slice(b);
+    }
+    if let Some(mut walker) = decision.walker {
+        let mut tail = Vec::new();
+        walker.finish(&mut tail);
+        for b in &tail {
+            out.extend_from_slice(b);
+        }
+    }
+    (out, decision.outcome)
+}
+
+/// Bounds-checked big-endian and little-endian reads shared by the format parsers.
+pub(crate) mod read {
+    pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_be_bytes(
+            b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+        ))
+    }
+    pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(
+            b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    }
+    pub(crate) fn le16(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_le_bytes(
+            b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+        ))
+    }
+    pub(crate) fn le32(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(
+            b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_compiles_and_names_bad_values() {
+        let stamp = Stamp::compile(&StampConfig::default()).unwrap();
+        assert!(stamp.etag_suffix().starts_with("-lc"));
+        let bad = StampConfig {
+            data_mining: "DMI-NOPE".into(),
+            ..StampConfig::default()
+        };
+        let err = Stamp::compile(&bad).unwrap_err();
+        assert!(err.to_string().contains("DMI-NOPE"), "{err}");
+        let see = StampConfig {
+            data_mining: "DMI-PROHIBITED-SEECONSTRAINT".into(),
+            ..StampConfig::default()
+        };
+        assert_eq!(
+            Stamp::compile(&see).unwrap_err(),
+            StampError::MissingOtherConstraints
+        );
+        let ctl = StampConfig {
+            credit: Some("a\u{1}b".into()),
+            ..StampConfig::default()
+        };
+        assert!(
+            Stamp::compile(&ctl)
+                .unwrap_err()
+                .to_string()
+                .contains("stamp.credit")
+        );
+        let url = StampConfig {
+            web_statement: Some("example.com/terms".into()),
+            ..StampConfig::default()
+        };
+        assert!(matches!(
+            Stamp::compile(&url),
+            Err(StampError::InvalidWebStatement(_))
+        ));
+    }
+
+    #[test]
+    fn etag_suffix_tracks_config() {
+        let a = Stamp::compile(&StampConfig::default()).unwrap();
+        let b = Stamp::compile(&StampConfig {
+            scrub_serials: true,
+            ..StampConfig::default()
+        })
+        .unwrap();
+        assert_ne!(a.etag_suffix(), b.etag_suffix());
+    }
+
+    #[test]
+    fn conditional_tags_round_trip() {
+        let stamp = Stamp::compile(&StampConfig::default()).unwrap();
+        let mut req = http::HeaderMap::new();
+        let tag = format!("\"v1{}\", W/\"v0\"", stamp.etag_suffix());
+        req.insert(http::header::IF_NONE_MATCH, tag.parse().unwrap());
+        assert!(stamp.strip_conditional(&mut req));
+        assert_eq!(req[http::header::IF_NONE_MATCH], "\"v1\", W/\"v0\"");
+        assert!(!stamp.strip_conditional(&mut req));
+        let mut res = http::HeaderMap::new();
+        res.insert(http::header::ETAG, "\"v1\"".parse().unwrap());
+        stamp.mark_etag(&mut res);
+        assert_eq!(
+            res[http::header::ETAG],
+            format!("\"v1{}\"", stamp.etag_suffix()).as_str()
+        );
+    }
+
+    #[test]
+    fn sniff_and_hints() {
+        assert_eq!(Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(Format::Jpeg));
+        assert_eq!(Format::sniff(png::SIGNATURE), Some(Format::Png));
+        assert_eq!(Format::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Format::Webp));
+        assert_eq!(Format::sniff(b"RIFF\0\0\0\0WAVE"), None);
+        assert_eq!(Format::sniff(b"GIF89a"), None);
+        assert_eq!(
+            Format::from_content_type("Image/JPEG; q=1"),
+            Some(Format::Jpeg)
+        );
+        assert_eq!(Format::from_content_type("image/gif"), None);
+        assert_eq!(Format::from_path("/a/b/Photo.JPG?x=1"), Some(Format::Jpeg));
+        assert_eq!(Format::from_path("/a.webp"), Some(Format::Webp));
+        assert_eq!(Format::from_path("/png"), None);
+    }
+
+    #[test]
+    fn unknown_bytes_pass_early() {
+        let stamp = Stamp::compile(&StampConfig::default()).unwrap();
+        let mut s = Stamper::new(None);
+        let d = s.push(&stamp, Bytes::from_static(b"<html>")).unwrap();
+        assert_eq!(
+            d.outcome,
+            StampOutcome::PassedThrough(PassReason::UnknownFormat)
+        );
+        assert_eq!(d.head, vec![Bytes::from_static(b"<html>")]);
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
+        let c: StampConfig = serde_json::from_str(r#"{"scrub_serials": true}"#).unwrap();
+        assert!(c.xmp && c.scrub_gps && c.scrub_serials);
+        assert!(serde_json::from_str::<StampConfig>(r#"{"scrub_gpx": true}"#).is_err());
+    }
+}
