@@ -1,7 +1,6 @@
 //! The layer declares the reservation on the way out: documents answered before the app,
 //! opt-out headers on images and pages, XMP stamped into images, meta tags in HTML.
 
-#[allow(dead_code)]
 mod stamp_support;
 
 use std::convert::Infallible;
