@@ -29,6 +29,7 @@ pub mod client;
 pub mod layer;
 pub mod policy;
 pub mod signals;
+pub mod simulate;
 pub mod verdict;
 
 pub use client::{ClientId, PeerAddr, Tls};
