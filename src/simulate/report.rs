@@ -5,7 +5,7 @@
 //! A session is **stopped** when the target refused it at least once (a blocked or throttled
 //! status), or when it obtained no image while robots.txt or `X-Robots-Tag` kept it off some.
 //! A human session is **hindered** when it was refused, timed out, or missed an image it asked
-//! for. Precision is stopped scraper sessions over every session stopped or hindered; recall is
+//! for. (robots.txt keeping a crawler off pages counts as keeping it off.) Precision is stopped scraper sessions over every session stopped or hindered; recall is
 //! stopped scraper sessions over scraper sessions.
 //!
 //! ```

@@ -405,6 +405,8 @@ struct SessionLog {
     blocked: u64,
     refused: bool,
     failed: bool,
+    /// robots.txt or `X-Robots-Tag` kept it off something.
+    kept_off: bool,
     addresses: HashSet<IpAddr>,
 }
 
@@ -592,6 +594,7 @@ impl Session {
                 break;
             }
             if !allowed(&robots, &path) {
+                self.log.kept_off = true;
                 continue;
             }
             if visited > 0 && !delay.is_zero() {
@@ -654,6 +657,7 @@ impl Session {
                 }
                 if !allowed(&robots, &image) {
                     self.log.skipped_by_robots += 1;
+                    self.log.kept_off = true;
                     continue;
                 }
                 all_images.push(image.clone());
@@ -949,7 +953,7 @@ impl Session {
             *totals.statuses.entry(status).or_default() += count;
         }
         totals.latencies.extend(log.latencies);
-        let kept_off = log.opted_out + log.skipped_by_robots > 0;
+        let kept_off = log.kept_off || log.opted_out > 0;
         if log.refused || (kept_off && log.images_obtained.is_empty()) {
             totals.stopped += 1;
         }
