@@ -846,7 +846,14 @@ impl Session {
         }
         if shared.forward_addresses {
             let address = IpAddr::V4(self.next_address());
-            self.log.addresses.insert(address);
+            // Rotating profiles are counted from the rotation counter: a flood's million
+            // addresses are not kept in a set.
+            if matches!(
+                self.run.settings.rotate,
+                Rotation::PerSession | Rotation::Shared
+            ) {
+                self.log.addresses.insert(address);
+            }
             builder = builder.header("x-forwarded-for", address.to_string());
         }
         builder.body(Empty::new()).ok()
