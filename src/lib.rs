@@ -30,6 +30,7 @@ pub mod documents;
 pub mod layer;
 pub mod policy;
 pub mod signals;
+pub mod simulate;
 pub mod stamp;
 pub mod verdict;
 

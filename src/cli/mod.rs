@@ -4,6 +4,7 @@
 mod check;
 mod explain;
 mod replay;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Replay(replay::Args),
     /// Validate a policy file and print a short summary.
     CheckConfig(check::Args),
+    /// Play humans and crawlers against a site and report what got through.
+    Simulate(simulate::Args),
 }
 
 /// Parses the process arguments and runs the command.
@@ -41,6 +44,7 @@ pub fn run() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Replay(args) => replay::run(args),
         Command::CheckConfig(args) => check::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1149 @@
+//! The load generator: a survey of the site, then every profile's sessions side by side, each
+//! with its own pooled hyper client (its own connections, as a browser or a crawler has),
+//! under one gate that bounds the whole run in time, in requests and in requests in flight.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use super::Target;
+use super::discovery::{Robots, ScannedPage, is_image_path, resolve, scan_html};
+use super::profile::{Identity, ImageChoice, ProfileKind, ProfileSettings, Rotation, Strategy};
+use super::report::{ProfileReport, Report, percentile_ms};
+use super::scenario::{MAX_ROTATING_ADDRESSES, Scenario};
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Pages are read up to this size; images are counted, not kept.
+const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// Runs `scenario` against `target`. `urls`, when given, replaces the survey: its image URLs
+/// are what the dataset builder fetches and what counts as available.
+pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<String>>) -> Report {
+    let started = Instant::now();
+    let deadline = started + scenario.duration;
+    let site_host = scenario
+        .host
+        .clone()
+        .unwrap_or_else(|| target.authority().to_owned());
+    let visible_scheme = scenario
+        .forwarded_proto
+        .clone()
+        .unwrap_or_else(|| target.scheme().to_owned());
+    let secure = visible_scheme == "https" || is_localhost_name(&site_host);
+    let shared = Arc::new(Shared {
+        base_uri: format!("http://{}", target.addr()),
+        host: HeaderValue::from_str(&site_host).unwrap_or(HeaderValue::from_static("localhost")),
+        origin: format!("{visible_scheme}://{site_host}"),
+        site_scheme: visible_scheme.clone(),
+        site_host,
+        secure,
+        forwarded_proto: scenario
+            .forwarded_proto
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok()),
+        forward_addresses: scenario.forward_addresses,
+        gate: Gate {
+            deadline,
+            remaining: AtomicU64::new(scenario.max_requests),
+            in_flight: Semaphore::new(scenario.concurrency),
+        },
+        request_timeout: scenario.request_timeout,
+        blocked: scenario.blocked_statuses.clone(),
+        throttled: scenario.throttled_statuses.clone(),
+        start: scenario.start.clone(),
+        sessions_started: AtomicU32::new(0),
+        subnets_started: AtomicU32::new(0),
+        undecodable: AtomicU64::new(0),
+        site: Mutex::new(SiteMap::default()),
+    });
+
+    let mut report = Report::empty(target.url());
+    report.scenario = scenario.name.clone();
+
+    // The survey: what the site offers (or the URL list, when given).
+    let site = match urls {
+        Some(list) => {
+            let mut map = SiteMap::default();
+            for url in list {
+                let Some(path) = resolve("/", &url, &shared.site_scheme, &shared.site_host) else {
+                    report
+                        .notes
+                        .push(format!("URL list: {url} is not on the target; skipped"));
+                    continue;
+                };
+                if is_image_path(&path) {
+                    map.images.push(path);
+                } else {
+                    map.pages.push(path);
+                }
+            }
+            map.images.dedup();
+            map
+        }
+        None => {
+            let survey = Arc::new(ProfileRun::new(
+                survey_settings(scenario.max_pages),
+                usize::MAX,
+                &shared,
+            ));
+            let mut session = Session::new(&shared, &survey, 0, scenario.seed, &[SURVEYOR]);
+            session.crawl(false).await;
+            report.survey_requests = session.log.requests;
+            if session.log.refused {
+                report.notes.push(
+                    "the survey was refused at least once: images available may be undercounted"
+                        .into(),
+                );
+            }
+            session.site
+        }
+    };
+    report.images_available = site.images.len() as u64;
+    report.pages_surveyed = site.pages.len() as u64;
+    *shared.site.lock().expect("site lock") = site;
+
+    // Every profile's sessions, side by side.
+    let runs: Vec<Arc<ProfileRun>> = scenario
+        .profiles
+        .iter()
+        .enumerate()
+        .map(|(index, settings)| Arc::new(ProfileRun::new(settings.clone(), index, &shared)))
+        .collect();
+    let mut tasks = JoinSet::new();
+    for run in &runs {
+        for session_index in 0..run.settings.sessions {
+            let shared = shared.clone();
+            let run = run.clone();
+            let seed = scenario
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((run.index as u64) << 32 | u64::from(session_index));
+            tasks.spawn(async move {
+                let identities = run.settings.kind.identities();
+                let mut session = Session::new(&shared, &run, session_index, seed, identities);
+                session.play().await;
+                session.finish();
+            });
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            report.notes.push(format!("a session failed: {error}"));
+        }
+    }
+
+    report.elapsed = started.elapsed();
+    let mut total = report.survey_requests;
+    for run in &runs {
+        let profile = run.report();
+        total += profile.requests;
+        report.profiles.push(profile);
+    }
+    report.requests_per_s = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    let undecodable = shared.undecodable.load(Ordering::Relaxed);
+    if undecodable > 0 {
+        report.notes.push(format!(
+            "{undecodable} pages came with a Content-Encoding the simulator cannot decode (br or zstd); their links were not followed"
+        ));
+    }
+    report.compute_detection();
+    report
+}
+
+fn survey_settings(max_pages: usize) -> ProfileSettings {
+    ProfileSettings {
+        pages: max_pages,
+        concurrency: 1,
+        give_up_after: 5,
+        ..ProfileKind::Human.defaults()
+    }
+}
+
+/// The survey reads pages as a plain Firefox would.
+const SURVEYOR: Identity = Identity {
+    user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
+    robots_token: "Firefox",
+    document: &[
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-GB,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate"),
+    ],
+    image: &[],
+    fetch_metadata: true,
+    client_hints: &[],
+};
+
+fn is_localhost_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.starts_with("127.") || name == "::1"
+}
+
+// === impl Gate ===
+
+/// Bounds the whole run: a deadline, a request budget, and requests in flight.
+struct Gate {
+    deadline: Instant,
+    remaining: AtomicU64,
+    in_flight: Semaphore,
+}
+
+impl Gate {
+    /// A ticket for one request, or `None` once the run's time or request budget is spent.
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if Instant::now() >= self.deadline {
+            return None;
+        }
+        self.remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            .ok()?;
+        timeout_at(self.deadline, self.in_flight.acquire())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    fn closed(&self) -> bool {
+        Instant::now() >= self.deadline || self.remaining.load(Ordering::Acquire) == 0
+    }
+}
+
+struct Shared {
+    /// `http://ADDR:PORT`: connections go to the address resolved and checked once.
+    base_uri: String,
+    host: HeaderValue,
+    /// `scheme://host` as a browser on the site sees it (for Referer).
+    origin: String,
+    site_scheme: String,
+    site_host: String,
+    secure: bool,
+    forwarded_proto: Option<HeaderValue>,
+    forward_addresses: bool,
+    gate: Gate,
+    request_timeout: Duration,
+    blocked: Vec<u16>,
+    throttled: Vec<u16>,
+    start: String,
+    sessions_started: AtomicU32,
+    subnets_started: AtomicU32,
+    undecodable: AtomicU64,
+    site: Mutex<SiteMap>,
+}
+
+/// What the survey found: pages and every image URL (all srcset candidates).
+#[derive(Clone, Debug, Default)]
+struct SiteMap {
+    pages: Vec<String>,
+    images: Vec<String>,
+}
+
+// === impl ProfileRun ===
+
+/// One profile's settings and the counters its sessions share.
+struct ProfileRun {
+    settings: ProfileSettings,
+    index: usize,
+    /// Responses so far, across sessions (numbers `first_stop_at`).
+    ordinal: AtomicU64,
+    first_stop: AtomicU64,
+    rotation: AtomicU64,
+    shared_address: Ipv4Addr,
+    totals: Mutex<Totals>,
+}
+
+#[derive(Default)]
+struct Totals {
+    sessions: u32,
+    requests: u64,
+    images_requested: u64,
+    images_obtained: u64,
+    opted_out: u64,
+    skipped_by_robots: u64,
+    throttled: u64,
+    blocked: u64,
+    statuses: BTreeMap<String, u64>,
+    latencies: Vec<u32>,
+    stopped: u32,
+    hindered: u32,
+    addresses: HashSet<IpAddr>,
+    rotated: bool,
+}
+
+impl ProfileRun {
+    fn new(settings: ProfileSettings, index: usize, shared: &Shared) -> ProfileRun {
+        let shared_address =
+            session_address(shared.sessions_started.fetch_add(1, Ordering::Relaxed));
+        ProfileRun {
+            settings,
+            index,
+            ordinal: AtomicU64::new(0),
+            first_stop: AtomicU64::new(u64::MAX),
+            rotation: AtomicU64::new(0),
+            shared_address,
+            totals: Mutex::new(Totals::default()),
+        }
+    }
+
+    fn report(&self) -> ProfileReport {
+        let mut totals = self.totals.lock().expect("totals lock");
+        totals.latencies.sort_unstable();
+        let first_stop = self.first_stop.load(Ordering::Acquire);
+        let addresses = if totals.rotated {
+            self.rotation
+                .load(Ordering::Acquire)
+                .min(u64::from(self.settings.addresses))
+        } else {
+            totals.addresses.len() as u64
+        };
+        ProfileReport {
+            profile: self.settings.kind,
+            sessions: totals.sessions,
+            requests: totals.requests,
+            images_requested: totals.images_requested,
+            images_obtained: totals.images_obtained,
+            images_opted_out: totals.opted_out,
+            images_skipped_by_robots: totals.skipped_by_robots,
+            throttled: totals.throttled,
+            blocked: totals.blocked,
+            first_stop_at: (first_stop != u64::MAX).then_some(first_stop),
+            p50_ms: percentile_ms(&totals.latencies, 0.5),
+            p99_ms: percentile_ms(&totals.latencies, 0.99),
+            statuses: std::mem::take(&mut totals.statuses),
+            sessions_stopped: totals.stopped,
+            sessions_hindered: totals.hindered,
+            addresses,
+        }
+    }
+}
+
+/// The `n`th session's own address, in 198.18.0.0/15 (the benchmarking range).
+fn session_address(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)).wrapping_add(n % 131_000))
+}
+
+/// An address inside Google's published Googlebot ranges (for the search-engine profile).
+fn googlebot_address(n: u32) -> Option<Ipv4Addr> {
+    let (_, text) = crate::catalog::ranges::EMBEDDED_RANGES
+        .iter()
+        .find(|(name, _)| *name == "googlebot")?;
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    let prefix = json["prefixes"]
+        .as_array()?
+        .iter()
+        .find_map(|p| p["ipv4Prefix"].as_str())?;
+    let network: ipnet::Ipv4Net = prefix.parse().ok()?;
+    let hosts = (1u32 << (32 - network.prefix_len()))
+        .saturating_sub(2)
+        .max(1);
+    Some(Ipv4Addr::from(u32::from(network.network()) + 1 + n % hosts))
+}
+
+// === impl Session ===
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Robots,
+    /// A page; `navigated` is false for the first page of a session (typed or bookmarked).
+    Document {
+        navigated: bool,
+    },
+    Image,
+}
+
+enum Outcome {
+    /// The run's bounds refused a ticket.
+    NotSent,
+    /// Still in flight when the run's time ran out.
+    Cut,
+    Timeout,
+    Error,
+    Status(u16),
+}
+
+struct Fetched {
+    path: String,
+    kind: Kind,
+    outcome: Outcome,
+    elapsed: Duration,
+    body: Option<Bytes>,
+    /// The body arrived whole.
+    complete: bool,
+    x_robots_tag: Vec<String>,
+    content_encoding: Option<String>,
+}
+
+#[derive(Default)]
+struct SessionLog {
+    requests: u64,
+    statuses: BTreeMap<String, u64>,
+    latencies: Vec<u32>,
+    images_requested: HashSet<String>,
+    images_obtained: HashSet<String>,
+    opted_out: u64,
+    skipped_by_robots: u64,
+    throttled: u64,
+    blocked: u64,
+    refused: bool,
+    failed: bool,
+    /// robots.txt or `X-Robots-Tag` kept it off something.
+    kept_off: bool,
+    addresses: HashSet<IpAddr>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    run: Arc<ProfileRun>,
+    index: u32,
+    identity: &'static Identity,
+    user_agent: HeaderValue,
+    extra: Vec<(HeaderName, HeaderValue)>,
+    client: HttpClient,
+    address: Ipv4Addr,
+    subnet: u32,
+    rng: fastrand::Rng,
+    log: SessionLog,
+    sent: u64,
+    refusals_in_row: u32,
+    done: bool,
+    /// What this session found (the survey's result).
+    site: SiteMap,
+}
+
+impl Session {
+    fn new(
+        shared: &Arc<Shared>,
+        run: &Arc<ProfileRun>,
+        index: u32,
+        seed: u64,
+        identities: &'static [Identity],
+    ) -> Session {
+        let settings = &run.settings;
+        let identity = &identities[index as usize % identities.len()];
+        let user_agent = settings
+            .user_agent
+            .as_deref()
+            .and_then(|ua| HeaderValue::from_str(ua).ok())
+            .unwrap_or(HeaderValue::from_static(identity.user_agent));
+        let extra = settings
+            .headers
+            .iter()
+            .filter_map(|(n, v)| {
+                Some((
+                    HeaderName::from_bytes(n.as_bytes()).ok()?,
+                    HeaderValue::from_str(v).ok()?,
+                ))
+            })
+            .collect();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(shared.request_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(settings.concurrency)
+            .build(connector);
+        let n = shared.sessions_started.fetch_add(1, Ordering::Relaxed);
+        let address = match (settings.kind, settings.rotate) {
+            (_, Rotation::Shared) => run.shared_address,
+            (ProfileKind::SearchEngine, _) => {
+                googlebot_address(index).unwrap_or(session_address(n))
+            }
+            _ => session_address(n),
+        };
+        Session {
+            shared: shared.clone(),
+            run: run.clone(),
+            index,
+            identity,
+            user_agent,
+            extra,
+            client,
+            address,
+            subnet: shared.subnets_started.fetch_add(1, Ordering::Relaxed) % 256,
+            rng: fastrand::Rng::with_seed(seed),
+            log: SessionLog::default(),
+            sent: 0,
+            refusals_in_row: 0,
+            done: false,
+            site: SiteMap::default(),
+        }
+    }
+}
+
+impl Session {
+    async fn play(&mut self) {
+        match self.run.settings.kind.strategy() {
+            Strategy::Browse => self.browse().await,
+            Strategy::Crawl => self.crawl(true).await,
+            Strategy::List => self.fetch_list().await,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.done
+            || self.shared.gate.closed()
+            || (self.run.settings.max_requests > 0 && self.sent >= self.run.settings.max_requests)
+    }
+
+    /// A person: a page, its images as the browser picks them, a pause, a link.
+    async fn browse(&mut self) {
+        let mut path = self.shared.start.clone();
+        let mut referer: Option<String> = None;
+        let mut cache: HashSet<String> = HashSet::new();
+        for _ in 0..self.run.settings.pages {
+            if self.stopped() {
+                break;
+            }
+            let kind = Kind::Document {
+                navigated: referer.is_some(),
+            };
+            let Some(page) = self.fetch_page(&path, kind, referer.clone()).await else {
+                break;
+            };
+            let images: Vec<String> = page
+                .images
+                .iter()
+                .filter(|element| !element.source)
+                .filter_map(|element| element.browser_choice())
+                .filter_map(|src| self.resolve(&path, src))
+                .filter(|src| cache.insert(src.clone()))
+                .collect();
+            let page_url = format!("{}{path}", self.shared.origin);
+            let batch = images
+                .into_iter()
+                .map(|src| (src, Kind::Image, Some(page_url.clone())))
+                .collect();
+            self.fetch_batch(batch).await;
+            let links: Vec<String> = page
+                .links
+                .iter()
+                .filter_map(|href| self.resolve(&path, href))
+                .filter(|link| !is_image_path(link) && *link != path)
+                .collect();
+            let Some(next) =
+                (!links.is_empty()).then(|| links[self.rng.usize(..links.len())].clone())
+            else {
+                break;
+            };
+            let (low, high) = self.run.settings.think;
+            let think = low + (high - low).mul_f64(self.rng.f64());
+            self.pause(think).await;
+            referer = Some(page_url);
+            path = next;
+        }
+    }
+
+    /// A crawler: robots.txt if it reads it, then pages breadth-first and every image found.
+    /// With `images` false it only maps the site (the survey).
+    async fn crawl(&mut self, images: bool) {
+        let settings = self.run.settings.clone();
+        let mut robots: Option<Robots> = None;
+        let mut delay = settings.delay;
+        if images && settings.fetch_robots {
+            let fetched = self
+                .fetch_batch(vec![("/robots.txt".into(), Kind::Robots, None)])
+                .await;
+            if let Some(f) = fetched.into_iter().next()
+                && settings.obey_robots
+            {
+                robots = match f.outcome {
+                    Outcome::Status(s) if (200..300).contains(&s) => {
+                        let text = decode_body(&f).unwrap_or_default();
+                        Some(Robots::parse(&text, self.identity.robots_token))
+                    }
+                    // RFC 9309: unreachable (5xx, no answer) means assume complete disallow.
+                    Outcome::Status(500..) | Outcome::Timeout | Outcome::Error => {
+                        Some(Robots::parse("User-agent: *\nDisallow: /\n", "*"))
+                    }
+                    _ => None,
+                };
+                if let Some(seconds) = robots.as_ref().and_then(|r| r.crawl_delay) {
+                    delay = delay.max(Duration::from_secs_f64(seconds.clamp(0.0, 5.0)));
+                }
+            }
+        }
+        let allowed =
+            |robots: &Option<Robots>, path: &str| robots.as_ref().is_none_or(|r| r.allows(path));
+
+        let mut queue = VecDeque::from([self.shared.start.clone()]);
+        let mut seen_pages: HashSet<String> = queue.iter().cloned().collect();
+        let mut seen_images: HashSet<String> = HashSet::new();
+        let mut all_images: Vec<String> = Vec::new();
+        let mut visited = 0;
+        let choice = settings.kind.image_choice();
+        while let Some(path) = queue.pop_front() {
+            if visited >= settings.pages || self.stopped() {
+                break;
+            }
+            if !allowed(&robots, &path) {
+                self.log.kept_off = true;
+                continue;
+            }
+            if visited > 0 && !delay.is_zero() {
+                self.pause(delay).await;
+            }
+            visited += 1;
+            // A stealth scraper arrives as if from a search result.
+            let referer = (settings.kind == ProfileKind::Stealth && visited == 1)
+                .then(|| "https://www.google.com/".to_owned());
+            let Some(page) = self
+                .fetch_page(
+                    &path,
+                    Kind::Document {
+                        navigated: visited > 1,
+                    },
+                    referer,
+                )
+                .await
+            else {
+                continue;
+            };
+            self.site.pages.push(path.clone());
+            let mut found: Vec<String> = Vec::new();
+            for href in &page.links {
+                let Some(link) = self.resolve(&path, href) else {
+                    continue;
+                };
+                if is_image_path(&link) {
+                    found.push(link);
+                } else if seen_pages.insert(link.clone()) {
+                    queue.push_back(link);
+                }
+            }
+            for element in &page.images {
+                match (images, choice) {
+                    (false, _) | (true, ImageChoice::All) => {
+                        found.extend(element.all().filter_map(|src| self.resolve(&path, src)));
+                    }
+                    (true, ImageChoice::Largest) if !element.source => {
+                        found.extend(element.largest().and_then(|src| self.resolve(&path, src)));
+                    }
+                    (true, ImageChoice::Browser) if !element.source => {
+                        found.extend(
+                            element
+                                .browser_choice()
+                                .and_then(|src| self.resolve(&path, src)),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            let mut batch = Vec::new();
+            for image in found {
+                if !seen_images.insert(image.clone()) {
+                    continue;
+                }
+                self.site.images.push(image.clone());
+                if !images {
+                    continue;
+                }
+                if !allowed(&robots, &image) {
+                    self.log.skipped_by_robots += 1;
+                    self.log.kept_off = true;
+                    continue;
+                }
+                all_images.push(image.clone());
+                batch.push((
+                    image,
+                    Kind::Image,
+                    Some(format!("{}{path}", self.shared.origin)),
+                ));
+            }
+            if images {
+                self.fetch_batch_paced(batch, delay).await;
+            }
+        }
+        if images && settings.repeat && !all_images.is_empty() {
+            while !self.stopped() {
+                let batch = all_images
+                    .iter()
+                    .map(|i| (i.clone(), Kind::Image, None))
+                    .collect();
+                self.fetch_batch_paced(batch, delay).await;
+            }
+        }
+    }
+
+    /// img2dataset: its share of the URL list, many at once.
+    async fn fetch_list(&mut self) {
+        let images = self.shared.site.lock().expect("site lock").images.clone();
+        let sessions = self.run.settings.sessions.max(1) as usize;
+        let mine: Vec<String> = images
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % sessions == self.index as usize)
+            .map(|(_, url)| url)
+            .collect();
+        loop {
+            let batch = mine
+                .iter()
+                .map(|u| (u.clone(), Kind::Image, None))
+                .collect();
+            let delay = self.run.settings.delay;
+            self.fetch_batch_paced(batch, delay).await;
+            if !self.run.settings.repeat || mine.is_empty() || self.stopped() {
+                break;
+            }
+        }
+    }
+
+    async fn fetch_page(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        referer: Option<String>,
+    ) -> Option<ScannedPage> {
+        let fetched = self
+            .fetch_batch(vec![(path.to_owned(), kind, referer)])
+            .await
+            .into_iter()
+            .next()?;
+        match fetched.outcome {
+            Outcome::Status(s) if (200..300).contains(&s) => {}
+            _ => return None,
+        }
+        Some(scan_html(&decode_body(&fetched).or_else(|| {
+            self.shared.undecodable.fetch_add(1, Ordering::Relaxed);
+            None
+        })?))
+    }
+
+    fn resolve(&self, base: &str, reference: &str) -> Option<String> {
+        resolve(
+            base,
+            reference,
+            &self.shared.site_scheme,
+            &self.shared.site_host,
+        )
+    }
+
+    async fn pause(&self, duration: Duration) {
+        sleep_until((Instant::now() + duration).min(self.shared.gate.deadline)).await;
+    }
+
+    async fn fetch_batch(&mut self, items: Vec<(String, Kind, Option<String>)>) -> Vec<Fetched> {
+        self.fetch_batch_paced(items, Duration::ZERO).await
+    }
+
+    /// Fetches `items` with up to the profile's concurrency in flight, `delay` between starts,
+    /// recording each answer as it arrives.
+    async fn fetch_batch_paced(
+        &mut self,
+        items: Vec<(String, Kind, Option<String>)>,
+        delay: Duration,
+    ) -> Vec<Fetched> {
+        let concurrency = self.run.settings.concurrency.max(1);
+        let mut set: JoinSet<Fetched> = JoinSet::new();
+        let mut out = Vec::new();
+        for (position, (path, kind, referer)) in items.into_iter().enumerate() {
+            while set.len() >= concurrency {
+                if let Some(Ok(fetched)) = set.join_next().await {
+                    self.record(&fetched);
+                    out.push(fetched);
+                }
+            }
+            if self.stopped() {
+                break;
+            }
+            if position > 0 && !delay.is_zero() {
+                self.pause(delay).await;
+            }
+            let request = match self.prepare(&path, kind, referer.as_deref()) {
+                Some(request) => request,
+                None => continue,
+            };
+            self.sent += 1;
+            let keep_body = kind != Kind::Image;
+            set.spawn(fetch(
+                self.shared.clone(),
+                self.client.clone(),
+                request,
+                path,
+                kind,
+                keep_body,
+            ));
+        }
+        while let Some(result) = set.join_next().await {
+            if let Ok(fetched) = result {
+                self.record(&fetched);
+                out.push(fetched);
+            }
+        }
+        out
+    }
+
+    /// The request as this identity sends it.
+    fn prepare(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        referer: Option<&str>,
+    ) -> Option<Request<Empty<Bytes>>> {
+        let identity = self.identity;
+        let shared = &self.shared;
+        let mut builder = Request::get(format!("{}{path}", shared.base_uri))
+            .header(header::HOST, shared.host.clone());
+        let secure = shared.secure;
+        if secure {
+            for (name, value) in identity.client_hints {
+                builder = builder.header(*name, *value);
+            }
+        }
+        builder = builder.header(header::USER_AGENT, self.user_agent.clone());
+        let set = match kind {
+            Kind::Image => identity.image,
+            Kind::Document { .. } | Kind::Robots => identity.document,
+        };
+        for (name, value) in set {
+            builder = builder.header(*name, *value);
+        }
+        if secure && identity.fetch_metadata {
+            let (site, mode, dest) = match kind {
+                Kind::Document { navigated: false } => ("none", "navigate", "document"),
+                Kind::Document { navigated: true } => ("same-origin", "navigate", "document"),
+                Kind::Image => ("same-origin", "no-cors", "image"),
+                Kind::Robots => ("none", "navigate", "document"),
+            };
+            let site = if referer.is_some_and(|r| !r.starts_with(&shared.origin)) {
+                "cross-site"
+            } else {
+                site
+            };
+            builder = builder
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", mode)
+                .header("sec-fetch-dest", dest);
+            if mode == "navigate" {
+                builder = builder.header("sec-fetch-user", "?1");
+            }
+        }
+        if let Some(referer) = referer {
+            builder = builder.header(header::REFERER, referer);
+        }
+        for (name, value) in &self.extra {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(proto) = &shared.forwarded_proto {
+            builder = builder.header("x-forwarded-proto", proto.clone());
+        }
+        if shared.forward_addresses {
+            let address = IpAddr::V4(self.next_address());
+            // Rotating profiles are counted from the rotation counter: a flood's million
+            // addresses are not kept in a set.
+            if matches!(
+                self.run.settings.rotate,
+                Rotation::PerSession | Rotation::Shared
+            ) {
+                self.log.addresses.insert(address);
+            }
+            builder = builder.header("x-forwarded-for", address.to_string());
+        }
+        builder.body(Empty::new()).ok()
+    }
+
+    fn next_address(&mut self) -> Ipv4Addr {
+        let settings = &self.run.settings;
+        match settings.rotate {
+            Rotation::PerSession | Rotation::Shared => self.address,
+            Rotation::Subnet => {
+                let n = self.run.rotation.fetch_add(1, Ordering::Relaxed);
+                let span = u64::from(settings.addresses.clamp(1, 254));
+                Ipv4Addr::new(198, 19, self.subnet as u8, 1 + (n % span) as u8)
+            }
+            Rotation::Wide => {
+                let n = self.run.rotation.fetch_add(1, Ordering::Relaxed);
+                let span = u64::from(settings.addresses.clamp(1, MAX_ROTATING_ADDRESSES));
+                let block = (self.run.index as u32 % 16) << 20;
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + block + (n % span) as u32)
+            }
+        }
+    }
+
+    /// Counts one answer and decides whether the session gives up.
+    fn record(&mut self, f: &Fetched) {
+        let settings = &self.run.settings;
+        let log = &mut self.log;
+        let status = match f.outcome {
+            Outcome::NotSent => {
+                self.done = true;
+                return;
+            }
+            Outcome::Cut => {
+                log.requests += 1;
+                *log.statuses.entry("cut".into()).or_default() += 1;
+                self.done = true;
+                return;
+            }
+            Outcome::Timeout | Outcome::Error => {
+                log.requests += 1;
+                let key = if matches!(f.outcome, Outcome::Timeout) {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                *log.statuses.entry(key.into()).or_default() += 1;
+                log.failed = true;
+                if f.kind == Kind::Image {
+                    log.images_requested.insert(f.path.clone());
+                }
+                return;
+            }
+            Outcome::Status(status) => status,
+        };
+        log.requests += 1;
+        log.latencies
+            .push(f.elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
+        *log.statuses.entry(status.to_string()).or_default() += 1;
+        let ordinal = self.run.ordinal.fetch_add(1, Ordering::AcqRel) + 1;
+        if f.kind == Kind::Image {
+            log.images_requested.insert(f.path.clone());
+        }
+        let throttled = self.shared.throttled.contains(&status);
+        let blocked = self.shared.blocked.contains(&status);
+        if throttled || blocked {
+            if throttled {
+                log.throttled += 1;
+            } else {
+                log.blocked += 1;
+            }
+            log.refused = true;
+            self.run.first_stop.fetch_min(ordinal, Ordering::AcqRel);
+            self.refusals_in_row += 1;
+            if settings.give_up_after > 0 && self.refusals_in_row >= settings.give_up_after {
+                self.done = true;
+            }
+            return;
+        }
+        self.refusals_in_row = 0;
+        if f.kind == Kind::Image && (200..300).contains(&status) && f.complete {
+            if settings.honor_noai
+                && x_robots_tag_forbids(&f.x_robots_tag, self.identity.robots_token)
+            {
+                log.opted_out += 1;
+            } else {
+                log.images_obtained.insert(f.path.clone());
+            }
+        }
+    }
+
+    /// Adds this session to its profile's totals.
+    fn finish(self) {
+        let log = self.log;
+        let mut totals = self.run.totals.lock().expect("totals lock");
+        totals.sessions += 1;
+        totals.requests += log.requests;
+        totals.images_requested += log.images_requested.len() as u64;
+        totals.images_obtained += log.images_obtained.len() as u64;
+        totals.opted_out += log.opted_out;
+        totals.skipped_by_robots += log.skipped_by_robots;
+        totals.throttled += log.throttled;
+        totals.blocked += log.blocked;
+        for (status, count) in log.statuses {
+            *totals.statuses.entry(status).or_default() += count;
+        }
+        totals.latencies.extend(log.latencies);
+        let kept_off = log.kept_off || log.opted_out > 0;
+        if log.refused || (kept_off && log.images_obtained.is_empty()) {
+            totals.stopped += 1;
+        }
+        if log.refused || log.failed || log.images_obtained.len() < log.images_requested.len() {
+            totals.hindered += 1;
+        }
+        totals.rotated |= matches!(self.run.settings.rotate, Rotation::Subnet | Rotation::Wide);
+        if !totals.rotated {
+            totals.addresses.extend(log.addresses);
+        }
+    }
+}
+
+/// Sends one request and reads the answer, within the run's bounds.
+async fn fetch(
+    shared: Arc<Shared>,
+    client: HttpClient,
+    request: Request<Empty<Bytes>>,
+    path: String,
+    kind: Kind,
+    keep_body: bool,
+) -> Fetched {
+    let mut fetched = Fetched {
+        path,
+        kind,
+        outcome: Outcome::NotSent,
+        elapsed: Duration::ZERO,
+        body: None,
+        complete: false,
+        x_robots_tag: Vec::new(),
+        content_encoding: None,
+    };
+    let Some(_permit) = shared.gate.enter().await else {
+        return fetched;
+    };
+    let started = Instant::now();
+    let request_deadline = started + shared.request_timeout;
+    let limit = request_deadline.min(shared.gate.deadline);
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        fetched.x_robots_tag = response
+            .headers()
+            .get_all("x-robots-tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        fetched.content_encoding = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let mut body = response.into_body();
+        let mut kept: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            if let Some(data) = frame.data_ref()
+                && keep_body
+                && kept.len() < MAX_PAGE_BYTES
+            {
+                kept.extend_from_slice(data);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, kept))
+    };
+    match timeout_at(limit, exchange).await {
+        Ok(Ok((status, kept))) => {
+            fetched.outcome = Outcome::Status(status);
+            fetched.complete = true;
+            if keep_body {
+                fetched.body = Some(Bytes::from(kept));
+            }
+        }
+        Ok(Err(_)) => fetched.outcome = Outcome::Error,
+        Err(_) if limit < request_deadline => fetched.outcome = Outcome::Cut,
+        Err(_) => fetched.outcome = Outcome::Timeout,
+    }
+    fetched.elapsed = started.elapsed();
+    fetched
+}
+
+/// The body as text, gzip and deflate decoded; `None` for an encoding it cannot decode.
+fn decode_body(f: &Fetched) -> Option<String> {
+    let body = f.body.as_ref()?;
+    let mut decoded = Vec::new();
+    let limit = MAX_PAGE_BYTES as u64;
+    match f.content_encoding.as_deref() {
+        None | Some("identity") | Some("") => decoded.extend_from_slice(body),
+        Some("gzip") | Some("x-gzip") => {
+            flate2::read::GzDecoder::new(&body[..])
+                .take(limit)
+                .read_to_end(&mut decoded)
+                .ok()?;
+        }
+        Some("deflate") => {
+            if flate2::read::ZlibDecoder::new(&body[..])
+                .take(limit)
+                .read_to_end(&mut decoded)
+                .is_err()
+            {
+                decoded.clear();
+                flate2::read::DeflateDecoder::new(&body[..])
+                    .take(limit)
+                    .read_to_end(&mut decoded)
+                    .ok()?;
+            }
+        }
+        Some(_) => return None,
+    }
+    Some(String::from_utf8_lossy(&decoded).into_owned())
+}
+
+/// img2dataset's rule: each `X-Robots-Tag` value is split at the first `:`; a left part names
+/// the bot it is for. `noai`, `noimageai`, `noindex` or `noimageindex` for everyone or for
+/// this token means the image is not kept.
+fn x_robots_tag_forbids(values: &[String], token: &str) -> bool {
+    values.iter().any(|value| {
+        let (agent, directives) = match value.split_once(':') {
+            Some((agent, directives)) => (Some(agent.trim()), directives),
+            None => (None, value.as_str()),
+        };
+        agent.is_none_or(|a| a.eq_ignore_ascii_case(token))
+            && directives.split(',').any(|d| {
+                let d = d.trim().to_ascii_lowercase();
+                matches!(
+                    d.as_str(),
+                    "noai" | "noimageai" | "noindex" | "noimageindex"
+                )
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_robots_tag_is_read_as_img2dataset_reads_it() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(x_robots_tag_forbids(
+            &v(&["noai, noimageai"]),
+            "img2dataset"
+        ));
+        assert!(x_robots_tag_forbids(&v(&["NoImageIndex"]), "img2dataset"));
+        assert!(x_robots_tag_forbids(
+            &v(&["img2dataset: noai"]),
+            "img2dataset"
+        ));
+        assert!(!x_robots_tag_forbids(
+            &v(&["otherbot: noai"]),
+            "img2dataset"
+        ));
+        // A scoped directive on the same line hides the unscoped ones from img2dataset.
+        assert!(!x_robots_tag_forbids(
+            &v(&["googlebot: nofollow, noai"]),
+            "img2dataset"
+        ));
+        assert!(!x_robots_tag_forbids(&v(&["nofollow"]), "img2dataset"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(session_address(0), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(session_address(255), Ipv4Addr::new(198, 18, 1, 0));
+        let google = googlebot_address(0).unwrap();
+        let table = crate::catalog::ranges::RangeTable::parse(
+            "googlebot",
+            crate::catalog::ranges::EMBEDDED_RANGES
+                .iter()
+                .find(|(n, _)| *n == "googlebot")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        assert!(table.contains(IpAddr::V4(google)));
+        assert!(!table.contains(IpAddr::V4(session_address(3))));
+    }
+
+    #[test]
+    fn localhost_names() {
+        assert!(is_localhost_name("127.0.0.1:8080"));
+        assert!(is_localhost_name("localhost"));
+        assert!(is_localhost_name("[::1]:80"));
+        assert!(!is_localhost_name("pub.example:8080"));
+    }
+}
