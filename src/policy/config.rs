@@ -64,6 +64,12 @@ pub struct Config {
     pub images: ImagesConfig,
     /// What is passed on to the inner service.
     pub forward: ForwardConfig,
+    /// `[server]`: listeners, limits, TLS, the default site (`lenscap serve` only).
+    pub server: crate::server::config::ServerSection,
+    /// `[proxy]`: upstream timeouts and connection pool.
+    pub proxy: crate::server::config::ProxySection,
+    /// `[[site]]`: sites chosen by Host, each with its own content and policy overrides.
+    pub site: Vec<crate::server::config::SiteSection>,
 }
 
 /// `[client]`
