@@ -429,10 +429,17 @@ async fn accept_loop(
         let builder = builder.clone();
         let tls = tls.clone();
         let mut cut_rx = cut_rx.clone();
+        let stopping = stop.clone();
         tokio::spawn(async move {
             shared.metrics.connection_opened();
-            let serve =
-                serve_connection(stream, peer, tls, shared.clone(), builder, watcher, limits);
+            let context = Connection {
+                shared: shared.clone(),
+                builder,
+                watcher,
+                limits,
+                stopping,
+            };
+            let serve = serve_connection(stream, peer, tls, context);
             tokio::select! {
                 _ = serve => {}
                 _ = cut_rx.changed() => {}
@@ -461,45 +468,59 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+/// What one connection's task needs.
+struct Connection {
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
     limits: Limits,
+    /// Changes when shutdown starts.
+    stopping: watch::Receiver<bool>,
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut context: Connection,
 ) {
     // hyper's header-read timeout starts once it reads a request head; before that (and
-    // during a TLS handshake) a silent client would hold the connection forever.
+    // during a TLS handshake) a silent client would hold the connection forever, and hold
+    // up a graceful shutdown.
+    let timeout = context.limits.header_read_timeout;
     match tls {
         None => {
             let mut probe = [0u8; 1];
-            match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            tokio::select! {
+                peeked = tokio::time::timeout(timeout, stream.peek(&mut probe)) => match peeked {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                _ = context.stopping.changed() => return,
             }
-            let service = connection_service(shared, peer, false);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = watcher.watch(conn.into_owned()).await;
+            let service = connection_service(context.shared, peer, false);
+            let conn = context
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = context.watcher.watch(conn.into_owned()).await;
         }
         Some(acceptor) => {
-            let stream = match tokio::time::timeout(
-                limits.header_read_timeout,
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(target: "lenscap::server", %peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let stream = tokio::select! {
+                accepted = tokio::time::timeout(timeout, acceptor.accept(stream)) => match accepted {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(target: "lenscap::server", %peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                _ = context.stopping.changed() => return,
             };
-            let service = connection_service(shared, peer, true);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = watcher.watch(conn.into_owned()).await;
+            let service = connection_service(context.shared, peer, true);
+            let conn = context
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = context.watcher.watch(conn.into_owned()).await;
         }
     }
 }
