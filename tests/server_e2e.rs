@@ -871,3 +871,60 @@ async fn h2c_prior_knowledge_is_served() {
     assert_eq!(response.headers()["content-type"], "image/png");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_served_from_pem_files() {
+    use tokio_rustls::rustls;
+
+    let dir = scratch("tls");
+    let root = static_root(&dir);
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    let server = start(
+        &dir,
+        &format!("[server]\nroot = {root:?}\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
+    )
+    .await
+    .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tokio::time::timeout(GUARD, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    stream
+        .write_all(format!("GET /photos/e.svg HTTP/1.1\r\nhost: localhost\r\nuser-agent: {FIREFOX}\r\naccept: */*\r\naccept-language: en\r\naccept-encoding: gzip\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("image/svg+xml"), "{reply}");
+
+    // A plain-HTTP request on the TLS port is not served.
+    let plain = raw_exchange(server.local_addr(), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(!plain.contains("200 OK"));
+    server.shutdown().await;
+
+    let error = start(
+        &dir,
+        &format!("[server]\nroot = {root:?}\ntls_cert = \"cert.pem\"\ntls_key = \"nope.pem\"\n"),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("nope.pem"), "{error}");
+}
