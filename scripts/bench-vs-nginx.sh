@@ -73,7 +73,6 @@ error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
     include /etc/nginx/mime.types;
-    types { image/avif avif; image/webp webp; }
     access_log off;
     sendfile on;
     tcp_nopush on;
