@@ -88,12 +88,12 @@ pub enum ServerError {
         path: PathBuf,
     },
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not chained, so it is reported once).
+        error: std::io::Error,
     },
     /// The certificate or key could not be loaded.
     #[error("TLS: {}: {message}", path.display())]
@@ -258,19 +258,19 @@ impl Server {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
-                .map_err(|source| ServerError::Bind {
+                .map_err(|error| ServerError::Bind {
                     addr: settings.listen,
-                    source,
+                    error,
                 })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        let local_addr = listener.local_addr().map_err(|error| ServerError::Bind {
             addr: settings.listen,
-            source,
+            error,
         })?;
         let admin_listener = match settings.admin {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
+                    .map_err(|error| ServerError::Bind { addr, error })?,
             ),
             None => None,
         };
