@@ -17,7 +17,8 @@
 //!
 //! Modules, in request order: [`client`] (who is asking), [`catalog`] (known agents),
 //! [`signals`] (header shape), [`verdict`] (the decision), [`layer`] (the Tower wiring), with
-//! [`policy`] holding the compiled configuration.
+//! [`policy`] holding the compiled configuration. [`server`] runs the layer in front of a
+//! folder of photos or an upstream site, with [`metrics`] for Prometheus.
 
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -28,7 +29,9 @@ pub mod cli;
 pub mod client;
 pub mod documents;
 pub mod layer;
+pub mod metrics;
 pub mod policy;
+pub mod server;
 pub mod signals;
 pub mod simulate;
 pub mod stamp;

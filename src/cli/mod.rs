@@ -4,6 +4,7 @@
 mod check;
 mod explain;
 mod replay;
+mod serve;
 mod simulate;
 
 use std::path::PathBuf;
@@ -21,12 +22,15 @@ use crate::policy::Policy;
     about = "Keeps bulk image crawlers and AI scrapers off photo galleries"
 )]
 pub struct Cli {
+    /// Without a command, `lenscap` runs `lenscap serve` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve a folder of photos or proxy an upstream site behind Lenscap (the default).
+    Serve(serve::Args),
     /// Print the verdict and its reasons for one request.
     Explain(explain::Args),
     /// Run logged requests through the classifier and print one verdict per line.
@@ -40,7 +44,11 @@ enum Command {
 /// Parses the process arguments and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli
+        .command
+        .unwrap_or(Command::Serve(serve::Args::default()))
+    {
+        Command::Serve(args) => serve::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Replay(args) => replay::run(args),
         Command::CheckConfig(args) => check::run(args),

@@ -37,8 +37,8 @@ mod future;
 mod service;
 mod tag;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -46,6 +46,7 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use service::{Lenscap, VERDICT_HEADER, classify_parts, classify_request};
 
+use crate::metrics::{Metrics, SiteMetrics};
 use crate::policy::Policy;
 
 /// A handle on the running policy: cloneable, and swappable whole (hot reload).
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyHandle,
     /// Requests currently held in the tarpit.
     pub(crate) tarpit_held: AtomicUsize,
+    /// Set once by [`LenscapLayer::with_metrics`].
+    pub(crate) metrics: OnceLock<SiteMetrics>,
 }
 
 /// Adds Lenscap to a service: `ServiceBuilder::new().layer(LenscapLayer::new(policy))` or
@@ -100,8 +103,16 @@ impl LenscapLayer {
             shared: Arc::new(Shared {
                 policy: handle,
                 tarpit_held: AtomicUsize::new(0),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts this layer's requests in `metrics` under the site label `site`. The first call
+    /// wins: a layer belongs to one site.
+    pub fn with_metrics(self, metrics: &Metrics, site: &str) -> LenscapLayer {
+        let _ = self.shared.metrics.set(metrics.site(site));
+        self
     }
 
     /// The policy handle (for hot reload).

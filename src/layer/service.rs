@@ -152,6 +152,13 @@ where
         } else {
             Action::Allow
         };
+        let metrics = self.shared.metrics.get();
+        if let Some(metrics) = metrics {
+            metrics.request(verdict.action, verdict.category);
+            if action == Action::Block {
+                metrics.block();
+            }
+        }
 
         let mut tarpit = None;
         match action {
@@ -159,7 +166,12 @@ where
             Action::Tarpit => match TarpitSlot::acquire(&self.shared, policy.tarpit_max_held) {
                 Some(slot) => tarpit = Some((slot, policy.tarpit_delay)),
                 // A full tarpit must not hold more connections open: refuse outright.
-                None => return ResponseFuture::ready(block_response(&policy)),
+                None => {
+                    if let Some(metrics) = metrics {
+                        metrics.block();
+                    }
+                    return ResponseFuture::ready(block_response(&policy));
+                }
             },
             Action::Throttle | Action::Allow => {}
         }

@@ -70,6 +70,12 @@ pub struct Config {
     pub headers: crate::stamp::headers::OptOutHeadersConfig,
     /// The XMP stamp and location scrub written into images.
     pub stamp: crate::stamp::StampConfig,
+    /// `[server]`: listeners, limits, TLS, the default site (`lenscap serve` only).
+    pub server: crate::server::config::ServerSection,
+    /// `[proxy]`: upstream timeouts and connection pool.
+    pub proxy: crate::server::config::ProxySection,
+    /// `[[site]]`: sites chosen by Host, each with its own content and policy overrides.
+    pub site: Vec<crate::server::config::SiteSection>,
 }
 
 /// `[client]`

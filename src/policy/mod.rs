@@ -160,6 +160,15 @@ impl Policy {
         Policy::compile_text(text, "policy", base)
     }
 
+    /// Compiles a policy from TOML text read from `source_name` (named in errors).
+    pub(crate) fn compile_named(
+        text: &str,
+        source_name: &str,
+        base: Option<&Path>,
+    ) -> Result<Policy, PolicyError> {
+        Policy::compile_text(text, source_name, base)
+    }
+
     fn compile_text(
         text: &str,
         source_name: &str,

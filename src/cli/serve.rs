@@ -1,0 +1,130 @@
+//! `lenscap serve` (and `lenscap` with no command): the server, until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::server::{Overrides, ServeOptions, Server};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub(super) struct Args {
+    /// Policy file with optional [server], [proxy] and [[site]] tables (default: the embedded
+    /// policy).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080, or server.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin address for /metrics, /healthz, /readyz, or `off` (default 127.0.0.1:9090).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Serve this folder of pages and photos (default: the demo gallery).
+    #[arg(long = "static", value_name = "DIR", conflicts_with = "upstream")]
+    root: Option<PathBuf>,
+    /// Proxy to this upstream origin, e.g. http://127.0.0.1:3000.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// The bundled demo gallery: `examples/gallery` under the current folder, else under the
+/// source tree this binary was built from.
+fn demo_gallery() -> PathBuf {
+    let here = PathBuf::from("examples/gallery");
+    if here.is_dir() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/gallery")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let admin = match args.admin.as_deref() {
+        None => None,
+        Some("off") | Some("") => Some(None),
+        Some(text) => Some(Some(text.parse::<SocketAddr>().with_context(|| {
+            format!("--admin {text:?}: expected an address like 127.0.0.1:9090, or off")
+        })?)),
+    };
+    let options = ServeOptions {
+        config: args.config,
+        overrides: Overrides {
+            listen: args.listen,
+            admin,
+            root: args.root,
+            upstream: args.upstream,
+            fallback_root: Some(demo_gallery()),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(options).await?;
+        let stop = server.stop_handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!(target: "lenscap::server", "shutdown signal received");
+            stop.stop();
+        });
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangup =
+                signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+            let reload = server.reload_handle();
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!(target: "lenscap::reload", "SIGHUP: reloading the config");
+                    let _ = reload.reload().await;
+                }
+            });
+        }
+        server.wait().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,388 @@
+//! Prometheus metrics: requests by site, action and category, a latency histogram, and the
+//! counters the other stages bump (images served, stamped and scrubbed, blocks, throttles,
+//! tracked clients, evictions).
+//!
+//! Labels are bounded sets only: the site name, the action, the category, an outcome. Never an
+//! IP address or a User-Agent: those would make the series count grow with the attack.
+//!
+//! ```
+//! use lenscap::metrics::Metrics;
+//! use lenscap::{LenscapLayer, Policy};
+//!
+//! let metrics = Metrics::new();
+//! let layer = LenscapLayer::new(Policy::embedded().unwrap()).with_metrics(&metrics, "gallery");
+//! # let _ = layer;
+//! let text = metrics.encode();
+//! assert!(text.contains("lenscap_connections_open"));
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::catalog::Category;
+use crate::verdict::Action;
+
+/// A site name as a label value: cheap to clone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct SiteName(Arc<str>);
+
+impl EncodeLabelValue for SiteName {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: SiteName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    site: SiteName,
+    action: &'static str,
+    category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    site: SiteName,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<SiteLabels>,
+    images_served: Family<SiteLabels, Counter>,
+    images_stamped: Family<SiteLabels, Counter>,
+    images_scrubbed: Family<SiteLabels, Counter>,
+    blocks: Family<SiteLabels, Counter>,
+    throttles: Family<SiteLabels, Counter>,
+    tracked_clients: Family<SiteLabels, Gauge>,
+    evictions: Family<SiteLabels, Counter>,
+    upstream_errors: Family<OutcomeLabels, Counter>,
+    connections_open: Gauge,
+    connections_total: Counter,
+    connections_rejected: Counter,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+/// The metrics registry of one Lenscap process. Cloning shares it.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry with every Lenscap metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("lenscap");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by site, verdict action and client category",
+            requests.clone(),
+        );
+        let latency: HistogramFamily<SiteLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers",
+            latency.clone(),
+        );
+        let mut site_counter = |name: &str, help: &str| {
+            let family = Family::<SiteLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let images_served = site_counter("images_served", "Image responses with a 2xx status");
+        let images_stamped = site_counter(
+            "images_stamped",
+            "Images stamped with the XMP data-mining reservation",
+        );
+        let images_scrubbed =
+            site_counter("images_scrubbed", "Images with metadata (GPS) scrubbed");
+        let blocks = site_counter("blocks", "Requests answered with a block");
+        let throttles = site_counter("throttles", "Requests refused by a rate limit");
+        let evictions = site_counter(
+            "evictions",
+            "Tracked clients evicted to stay within max_tracked_clients",
+        );
+        let tracked_clients = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "tracked_clients",
+            "Clients with behaviour or limiter state",
+            tracked_clients.clone(),
+        );
+        let upstream_errors = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Proxied requests that failed: refused, timeout, body",
+            upstream_errors.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        let connections_total = Counter::default();
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Connections closed at once because server.max_connections was reached",
+            connections_rejected.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (ok, error)",
+            reloads.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                latency,
+                images_served,
+                images_stamped,
+                images_scrubbed,
+                blocks,
+                throttles,
+                tracked_clients,
+                evictions,
+                upstream_errors,
+                connections_open,
+                connections_total,
+                connections_rejected,
+                reloads,
+            }),
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The handle one site's layer and server use.
+    pub fn site(&self, name: &str) -> SiteMetrics {
+        let site = SiteName(Arc::from(name));
+        let labels = SiteLabels { site: site.clone() };
+        let inner = &self.inner;
+        SiteMetrics {
+            metrics: self.clone(),
+            requests: Arc::new(std::array::from_fn(|_| {
+                std::array::from_fn(|_| OnceLock::new())
+            })),
+            latency: inner.latency.get_or_create_owned(&labels),
+            images_served: inner.images_served.get_or_create_owned(&labels),
+            images_stamped: inner.images_stamped.get_or_create_owned(&labels),
+            images_scrubbed: inner.images_scrubbed.get_or_create_owned(&labels),
+            blocks: inner.blocks.get_or_create_owned(&labels),
+            throttles: inner.throttles.get_or_create_owned(&labels),
+            tracked_clients: inner.tracked_clients.get_or_create_owned(&labels),
+            evictions: inner.evictions.get_or_create_owned(&labels),
+            site,
+        }
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.inner.connections_total.inc();
+        self.inner.connections_open.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.inner.connections_open.dec();
+    }
+
+    pub(crate) fn connection_rejected(&self) {
+        self.inner.connections_rejected.inc();
+    }
+
+    pub(crate) fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.inner
+            .reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+}
+
+const ACTIONS: usize = 4;
+const CATEGORIES: usize = Category::ALL.len();
+
+/// One site's metrics. Counters are resolved once, so bumping one is an atomic add.
+#[derive(Clone)]
+pub struct SiteMetrics {
+    metrics: Metrics,
+    site: SiteName,
+    requests: Arc<[[OnceLock<Counter>; CATEGORIES]; ACTIONS]>,
+    latency: Histogram,
+    images_served: Counter,
+    images_stamped: Counter,
+    images_scrubbed: Counter,
+    blocks: Counter,
+    throttles: Counter,
+    tracked_clients: Gauge,
+    evictions: Counter,
+}
+
+impl std::fmt::Debug for SiteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteMetrics")
+            .field("site", &self.site.0)
+            .finish_non_exhaustive()
+    }
+}
+
+fn action_index(action: Action) -> usize {
+    match action {
+        Action::Allow => 0,
+        Action::Throttle => 1,
+        Action::Tarpit => 2,
+        Action::Block => 3,
+    }
+}
+
+#[allow(dead_code)] // Bumped by the stages that are built in parallel (limit, stamp).
+impl SiteMetrics {
+    /// Counts one request with its verdict.
+    pub(crate) fn request(&self, action: Action, category: Category) {
+        let index = Category::ALL
+            .iter()
+            .position(|c| *c == category)
+            .unwrap_or(0);
+        self.requests[action_index(action)][index]
+            .get_or_init(|| {
+                self.metrics
+                    .inner
+                    .requests
+                    .get_or_create_owned(&RequestLabels {
+                        site: self.site.clone(),
+                        action: action.as_str(),
+                        category: category.as_str(),
+                    })
+            })
+            .inc();
+    }
+
+    /// Records the time from request to response headers.
+    pub(crate) fn observe_latency(&self, elapsed: std::time::Duration) {
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn image_served(&self) {
+        self.images_served.inc();
+    }
+
+    pub(crate) fn image_stamped(&self) {
+        self.images_stamped.inc();
+    }
+
+    pub(crate) fn image_scrubbed(&self) {
+        self.images_scrubbed.inc();
+    }
+
+    pub(crate) fn block(&self) {
+        self.blocks.inc();
+    }
+
+    pub(crate) fn throttle(&self) {
+        self.throttles.inc();
+    }
+
+    pub(crate) fn set_tracked_clients(&self, count: usize) {
+        self.tracked_clients
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn evicted(&self, count: u64) {
+        self.evictions.inc_by(count);
+    }
+
+    pub(crate) fn upstream_error(&self, outcome: &'static str) {
+        self.metrics
+            .inner
+            .upstream_errors
+            .get_or_create(&OutcomeLabels {
+                site: self.site.clone(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_site_action_and_category() {
+        let metrics = Metrics::new();
+        let site = metrics.site("pub");
+        site.request(Action::Block, Category::AiTraining);
+        site.request(Action::Block, Category::AiTraining);
+        site.request(Action::Allow, Category::Browser);
+        site.image_served();
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"lenscap_requests_total{site="pub",action="block",category="ai-training"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"lenscap_requests_total{site="pub",action="allow",category="browser"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lenscap_images_served_total{site="pub"} 1"#),
+            "{text}"
+        );
+    }
+}

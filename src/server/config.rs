@@ -1,0 +1,694 @@
+//! The `[server]`, `[proxy]` and `[[site]]` tables of the policy file, and their resolution into
+//! [`Settings`] the server runs with.
+//!
+//! ```toml
+//! [server]
+//! listen = "0.0.0.0:8080"
+//! admin = "127.0.0.1:9090"        # "off" disables the admin listener
+//! root = "/srv/photos"            # the default site serves this folder …
+//! # upstream = "http://127.0.0.1:3000"   # … or proxies to this origin
+//! default_site = "crown"          # unknown Host: this site (without it: 421)
+//!
+//! [proxy]
+//! connect_timeout = "5s"
+//!
+//! [[site]]
+//! name = "crown"
+//! hosts = ["thecrown.example", "www.thecrown.example"]
+//! root = "/srv/crown"
+//! [site.policy]                   # overrides of the policy above, for this site only
+//! mode = "report-only"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::ServerError;
+use crate::policy::{Config, Policy, parse_duration};
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address the server listens on (default `127.0.0.1:8080`).
+    pub listen: Spanned<String>,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); `"off"` disables it.
+    pub admin: Spanned<String>,
+    /// Static folder of the default site.
+    pub root: Option<PathBuf>,
+    /// Upstream origin of the default site, e.g. `http://127.0.0.1:3000`.
+    pub upstream: Option<Spanned<String>>,
+    /// The `[[site]]` that answers a Host no site names (default: the site built from `root`
+    /// or `upstream`, else 421 Misdirected Request).
+    pub default_site: Option<Spanned<String>>,
+    /// Longest wait for a complete request head, idle keep-alive time included (slowloris).
+    pub header_read_timeout: Spanned<String>,
+    /// Largest request head (request line and headers), in bytes; at least 8192 in effect
+    /// (hyper's smallest buffer).
+    pub max_header_bytes: Spanned<usize>,
+    /// Most client connections open at once; beyond that new ones are closed at once.
+    pub max_connections: Spanned<usize>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub grace_period: Spanned<String>,
+    /// PEM certificate chain; with `tls_key`, the listener speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Reload the policy when the file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".into()),
+            admin: Spanned::new(0..0, "127.0.0.1:9090".into()),
+            root: None,
+            upstream: None,
+            default_site: None,
+            header_read_timeout: Spanned::new(0..0, "10s".into()),
+            max_header_bytes: Spanned::new(0..0, 16 * 1024),
+            max_connections: Spanned::new(0..0, 16_384),
+            grace_period: Spanned::new(0..0, "10s".into()),
+            tls_cert: None,
+            tls_key: None,
+            watch: true,
+        }
+    }
+}
+
+/// `[proxy]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Longest wait for a TCP connection to the upstream (then 504).
+    pub connect_timeout: Spanned<String>,
+    /// Longest wait for the upstream's response head (then 504).
+    pub response_timeout: Spanned<String>,
+    /// Longest pause between two pieces of a response body (then the response is cut).
+    pub body_idle_timeout: Spanned<String>,
+    /// Longest time for a whole exchange, body included.
+    pub total_timeout: Spanned<String>,
+    /// Idle upstream connections kept per host.
+    pub pool_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    pub pool_idle_timeout: Spanned<String>,
+    /// Send the client's Host upstream (default); `false` sends the upstream's authority.
+    pub preserve_host: bool,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        let d = |s: &str| Spanned::new(0..0, s.to_owned());
+        ProxySection {
+            connect_timeout: d("5s"),
+            response_timeout: d("60s"),
+            body_idle_timeout: d("60s"),
+            total_timeout: d("10m"),
+            pool_max_idle: 256,
+            pool_idle_timeout: d("90s"),
+            preserve_host: true,
+        }
+    }
+}
+
+/// One `[[site]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Name used in logs and metrics labels.
+    pub name: Spanned<String>,
+    /// Host names (without port) this site answers.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Static folder.
+    pub root: Option<PathBuf>,
+    /// Upstream origin.
+    pub upstream: Option<Spanned<String>>,
+    /// Policy keys overriding the top-level policy for this site.
+    pub policy: Option<Spanned<toml::Table>>,
+}
+
+/// What a site serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// A folder of pages and photos.
+    Static(PathBuf),
+    /// An upstream origin (`http://host:port`, optionally with a base path).
+    Proxy(Uri),
+}
+
+impl std::fmt::Display for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Static(path) => write!(f, "static folder {}", path.display()),
+            Content::Proxy(uri) => write!(f, "upstream {uri}"),
+        }
+    }
+}
+
+/// One site, resolved.
+#[derive(Debug)]
+pub struct SiteSpec {
+    /// Its name.
+    pub name: String,
+    /// Lower-case host names, no port.
+    pub hosts: Vec<String>,
+    /// What it serves.
+    pub content: Content,
+    /// Its compiled policy.
+    pub policy: Policy,
+}
+
+/// Proxy timeouts and pool, resolved.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    /// TCP connect.
+    pub connect_timeout: Duration,
+    /// Response head.
+    pub response_timeout: Duration,
+    /// Pause within a response body.
+    pub body_idle_timeout: Duration,
+    /// Whole exchange.
+    pub total_timeout: Duration,
+    /// Idle connections kept per host.
+    pub pool_max_idle: usize,
+    /// Idle connection lifetime.
+    pub pool_idle_timeout: Duration,
+    /// Pass the client's Host on.
+    pub preserve_host: bool,
+}
+
+/// Everything the server runs with, resolved from the file and the command line.
+#[derive(Debug)]
+pub struct Settings {
+    /// Main listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin: Option<SocketAddr>,
+    /// Certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Request-head timeout.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Shutdown grace period.
+    pub grace_period: Duration,
+    /// Reload on file change.
+    pub watch: bool,
+    /// Proxy settings shared by every proxied site.
+    pub proxy: ProxySettings,
+    /// The sites; the first matching host wins.
+    pub sites: Vec<SiteSpec>,
+    /// Index in `sites` of the site answering unknown hosts.
+    pub default_site: Option<usize>,
+}
+
+/// Command-line values that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--admin` (`Some(None)` disables it).
+    pub admin: Option<Option<SocketAddr>>,
+    /// `--static`.
+    pub root: Option<PathBuf>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// Served when neither the file nor the flags name anything to serve (the demo gallery).
+    pub fallback_root: Option<PathBuf>,
+}
+
+/// Where a setting came from, to point at it in errors.
+struct Source<'a> {
+    name: &'a str,
+    text: &'a str,
+    base: Option<&'a Path>,
+}
+
+impl Source<'_> {
+    fn invalid(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl std::fmt::Display,
+    ) -> ServerError {
+        let message = if span.end > 0 {
+            let line = self.text[..span.start.min(self.text.len())]
+                .bytes()
+                .filter(|&b| b == b'\n')
+                .count()
+                + 1;
+            format!("line {line}: {message}")
+        } else {
+            message.to_string()
+        };
+        ServerError::Invalid {
+            source_name: self.name.to_owned(),
+            message,
+        }
+    }
+
+    fn duration(&self, key: &str, value: &Spanned<String>) -> Result<Duration, ServerError> {
+        parse_duration(value.get_ref()).ok_or_else(|| {
+            self.invalid(
+                value.span(),
+                format!(
+                    "{key} = {:?} is not a duration like \"5s\" or \"800ms\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        match self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// Parses an upstream origin: `http://host[:port][/base]`.
+pub fn parse_upstream(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "{text:?}: scheme {other:?} is not supported (use http://; TLS to the upstream is not built yet)"
+            ));
+        }
+        None => return Err(format!("{text:?} needs a scheme, e.g. http://{text}")),
+    }
+    if uri.authority().is_none() {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{text:?}: an upstream cannot have a query"));
+    }
+    Ok(uri)
+}
+
+fn parse_addr(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<String>,
+) -> Result<SocketAddr, ServerError> {
+    value.get_ref().parse().map_err(|_| {
+        source.invalid(
+            value.span(),
+            format!(
+                "{key} = {:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+/// The policy text without the server tables, with `overrides` merged in (tables merge key by
+/// key, everything else is replaced).
+fn merged_policy_text(root: &toml::Table, overrides: &toml::Table) -> String {
+    fn merge(into: &mut toml::Table, from: &toml::Table) {
+        for (key, value) in from {
+            match (into.get_mut(key), value) {
+                (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+                _ => {
+                    into.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let mut table = root.clone();
+    for key in ["server", "proxy", "site"] {
+        table.remove(key);
+    }
+    merge(&mut table, overrides);
+    toml::to_string(&table).expect("a TOML table serialises")
+}
+
+impl Settings {
+    /// Resolves parsed config (`text` is its source, used for line numbers and site policy
+    /// overrides) and the command-line overrides. Compiles every site's policy and checks that
+    /// static folders exist.
+    pub fn resolve(
+        config: Config,
+        text: &str,
+        source_name: &str,
+        base: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Settings, ServerError> {
+        let source = Source {
+            name: source_name,
+            text,
+            base,
+        };
+        let server = &config.server;
+        let proxy_section = &config.proxy;
+        let listen = match overrides.listen {
+            Some(addr) => addr,
+            None => parse_addr(&source, "server.listen", &server.listen)?,
+        };
+        let admin = match overrides.admin {
+            Some(admin) => admin,
+            None if matches!(server.admin.get_ref().as_str(), "" | "off") => None,
+            None => Some(parse_addr(&source, "server.admin", &server.admin)?),
+        };
+        let tls = match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some((source.resolve(cert), source.resolve(key))),
+            (None, None) => None,
+            _ => {
+                return Err(source.invalid(
+                    0..0,
+                    "server.tls_cert and server.tls_key must be set together",
+                ));
+            }
+        };
+        let max_header_bytes = *server.max_header_bytes.get_ref();
+        if !(1024..=1024 * 1024).contains(&max_header_bytes) {
+            return Err(source.invalid(
+                server.max_header_bytes.span(),
+                format!("server.max_header_bytes = {max_header_bytes} is outside 1024–1048576"),
+            ));
+        }
+        let max_connections = *server.max_connections.get_ref();
+        if max_connections == 0 {
+            return Err(source.invalid(
+                server.max_connections.span(),
+                "server.max_connections must be at least 1",
+            ));
+        }
+        let proxy = ProxySettings {
+            connect_timeout: source
+                .duration("proxy.connect_timeout", &proxy_section.connect_timeout)?,
+            response_timeout: source
+                .duration("proxy.response_timeout", &proxy_section.response_timeout)?,
+            body_idle_timeout: source
+                .duration("proxy.body_idle_timeout", &proxy_section.body_idle_timeout)?,
+            total_timeout: source.duration("proxy.total_timeout", &proxy_section.total_timeout)?,
+            pool_max_idle: proxy_section.pool_max_idle,
+            pool_idle_timeout: source
+                .duration("proxy.pool_idle_timeout", &proxy_section.pool_idle_timeout)?,
+            preserve_host: proxy_section.preserve_host,
+        };
+        let header_read_timeout =
+            source.duration("server.header_read_timeout", &server.header_read_timeout)?;
+        let grace_period = source.duration("server.grace_period", &server.grace_period)?;
+
+        let root_table: toml::Table = if config.site.iter().any(|s| s.policy.is_some()) {
+            toml::from_str(text).map_err(|e| source.invalid(0..0, e.message()))?
+        } else {
+            toml::Table::new()
+        };
+        let mut sites = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut hosts_seen = BTreeSet::new();
+        for site in &config.site {
+            let name = site.name.get_ref().trim().to_owned();
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(source.invalid(
+                    site.name.span(),
+                    format!("site.name = {name:?} is empty or used twice"),
+                ));
+            }
+            let content = match (&site.root, &site.upstream) {
+                (Some(root), None) => Content::Static(source.resolve(root)),
+                (None, Some(upstream)) => {
+                    Content::Proxy(parse_upstream(upstream.get_ref()).map_err(|m| {
+                        source.invalid(upstream.span(), format!("site.upstream: {m}"))
+                    })?)
+                }
+                _ => {
+                    return Err(source.invalid(
+                        site.name.span(),
+                        format!("site {name:?} needs exactly one of root or upstream"),
+                    ));
+                }
+            };
+            let mut hosts = Vec::new();
+            for host in &site.hosts {
+                let normal = normalise_host(host.get_ref()).ok_or_else(|| {
+                    source.invalid(
+                        host.span(),
+                        format!("site.hosts: {:?} is not a host name", host.get_ref()),
+                    )
+                })?;
+                if !hosts_seen.insert(normal.clone()) {
+                    return Err(source.invalid(
+                        host.span(),
+                        format!("site.hosts: {normal:?} is claimed by two sites"),
+                    ));
+                }
+                hosts.push(normal);
+            }
+            let policy = match &site.policy {
+                None => None,
+                Some(overrides) => {
+                    let merged = merged_policy_text(&root_table, overrides.get_ref());
+                    let policy = Policy::from_toml_str(&merged, base).map_err(|e| {
+                        source.invalid(
+                            overrides.span(),
+                            format!("[site.policy] of site {name:?}: {e}"),
+                        )
+                    })?;
+                    Some(policy)
+                }
+            };
+            sites.push((name, hosts, content, policy));
+        }
+
+        let default_content = if let Some(root) = &overrides.root {
+            Some(Content::Static(root.clone()))
+        } else if let Some(upstream) = &overrides.upstream {
+            Some(Content::Proxy(parse_upstream(upstream).map_err(|m| {
+                ServerError::Invalid {
+                    source_name: "--upstream".into(),
+                    message: m,
+                }
+            })?))
+        } else {
+            match (&server.root, &server.upstream) {
+                (Some(root), None) => Some(Content::Static(source.resolve(root))),
+                (None, Some(upstream)) => {
+                    Some(Content::Proxy(parse_upstream(upstream.get_ref()).map_err(
+                        |m| source.invalid(upstream.span(), format!("server.upstream: {m}")),
+                    )?))
+                }
+                (Some(_), Some(upstream)) => {
+                    return Err(source.invalid(
+                        upstream.span(),
+                        "server.root and server.upstream cannot both be set",
+                    ));
+                }
+                (None, None) if sites.is_empty() => {
+                    overrides.fallback_root.clone().map(Content::Static)
+                }
+                (None, None) => None,
+            }
+        };
+
+        let mut default_site = None;
+        if let Some(name) = &server.default_site {
+            let index = sites
+                .iter()
+                .position(|s| s.0 == *name.get_ref())
+                .ok_or_else(|| {
+                    source.invalid(
+                        name.span(),
+                        format!(
+                            "server.default_site = {:?} names no [[site]]",
+                            name.get_ref()
+                        ),
+                    )
+                })?;
+            default_site = Some(index);
+        }
+        if let Some(content) = default_content {
+            if default_site.is_some() {
+                return Err(source.invalid(
+                    0..0,
+                    "server.default_site and server.root/upstream (or --static/--upstream) both name the site for unknown hosts: keep one",
+                ));
+            }
+            default_site = Some(sites.len());
+            sites.push(("default".to_owned(), Vec::new(), content, None));
+        }
+        if sites.is_empty() {
+            return Err(source.invalid(
+                0..0,
+                "nothing to serve: set server.root or server.upstream, add a [[site]], or pass --static/--upstream",
+            ));
+        }
+
+        let mut specs = Vec::with_capacity(sites.len());
+        for (name, hosts, content, policy) in sites {
+            if let Content::Static(root) = &content
+                && !root.is_dir()
+            {
+                return Err(ServerError::MissingRoot {
+                    site: name,
+                    path: root.clone(),
+                });
+            }
+            let policy = match policy {
+                Some(policy) => policy,
+                None => Policy::compile_named(text, source_name, base)?,
+            };
+            specs.push(SiteSpec {
+                name,
+                hosts,
+                content,
+                policy,
+            });
+        }
+
+        Ok(Settings {
+            listen,
+            admin,
+            tls,
+            header_read_timeout,
+            max_header_bytes,
+            max_connections,
+            grace_period,
+            watch: server.watch,
+            proxy,
+            sites: specs,
+            default_site,
+        })
+    }
+}
+
+/// The host part of a `Host` value (no port, no trailing dot), or `None` when malformed:
+/// empty, a user-info part, or a character no host name or IP literal has.
+pub(crate) fn host_part(value: &str) -> Option<&str> {
+    let host = if let Some(rest) = value.strip_prefix('[') {
+        // An IPv6 literal, `[::1]` or `[::1]:8080`.
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || valid_port(after.strip_prefix(':')?)) {
+            return None;
+        }
+        if !rest[..end]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        &value[..end + 2]
+    } else {
+        let host = match value.rsplit_once(':') {
+            Some((host, port)) if valid_port(port) => host,
+            Some(_) => return None,
+            None => value,
+        };
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return None;
+        }
+        host.strip_suffix('.').unwrap_or(host)
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `Host` value → lower-case host without port or trailing dot; `None` when malformed.
+pub(crate) fn normalise_host(value: &str) -> Option<String> {
+    host_part(value.trim()).map(str::to_ascii_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Settings, ServerError> {
+        let config: Config = toml::from_str(text).unwrap();
+        let dir = std::env::temp_dir();
+        let overrides = Overrides::default();
+        Settings::resolve(config, text, "test.toml", Some(&dir), &overrides)
+    }
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(
+            normalise_host("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            normalise_host("example.com.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(normalise_host("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(normalise_host("a b"), None);
+        assert_eq!(normalise_host("user@host"), None);
+        assert_eq!(normalise_host(""), None);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = resolve("[server]\nroot = \".\"\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("server.listen"), "{e}");
+        let e = resolve("[server]\nroot = \".\"\n[proxy]\nconnect_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("proxy.connect_timeout"),
+            "{e}"
+        );
+        let e = resolve("[[site]]\nname = \"a\"\nupstream = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("ftp"), "{e}");
+        let e = resolve("[server]\nroot = \".\"\ndefault_site = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("default_site"), "{e}");
+    }
+
+    #[test]
+    fn nothing_to_serve_is_an_error() {
+        let e = resolve("").unwrap_err().to_string();
+        assert!(e.contains("nothing to serve"), "{e}");
+    }
+
+    #[test]
+    fn missing_root_is_an_error_naming_the_folder() {
+        let e = resolve("[server]\nroot = \"/no/such/lenscap/folder\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/lenscap/folder"), "{e}");
+    }
+
+    #[test]
+    fn site_policy_overrides_merge_over_the_top_level() {
+        let s = resolve(
+            "mode = \"enforce\"\n[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[[site]]\nname = \"b\"\nhosts = [\"b.example\"]\nupstream = \"http://127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.sites[0].policy.mode(), crate::Mode::ReportOnly);
+        assert_eq!(s.sites[1].policy.mode(), crate::Mode::Enforce);
+        assert_eq!(s.default_site, None);
+
+        let e = resolve(
+            "[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"sometimes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 4") && e.contains("sometimes"), "{e}");
+    }
+}

@@ -1,0 +1,511 @@
+//! Reverse proxy to one upstream origin: pooled keep-alive, streaming bodies both ways,
+//! hop-by-hop headers stripped, forwarding headers set, upgrades passed through, timeouts.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::config::ProxySettings;
+use super::site::{BoxError, SiteBody, text_response};
+use crate::client::{PeerAddr, Tls};
+use crate::layer::PolicyHandle;
+use crate::metrics::SiteMetrics;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// One upstream origin and the pooled client reaching it.
+pub(crate) struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    /// `http://host:port`.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Base path without trailing slash ("" for none).
+    base_path: String,
+    settings: ProxySettings,
+    policy: PolicyHandle,
+    metrics: SiteMetrics,
+    site: String,
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        origin: &Uri,
+        settings: ProxySettings,
+        policy: PolicyHandle,
+        metrics: SiteMetrics,
+        site: String,
+    ) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle)
+            .build(connector);
+        Upstream {
+            client,
+            scheme: origin.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+            authority: origin.authority().cloned().expect("checked when parsed"),
+            base_path: origin.path().trim_end_matches('/').to_owned(),
+            settings,
+            policy,
+            metrics,
+            site,
+        }
+    }
+
+    fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path_and_query = if self.base_path.is_empty() {
+            http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes()))?
+        } else {
+            format!("{}{path}", self.base_path).parse()?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    /// Forwards `request` and answers with the upstream's response, or 502/504.
+    pub(crate) async fn forward(&self, mut request: Request<Incoming>) -> Response<SiteBody> {
+        let started = Instant::now();
+        let deadline = started + self.settings.total_timeout;
+        let upgrade = upgrade_protocol(request.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+
+        let (mut parts, body) = request.into_parts();
+        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+        let tls = parts.extensions.get::<Tls>().is_some();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let uri = match self.target(&parts.uri) {
+            Ok(uri) => uri,
+            Err(_) => return text_response(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+        };
+
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        let trusted = peer.is_some_and(|p| self.policy.load().trusted_proxies().is_trusted(p.ip()));
+        set_forwarding_headers(
+            &mut parts.headers,
+            peer,
+            tls,
+            original_host.as_ref(),
+            trusted,
+        );
+        match (&original_host, self.settings.preserve_host) {
+            (Some(host), true) => {
+                parts.headers.insert(header::HOST, host.clone());
+            }
+            _ => {
+                if let Ok(value) = HeaderValue::from_str(self.authority.as_str()) {
+                    parts.headers.insert(header::HOST, value);
+                }
+            }
+        }
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, body);
+
+        let wait = self
+            .settings
+            .response_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let mut response = match tokio::time::timeout(wait, self.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return self.failed(&error, started),
+            Err(_) => {
+                self.metrics.upstream_error("timeout");
+                tracing::warn!(
+                    target: "lenscap::proxy",
+                    site = %self.site,
+                    upstream = %self.authority,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "upstream sent no response head in time: 504"
+                );
+                return text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Timeout: the site's server did not answer in time.\n",
+                );
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                let site = self.site.clone();
+                tokio::spawn(async move {
+                    let (client, upstream) = match tokio::try_join!(
+                        client_upgrade,
+                        upstream_upgrade
+                    ) {
+                        Ok(pair) => pair,
+                        Err(error) => {
+                            tracing::debug!(target: "lenscap::proxy", %site, %error, "upgrade failed");
+                            return;
+                        }
+                    };
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+            return response.map(|_| SiteBody::full(Bytes::new()));
+        }
+
+        strip_hop_by_hop(response.headers_mut());
+        let site = self.site.clone();
+        let metrics = self.metrics.clone();
+        let idle = self.settings.body_idle_timeout;
+        response
+            .map(|body| SiteBody::upstream(UpstreamBody::new(body, idle, deadline, site, metrics)))
+    }
+
+    fn failed(
+        &self,
+        error: &hyper_util::client::legacy::Error,
+        started: Instant,
+    ) -> Response<SiteBody> {
+        let timed_out = error_chain_timed_out(error);
+        let (outcome, status, body): (_, _, &'static str) = if timed_out {
+            (
+                "timeout",
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the site's server could not be reached in time.\n",
+            )
+        } else if error.is_connect() {
+            (
+                "refused",
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the site's server refused the connection.\n",
+            )
+        } else {
+            (
+                "failed",
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the site's server closed the connection without an answer.\n",
+            )
+        };
+        self.metrics.upstream_error(outcome);
+        let error = format_error_chain(error);
+        tracing::warn!(
+            target: "lenscap::proxy",
+            site = %self.site,
+            upstream = %self.authority,
+            outcome,
+            status = status.as_u16(),
+            waited_ms = started.elapsed().as_millis() as u64,
+            %error,
+            "upstream request failed"
+        );
+        text_response(status, body)
+    }
+}
+
+fn format_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
+}
+
+fn error_chain_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// The protocol asked for in `Upgrade`, when `Connection` lists `upgrade`.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers, those named in `Connection` included.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`: appended to
+/// when the peer is a trusted proxy, replaced otherwise (a client's own claims are dropped).
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    peer: Option<SocketAddr>,
+    tls: bool,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) {
+    let proto = if tls { "https" } else { "http" };
+    let ip = peer.map(|p| p.ip().to_canonical());
+    let ip_text = ip.map(|ip| ip.to_string());
+
+    if let Some(ip_text) = &ip_text {
+        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(previous) if trusted => format!("{previous}, {ip_text}"),
+            _ => ip_text.clone(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    } else if !trusted {
+        headers.remove(X_FORWARDED_FOR);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    let mut element = String::with_capacity(64);
+    if let Some(ip) = ip {
+        match ip {
+            IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
+            IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
+        }
+        element.push(';');
+    }
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        element.push_str(&format!("host=\"{}\";", host.replace(['"', '\\'], "")));
+    }
+    element.push_str("proto=");
+    element.push_str(proto);
+    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(previous) if trusted => format!("{previous}, {element}"),
+        _ => element,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::FORWARDED, value);
+    }
+}
+
+pin_project! {
+    /// An upstream's response body with the body-idle and total deadlines.
+    pub(crate) struct UpstreamBody {
+        #[pin]
+        body: Incoming,
+        // Boxed so the body is Unpin, which response stamping needs to take it over.
+        timer: Pin<Box<Sleep>>,
+        idle: Duration,
+        deadline: Instant,
+        site: String,
+        metrics: SiteMetrics,
+        failed: bool,
+    }
+}
+
+impl UpstreamBody {
+    fn new(
+        body: Incoming,
+        idle: Duration,
+        deadline: Instant,
+        site: String,
+        metrics: SiteMetrics,
+    ) -> Self {
+        let first = (Instant::now() + idle).min(deadline);
+        UpstreamBody {
+            body,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            idle,
+            deadline,
+            site,
+            metrics,
+            failed: false,
+        }
+    }
+}
+
+/// The upstream body stalled past `proxy.body_idle_timeout` or `proxy.total_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body timed out")]
+pub(crate) struct BodyTimeout;
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.failed {
+            return Poll::Ready(None);
+        }
+        match this.body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = (Instant::now() + *this.idle).min(*this.deadline);
+                this.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.failed = true;
+                this.metrics.upstream_error("body");
+                tracing::warn!(
+                    target: "lenscap::proxy",
+                    site = %this.site,
+                    %error,
+                    "upstream response body failed; the client's response is cut short"
+                );
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.timer.as_mut().poll(cx));
+                *this.failed = true;
+                this.metrics.upstream_error("timeout");
+                tracing::warn!(
+                    target: "lenscap::proxy",
+                    site = %this.site,
+                    "upstream response body stalled past its timeout; the client's response is cut short"
+                );
+                Poll::Ready(Some(Err(BodyTimeout.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, X-Secret".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert(header::TE, "trailers".parse().unwrap());
+        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
+        headers.insert(header::FORWARDED, "for=6.6.6.6".parse().unwrap());
+        let host = HeaderValue::from_static("pub.example");
+        set_forwarding_headers(
+            &mut headers,
+            Some("203.0.113.9:5000".parse().unwrap()),
+            false,
+            Some(&host),
+            false,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.9");
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[X_FORWARDED_HOST], "pub.example");
+        assert_eq!(
+            headers[header::FORWARDED],
+            "for=203.0.113.9;host=\"pub.example\";proto=http"
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_from_a_trusted_peer_are_appended() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, "198.51.100.7".parse().unwrap());
+        headers.insert(X_FORWARDED_PROTO, "https".parse().unwrap());
+        set_forwarding_headers(
+            &mut headers,
+            Some("[::1]:5000".parse().unwrap()),
+            false,
+            None,
+            true,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "198.51.100.7, ::1");
+        assert_eq!(headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=http");
+    }
+}

@@ -1,0 +1,214 @@
+//! One site: its content service (a static folder or an upstream) and the routing by Host.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
+use tower_service::Service;
+
+use super::config::host_part;
+use super::proxy::{Upstream, UpstreamBody};
+use crate::layer::{Lenscap, PolicyHandle};
+use crate::metrics::SiteMetrics;
+
+/// Boxed error of a site's response body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The body of a site's response: a file, an upstream's body, or a short text the server
+    /// wrote itself (an error page).
+    pub struct SiteBody {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        File { #[pin] body: ServeFileSystemResponseBody },
+        Upstream { #[pin] body: UpstreamBody },
+        Full { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl SiteBody {
+    pub(crate) fn file(body: ServeFileSystemResponseBody) -> Self {
+        SiteBody {
+            kind: Kind::File { body },
+        }
+    }
+
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
+        SiteBody {
+            kind: Kind::Upstream { body },
+        }
+    }
+
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
+        SiteBody {
+            kind: Kind::Full {
+                body: Full::new(bytes.into()),
+            },
+        }
+    }
+}
+
+impl Body for SiteBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::File { body } => body.is_end_stream(),
+            Kind::Upstream { body } => body.is_end_stream(),
+            Kind::Full { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::File { body } => body.size_hint(),
+            Kind::Upstream { body } => body.size_hint(),
+            Kind::Full { body } => body.size_hint(),
+        }
+    }
+}
+
+/// A short plain-text response written by the server itself.
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<SiteBody> {
+    let mut response = Response::new(SiteBody::full(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What a site serves, as a Tower service behind the Lenscap layer.
+#[derive(Clone)]
+pub(crate) enum SiteService {
+    Static(ServeDir),
+    Proxy(Arc<Upstream>),
+}
+
+type SiteFuture = Pin<Box<dyn Future<Output = Result<Response<SiteBody>, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for SiteService {
+    type Response = Response<SiteBody>;
+    type Error = Infallible;
+    type Future = SiteFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> SiteFuture {
+        match self {
+            SiteService::Static(dir) => {
+                let future = dir.call(request);
+                Box::pin(async move {
+                    let response = future.await?;
+                    Ok(response.map(SiteBody::file))
+                })
+            }
+            SiteService::Proxy(upstream) => {
+                let upstream = upstream.clone();
+                Box::pin(async move { Ok(upstream.forward(request).await) })
+            }
+        }
+    }
+}
+
+/// A running site.
+pub(crate) struct Site {
+    pub(crate) policy: PolicyHandle,
+    pub(crate) service: Lenscap<SiteService>,
+    pub(crate) metrics: SiteMetrics,
+}
+
+/// Sites by Host.
+pub(crate) struct Router {
+    pub(crate) sites: Vec<Site>,
+    by_host: HashMap<String, usize>,
+    default: Option<usize>,
+}
+
+/// Why a request has no site.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoSite {
+    /// The Host header is missing (HTTP/1.1) or malformed: 400.
+    BadHost,
+    /// No site answers this host and there is no default: 421.
+    Unknown,
+}
+
+impl Router {
+    pub(crate) fn new(sites: Vec<Site>, hosts: Vec<Vec<String>>, default: Option<usize>) -> Self {
+        let mut by_host = HashMap::new();
+        for (index, hosts) in hosts.into_iter().enumerate() {
+            for host in hosts {
+                by_host.insert(host, index);
+            }
+        }
+        Router {
+            sites,
+            by_host,
+            default,
+        }
+    }
+
+    /// The site for `request`.
+    pub(crate) fn route<B>(&self, request: &Request<B>) -> Result<&Site, NoSite> {
+        let host = match request.headers().get(header::HOST) {
+            Some(value) => {
+                let text = value.to_str().map_err(|_| NoSite::BadHost)?;
+                Some(host_part(text).ok_or(NoSite::BadHost)?)
+            }
+            None => match request.uri().authority() {
+                Some(authority) => Some(authority.host()),
+                // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+                None if request.version() == Version::HTTP_11 => return Err(NoSite::BadHost),
+                None => None,
+            },
+        };
+        let named = match host {
+            Some(host) if !self.by_host.is_empty() => {
+                if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                    self.by_host.get(&host.to_ascii_lowercase()).copied()
+                } else {
+                    self.by_host.get(host).copied()
+                }
+            }
+            _ => None,
+        };
+        let index = named.or(self.default).ok_or(NoSite::Unknown)?;
+        Ok(&self.sites[index])
+    }
+}
