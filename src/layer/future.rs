@@ -13,7 +13,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::tag::{Tagged, Tagging};
+use super::tag::{Tagged, Tagging, finish_stamped};
 use super::{ResponseBody, Shared};
 use crate::stamp::StampFuture;
 
@@ -125,7 +125,8 @@ where
                     }
                 }
                 StateProj::Stamping { future, tarpit } => {
-                    let response = ready!(future.poll(cx)).map(ResponseBody::stamped);
+                    let response =
+                        finish_stamped(ready!(future.poll(cx))).map(ResponseBody::stamped);
                     match tarpit.take() {
                         None => return Poll::Ready(Ok(response)),
                         Some((slot, delay)) => this.state.set(held(response, slot, delay)),

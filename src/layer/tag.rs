@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body::Body;
 
 use super::ResponseBody;
 use crate::policy::Policy;
 use crate::stamp::html::inject_meta;
-use crate::stamp::{StampFuture, stamp_response};
+use crate::stamp::{StampFuture, StampOutcome, stamp_response};
 
 /// What the response path needs to know about the request.
 pub(crate) struct Tagging {
@@ -42,6 +42,12 @@ impl Tagging {
         image_path: bool,
         headers: &mut HeaderMap,
     ) -> Self {
+        // A resumed download must not splice an unstamped slice onto stamped bytes: with a
+        // validator attached, the whole (stamped) image is sent instead of the range.
+        if policy.stamp.is_some() && image_path && headers.contains_key(header::IF_RANGE) {
+            headers.remove(header::IF_RANGE);
+            headers.remove(header::RANGE);
+        }
         let stripped = match &policy.stamp {
             Some(stamp)
                 if headers.contains_key(header::IF_NONE_MATCH)
@@ -109,6 +115,20 @@ impl Tagging {
             Kind::Other => Tagged::Done(response.map(ResponseBody::inner)),
         }
     }
+}
+
+/// A stamped image's bytes differ from the stored file's: offer no ranges of them.
+pub(crate) fn finish_stamped<B>(mut response: Response<B>) -> Response<B> {
+    if response
+        .extensions()
+        .get::<StampOutcome>()
+        .is_some_and(StampOutcome::is_modified)
+    {
+        response
+            .headers_mut()
+            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    }
+    response
 }
 
 fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {

@@ -135,6 +135,8 @@ pub struct Policy {
     pub(crate) verdict_header: bool,
     pub(crate) reservation: ReservationConfig,
     pub(crate) documents: Documents,
+    /// The catalog agents robots.txt names, kept to rebuild it around the site's own file.
+    pub(crate) robots_agents: Vec<RobotsAgent>,
     pub(crate) meta_tags: Arc<MetaTags>,
     pub(crate) optout_headers: OptOutHeaders,
     pub(crate) stamp: Option<Arc<Stamp>>,
@@ -367,6 +369,7 @@ impl Policy {
             verdict_header: config.forward.verdict_header,
             reservation: config.reservation,
             documents,
+            robots_agents,
             meta_tags,
             optout_headers,
             stamp,
@@ -416,6 +419,22 @@ impl Policy {
     /// The documents Lenscap answers itself.
     pub fn documents(&self) -> &Documents {
         &self.documents
+    }
+
+    /// Merges the site's own robots.txt (its rules are kept; Lenscap's groups come first) into
+    /// the robots.txt this policy serves.
+    pub fn set_site_robots(&mut self, site_robots: &str) -> Result<(), PolicyError> {
+        self.documents = Documents::build(
+            &self.reservation,
+            &self.robots_agents,
+            &[],
+            Some(site_robots),
+        )
+        .map_err(|e| PolicyError::Invalid {
+            source_name: "the site's robots.txt".into(),
+            message: e.to_string(),
+        })?;
+        Ok(())
     }
 
     pub(crate) fn range_table(&self, agent_index: usize) -> Option<&RangeTable> {

@@ -539,10 +539,24 @@ impl Settings {
                     path: root.clone(),
                 });
             }
-            let policy = match policy {
+            let mut policy = match policy {
                 Some(policy) => policy,
                 None => Policy::compile_named(text, source_name, base)?,
             };
+            // The folder's own robots.txt is merged into the one Lenscap serves.
+            if let Content::Static(root) = &content {
+                let file = root.join("robots.txt");
+                match std::fs::read_to_string(&file) {
+                    Ok(site_robots) => policy.set_site_robots(&site_robots)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ServerError::Invalid {
+                            source_name: file.display().to_string(),
+                            message: format!("reading the site's robots.txt: {e}"),
+                        });
+                    }
+                }
+            }
             specs.push(SiteSpec {
                 name,
                 hosts,

@@ -63,6 +63,7 @@ use crate::client::{PeerAddr, Tls};
 use crate::layer::{LenscapLayer, PolicyHandle, ResponseBody};
 use crate::metrics::Metrics;
 use crate::policy::{Config, EMBEDDED_POLICY, PolicyError, describe_toml_error};
+use crate::stamp::StampOutcome;
 use site::{NoSite, Router, Site, SiteBody, SiteService, text_response};
 
 /// Why the server could not start (or a reload was refused).
@@ -579,6 +580,15 @@ async fn handle(
     site.metrics.observe_latency(started.elapsed());
     if image && response.status().is_success() {
         site.metrics.image_served();
+    }
+    match response.extensions().get::<StampOutcome>() {
+        Some(StampOutcome::Stamped) => site.metrics.image_stamped(),
+        Some(StampOutcome::Scrubbed) => site.metrics.image_scrubbed(),
+        Some(StampOutcome::Both) => {
+            site.metrics.image_stamped();
+            site.metrics.image_scrubbed();
+        }
+        Some(StampOutcome::PassedThrough(_)) | None => {}
     }
     Ok(response)
 }

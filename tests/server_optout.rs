@@ -1,0 +1,223 @@
+//! The reservation, end to end through `lenscap serve` on the demo gallery: documents (with the
+//! gallery's own robots.txt merged), opt-out headers and meta tags, every photo stamped with
+//! identical pixels and no GPS left, conditional requests and Range still correct.
+
+mod stamp_support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lenscap::server::{Overrides, RunningServer, ServeOptions, Server};
+use stamp_support::TiffRead;
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0";
+const GUARD: Duration = Duration::from_secs(20);
+
+fn gallery() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gallery"))
+}
+
+async fn start() -> RunningServer {
+    Server::bind(ServeOptions {
+        config: None,
+        overrides: Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin: Some(Some("127.0.0.1:0".parse().unwrap())),
+            root: Some(gallery()),
+            ..Overrides::default()
+        },
+    })
+    .await
+    .expect("server starts")
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut request = Request::get(format!("http://{addr}{path}"))
+        .header("user-agent", FIREFOX)
+        .header("accept", "image/avif,image/webp,*/*")
+        .header("accept-language", "en-GB,en;q=0.8")
+        .header("accept-encoding", "gzip, deflate, br")
+        .header("referer", format!("http://{addr}/"));
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(GUARD, client.request(request.body(Empty::new()).unwrap()))
+        .await
+        .expect("guard")
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn photos(ext: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(gallery().join("photos"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gallery_photo_is_stamped_with_identical_pixels_and_no_gps() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut had_gps = 0;
+    for ext in [".jpg", ".png", ".webp"] {
+        for name in photos(ext) {
+            let original = std::fs::read(gallery().join("photos").join(&name)).unwrap();
+            let served = get(addr, &format!("/photos/{name}"), &[]).await;
+            assert_eq!(served.status, StatusCode::OK, "{name}");
+            assert_eq!(
+                served
+                    .headers
+                    .get_all("x-robots-tag")
+                    .iter()
+                    .collect::<Vec<_>>(),
+                ["noai, noimageai"],
+                "{name}"
+            );
+            assert_eq!(served.headers["tdm-reservation"], "1");
+            assert_eq!(served.headers["content-usage"], "train-ai=n");
+            assert_eq!(
+                served.headers["content-length"],
+                served.body.len().to_string().as_str(),
+                "{name}"
+            );
+            assert_eq!(
+                stamp_support::frames(&served.body),
+                stamp_support::frames(&original),
+                "{name}: pixels changed"
+            );
+            let packets = match ext {
+                ".jpg" => stamp_support::jpeg_xmp(&served.body),
+                ".png" => stamp_support::png_xmp(&served.body),
+                _ => stamp_support::webp_xmp(&served.body),
+            };
+            assert!(
+                packets
+                    .iter()
+                    .any(|p| p.contains("DMI-PROHIBITED-AIMLTRAINING")),
+                "{name}: no XMP reservation"
+            );
+            if ext == ".jpg"
+                && let Some(before) = stamp_support::jpeg_exif(&original)
+            {
+                let after = stamp_support::jpeg_exif(&served.body).expect("Exif kept");
+                let (b, a) = (TiffRead::new(&before), TiffRead::new(&after));
+                if b.has_gps() {
+                    had_gps += 1;
+                    assert!(!a.has_gps(), "{name}: GPS left in");
+                }
+                assert_eq!(
+                    a.orientation(),
+                    b.orientation(),
+                    "{name}: orientation changed"
+                );
+            }
+        }
+    }
+    assert!(
+        had_gps > 0,
+        "the demo gallery should include photos with GPS"
+    );
+    let metrics = get(server.admin_addr().unwrap(), "/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lenscap_images_stamped_total") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lenscap_images_scrubbed_total") && !l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_and_range_requests_stay_correct() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let name = &photos(".jpg")[0];
+    let path = format!("/photos/{name}");
+    let original = std::fs::read(gallery().join("photos").join(name)).unwrap();
+
+    let full = get(addr, &path, &[]).await;
+    assert_eq!(full.headers["accept-ranges"], "none");
+    let etag = full.headers["etag"].to_str().unwrap().to_owned();
+    let again = get(addr, &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers["etag"], etag.as_str());
+    assert!(again.body.is_empty());
+
+    // A Range answer is a slice of the file as stored, passed through unstamped.
+    let part = get(addr, &path, &[("range", "bytes=0-99")]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&part.body[..], &original[..100]);
+    // Resuming with the stamped validator never splices: the whole stamped image comes back.
+    let resumed = get(addr, &path, &[("range", "bytes=100-"), ("if-range", &etag)]).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.body, full.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_and_pages_declare_the_reservation() {
+    let server = start().await;
+    let addr = server.local_addr();
+
+    let robots = get(addr, "/robots.txt", &[]).await;
+    assert_eq!(robots.status, StatusCode::OK);
+    assert_eq!(robots.headers["content-type"], "text/plain; charset=utf-8");
+    let text = String::from_utf8(robots.body.to_vec()).unwrap();
+    let gptbot = texting_robots::Robot::new("GPTBot", text.as_bytes()).unwrap();
+    assert!(!gptbot.allowed("/photos/beer-garden-01.jpg"));
+    // The gallery's own rule survives the merge.
+    let anyone = texting_robots::Robot::new("SomeBrowserExtension", text.as_bytes()).unwrap();
+    assert!(!anyone.allowed("/staff/rota.html"));
+    assert!(anyone.allowed("/"));
+    assert!(text.contains("Sitemap: http://127.0.0.1:8080/sitemap.xml"));
+    let etag = robots.headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        get(addr, "/robots.txt", &[("if-none-match", &etag)])
+            .await
+            .status,
+        StatusCode::NOT_MODIFIED
+    );
+
+    let tdmrep = get(addr, "/.well-known/tdmrep.json", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&tdmrep.body).unwrap();
+    assert_eq!(json[0]["tdm-reservation"], 1);
+    assert_eq!(
+        get(addr, "/ai.txt", &[]).await.headers["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let policy = get(addr, "/ai-policy", &[]).await;
+    assert_eq!(policy.headers["content-type"], "text/html; charset=utf-8");
+
+    // Pages come uncompressed here (no precompressed copy): they get the meta tags.
+    let page = get(addr, "/", &[("accept-encoding", "identity")]).await;
+    let html = String::from_utf8(page.body.to_vec()).unwrap();
+    assert!(html.contains(r#"<meta name="robots" content="noai, noimageai">"#));
+    assert_eq!(page.headers["tdm-reservation"], "1");
+}
