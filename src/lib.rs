@@ -27,6 +27,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod layer;
+pub mod limit;
 pub mod policy;
 pub mod signals;
 pub mod verdict;

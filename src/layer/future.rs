@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::{ResponseBody, Shared};
+use crate::limit::AfterResponse;
 
 /// One request held in the tarpit; frees its place when dropped.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B> {
-        Inner { #[pin] future: F, tarpit: Option<(TarpitSlot, Duration)> },
+        Inner { #[pin] future: F, tarpit: Option<(TarpitSlot, Duration)>, after: AfterResponse },
         Held { #[pin] sleep: Sleep, response: Option<Response<ResponseBody<B>>>, slot: Option<TarpitSlot> },
         Ready { response: Option<Response<ResponseBody<B>>> },
     }
@@ -52,8 +53,20 @@ pin_project! {
 impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn inner(future: F, tarpit: Option<(TarpitSlot, Duration)>) -> Self {
         ResponseFuture {
-            state: State::Inner { future, tarpit },
+            state: State::Inner {
+                future,
+                tarpit,
+                after: AfterResponse::default(),
+            },
         }
+    }
+
+    /// Leaves the limiter work for the response (a cookie to set, a Content-Type to check).
+    pub(crate) fn after(mut self, work: AfterResponse) -> Self {
+        if let State::Inner { after, .. } = &mut self.state {
+            *after = work;
+        }
+        self
     }
 
     pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
@@ -75,8 +88,13 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Inner { future, tarpit } => {
-                    let response = ready!(future.poll(cx))?.map(ResponseBody::inner);
+                StateProj::Inner {
+                    future,
+                    tarpit,
+                    after,
+                } => {
+                    let mut response = ready!(future.poll(cx))?.map(ResponseBody::inner);
+                    after.apply(&mut response);
                     match tarpit.take() {
                         None => return Poll::Ready(Ok(response)),
                         Some((slot, delay)) => this.state.set(State::Held {

@@ -82,13 +82,15 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyHandle,
     /// Requests currently held in the tarpit.
     pub(crate) tarpit_held: AtomicUsize,
+    /// Limiter and tracker state (kept across policy swaps).
+    pub(crate) limits: crate::limit::Limits,
 }
 
 /// Adds Lenscap to a service: `ServiceBuilder::new().layer(LenscapLayer::new(policy))` or
 /// `Router::layer(LenscapLayer::new(policy))`.
 #[derive(Clone, Debug)]
 pub struct LenscapLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl LenscapLayer {
@@ -103,6 +105,7 @@ impl LenscapLayer {
             shared: Arc::new(Shared {
                 policy: handle,
                 tarpit_held: AtomicUsize::new(0),
+                limits: crate::limit::Limits::default(),
             }),
         }
     }

@@ -116,8 +116,19 @@ where
         // A client must never be able to hand the upstream a verdict of its own.
         request.headers_mut().remove(VERDICT_HEADER);
 
-        let (client, verdict) = classify_request(&policy, &request);
+        let (client, mut verdict) = classify_request(&policy, &request);
         let enforce = policy.mode == Mode::Enforce;
+        let after = match crate::limit::admit(
+            &self.shared.limits,
+            &policy,
+            &request,
+            client,
+            &mut verdict,
+            enforce,
+        ) {
+            Ok(after) => after,
+            Err(response) => return ResponseFuture::ready(response),
+        };
         if verdict.action != Action::Allow {
             tracing::info!(
                 target: "lenscap::verdict",
@@ -156,7 +167,7 @@ where
         }
         request.extensions_mut().insert(verdict);
         drop(policy);
-        ResponseFuture::inner(self.inner.call(request), tarpit)
+        ResponseFuture::inner(self.inner.call(request), tarpit).after(after)
     }
 }
 

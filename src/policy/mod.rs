@@ -128,6 +128,7 @@ pub struct Policy {
     pub(crate) tarpit_max_held: usize,
     pub(crate) image_extensions: Vec<String>,
     pub(crate) verdict_header: bool,
+    pub(crate) limits: crate::limit::LimitSettings,
 }
 
 impl Policy {
@@ -206,6 +207,8 @@ impl Policy {
                 ),
             ));
         }
+
+        let limits = crate::limit::LimitSettings::compile(&config, &invalid)?;
 
         let mut entries = match &config.catalog.file {
             Some(path) => {
@@ -335,6 +338,7 @@ impl Policy {
             tarpit_max_held: config.tarpit.max_held,
             image_extensions,
             verdict_header: config.forward.verdict_header,
+            limits,
         })
     }
 
@@ -390,6 +394,21 @@ impl Policy {
                 .any(|e| e.eq_ignore_ascii_case(ext)),
             None => false,
         }
+    }
+
+    /// Trap path prefixes (`[traps] paths`): robots.txt must disallow them for every agent.
+    pub fn trap_paths(&self) -> &[String] {
+        &self.limits.trap_paths
+    }
+
+    /// Every path prefix robots.txt should disallow for every agent: the trap paths and
+    /// `[traps] disallowed`.
+    pub fn disallowed_paths(&self) -> impl Iterator<Item = &str> {
+        self.limits
+            .trap_paths
+            .iter()
+            .chain(&self.limits.disallowed)
+            .map(String::as_str)
     }
 
     /// A short, human-readable summary (for `lenscap check-config` and start-up logs).

@@ -22,6 +22,8 @@
 //! assert!(reasons.contains(Reason::OutdatedBrowser));
 //! ```
 
+pub mod behaviour;
+
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
