@@ -427,6 +427,8 @@ struct Refusal {
 /// Behaviour signals are added to `verdict`. `Err` is a response to send instead of calling
 /// the inner service (a trap answer, or a 429 when `enforce`). Over quota with
 /// `over_quota = "tarpit"`, the verdict's action becomes `tarpit` and the caller holds it.
+// The response goes straight into the response future: boxing it would only add an allocation.
+#[allow(clippy::result_large_err)]
 pub(crate) fn admit<B, R>(
     limits: &Limits,
     policy: &Policy,

@@ -27,7 +27,7 @@ pub struct Rate {
 
 impl Rate {
     /// Parses `"120/min"` (units `s`, `min`, `h`, `day`, with their long forms) and a burst
-    /// (default: the count, a whole unit's worth at once). At most 1000/s.
+    /// (default: the count, a whole unit's worth at once). At most 100/s.
     ///
     /// ```
     /// use lenscap::limit::Rate;
@@ -54,8 +54,8 @@ impl Rate {
             other => return Err(format!("{text:?}: unknown unit {other:?} (s, min, h, day)")),
         };
         let period = Duration::from_secs(seconds) / count;
-        if period < Duration::from_millis(1) {
-            return Err(format!("{text:?} is faster than 1000/s"));
+        if period < Duration::from_millis(10) {
+            return Err(format!("{text:?} is faster than 100/s"));
         }
         let burst = burst.unwrap_or(count);
         let burst = std::num::NonZeroU32::new(burst)
@@ -140,8 +140,9 @@ impl StateStore for CellStore<'_> {
         // A TAT in the past means a full bucket: the same as a fresh one to GCRA.
         let previous = (stored != 0 && ahead > 0).then(|| Nanos::new(ahead as u64 * 1_000_000));
         let (outcome, next) = f(previous)?;
-        // Rounded up, so a stored cell never grants more than governor decided.
-        let ahead = next.as_u64().div_ceil(1_000_000).min(i32::MAX as u64) as u32;
+        // Rounded down to the millisecond: a burst at one instant stays whole, and with
+        // periods of 10 ms or more the leniency is under a tenth of a period.
+        let ahead = (next.as_u64() / 1_000_000).min(i32::MAX as u64) as u32;
         let tat = self.now.wrapping_add(ahead);
         self.tat.set(if tat == 0 { 1 } else { tat });
         Ok(outcome)
