@@ -601,6 +601,56 @@ pub(crate) fn admit<B, R>(
     Ok(after)
 }
 
+/// What a request would have met, for `lenscap replay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Outcome {
+    /// Served.
+    Allowed,
+    /// Served, under the suspects' quotas (or after a tarpit delay).
+    Throttled,
+    /// Refused: over a rate limit (429).
+    Limited,
+    /// Refused: blocked, or answered by a trap.
+    Blocked,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Throttled => "throttled",
+            Outcome::Limited => "limited",
+            Outcome::Blocked => "blocked",
+        }
+    }
+}
+
+/// Classifies, tracks and limits one request as the layer would under enforcement, without
+/// calling anything: the verdict and what it would have met.
+pub(crate) fn judge<B>(
+    limits: &Limits,
+    policy: &Policy,
+    request: &Request<B>,
+) -> (ClientId, Verdict, Outcome, bool) {
+    let (client, mut verdict) = crate::layer::classify_request(policy, request);
+    let image = request_kind(
+        policy,
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) == Kind::Image;
+    let outcome = match admit::<B, ()>(limits, policy, request, client, &mut verdict, true) {
+        Err(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::Limited,
+        Err(_) => Outcome::Blocked,
+        Ok(_) => match verdict.action {
+            Action::Allow => Outcome::Allowed,
+            Action::Throttle | Action::Tarpit => Outcome::Throttled,
+            Action::Block => Outcome::Blocked,
+        },
+    };
+    (client, verdict, outcome, image)
+}
+
 /// Page, image, robots.txt or other, from the request alone.
 fn request_kind(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) -> Kind {
     if path == "/robots.txt" {
