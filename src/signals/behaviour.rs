@@ -149,7 +149,9 @@ fn read_referer(headers: &HeaderMap) -> Referer {
         return Referer::None;
     };
     let referer = referer.as_bytes();
-    let Some(scheme_end) = find(referer, b"://") else {
+    let Some(scheme_end) =
+        memchr::memchr(b':', referer).filter(|&i| referer[i..].starts_with(b"://"))
+    else {
         return Referer::Elsewhere;
     };
     let rest = &referer[scheme_end + 3..];
@@ -169,10 +171,6 @@ fn read_referer(headers: &HeaderMap) -> Referer {
     } else {
         Referer::Elsewhere
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The last run of digits (at most 9) and a hash of the text around it.
