@@ -56,7 +56,8 @@
 //! checked when a visitor is first tracked; later requests find the visitor's record by its
 //! (unguessable) id.
 //!
-//! **Credit.** A page view earns its client `credit_per_page` image credit (up to
+//! **Credit.** A page view by a browser navigation (`Accept: text/html`, or
+//! `Sec-Fetch-Dest: document`) earns its client `credit_per_page` image credit (up to
 //! `max_credit`). An image whose Referer is one of the client's last two pages spends one
 //! credit and is *vouched*: it is not charged to the client's tight image quota, only to the
 //! subnet's generous `subnet_vouched_images` ceiling. Everything else — no Referer, a Referer the
@@ -64,6 +65,11 @@
 //! (per subnet). So a crowd behind one address, each person viewing pages and then their
 //! images, has an image budget that grows with its page views, while a script pulling images
 //! it never saw on a page runs into a small flat budget after a handful.
+//!
+//! **Images by Content-Type.** A request is an image by its path extension, by
+//! `Sec-Fetch-Dest: image` or by an `image/…` Accept; a page-looking request whose response
+//! turns out to be `image/…` is counted as an image afterwards, and from then on that client's
+//! page-looking requests are charged to its image quota too (`/photo?id=17` harvesting).
 //!
 //! **Behaviour.** Every request also passes the tracker
 //! ([`signals::behaviour`](crate::signals::behaviour)); the signals it raises join the
@@ -488,6 +494,17 @@ pub(crate) fn admit<B, R>(
             return;
         }
         let suspect = verdict.action >= Action::Throttle;
+        if kind == Kind::Page
+            && record.behaviour.late_images()
+            && let Err(wait) = ls.images.check(&mut record.tat_images, now)
+        {
+            refusal = Some(Refusal {
+                quota: "images",
+                rate: ls.images,
+                wait,
+            });
+            return;
+        }
         let (quota, rate, cell) = match (kind, suspect, vouched) {
             (Kind::Page, false, _) => ("pages", ls.pages, &mut record.tat_pages),
             (Kind::Page, true, _) => ("suspect-pages", ls.suspect_pages, &mut record.tat_pages),

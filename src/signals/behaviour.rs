@@ -79,6 +79,9 @@ pub struct Facts {
     pub number: Option<(u8, u16)>,
     /// The path is disallowed by robots.txt (a trap or a configured disallowed prefix).
     pub disallowed: bool,
+    /// A browser navigation (`Accept: text/html…` or `Sec-Fetch-Dest: document`): only these
+    /// page views earn image credit.
+    pub navigation: bool,
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
@@ -119,12 +122,14 @@ impl Facts {
                 None
             },
             disallowed,
+            navigation: kind == Kind::Page && is_navigation(headers),
         }
     }
 
     /// Facts for a plain request with an optional same-site Referer (for examples and tests).
     pub fn for_test(kind: Kind, path: &str, referer: Option<&str>) -> Facts {
         let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, "text/html,*/*;q=0.8".parse().unwrap());
         if let Some(r) = referer {
             headers.insert(
                 header::REFERER,
@@ -141,6 +146,17 @@ impl Facts {
             false,
         )
     }
+}
+
+fn is_navigation(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-dest").map_or_else(
+        || {
+            headers
+                .get(header::ACCEPT)
+                .is_some_and(|a| memchr::memmem::find(a.as_bytes(), b"text/html").is_some())
+        },
+        |d| d.as_bytes() == b"document" || d.as_bytes() == b"iframe",
+    )
 }
 
 /// The Referer of a request: same host as `Host`, another site, or none.
@@ -282,6 +298,7 @@ const COUNTERS: usize = 6;
 
 const ROBOTS_FETCHED: u8 = 1;
 const ROBOTS_IGNORED: u8 = 2;
+const LATE_IMAGES: u8 = 4;
 
 /// One client's behaviour over the window. 44 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -346,6 +363,13 @@ impl Behaviour {
     /// Counts a response that turned out to be an image (by its Content-Type).
     pub fn late_image(&mut self) {
         bump(&mut self.counts[0][IMAGES]);
+        self.flags |= LATE_IMAGES;
+    }
+
+    /// Whether this client has fetched images from paths that look like pages: its page
+    /// views are then also charged as images.
+    pub fn late_images(&self) -> bool {
+        self.flags & LATE_IMAGES != 0
     }
 
     /// Records one request at `now` and returns the signals the client now raises.
@@ -357,13 +381,15 @@ impl Behaviour {
         match facts.kind {
             Kind::Page => {
                 bump(&mut c[PAGES]);
-                if self.pages[0] != facts.target {
-                    self.pages = [facts.target, self.pages[0]];
+                if facts.navigation {
+                    if self.pages[0] != facts.target {
+                        self.pages = [facts.target, self.pages[0]];
+                    }
+                    self.credit = self
+                        .credit
+                        .saturating_add(s.credit_per_page)
+                        .min(s.max_credit);
                 }
-                self.credit = self
-                    .credit
-                    .saturating_add(s.credit_per_page)
-                    .min(s.max_credit);
             }
             Kind::Image => {
                 bump(&mut c[IMAGES]);
