@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Modules, in request order: [`client`] (who is asking), [`catalog`] (known agents),
-//! [`signals`] (header shape), [`verdict`] (the decision), [`layer`] (the Tower wiring), with
+//! [`signals`] (header shape and behaviour), [`verdict`] (the decision), [`limit`] (rate
+//! limits, the visitor cookie, traps and the state store), [`layer`] (the Tower wiring), with
 //! [`policy`] holding the compiled configuration.
 
 #![deny(unsafe_code)]
