@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Modules, in request order: [`client`] (who is asking), [`catalog`] (known agents),
-//! [`signals`] (header shape), [`verdict`] (the decision), [`layer`] (the Tower wiring), with
+//! [`signals`] (header shape and behaviour), [`verdict`] (the decision), [`limit`] (rate
+//! limits, the visitor cookie, traps and the state store), [`layer`] (the Tower wiring), with
 //! [`policy`] holding the compiled configuration. [`server`] runs the layer in front of a
 //! folder of photos or an upstream site, with [`metrics`] for Prometheus.
 
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod documents;
 pub mod layer;
+pub mod limit;
 pub mod metrics;
 pub mod policy;
 pub mod server;

@@ -122,6 +122,28 @@ reasons! {
     VerifiedAgent = "verified-agent",
     /// A catalog agent with published ranges, from outside them: a spoofer.
     SpoofedAgent = "spoofed-agent",
+    /// Behaviour: images requested without a Referer.
+    NoRefererImages = "no-referer-images",
+    /// Behaviour: images whose Referer is not a page this client viewed recently.
+    UnviewedReferer = "referer-not-viewed",
+    /// Behaviour: images on a secure origin without `Sec-Fetch-Dest: image`.
+    MissingFetchDestImages = "images-without-fetch-dest",
+    /// Behaviour: images and no page view in the window.
+    ImagesWithoutPages = "images-without-pages",
+    /// Behaviour: more distinct images in the window than a person looks at.
+    ManyDistinctImages = "many-distinct-images",
+    /// Behaviour: names or parameters requested in sequence (`IMG_0001`, `IMG_0002`, …).
+    SequentialEnumeration = "sequential-enumeration",
+    /// Behaviour: only original or full-size variants requested.
+    OriginalsOnly = "originals-only",
+    /// Behaviour: requests at a metronome's rhythm.
+    RegularTiming = "machine-regular-timing",
+    /// Behaviour: robots.txt fetched, then a path it disallows requested.
+    RobotsIgnored = "robots-ignored",
+    /// Behaviour: a trap path was fetched (the mark lasts `traps.mark_for`).
+    TrapHit = "trap-hit",
+    /// Over a rate limit.
+    OverQuota = "over-quota",
 }
 
 /// A set of [`Reason`]s.
@@ -147,6 +169,11 @@ impl Reasons {
     /// The reasons, in bit order.
     pub fn iter(&self) -> impl Iterator<Item = Reason> + '_ {
         Reason::ALL.iter().copied().filter(|r| self.contains(*r))
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: Reasons) -> Reasons {
+        Reasons(self.0 | other.0)
     }
 
     /// The reasons' names, in bit order.
@@ -200,6 +227,25 @@ impl Verdict {
             "agent": self.agent.as_deref(),
             "reasons": self.reasons.names().collect::<Vec<_>>(),
         })
+    }
+}
+
+impl Verdict {
+    /// Adds behaviour signals: their weights join the score and the score thresholds apply
+    /// again, to every client but verified crawlers (which are governed by their category).
+    pub(crate) fn add_signals(&mut self, policy: &Policy, extra: Reasons) {
+        if extra.is_empty() {
+            return;
+        }
+        for reason in extra.iter() {
+            if !self.reasons.contains(reason) {
+                self.score += policy.weight(reason);
+            }
+        }
+        self.reasons = self.reasons.union(extra);
+        if !self.reasons.contains(Reason::VerifiedAgent) {
+            self.action = self.action.max(score_action(&policy.verdict, self.score));
+        }
     }
 }
 

@@ -182,7 +182,7 @@ async fn block_status_is_configurable() {
 #[tokio::test(start_paused = true)]
 async fn tarpit_delays_responses_and_is_bounded() {
     let policy = Policy::from_toml_str(
-        "[actions]\nbulk-downloader = \"tarpit\"\n[tarpit]\ndelay = \"30s\"\nmax_held = 2\n",
+        "[actions]\nbulk-downloader = \"tarpit\"\n[tarpit]\ndelay = \"30s\"\nmax_held = 2\n# Rate limits are tested on their own.\n[limits]\nenabled = false\n",
         None,
     )
     .unwrap();

@@ -23,9 +23,13 @@ fn gallery() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gallery"))
 }
 
+/// The demo gallery under the default policy, rate limits off: these tests fetch every photo
+/// in a row, which is what limits exist to stop (they are tested in limits_sessions.rs).
 async fn start() -> RunningServer {
+    let config = std::env::temp_dir().join(format!("lenscap-optout-{}.toml", std::process::id()));
+    std::fs::write(&config, "[limits]\nenabled = false\n").unwrap();
     Server::bind(ServeOptions {
-        config: None,
+        config: Some(config),
         overrides: Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             admin: Some(Some("127.0.0.1:0".parse().unwrap())),

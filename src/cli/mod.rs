@@ -33,7 +33,7 @@ enum Command {
     Serve(serve::Args),
     /// Print the verdict and its reasons for one request.
     Explain(explain::Args),
-    /// Run logged requests through the classifier and print one verdict per line.
+    /// Run an access log through the policy in log time and summarise what it would do.
     Replay(replay::Args),
     /// Validate a policy file and print a short summary.
     CheckConfig(check::Args),

@@ -1,30 +1,47 @@
-//! `lenscap replay`: run logged requests through the classifier.
+//! `lenscap replay`: run yesterday's traffic through a policy, in its own time.
 //!
-//! `--format jsonl` reads one JSON object per line —
-//! `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
-//! every field optional but `path`, header names case-insensitive — and writes one JSON verdict
-//! per line, in input order. A line that cannot be read gets `{"line": N, "error": "…"}` in its
-//! place, so outputs stay aligned with inputs.
+//! Every line goes through the same classifier, behaviour tracker and rate limiters as live
+//! traffic, on a clock that follows the log's timestamps, so the summary shows what would
+//! have been allowed, throttled, rate-limited or blocked, and when each scraper would have
+//! been stopped. Log clients never carry the visitor cookie: each address is one client.
+//!
+//! Formats:
+//! - `--format jsonl` (default): one JSON object per line —
+//!   `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
+//!   every field optional but `path`, header names case-insensitive, `t` in seconds.
+//! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers,
+//!   so the signals about those are neutral in replay; User-Agent, Referer, protocol, path and
+//!   timing count.
+//!
+//! Output: a summary a person can read (default), `--json` for machines, or `--verdicts`: one
+//! JSON verdict per input line, in order, `{"line": N, "error": "…"}` in place of an
+//! unreadable line.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version, header};
 use serde::{Deserialize, Serialize};
 
-use crate::layer::classify_parts;
+use crate::catalog::Category;
+use crate::client::{PeerAddr, Tls};
+use crate::limit::{Limits, ManualClock, MemoryStore, Outcome, judge};
 use crate::policy::Policy;
 use crate::verdict::Verdict;
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
     /// One JSON object per line.
     Jsonl,
+    /// nginx/Apache combined access log.
+    Combined,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +52,15 @@ pub(super) struct Args {
     /// Input format.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
+    /// Print the summary as one JSON object.
+    #[arg(long, conflicts_with = "verdicts")]
+    json: bool,
+    /// Print one JSON verdict per input line instead of a summary.
+    #[arg(long)]
+    verdicts: bool,
+    /// How many clients the summary lists.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
     /// Log file, or `-` for standard input.
     input: PathBuf,
 }
@@ -52,7 +78,6 @@ struct Line<'a> {
     #[serde(borrow, default)]
     headers: BTreeMap<Cow<'a, str>, HeaderField<'a>>,
     #[serde(default)]
-    #[allow(dead_code)]
     t: Option<f64>,
 }
 
@@ -66,21 +91,263 @@ enum HeaderField<'a> {
 #[derive(Serialize)]
 struct Out<'a> {
     action: &'static str,
+    outcome: &'static str,
     score: u32,
     category: &'static str,
     agent: Option<&'a str>,
     reasons: Vec<&'static str>,
 }
 
-impl<'a> From<&'a Verdict> for Out<'a> {
-    fn from(v: &'a Verdict) -> Self {
-        Out {
-            action: v.action.as_str(),
-            score: v.score,
-            category: v.category.as_str(),
-            agent: v.agent.as_deref(),
-            reasons: v.reasons.names().collect(),
+/// Counts for a category or a client.
+#[derive(Clone, Debug, Default, Serialize)]
+struct Tally {
+    requests: u64,
+    images: u64,
+    allowed: u64,
+    throttled: u64,
+    limited: u64,
+    blocked: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome, image: bool) {
+        self.requests += 1;
+        self.images += u64::from(image);
+        match outcome {
+            Outcome::Allowed => self.allowed += 1,
+            Outcome::Throttled => self.throttled += 1,
+            Outcome::Limited => self.limited += 1,
+            Outcome::Blocked => self.blocked += 1,
         }
+    }
+}
+
+/// When a client was first refused.
+#[derive(Clone, Debug, Serialize)]
+struct Stop {
+    line: usize,
+    /// Seconds since the log's first timestamp.
+    t: f64,
+    outcome: &'static str,
+    /// Images it had been served before.
+    images_before: u64,
+    reasons: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClientStats {
+    tally: Tally,
+    images_served: u64,
+    category: Option<Category>,
+    agent: Option<String>,
+    stopped: Option<Stop>,
+}
+
+/// The state of one replay: policy, limiter state on the log's clock, tallies.
+struct Replay {
+    policy: Policy,
+    limits: Limits,
+    clock: ManualClock,
+    start: Option<f64>,
+    last: f64,
+    lines: usize,
+    bad: usize,
+    first_errors: Vec<String>,
+    by_category: BTreeMap<Category, Tally>,
+    clients: HashMap<IpAddr, ClientStats>,
+    total: Tally,
+}
+
+/// One request read from a log line.
+struct Parsed {
+    request: Request<()>,
+    t: Option<f64>,
+}
+
+impl Replay {
+    fn new(policy: Policy) -> Replay {
+        let clock = ManualClock::new();
+        Replay {
+            policy,
+            limits: Limits::new(MemoryStore::default(), clock.clone()),
+            clock,
+            start: None,
+            last: 0.0,
+            lines: 0,
+            bad: 0,
+            first_errors: Vec::new(),
+            by_category: BTreeMap::new(),
+            clients: HashMap::new(),
+            total: Tally::default(),
+        }
+    }
+
+    /// Runs one parsed request in its own time.
+    fn step(&mut self, line: usize, parsed: Parsed) -> (Verdict, Outcome) {
+        let t = parsed.t.unwrap_or(self.last);
+        let start = *self.start.get_or_insert(t);
+        self.last = t.max(self.last);
+        self.clock
+            .set(Duration::from_secs_f64((self.last - start).max(0.0)));
+        let (client, verdict, outcome, image) = judge(&self.limits, &self.policy, &parsed.request);
+        self.total.add(outcome, image);
+        self.by_category
+            .entry(verdict.category)
+            .or_default()
+            .add(outcome, image);
+        let stats = self.clients.entry(client.ip()).or_default();
+        stats.tally.add(outcome, image);
+        stats.category.get_or_insert(verdict.category);
+        if stats.agent.is_none() {
+            stats.agent = verdict.agent.as_deref().map(str::to_owned);
+        }
+        if outcome != Outcome::Allowed && outcome != Outcome::Throttled {
+            if stats.stopped.is_none() {
+                stats.stopped = Some(Stop {
+                    line,
+                    t: self.last - start,
+                    outcome: outcome.as_str(),
+                    images_before: stats.images_served,
+                    reasons: verdict.reasons.names().collect(),
+                });
+            }
+        } else if image {
+            stats.images_served += 1;
+        }
+        (verdict, outcome)
+    }
+
+    fn error(&mut self, line: usize, error: &str) {
+        self.bad += 1;
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(format!("line {line}: {error}"));
+        }
+    }
+
+    fn top_clients(&self, top: usize) -> Vec<(&IpAddr, &ClientStats)> {
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_by(|a, b| {
+            b.1.tally
+                .requests
+                .cmp(&a.1.tally.requests)
+                .then_with(|| a.0.cmp(b.0))
+        });
+        clients.truncate(top);
+        clients
+    }
+
+    fn summary_json(&self, top: usize) -> serde_json::Value {
+        let categories: serde_json::Map<String, serde_json::Value> = self
+            .by_category
+            .iter()
+            .map(|(c, t)| (c.as_str().to_owned(), serde_json::to_value(t).unwrap()))
+            .collect();
+        let clients: Vec<serde_json::Value> = self
+            .top_clients(top)
+            .into_iter()
+            .map(|(ip, s)| {
+                serde_json::json!({
+                    "client": ip.to_string(),
+                    "category": s.category.map(Category::as_str),
+                    "agent": s.agent,
+                    "counts": s.tally,
+                    "stopped": s.stopped,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "lines": self.lines,
+            "unreadable": self.bad,
+            "duration_secs": self.start.map_or(0.0, |s| self.last - s),
+            "clients": self.clients.len(),
+            "stopped_clients": self.clients.values().filter(|c| c.stopped.is_some()).count(),
+            "total": self.total,
+            "categories": categories,
+            "top_clients": clients,
+        })
+    }
+
+    fn summary_text(&self, top: usize) -> String {
+        let mut out = String::new();
+        let span = self.start.map_or(0.0, |s| self.last - s);
+        let _ = writeln!(
+            out,
+            "{} requests ({} images) from {} clients over {} of log time; mode {} (replayed as enforced)",
+            self.total.requests,
+            self.total.images,
+            self.clients.len(),
+            clock_time(span),
+            self.policy.mode().as_str()
+        );
+        if self.bad > 0 {
+            let _ = writeln!(out, "{} unreadable lines", self.bad);
+        }
+        let header = |out: &mut String, first: &str| {
+            let _ = writeln!(
+                out,
+                "  {first:<22} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
+                "requests", "images", "allowed", "throttled", "limited", "blocked"
+            );
+        };
+        let row = |out: &mut String, name: &str, t: &Tally| {
+            let _ = write!(
+                out,
+                "  {name:<22} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
+                t.requests, t.images, t.allowed, t.throttled, t.limited, t.blocked
+            );
+        };
+        let _ = writeln!(out, "\nby category");
+        header(&mut out, "category");
+        for (category, tally) in &self.by_category {
+            row(&mut out, category.as_str(), tally);
+            out.push('\n');
+        }
+        row(&mut out, "all", &self.total);
+        out.push('\n');
+        let _ = writeln!(out, "\ntop clients by requests");
+        header(&mut out, "client");
+        for (ip, stats) in self.top_clients(top) {
+            row(&mut out, &ip.to_string(), &stats.tally);
+            let what = stats
+                .agent
+                .clone()
+                .or(stats.category.map(|c| c.as_str().to_owned()))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {what}");
+            if let Some(stop) = &stats.stopped {
+                let _ = writeln!(
+                    out,
+                    "  {:<22} stopped at +{} (line {}), {} after {} images: {}",
+                    "",
+                    clock_time(stop.t),
+                    stop.line,
+                    stop.outcome,
+                    stop.images_before,
+                    stop.reasons.join(",")
+                );
+            }
+        }
+        let stopped = self
+            .clients
+            .values()
+            .filter(|c| c.stopped.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "\n{stopped} of {} clients would have been stopped",
+            self.clients.len()
+        );
+        out
+    }
+}
+
+fn clock_time(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    let ms = ((seconds.max(0.0) - s as f64) * 1000.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}m{:02}.{ms:03}s", s / 60, s % 60)
     }
 }
 
@@ -95,26 +362,42 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let stdout = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
-    let Format::Jsonl = args.format;
-    let bad = replay_jsonl(&policy, input, &mut out)?;
+    let replay = replay(
+        policy,
+        args.format,
+        input,
+        args.verdicts.then_some(&mut out),
+    )?;
+    if !args.verdicts {
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &replay.summary_json(args.top))?;
+            out.write_all(b"\n")?;
+        } else {
+            out.write_all(replay.summary_text(args.top).as_bytes())?;
+        }
+    }
     out.flush()?;
-    if bad > 0 {
-        eprintln!("lenscap replay: {bad} line(s) could not be read (see their \"error\" objects)");
+    if replay.bad > 0 {
+        for error in &replay.first_errors {
+            eprintln!("lenscap replay: {error}");
+        }
+        eprintln!("lenscap replay: {} line(s) could not be read", replay.bad);
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Replays JSON lines from `input` to `out`; returns the number of unreadable lines.
-fn replay_jsonl(
-    policy: &Policy,
+/// Replays `input`; with `verdicts`, writes one JSON verdict per line to it.
+fn replay(
+    policy: Policy,
+    format: Format,
     mut input: impl BufRead,
-    out: &mut impl Write,
-) -> anyhow::Result<usize> {
+    mut verdicts: Option<&mut dyn Write>,
+) -> anyhow::Result<Replay> {
+    let mut replay = Replay::new(policy);
     let mut buf = String::new();
     let mut headers = HeaderMap::new();
     let mut number = 0usize;
-    let mut bad = 0usize;
     loop {
         buf.clear();
         let read = input.read_line(&mut buf).context("reading input")?;
@@ -126,22 +409,69 @@ fn replay_jsonl(
         if text.is_empty() {
             continue;
         }
-        match replay_line(policy, text, &mut headers) {
-            Ok(verdict) => serde_json::to_writer(&mut *out, &Out::from(&verdict))?,
+        replay.lines += 1;
+        let parsed = match format {
+            Format::Jsonl => parse_jsonl(text, &mut headers),
+            Format::Combined => parse_combined(text),
+        };
+        match parsed {
+            Ok(parsed) => {
+                let (verdict, outcome) = replay.step(number, parsed);
+                if let Some(out) = verdicts.as_deref_mut() {
+                    let line = Out {
+                        action: verdict.action.as_str(),
+                        outcome: outcome.as_str(),
+                        score: verdict.score,
+                        category: verdict.category.as_str(),
+                        agent: verdict.agent.as_deref(),
+                        reasons: verdict.reasons.names().collect(),
+                    };
+                    serde_json::to_writer(&mut *out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+            }
             Err(error) => {
-                bad += 1;
-                serde_json::to_writer(
-                    &mut *out,
-                    &serde_json::json!({ "line": number, "error": error }),
-                )?;
+                replay.error(number, &error);
+                if let Some(out) = verdicts.as_deref_mut() {
+                    serde_json::to_writer(
+                        &mut *out,
+                        &serde_json::json!({ "line": number, "error": error }),
+                    )?;
+                    out.write_all(b"\n")?;
+                }
             }
         }
-        out.write_all(b"\n")?;
     }
-    Ok(bad)
+    Ok(replay)
 }
 
-fn replay_line(policy: &Policy, text: &str, headers: &mut HeaderMap) -> Result<Verdict, String> {
+fn build(
+    ip: Option<IpAddr>,
+    method: Method,
+    target: &str,
+    version: Version,
+    headers: HeaderMap,
+    tls: bool,
+) -> Result<Request<()>, String> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(target)
+        .version(version)
+        .body(())
+        .map_err(|_| format!("bad path {target:?}"))?;
+    *request.headers_mut() = headers;
+    if let Some(ip) = ip {
+        request
+            .extensions_mut()
+            .insert(PeerAddr(SocketAddr::new(ip, 0)));
+    }
+    if tls {
+        request.extensions_mut().insert(Tls);
+    }
+    Ok(request)
+}
+
+fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
     let line: Line<'_> =
         serde_json::from_str(text).map_err(|e| format!("not a request object: {e}"))?;
     headers.clear();
@@ -172,25 +502,148 @@ fn replay_line(policy: &Policy, text: &str, headers: &mut HeaderMap) -> Result<V
         Some("https") => true,
         Some(other) => return Err(format!("bad scheme {other:?} (http or https)")),
     };
-    let path = line.path.split('?').next().unwrap_or("/");
-    let (_, verdict) = classify_parts(policy, ip, &method, path, Version::HTTP_11, headers, tls);
-    Ok(verdict)
+    if let Some(t) = line.t
+        && !t.is_finite()
+    {
+        return Err("bad t".into());
+    }
+    let request = build(
+        ip,
+        method,
+        &line.path,
+        Version::HTTP_11,
+        std::mem::take(headers),
+        tls,
+    )?;
+    Ok(Parsed { request, t: line.t })
+}
+
+/// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`
+fn parse_combined(text: &str) -> Result<Parsed, String> {
+    let bad = |what: &str| format!("not a combined log line ({what})");
+    let (ip, rest) = text.split_once(' ').ok_or_else(|| bad("no address"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("bad client address {ip:?}"))?;
+    let open = rest.find('[').ok_or_else(|| bad("no timestamp"))?;
+    let close = rest[open..].find(']').ok_or_else(|| bad("no timestamp"))? + open;
+    let t = parse_clf_time(&rest[open + 1..close]).ok_or_else(|| bad("bad timestamp"))?;
+    let rest = &rest[close + 1..];
+    let (request_line, rest) = quoted(rest).ok_or_else(|| bad("no request line"))?;
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().ok_or_else(|| bad("no request target"))?;
+    let version = match parts.next() {
+        Some("HTTP/1.0") => Version::HTTP_10,
+        Some("HTTP/2.0" | "HTTP/2") => Version::HTTP_2,
+        Some("HTTP/3.0" | "HTTP/3") => Version::HTTP_3,
+        _ => Version::HTTP_11,
+    };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("bad method"))?;
+    let (referer, rest) = quoted(rest).ok_or_else(|| bad("no referer"))?;
+    let (ua, _) = quoted(rest).ok_or_else(|| bad("no user agent"))?;
+    let mut headers = HeaderMap::new();
+    // Combined logs do not record these: neutral placeholders, so their absence is not held
+    // against anyone.
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("*"));
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    if ua != "-"
+        && let Ok(v) = HeaderValue::from_str(&unescape(ua))
+    {
+        headers.insert(header::USER_AGENT, v);
+    }
+    if referer != "-"
+        && let Ok(v) = HeaderValue::from_str(&unescape(referer))
+    {
+        headers.insert(header::REFERER, v);
+    }
+    let request = build(Some(ip), method, target, version, headers, false)?;
+    Ok(Parsed {
+        request,
+        t: Some(t),
+    })
+}
+
+/// The next `"…"` field (with `\"` escapes) and what follows it.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let start = text.find('"')? + 1;
+    let bytes = text.as_bytes();
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&text[start..i], &text[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn unescape(text: &str) -> Cow<'_, str> {
+    if text.contains('\\') {
+        Cow::Owned(text.replace("\\\"", "\"").replace("\\\\", "\\"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// `10/Oct/2000:13:55:36 -0700` → seconds since the Unix epoch.
+fn parse_clf_time(text: &str) -> Option<f64> {
+    let (stamp, zone) = text.split_once(' ').unwrap_or((text, "+0000"));
+    let mut it = stamp.split([':', '/']);
+    let day: i64 = it.next()?.parse().ok()?;
+    let month = match it.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = it.next()?.parse().ok()?;
+    let hour: i64 = it.next()?.parse().ok()?;
+    let minute: i64 = it.next()?.parse().ok()?;
+    let second: f64 = it.next()?.parse().ok()?;
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let zone = zone.trim_start_matches(['+', '-']);
+    let offset = if zone.len() == 4 {
+        sign * (zone[..2].parse::<i64>().ok()? * 3600 + zone[2..].parse::<i64>().ok()? * 60)
+    } else {
+        0
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60 - offset) as f64 + second)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn replay(input: &str) -> (Vec<serde_json::Value>, usize) {
+    fn verdicts(format: Format, input: &str) -> (Vec<serde_json::Value>, usize) {
         let policy = Policy::embedded().unwrap();
         let mut out = Vec::new();
-        let bad = replay_jsonl(&policy, input.as_bytes(), &mut out).unwrap();
+        let replay = replay(policy, format, input.as_bytes(), Some(&mut out)).unwrap();
         let lines = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        (lines, bad)
+        (lines, replay.bad)
     }
 
     #[test]
@@ -204,14 +657,96 @@ mod tests {
             r#"{"path":"/","scheme":"gopher"}"#,
             "\n",
         );
-        let (lines, bad) = replay(input);
+        let (lines, bad) = verdicts(Format::Jsonl, input);
         assert_eq!(bad, 2);
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["action"], "block");
+        assert_eq!(lines[0]["outcome"], "blocked");
         assert_eq!(lines[0]["agent"], "Wget");
         assert_eq!(lines[1]["line"], 2);
         assert_eq!(lines[2]["action"], "allow");
         assert_eq!(lines[2]["category"], "browser");
         assert!(lines[3]["error"].as_str().unwrap().contains("gopher"));
+    }
+
+    #[test]
+    fn combined_lines_parse() {
+        let line = r#"203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /photos/IMG_0001.jpg HTTP/1.1" 200 2326 "http://pub.example/gallery" "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0""#;
+        let parsed = parse_combined(line).unwrap();
+        assert_eq!(parsed.t, Some(971_211_336.0));
+        assert_eq!(parsed.request.uri().path(), "/photos/IMG_0001.jpg");
+        assert_eq!(
+            parsed.request.headers()[header::REFERER],
+            "http://pub.example/gallery"
+        );
+        assert!(parse_combined("garbage").is_err());
+        let quoted_ua = r#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "GET / HTTP/1.0" 200 1 "-" "a \"quoted\" agent""#;
+        let parsed = parse_combined(quoted_ua).unwrap();
+        assert_eq!(
+            parsed.request.headers()[header::USER_AGENT],
+            "a \"quoted\" agent"
+        );
+        assert_eq!(parsed.request.version(), Version::HTTP_10);
+    }
+
+    /// A person and a harvester in one combined log, in log time.
+    #[test]
+    fn the_summary_shows_when_a_scraper_would_have_been_stopped() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0";
+        let mut log = String::new();
+        let mut t = 0u32;
+        for page in 1..=3 {
+            let _ = writeln!(
+                log,
+                r#"198.51.100.1 - - [01/Jan/2026:10:{:02}:{:02} +0000] "GET /gallery/{page} HTTP/1.1" 200 900 "-" "{firefox}""#,
+                t / 60,
+                t % 60
+            );
+            for i in 0..8 {
+                let _ = writeln!(
+                    log,
+                    r#"198.51.100.1 - - [01/Jan/2026:10:{:02}:{:02} +0000] "GET /photos/p{page}-{i}.jpg HTTP/1.1" 200 9000 "http://pub.example/gallery/{page}" "{firefox}""#,
+                    t / 60,
+                    t % 60
+                );
+            }
+            t += 40;
+        }
+        for n in 1..=100 {
+            let s = 200 + n / 4;
+            let _ = writeln!(
+                log,
+                r#"192.0.2.66 - - [01/Jan/2026:10:{:02}:{:02} +0000] "GET /photos/IMG_{n:04}.jpg HTTP/1.1" 200 9000 "-" "{firefox}""#,
+                s / 60,
+                s % 60
+            );
+        }
+        let replay = replay(
+            Policy::embedded().unwrap(),
+            Format::Combined,
+            log.as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(replay.bad, 0);
+        let person = &replay.clients[&"198.51.100.1".parse::<IpAddr>().unwrap()];
+        assert!(person.stopped.is_none(), "{person:?}");
+        assert_eq!(person.tally.allowed, 27);
+        let scraper = &replay.clients[&"192.0.2.66".parse::<IpAddr>().unwrap()];
+        let stop = scraper.stopped.as_ref().unwrap();
+        assert!(stop.images_before <= 10, "{stop:?}");
+        assert!(stop.reasons.contains(&"over-quota"));
+        let text = replay.summary_text(10);
+        assert!(
+            text.contains("192.0.2.66") && text.contains("stopped at +"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 of 2 clients would have been stopped"),
+            "{text}"
+        );
+        let json = replay.summary_json(10);
+        assert_eq!(json["stopped_clients"], 1);
+        assert_eq!(json["total"]["requests"], 127);
     }
 }

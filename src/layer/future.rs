@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 
 use super::tag::{Tagged, Tagging, finish_stamped};
 use super::{ResponseBody, Shared};
+use crate::limit::AfterResponse;
 use crate::stamp::StampFuture;
 
 /// One request held in the tarpit; frees its place when dropped.
@@ -47,7 +48,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B: Body> {
-        Inner { #[pin] future: F, tagging: Option<Tagging>, tarpit: Option<(TarpitSlot, Duration)> },
+        Inner { #[pin] future: F, tagging: Option<Tagging>, tarpit: Option<(TarpitSlot, Duration)>, after: AfterResponse },
         Stamping { #[pin] future: StampFuture<B>, tarpit: Option<(TarpitSlot, Duration)> },
         Held { #[pin] sleep: Sleep, response: Option<Response<ResponseBody<B>>>, slot: Option<TarpitSlot> },
         Ready { response: Option<Response<ResponseBody<B>>> },
@@ -65,8 +66,17 @@ impl<F, B: Body> ResponseFuture<F, B> {
                 future,
                 tagging,
                 tarpit,
+                after: AfterResponse::default(),
             },
         }
+    }
+
+    /// Leaves the limiter work for the response (a cookie to set, a Content-Type to check).
+    pub(crate) fn after(mut self, work: AfterResponse) -> Self {
+        if let State::Inner { after, .. } = &mut self.state {
+            *after = work;
+        }
+        self
     }
 
     pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
@@ -107,8 +117,10 @@ where
                     future,
                     tagging,
                     tarpit,
+                    after,
                 } => {
-                    let response = ready!(future.poll(cx))?;
+                    let mut response = ready!(future.poll(cx))?;
+                    after.apply(&mut response);
                     let tagged = match tagging.take() {
                         Some(tagging) => tagging.tag(response),
                         None => Tagged::Done(response.map(ResponseBody::inner)),

@@ -82,13 +82,15 @@ pub(crate) struct Shared {
     pub(crate) tarpit_held: AtomicUsize,
     /// Set once by [`LenscapLayer::with_metrics`].
     pub(crate) metrics: OnceLock<SiteMetrics>,
+    /// Limiter and tracker state (kept across policy swaps).
+    pub(crate) limits: crate::limit::Limits,
 }
 
 /// Adds Lenscap to a service: `ServiceBuilder::new().layer(LenscapLayer::new(policy))` or
 /// `Router::layer(LenscapLayer::new(policy))`.
 #[derive(Clone, Debug)]
 pub struct LenscapLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl LenscapLayer {
@@ -104,6 +106,7 @@ impl LenscapLayer {
                 policy: handle,
                 tarpit_held: AtomicUsize::new(0),
                 metrics: OnceLock::new(),
+                limits: crate::limit::Limits::default(),
             }),
         }
     }

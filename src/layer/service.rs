@@ -121,8 +121,29 @@ where
         // A client must never be able to hand the upstream a verdict of its own.
         request.headers_mut().remove(VERDICT_HEADER);
 
+        let (client, mut verdict) = classify_request(&policy, &request);
+        let enforce = policy.mode == Mode::Enforce;
+        let after = match crate::limit::admit(
+            &self.shared.limits,
+            &policy,
+            &request,
+            client,
+            &mut verdict,
+            enforce,
+        ) {
+            Ok(after) => after,
+            Err(response) => {
+                if let Some(metrics) = self.shared.metrics.get()
+                    && response.status() == http::StatusCode::TOO_MANY_REQUESTS
+                {
+                    metrics.throttle();
+                }
+                return ResponseFuture::ready(response);
+            }
+        };
         // Lenscap's own documents are answered for everyone, blocked clients included: a
-        // crawler that reads robots.txt should learn what the site reserves.
+        // crawler that reads robots.txt should learn what the site reserves. (The tracker has
+        // seen the request: fetching robots.txt is part of a client's behaviour.)
         if let Some(document) =
             policy
                 .documents
@@ -130,9 +151,6 @@ where
         {
             return ResponseFuture::ready(document.map(ResponseBody::full));
         }
-
-        let (client, verdict) = classify_request(&policy, &request);
-        let enforce = policy.mode == Mode::Enforce;
         if verdict.action != Action::Allow {
             tracing::info!(
                 target: "lenscap::verdict",
@@ -185,7 +203,7 @@ where
         request.extensions_mut().insert(verdict);
         let method = request.method().clone();
         let tagging = Tagging::new(policy, &method, image_path, request.headers_mut());
-        ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit)
+        ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
 }
 

@@ -76,6 +76,14 @@ pub struct Config {
     pub proxy: crate::server::config::ProxySection,
     /// `[[site]]`: sites chosen by Host, each with its own content and policy overrides.
     pub site: Vec<crate::server::config::SiteSection>,
+    /// Rate limits per client and per subnet.
+    pub limits: LimitsConfig,
+    /// Thresholds of the behaviour signals.
+    pub behaviour: BehaviourConfig,
+    /// Trap paths.
+    pub traps: TrapsConfig,
+    /// The visitor cookie.
+    pub cookie: CookieConfig,
 }
 
 /// `[client]`
@@ -156,6 +164,17 @@ weights! {
     known_agent = 0,
     verified_agent = 0,
     spoofed_agent = 100,
+    no_referer_images = 15,
+    referer_not_viewed = 20,
+    images_without_fetch_dest = 10,
+    images_without_pages = 20,
+    many_distinct_images = 10,
+    sequential_enumeration = 15,
+    originals_only = 20,
+    machine_regular_timing = 20,
+    robots_ignored = 60,
+    trap_hit = 100,
+    over_quota = 0,
 }
 
 /// `[verdict]`
@@ -383,4 +402,191 @@ impl Default for ImagesConfig {
 pub struct ForwardConfig {
     /// Add an `x-lenscap-verdict` request header for the upstream.
     pub verdict_header: bool,
+}
+
+/// A rate as written: `{ rate = "120/min", burst = 20 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// `"N/s"`, `"N/min"`, `"N/h"` or `"N/day"`.
+    pub rate: Spanned<String>,
+    /// Requests allowed at once (default: N).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateConfig {
+    fn new(rate: &str, burst: u32) -> Self {
+        RateConfig {
+            rate: Spanned::new(0..0, rate.to_owned()),
+            burst: Some(burst),
+        }
+    }
+}
+
+/// What happens to a request over quota.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverQuota {
+    /// `429 Too Many Requests` with `Retry-After` and the `RateLimit` fields.
+    #[default]
+    Reject,
+    /// Served after the `[tarpit]` delay (bounded by `tarpit.max_held`).
+    Tarpit,
+}
+
+/// `[limits]`: GCRA rate limits per client (a visitor cookie, or an IP without one) and per
+/// subnet, separate for pages and images.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Turns rate limiting and behaviour tracking on (default) or off.
+    pub enabled: bool,
+    /// `reject` (429) or `tarpit`.
+    pub over_quota: OverQuota,
+    /// Most clients tracked at once; the stalest are evicted beyond it.
+    pub max_tracked_clients: usize,
+    /// A client unseen this long is forgotten by the cleanup task.
+    pub idle_after: Spanned<String>,
+    /// How often the cleanup task runs.
+    pub cleanup_every: Spanned<String>,
+    /// Page views per client.
+    pub pages: RateConfig,
+    /// Images per client that no page view of the client vouches for.
+    pub images: RateConfig,
+    /// Page views per client whose verdict is throttle.
+    pub suspect_pages: RateConfig,
+    /// Images per client whose verdict is throttle (vouched or not).
+    pub suspect_images: RateConfig,
+    /// Page views per subnet.
+    pub subnet_pages: RateConfig,
+    /// Unvouched images per subnet.
+    pub subnet_images: RateConfig,
+    /// Vouched images per subnet: the ceiling for a crowd behind one address.
+    pub subnet_vouched_images: RateConfig,
+    /// Optional budget for unvouched images served to anyone, per site.
+    pub unknown_images: Option<RateConfig>,
+    /// Images a page view vouches for (when their Referer is that page).
+    pub credit_per_page: u16,
+    /// Most page-view credit a client can hold.
+    pub max_credit: u16,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            over_quota: OverQuota::Reject,
+            max_tracked_clients: 1_000_000,
+            idle_after: Spanned::new(0..0, "10m".into()),
+            cleanup_every: Spanned::new(0..0, "30s".into()),
+            pages: RateConfig::new("120/min", 60),
+            images: RateConfig::new("30/min", 10),
+            suspect_pages: RateConfig::new("20/min", 5),
+            suspect_images: RateConfig::new("6/min", 3),
+            subnet_pages: RateConfig::new("600/min", 200),
+            subnet_images: RateConfig::new("60/min", 20),
+            subnet_vouched_images: RateConfig::new("3000/min", 1000),
+            unknown_images: None,
+            credit_per_page: 100,
+            max_credit: 300,
+        }
+    }
+}
+
+/// `[behaviour]`: when each behaviour signal fires (its weight is in `[signals]`; 0 here
+/// turns a signal off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    /// Length of the sliding window.
+    pub window: Spanned<String>,
+    /// Images without Referer in the window.
+    pub no_referer_images: u32,
+    /// Images whose Referer is not one of the client's last two pages.
+    pub unviewed_referer_images: u32,
+    /// Images with no page view in the window.
+    pub images_without_pages: u32,
+    /// Images on a secure origin without `Sec-Fetch-Dest: image`.
+    pub missing_fetch_dest_images: u32,
+    /// Distinct images in the window (estimated; at most about 100).
+    pub distinct_images: u32,
+    /// Numbers in sequence (`IMG_0001`, `IMG_0002`, … or `?page=1`, `?page=2`, …).
+    pub enumeration_run: u8,
+    /// Images in the window, all of them originals.
+    pub originals_only: u32,
+    /// Path or query fragments naming original or full-size variants.
+    pub original_markers: Vec<String>,
+    /// Equal intervals (±10%) in a row.
+    pub regular_timing_run: u8,
+    /// Shortest interval the timing signal considers.
+    pub regular_timing_min_interval: Spanned<String>,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        BehaviourConfig {
+            window: Spanned::new(0..0, "60s".into()),
+            no_referer_images: 5,
+            unviewed_referer_images: 5,
+            images_without_pages: 10,
+            missing_fetch_dest_images: 5,
+            distinct_images: 80,
+            enumeration_run: 16,
+            originals_only: 10,
+            original_markers: crate::signals::behaviour::default_original_markers(),
+            regular_timing_run: 8,
+            regular_timing_min_interval: Spanned::new(0..0, "200ms".into()),
+        }
+    }
+}
+
+/// `[traps]`: paths no person visits. robots.txt disallows them for every agent; pages may
+/// link them invisibly. A client fetching one gets a small harmless page and is marked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrapsConfig {
+    /// Path prefixes answered as traps.
+    pub paths: Vec<String>,
+    /// More path prefixes robots.txt disallows: requesting one after fetching robots.txt
+    /// raises `robots-ignored`.
+    pub disallowed: Vec<String>,
+    /// How long a trapped client stays marked.
+    pub mark_for: Spanned<String>,
+}
+
+impl Default for TrapsConfig {
+    fn default() -> Self {
+        TrapsConfig {
+            paths: vec!["/lenscap-trap/".into()],
+            disallowed: Vec::new(),
+            mark_for: Spanned::new(0..0, "1h".into()),
+        }
+    }
+}
+
+/// `[cookie]`: the signed visitor cookie that tells people behind one address apart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieConfig {
+    /// Issue and read the cookie (default on).
+    pub enabled: bool,
+    /// Cookie name.
+    pub name: String,
+    /// Lifetime (`Max-Age`).
+    pub lifetime: Spanned<String>,
+    /// Signing secret shared by instances; when unset a random key is made each time the
+    /// policy is loaded, so cookies are rotated with the policy.
+    pub secret: Option<Spanned<String>>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            enabled: true,
+            name: "lenscap".into(),
+            lifetime: Spanned::new(0..0, "30m".into()),
+            secret: None,
+        }
+    }
 }

@@ -140,6 +140,7 @@ pub struct Policy {
     pub(crate) meta_tags: Arc<MetaTags>,
     pub(crate) optout_headers: OptOutHeaders,
     pub(crate) stamp: Option<Arc<Stamp>>,
+    pub(crate) limits: crate::limit::LimitSettings,
 }
 
 impl Policy {
@@ -227,6 +228,8 @@ impl Policy {
                 ),
             ));
         }
+
+        let limits = crate::limit::LimitSettings::compile(&config, &invalid)?;
 
         let mut entries = match &config.catalog.file {
             Some(path) => {
@@ -316,8 +319,19 @@ impl Policy {
         ));
 
         let robots_agents = robots_agents(&catalog, &config.actions, &agent_actions);
-        let documents = Documents::build(&config.reservation, &robots_agents, &[], None)
-            .map_err(|e| invalid(section_span(text, "reservation"), e.to_string()))?;
+        let robots_disallowed: Vec<String> = limits
+            .trap_paths
+            .iter()
+            .chain(&limits.disallowed)
+            .cloned()
+            .collect();
+        let documents = Documents::build(
+            &config.reservation,
+            &robots_agents,
+            &robots_disallowed,
+            None,
+        )
+        .map_err(|e| invalid(section_span(text, "reservation"), e.to_string()))?;
         let meta_tags = Arc::new(MetaTags::from_config(&config.reservation));
         let stamp = Stamp::compile(&config.stamp)
             .map_err(|e| invalid(section_span(text, "stamp"), format!("[stamp]: {e}")))?;
@@ -373,6 +387,7 @@ impl Policy {
             meta_tags,
             optout_headers,
             stamp,
+            limits,
         })
     }
 
@@ -424,10 +439,11 @@ impl Policy {
     /// Merges the site's own robots.txt (its rules are kept; Lenscap's groups come first) into
     /// the robots.txt this policy serves.
     pub fn set_site_robots(&mut self, site_robots: &str) -> Result<(), PolicyError> {
+        let disallowed: Vec<String> = self.disallowed_paths().map(str::to_owned).collect();
         self.documents = Documents::build(
             &self.reservation,
             &self.robots_agents,
-            &[],
+            &disallowed,
             Some(site_robots),
         )
         .map_err(|e| PolicyError::Invalid {
@@ -454,6 +470,21 @@ impl Policy {
                 .any(|e| e.eq_ignore_ascii_case(ext)),
             None => false,
         }
+    }
+
+    /// Trap path prefixes (`[traps] paths`): robots.txt must disallow them for every agent.
+    pub fn trap_paths(&self) -> &[String] {
+        &self.limits.trap_paths
+    }
+
+    /// Every path prefix robots.txt should disallow for every agent: the trap paths and
+    /// `[traps] disallowed`.
+    pub fn disallowed_paths(&self) -> impl Iterator<Item = &str> {
+        self.limits
+            .trap_paths
+            .iter()
+            .chain(&self.limits.disallowed)
+            .map(String::as_str)
     }
 
     /// A short, human-readable summary (for `lenscap check-config` and start-up logs).

@@ -22,6 +22,8 @@
 //! assert!(reasons.contains(Reason::OutdatedBrowser));
 //! ```
 
+pub mod behaviour;
+
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
@@ -135,8 +137,10 @@ pub fn is_localhost(headers: &HeaderMap) -> bool {
         Some(rest) => rest.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
     };
+    const SUFFIX: &str = ".localhost";
     name.eq_ignore_ascii_case("localhost")
-        || name.to_ascii_lowercase().ends_with(".localhost")
+        || (name.len() > SUFFIX.len()
+            && name.as_bytes()[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX.as_bytes()))
         || name.starts_with("127.")
         || name == "::1"
 }
@@ -210,8 +214,31 @@ impl BrowserUa {
     }
 }
 
+/// Searchers for the User-Agent markers, built once (building one per call cost more than
+/// the search).
+static MARKERS: LazyLock<
+    std::collections::HashMap<&'static [u8], memchr::memmem::Finder<'static>>,
+> = LazyLock::new(|| {
+    [
+        &b"Firefox/"[..],
+        b"Chrome/",
+        b"Safari/",
+        b"Version/",
+        b"; wv)",
+        b"FBAN/",
+        b"FBAV/",
+        b"Instagram",
+    ]
+    .into_iter()
+    .map(|m| (m, memchr::memmem::Finder::new(m)))
+    .collect()
+});
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    match MARKERS.get(needle) {
+        Some(finder) => finder.find(haystack),
+        None => memchr::memmem::find(haystack, needle),
+    }
 }
 
 fn version_after(ua: &[u8], marker: &[u8]) -> Option<u32> {

@@ -1,0 +1,237 @@
+//! The visitor cookie: a random id, its issue time and the page it was issued on, signed with
+//! HMAC-SHA256 (ring) over those bytes and the client's subnet.
+//!
+//! No personal data: the id is random. Binding the subnet means a cookie copied to another
+//! network is worthless; a cookie shared by many clients on one network makes them one client.
+
+use http::{HeaderMap, HeaderValue, header};
+use ring::hmac;
+
+const PAYLOAD: usize = 16;
+const TAG: usize = 12;
+const RAW: usize = PAYLOAD + TAG;
+const ENCODED: usize = (RAW * 4).div_ceil(3);
+
+/// A visitor cookie as read from a request; its signature is checked separately
+/// ([`CookieSettings::verify`]), only when the visitor is not yet tracked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Visitor {
+    pub(crate) id: u64,
+    pub(crate) issued: u32,
+    pub(crate) page: u16,
+    raw: [u8; RAW],
+}
+
+/// `[cookie]`, compiled.
+pub(crate) struct CookieSettings {
+    pub(crate) enabled: bool,
+    name: String,
+    pub(crate) lifetime_secs: u64,
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for CookieSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieSettings")
+            .field("enabled", &self.enabled)
+            .field("name", &self.name)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CookieSettings {
+    pub(crate) fn new(
+        enabled: bool,
+        name: String,
+        lifetime_secs: u64,
+        secret: Option<&str>,
+    ) -> Self {
+        let key = match secret {
+            Some(secret) => hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            None => hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .expect("the system has randomness"),
+        };
+        CookieSettings {
+            enabled,
+            name,
+            lifetime_secs,
+            key,
+        }
+    }
+
+    /// The visitor cookie of a request, if present, well formed and not expired.
+    pub(crate) fn read(&self, headers: &HeaderMap, now_unix: u64) -> Option<Visitor> {
+        if !self.enabled {
+            return None;
+        }
+        for line in headers.get_all(header::COOKIE) {
+            for pair in line.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                let Some(value) = pair
+                    .strip_prefix(self.name.as_bytes())
+                    .and_then(|rest| rest.strip_prefix(b"="))
+                else {
+                    continue;
+                };
+                let raw = decode(value)?;
+                let id = u64::from_le_bytes(raw[0..8].try_into().ok()?);
+                let issued = u32::from_le_bytes(raw[8..12].try_into().ok()?);
+                let page = u16::from_le_bytes(raw[12..14].try_into().ok()?);
+                let age = now_unix.checked_sub(u64::from(issued))?;
+                if age > self.lifetime_secs {
+                    return None;
+                }
+                return Some(Visitor {
+                    id,
+                    issued,
+                    page,
+                    raw,
+                });
+            }
+        }
+        None
+    }
+
+    /// Whether the cookie was signed by this policy's key for this subnet.
+    pub(crate) fn verify(&self, visitor: &Visitor, subnet: u128) -> bool {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&visitor.raw[..PAYLOAD]);
+        ctx.update(&subnet.to_le_bytes());
+        let tag = ctx.sign();
+        // Constant-time comparison of the truncated tag.
+        let diff = tag.as_ref()[..TAG]
+            .iter()
+            .zip(&visitor.raw[PAYLOAD..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        diff == 0
+    }
+
+    /// A `Set-Cookie` value for a new visitor first seen on `page`.
+    pub(crate) fn issue(
+        &self,
+        id: u64,
+        now_unix: u64,
+        page: u16,
+        subnet: u128,
+        secure: bool,
+    ) -> HeaderValue {
+        let mut raw = [0u8; RAW];
+        raw[0..8].copy_from_slice(&id.to_le_bytes());
+        raw[8..12].copy_from_slice(&(now_unix as u32).to_le_bytes());
+        raw[12..14].copy_from_slice(&page.to_le_bytes());
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&raw[..PAYLOAD]);
+        ctx.update(&subnet.to_le_bytes());
+        raw[PAYLOAD..].copy_from_slice(&ctx.sign().as_ref()[..TAG]);
+        let mut value = String::with_capacity(self.name.len() + ENCODED + 64);
+        value.push_str(&self.name);
+        value.push('=');
+        encode(&raw, &mut value);
+        value.push_str("; Path=/; Max-Age=");
+        value.push_str(&self.lifetime_secs.to_string());
+        value.push_str("; HttpOnly; SameSite=Lax");
+        if secure {
+            value.push_str("; Secure");
+        }
+        HeaderValue::try_from(value).expect("cookie text is visible ASCII")
+    }
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn encode(raw: &[u8; RAW], out: &mut String) {
+    let mut bits = 0u32;
+    let mut held = 0;
+    for &byte in raw {
+        bits = (bits << 8) | u32::from(byte);
+        held += 8;
+        while held >= 6 {
+            held -= 6;
+            out.push(ALPHABET[((bits >> held) & 63) as usize] as char);
+        }
+    }
+    if held > 0 {
+        out.push(ALPHABET[((bits << (6 - held)) & 63) as usize] as char);
+    }
+}
+
+fn decode(text: &[u8]) -> Option<[u8; RAW]> {
+    if text.len() != ENCODED {
+        return None;
+    }
+    let mut raw = [0u8; RAW];
+    let (mut bits, mut held, mut at) = (0u32, 0, 0);
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            if at < RAW {
+                raw[at] = (bits >> held) as u8;
+                at += 1;
+            }
+        }
+    }
+    (at == RAW).then_some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CookieSettings {
+        CookieSettings::new(true, "lenscap".into(), 1800, None)
+    }
+
+    fn headers(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            format!("theme=dark; {pair}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn issued_cookies_verify_on_their_subnet_only() {
+        let s = settings();
+        let set = s.issue(42, 1_000_000, 7, 99, true);
+        let text = set.to_str().unwrap();
+        for attr in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=1800",
+            "Secure",
+            "Path=/",
+        ] {
+            assert!(text.contains(attr), "{text}");
+        }
+        let v = s.read(&headers(&set), 1_000_100).unwrap();
+        assert_eq!((v.id, v.page), (42, 7));
+        assert!(s.verify(&v, 99));
+        assert!(!s.verify(&v, 100));
+        assert!(s.read(&headers(&set), 1_000_000 + 1801).is_none());
+    }
+
+    #[test]
+    fn forged_and_foreign_cookies_fail() {
+        let s = settings();
+        let other = settings();
+        let set = other.issue(42, 1_000_000, 7, 99, false);
+        let v = s.read(&headers(&set), 1_000_000).unwrap();
+        assert!(!s.verify(&v, 99));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "lenscap=not-a-cookie".parse().unwrap());
+        assert!(s.read(&h, 1_000_000).is_none());
+    }
+}

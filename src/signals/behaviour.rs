@@ -1,0 +1,638 @@
+//! The behaviour tracker: what one client has been doing over a sliding window.
+//!
+//! Header shape says what a request looks like; behaviour says what the client does. A person
+//! views a page and then that page's images, with the page as Referer, and pauses to look. A
+//! harvester pulls images without pages, names them in order (`IMG_0001.jpg`, `IMG_0002.jpg`),
+//! asks only for originals, keeps a metronome's rhythm, walks every page before fetching any
+//! image, or reads robots.txt and then goes exactly where it says not to. Each of these is a
+//! named [`Reason`] with a weight in `[signals]`; thresholds live in `[behaviour]`.
+//!
+//! State per client is [`Behaviour`], 44 bytes: two half-window buckets of small counters
+//! (a sliding window estimated as in Cloudflare's sliding-window counters), a 32-bit
+//! linear-counting sketch of distinct images, the last two pages viewed (16-bit hashes), the
+//! image credit those page views earned, and a few bytes for enumeration, timing and marks.
+//!
+//! ```
+//! use lenscap::signals::behaviour::{Behaviour, BehaviourSettings, Facts, Kind};
+//! use lenscap::verdict::Reason;
+//!
+//! let settings = BehaviourSettings::default();
+//! let mut client = Behaviour::new(1);
+//! // Thirty images, no page, no Referer, a few milliseconds apart.
+//! let mut reasons = Default::default();
+//! for i in 0..30u32 {
+//!     let path = format!("/photos/IMG_{i:04}.jpg");
+//!     let facts = Facts::for_test(Kind::Image, &path, None);
+//!     reasons = client.observe(&facts, 1 + i * 5, &settings).reasons;
+//! }
+//! assert!(reasons.contains(Reason::NoRefererImages));
+//! assert!(reasons.contains(Reason::ImagesWithoutPages));
+//! assert!(reasons.contains(Reason::SequentialEnumeration));
+//! ```
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use http::{HeaderMap, header};
+
+use crate::verdict::{Reason, Reasons};
+
+/// What a request is, for the tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A page view (HTML, or a path without an asset extension).
+    Page,
+    /// An image.
+    Image,
+    /// `/robots.txt`.
+    Robots,
+    /// Anything else (styles, scripts, fonts, API calls): not tracked.
+    Other,
+}
+
+/// Where an image request says it was embedded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Referer {
+    /// No Referer header.
+    None,
+    /// A page of this site: the hash of its path and query.
+    Here(u16),
+    /// Another site.
+    Elsewhere,
+}
+
+/// What the tracker needs from one request; read once, without allocating.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    /// Page, image or other.
+    pub kind: Kind,
+    /// Hash of the path and query (pages are remembered by it, referers matched against it).
+    pub target: u16,
+    /// The Referer.
+    pub referer: Referer,
+    /// The request came to a secure origin without `Sec-Fetch-Dest: image` (images only).
+    pub no_fetch_dest: bool,
+    /// The path or query names an original or full-size variant.
+    pub original: bool,
+    /// The last number in the path or query, and a hash of what surrounds it.
+    pub number: Option<(u8, u16)>,
+    /// The path is disallowed by robots.txt (a trap or a configured disallowed prefix).
+    pub disallowed: bool,
+    /// A browser navigation (`Accept: text/html…` or `Sec-Fetch-Dest: document`): only these
+    /// page views earn image credit.
+    pub navigation: bool,
+}
+
+/// Hash of a path and query (or a Referer's), shared by pages and referers.
+pub fn target_hash(path_and_query: &[u8]) -> u16 {
+    let h = foldhash::fast::FixedState::with_seed(0x1e25_ca95).hash_one(path_and_query);
+    (h >> 48) as u16
+}
+
+impl Facts {
+    /// Reads the facts of a request.
+    pub fn read(
+        kind: Kind,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        secure: bool,
+        settings: &BehaviourSettings,
+        disallowed: bool,
+    ) -> Facts {
+        let tracked = matches!(kind, Kind::Page | Kind::Image);
+        let image = kind == Kind::Image;
+        Facts {
+            kind,
+            target: if tracked {
+                target_hash(path_and_query.as_bytes())
+            } else {
+                0
+            },
+            referer: if image {
+                read_referer(headers)
+            } else {
+                Referer::None
+            },
+            no_fetch_dest: image && secure && !crate::signals::fetch_dest_is_image(headers),
+            original: image && settings.originals.is_match(path_and_query),
+            number: if tracked {
+                last_number(path_and_query.as_bytes())
+            } else {
+                None
+            },
+            disallowed,
+            navigation: kind == Kind::Page && is_navigation(headers),
+        }
+    }
+
+    /// Facts for a plain request with an optional same-site Referer (for examples and tests).
+    pub fn for_test(kind: Kind, path: &str, referer: Option<&str>) -> Facts {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, "text/html,*/*;q=0.8".parse().unwrap());
+        if let Some(r) = referer {
+            headers.insert(
+                header::REFERER,
+                format!("http://gallery.test{r}").parse().unwrap(),
+            );
+            headers.insert(header::HOST, "gallery.test".parse().unwrap());
+        }
+        Facts::read(
+            kind,
+            path,
+            &headers,
+            false,
+            &BehaviourSettings::default(),
+            false,
+        )
+    }
+}
+
+fn is_navigation(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-dest").map_or_else(
+        || {
+            headers
+                .get(header::ACCEPT)
+                .is_some_and(|a| memchr::memmem::find(a.as_bytes(), b"text/html").is_some())
+        },
+        |d| d.as_bytes() == b"document" || d.as_bytes() == b"iframe",
+    )
+}
+
+/// The Referer of a request: same host as `Host`, another site, or none.
+fn read_referer(headers: &HeaderMap) -> Referer {
+    let Some(referer) = headers.get(header::REFERER) else {
+        return Referer::None;
+    };
+    let referer = referer.as_bytes();
+    let Some(scheme_end) =
+        memchr::memchr(b':', referer).filter(|&i| referer[i..].starts_with(b"://"))
+    else {
+        return Referer::Elsewhere;
+    };
+    let rest = &referer[scheme_end + 3..];
+    let (authority, target) = match rest.iter().position(|&b| b == b'/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, &b"/"[..]),
+    };
+    let target = match target.iter().position(|&b| b == b'#') {
+        Some(i) => &target[..i],
+        None => target,
+    };
+    let same = headers
+        .get(header::HOST)
+        .is_none_or(|host| host.as_bytes().eq_ignore_ascii_case(authority));
+    if same {
+        Referer::Here(target_hash(target))
+    } else {
+        Referer::Elsewhere
+    }
+}
+
+/// The last run of digits (at most 9) and a hash of the text around it.
+fn last_number(bytes: &[u8]) -> Option<(u8, u16)> {
+    let end = bytes.iter().rposition(u8::is_ascii_digit)? + 1;
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let digits = &bytes[start.max(end.saturating_sub(9))..end];
+    let value = digits
+        .iter()
+        .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+    let around =
+        foldhash::fast::FixedState::with_seed(0x0e_4a77).hash_one((&bytes[..start], &bytes[end..]));
+    Some(((around >> 56) as u8, value as u16))
+}
+
+/// `[behaviour]`, compiled.
+#[derive(Clone, Debug)]
+pub struct BehaviourSettings {
+    /// Half the sliding window, in milliseconds.
+    pub bucket_ms: u32,
+    /// Images without Referer in the window that raise `no-referer-images`.
+    pub no_referer_images: u32,
+    /// Images whose Referer is not a page this client viewed, for `referer-not-viewed`.
+    pub unviewed_referer_images: u32,
+    /// Images with no page view in the window, for `images-without-pages`.
+    pub images_without_pages: u32,
+    /// Images on a secure origin without `Sec-Fetch-Dest: image`, for `images-without-fetch-dest`.
+    pub missing_fetch_dest_images: u32,
+    /// Most zero bits left in the distinct-image sketch before `many-distinct-images`.
+    pub distinct_zero_bits: u32,
+    /// Consecutive numbers that raise `sequential-enumeration`.
+    pub enumeration_run: u8,
+    /// Images (all originals) that raise `originals-only`.
+    pub originals_only: u32,
+    /// Equal intervals in a row that raise `machine-regular-timing`.
+    pub regular_run: u8,
+    /// Shortest interval considered for timing, in milliseconds.
+    pub regular_min_ms: u32,
+    /// Image credit earned by a page view.
+    pub credit_per_page: u16,
+    /// Most credit a client can hold.
+    pub max_credit: u16,
+    /// Markers of original or full-size variants in a path or query.
+    pub originals: AhoCorasick,
+}
+
+impl Default for BehaviourSettings {
+    fn default() -> Self {
+        BehaviourSettings::new(Duration::from_secs(60), 80, &default_original_markers())
+    }
+}
+
+/// Path markers of original or full-size image variants.
+pub fn default_original_markers() -> Vec<String> {
+    [
+        "/original/",
+        "/originals/",
+        "/full/",
+        "/fullsize/",
+        "_original.",
+        "_full.",
+        "-original.",
+        "-full.",
+        "size=original",
+        "size=full",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl BehaviourSettings {
+    /// Settings with the default thresholds for a window, a distinct-image threshold and
+    /// the markers of originals.
+    pub fn new(window: Duration, distinct_images: u32, markers: &[String]) -> Self {
+        let bucket_ms = (window.as_millis() as u32 / 2).max(1);
+        // Linear counting over 32 bits: n ≈ -32 ln(zeros / 32).
+        let zeros = (32.0 * (-(f64::from(distinct_images)) / 32.0).exp()).floor() as u32;
+        BehaviourSettings {
+            bucket_ms,
+            no_referer_images: 5,
+            unviewed_referer_images: 5,
+            images_without_pages: 10,
+            missing_fetch_dest_images: 5,
+            distinct_zero_bits: zeros,
+            enumeration_run: 16,
+            originals_only: 10,
+            regular_run: 8,
+            regular_min_ms: 200,
+            credit_per_page: 100,
+            max_credit: 300,
+            originals: AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .build(markers)
+                .expect("plain markers build"),
+        }
+    }
+}
+
+const PAGES: usize = 0;
+const IMAGES: usize = 1;
+const NO_REFERER: usize = 2;
+const UNVIEWED: usize = 3;
+const NO_FETCH_DEST: usize = 4;
+const ORIGINALS: usize = 5;
+const COUNTERS: usize = 6;
+
+const ROBOTS_FETCHED: u8 = 1;
+const ROBOTS_IGNORED: u8 = 2;
+const LATE_IMAGES: u8 = 4;
+
+/// One client's behaviour over the window. 44 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Behaviour {
+    last_ms: u32,
+    trap_until: u32,
+    distinct: [u32; 2],
+    counts: [[u8; COUNTERS]; 2],
+    pages: [u16; 2],
+    credit: u16,
+    number: u16,
+    interval: u16,
+    around: u8,
+    run: u8,
+    regular: u8,
+    flags: u8,
+}
+
+/// What observing a request found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Observed {
+    /// The behaviour signals now raised for this client.
+    pub reasons: Reasons,
+    /// An image this client viewed the page of, paid for with page-view credit.
+    pub vouched: bool,
+}
+
+impl Behaviour {
+    /// A client first seen at `now` (milliseconds).
+    pub fn new(now: u32) -> Behaviour {
+        Behaviour {
+            last_ms: now,
+            ..Behaviour::default()
+        }
+    }
+
+    /// When the client was last seen.
+    pub fn last_seen(&self) -> u32 {
+        self.last_ms
+    }
+
+    /// Whether a trap mark is still in force at `now`.
+    pub fn trap_marked(&self, now: u32) -> bool {
+        self.trap_until != 0 && (self.trap_until.wrapping_sub(now) as i32) > 0
+    }
+
+    /// Marks the client as a robots-ignoring scraper until `now + for_ms`.
+    pub fn mark_trap(&mut self, now: u32, for_ms: u32) {
+        self.trap_until = now.wrapping_add(for_ms).max(1);
+        if self.flags & ROBOTS_FETCHED != 0 {
+            self.flags |= ROBOTS_IGNORED;
+        }
+    }
+
+    /// Starts a visitor from the page its cookie was issued on.
+    pub fn seed_page(&mut self, page: u16, credit: u16) {
+        self.pages[0] = page;
+        self.credit = credit;
+        self.counts[0][PAGES] = 1;
+    }
+
+    /// Counts a response that turned out to be an image (by its Content-Type).
+    pub fn late_image(&mut self) {
+        bump(&mut self.counts[0][IMAGES]);
+        self.flags |= LATE_IMAGES;
+    }
+
+    /// Whether this client has fetched images from paths that look like pages: its page
+    /// views are then also charged as images.
+    pub fn late_images(&self) -> bool {
+        self.flags & LATE_IMAGES != 0
+    }
+
+    /// Records one request at `now` and returns the signals the client now raises.
+    pub fn observe(&mut self, facts: &Facts, now: u32, s: &BehaviourSettings) -> Observed {
+        self.rotate(now, s.bucket_ms);
+        self.time(now, s);
+        let mut vouched = false;
+        let c = &mut self.counts[0];
+        match facts.kind {
+            Kind::Page => {
+                bump(&mut c[PAGES]);
+                if facts.navigation {
+                    if self.pages[0] != facts.target {
+                        self.pages = [facts.target, self.pages[0]];
+                    }
+                    self.credit = self
+                        .credit
+                        .saturating_add(s.credit_per_page)
+                        .min(s.max_credit);
+                }
+            }
+            Kind::Image => {
+                bump(&mut c[IMAGES]);
+                self.distinct[0] |= 1 << (facts.target & 31);
+                match facts.referer {
+                    Referer::None => bump(&mut c[NO_REFERER]),
+                    Referer::Here(page) if self.pages.contains(&page) => {
+                        if self.credit > 0 {
+                            self.credit -= 1;
+                            vouched = true;
+                        }
+                    }
+                    Referer::Here(_) | Referer::Elsewhere => bump(&mut c[UNVIEWED]),
+                }
+                if facts.no_fetch_dest {
+                    bump(&mut c[NO_FETCH_DEST]);
+                }
+                if facts.original {
+                    bump(&mut c[ORIGINALS]);
+                }
+            }
+            Kind::Robots => self.flags |= ROBOTS_FETCHED,
+            Kind::Other => {}
+        }
+        if matches!(facts.kind, Kind::Page | Kind::Image)
+            && let Some((around, number)) = facts.number
+        {
+            if around == self.around && number == self.number.wrapping_add(1) {
+                self.run = self.run.saturating_add(1);
+            } else if around != self.around || number != self.number {
+                self.run = 1;
+            }
+            (self.around, self.number) = (around, number);
+        }
+        if facts.disallowed && self.flags & ROBOTS_FETCHED != 0 {
+            self.flags |= ROBOTS_IGNORED;
+        }
+        Observed {
+            reasons: self.reasons(now, s),
+            vouched,
+        }
+    }
+
+    /// The signals raised by the state at `now`.
+    fn reasons(&self, now: u32, s: &BehaviourSettings) -> Reasons {
+        let mut reasons = Reasons::default();
+        let into = now % s.bucket_ms;
+        let est = |i: usize| -> u32 {
+            let previous = u32::from(self.counts[1][i]) * (s.bucket_ms - into) / s.bucket_ms;
+            u32::from(self.counts[0][i]) + previous
+        };
+        let at_least = |n: u32, threshold: u32| threshold > 0 && n >= threshold;
+        let images = est(IMAGES);
+        if at_least(est(NO_REFERER), s.no_referer_images) {
+            reasons.insert(Reason::NoRefererImages);
+        }
+        if at_least(est(UNVIEWED), s.unviewed_referer_images) {
+            reasons.insert(Reason::UnviewedReferer);
+        }
+        if at_least(images, s.images_without_pages) && est(PAGES) == 0 {
+            reasons.insert(Reason::ImagesWithoutPages);
+        }
+        if at_least(est(NO_FETCH_DEST), s.missing_fetch_dest_images) {
+            reasons.insert(Reason::MissingFetchDestImages);
+        }
+        if images > 0 && (self.distinct[0] | self.distinct[1]).count_zeros() <= s.distinct_zero_bits
+        {
+            reasons.insert(Reason::ManyDistinctImages);
+        }
+        if s.enumeration_run > 0 && self.run >= s.enumeration_run {
+            reasons.insert(Reason::SequentialEnumeration);
+        }
+        if at_least(images, s.originals_only) && est(ORIGINALS) * 10 >= images * 9 {
+            reasons.insert(Reason::OriginalsOnly);
+        }
+        if s.regular_run > 0 && self.regular >= s.regular_run {
+            reasons.insert(Reason::RegularTiming);
+        }
+        if self.flags & ROBOTS_IGNORED != 0 {
+            reasons.insert(Reason::RobotsIgnored);
+        }
+        if self.trap_marked(now) {
+            reasons.insert(Reason::TrapHit);
+        }
+        reasons
+    }
+
+    fn rotate(&mut self, now: u32, bucket_ms: u32) {
+        let current = now / bucket_ms;
+        let last = self.last_ms / bucket_ms;
+        if current == last {
+            return;
+        }
+        if current == last.wrapping_add(1) {
+            self.counts[1] = self.counts[0];
+            self.distinct[1] = self.distinct[0];
+        } else {
+            self.counts[1] = [0; COUNTERS];
+            self.distinct[1] = 0;
+        }
+        self.counts[0] = [0; COUNTERS];
+        self.distinct[0] = 0;
+    }
+
+    fn time(&mut self, now: u32, s: &BehaviourSettings) {
+        let interval = now.wrapping_sub(self.last_ms);
+        self.last_ms = now;
+        if interval < s.regular_min_ms {
+            if interval > 0 {
+                self.regular = 0;
+            }
+            return;
+        }
+        let interval = interval.min(u32::from(u16::MAX)) as u16;
+        let previous = self.interval;
+        let tolerance = previous / 10 + 5;
+        if previous != 0 && interval.abs_diff(previous) <= tolerance {
+            self.regular = self.regular.saturating_add(1);
+        } else {
+            self.regular = 0;
+        }
+        self.interval = interval;
+    }
+}
+
+fn bump(counter: &mut u8) {
+    *counter = counter.saturating_add(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(client: &mut Behaviour, facts: &[(u32, Facts)]) -> Observed {
+        let s = BehaviourSettings::default();
+        let mut last = Observed::default();
+        for (t, f) in facts {
+            last = client.observe(f, *t, &s);
+        }
+        last
+    }
+
+    #[test]
+    fn state_fits_its_budget() {
+        assert_eq!(std::mem::size_of::<Behaviour>(), 44);
+    }
+
+    #[test]
+    fn a_person_raises_nothing() {
+        let mut c = Behaviour::new(1);
+        let mut t = 1;
+        for page in 0..4 {
+            let url = format!("/gallery/{page}");
+            let mut steps = vec![(t, Facts::for_test(Kind::Page, &url, None))];
+            for i in 0..12 {
+                t += 7 + (i * 13) % 40;
+                let img = format!("/photos/p{page}-{}.jpg", (i * 7) % 12);
+                steps.push((t, Facts::for_test(Kind::Image, &img, Some(&url))));
+            }
+            let observed = run(&mut c, &steps);
+            assert!(observed.reasons.is_empty(), "{:?}", observed.reasons);
+            assert!(observed.vouched);
+            t += 20_000 + page * 3_000;
+        }
+    }
+
+    #[test]
+    fn images_of_pages_viewed_long_ago_are_not_vouched() {
+        let mut c = Behaviour::new(1);
+        let mut steps = Vec::new();
+        for page in 0..8 {
+            steps.push((
+                1 + page,
+                Facts::for_test(Kind::Page, &format!("/g/{page}"), None),
+            ));
+        }
+        run(&mut c, &steps);
+        let old = run(
+            &mut c,
+            &[(20, Facts::for_test(Kind::Image, "/p/1.jpg", Some("/g/0")))],
+        );
+        assert!(!old.vouched);
+        let recent = run(
+            &mut c,
+            &[(21, Facts::for_test(Kind::Image, "/p/9.jpg", Some("/g/7")))],
+        );
+        assert!(recent.vouched);
+    }
+
+    #[test]
+    fn numbers_and_their_surroundings() {
+        let (a, n) = last_number(b"/photos/IMG_0017.jpg").unwrap();
+        assert_eq!(n, 17);
+        let (b, m) = last_number(b"/photos/IMG_0018.jpg").unwrap();
+        assert_eq!((a, m), (b, 18));
+        assert_eq!(last_number(b"/gallery?page=3").unwrap().1, 3);
+        assert_eq!(last_number(b"/about"), None);
+    }
+
+    #[test]
+    fn referers_are_matched_by_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "pub.example".parse().unwrap());
+        h.insert(
+            header::REFERER,
+            "https://pub.example/gallery?x=1#top".parse().unwrap(),
+        );
+        assert_eq!(
+            read_referer(&h),
+            Referer::Here(target_hash(b"/gallery?x=1"))
+        );
+        h.insert(
+            header::REFERER,
+            "https://elsewhere.example/".parse().unwrap(),
+        );
+        assert_eq!(read_referer(&h), Referer::Elsewhere);
+    }
+
+    #[test]
+    fn regular_timing_and_the_window() {
+        let s = BehaviourSettings::default();
+        let mut c = Behaviour::new(1);
+        let mut r = Reasons::default();
+        for i in 0..12 {
+            let f = Facts::for_test(Kind::Page, &format!("/a?q={}", i * 7 % 5), None);
+            r = c.observe(&f, 1 + i * 1000, &s).reasons;
+        }
+        assert!(r.contains(Reason::RegularTiming));
+        // Ten minutes later the window has forgotten everything but the rhythm's end.
+        let f = Facts::for_test(Kind::Image, "/x.jpg", None);
+        let r = c.observe(&f, 600_000, &s).reasons;
+        assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn robots_then_disallowed() {
+        let s = BehaviourSettings::default();
+        let mut c = Behaviour::new(1);
+        let mut robots = Facts::for_test(Kind::Robots, "/robots.txt", None);
+        c.observe(&robots, 2, &s);
+        robots.kind = Kind::Page;
+        robots.disallowed = true;
+        let r = c.observe(&robots, 3, &s).reasons;
+        assert!(r.contains(Reason::RobotsIgnored));
+    }
+}
