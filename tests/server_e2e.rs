@@ -376,6 +376,15 @@ async fn crawlers_are_blocked_and_metrics_move() {
         ),
         4.0
     );
+    // The browser and the crawler are both tracked by the limiter.
+    assert!(
+        metric(&after, "lenscap_tracked_clients{site=\"default\"}") >= 1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("lenscap_evictions_total{site=\"default\"} 0"),
+        "{after}"
+    );
     assert!(!after.contains("127.0.0.1"), "an IP as a label: {after}");
     assert!(!after.contains("Firefox"), "a User-Agent as a label");
 

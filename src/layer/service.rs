@@ -47,6 +47,11 @@ impl<S> Lenscap<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The limiter and tracker state shared with the layer (tracked clients, evictions).
+    pub fn limits(&self) -> &crate::limit::Limits {
+        &self.shared.limits
+    }
 }
 
 /// The peer address from the server's extensions (ours or axum's).

@@ -46,6 +46,11 @@ pub(super) async fn serve(
 }
 
 fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == "/metrics" {
+        for site in &shared.router.sites {
+            site.sync_limit_metrics();
+        }
+    }
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
             StatusCode::OK,

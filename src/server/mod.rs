@@ -320,6 +320,7 @@ impl Server {
                 policy: handle,
                 service,
                 metrics: site_metrics,
+                evictions_seen: Default::default(),
             });
         }
         let shared = Arc::new(Shared {

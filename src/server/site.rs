@@ -151,6 +151,21 @@ pub(crate) struct Site {
     pub(crate) policy: PolicyHandle,
     pub(crate) service: Lenscap<SiteService>,
     pub(crate) metrics: SiteMetrics,
+    /// Evictions already added to the metrics counter.
+    pub(crate) evictions_seen: std::sync::atomic::AtomicU64,
+}
+
+impl Site {
+    /// Copies the limiter's tracked-client count and new evictions into the metrics.
+    pub(crate) fn sync_limit_metrics(&self) {
+        let limits = self.service.limits();
+        self.metrics.set_tracked_clients(limits.tracked_clients());
+        let total = limits.evictions();
+        let seen = self
+            .evictions_seen
+            .swap(total, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.evicted(total.saturating_sub(seen));
+    }
 }
 
 /// Sites by Host.
