@@ -198,7 +198,7 @@ impl Scenario {
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Scenario, ScenarioError> {
         let file: ScenarioFile = toml::from_str(text).map_err(|error| ScenarioError::Parse {
             source_name: source_name.to_owned(),
-            message: describe_toml_error(text, &error),
+            message: crate::policy::describe_toml_error(&error, text),
         })?;
         let invalid =
             |span: std::ops::Range<usize>, key: &str, message: String| ScenarioError::Invalid {
@@ -493,44 +493,11 @@ impl Scenario {
     }
 }
 
-/// `line L, column C: message (in `source line`)`.
-fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let Some(span) = error.span() else {
-        return error.message().to_owned();
-    };
-    let line = line_of(text, span.start);
-    let column = span.start - text[..span.start].rfind('\n').map_or(0, |p| p + 1) + 1;
-    let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
-    format!(
-        "line {line}, column {column}: {} (in `{source_line}`)",
-        error.message().trim_end()
-    )
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    crate::policy::line_col(text, offset).0
 }
 
-/// `250ms`, `30s`, `1.5s`, `2m`, `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
-}
+pub use crate::policy::parse_duration;
 
 /// `2s..8s` or a single duration.
 fn parse_range(text: &str) -> Option<(Duration, Duration)> {
