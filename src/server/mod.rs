@@ -33,6 +33,7 @@
 pub mod config;
 
 mod admin;
+mod files;
 mod proxy;
 mod reload;
 mod site;
@@ -286,7 +287,7 @@ impl Server {
             let site_metrics = metrics.site(&spec.name);
             let service = match &spec.content {
                 Content::Static(root) => SiteService::Static(
-                    ServeDir::new(root)
+                    ServeDir::with_backend(root, files::FileCache::default())
                         .precompressed_gzip()
                         .precompressed_br()
                         .append_index_html_on_directories(true),

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -52,6 +53,14 @@ pub(crate) struct Upstream {
     policy: PolicyHandle,
     metrics: SiteMetrics,
     site: String,
+    /// What every response body needs, shared: cloning it per request is one atomic add.
+    body_context: Arc<BodyContext>,
+}
+
+/// The site a response body belongs to, for its error metrics and logs.
+struct BodyContext {
+    site: String,
+    metrics: SiteMetrics,
 }
 
 impl Upstream {
@@ -71,6 +80,10 @@ impl Upstream {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
             .build(connector);
+        let body_context = Arc::new(BodyContext {
+            site: site.clone(),
+            metrics: metrics.clone(),
+        });
         Upstream {
             client,
             scheme: origin.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
@@ -80,6 +93,7 @@ impl Upstream {
             policy,
             metrics,
             site,
+            body_context,
         }
     }
 
@@ -194,11 +208,9 @@ impl Upstream {
         }
 
         strip_hop_by_hop(response.headers_mut());
-        let site = self.site.clone();
-        let metrics = self.metrics.clone();
+        let context = self.body_context.clone();
         let idle = self.settings.body_idle_timeout;
-        response
-            .map(|body| SiteBody::upstream(UpstreamBody::new(body, idle, deadline, site, metrics)))
+        response.map(|body| SiteBody::upstream(UpstreamBody::new(body, idle, deadline, context)))
     }
 
     fn failed(
@@ -283,6 +295,13 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Removes hop-by-hop headers, those named in `Connection` included.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests carry none of them: look first, as every removal hashes its name.
+    let any = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -299,6 +318,29 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// An address as text; IPv4 without the formatting machinery (it is on every proxied request).
+fn ip_to_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`: appended to
 /// when the peer is a trusted proxy, replaced otherwise (a client's own claims are dropped).
 fn set_forwarding_headers(
@@ -310,7 +352,7 @@ fn set_forwarding_headers(
 ) {
     let proto = if tls { "https" } else { "http" };
     let ip = peer.map(|p| p.ip().to_canonical());
-    let ip_text = ip.map(|ip| ip.to_string());
+    let ip_text = ip.map(ip_to_string);
 
     if let Some(ip_text) = &ip_text {
         let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -338,15 +380,24 @@ fn set_forwarding_headers(
     }
 
     let mut element = String::with_capacity(64);
-    if let Some(ip) = ip {
+    if let (Some(ip), Some(text)) = (ip, &ip_text) {
         match ip {
-            IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
-            IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
+            IpAddr::V4(_) => {
+                element.push_str("for=");
+                element.push_str(text);
+            }
+            IpAddr::V6(_) => {
+                element.push_str("for=\"[");
+                element.push_str(text);
+                element.push_str("]\"");
+            }
         }
         element.push(';');
     }
     if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str(&format!("host=\"{}\";", host.replace(['"', '\\'], "")));
+        element.push_str("host=\"");
+        element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+        element.push_str("\";");
     }
     element.push_str("proto=");
     element.push_str(proto);
@@ -368,28 +419,20 @@ pin_project! {
         timer: Pin<Box<Sleep>>,
         idle: Duration,
         deadline: Instant,
-        site: String,
-        metrics: SiteMetrics,
+        context: Arc<BodyContext>,
         failed: bool,
     }
 }
 
 impl UpstreamBody {
-    fn new(
-        body: Incoming,
-        idle: Duration,
-        deadline: Instant,
-        site: String,
-        metrics: SiteMetrics,
-    ) -> Self {
+    fn new(body: Incoming, idle: Duration, deadline: Instant, context: Arc<BodyContext>) -> Self {
         let first = (Instant::now() + idle).min(deadline);
         UpstreamBody {
             body,
             timer: Box::pin(tokio::time::sleep_until(first)),
             idle,
             deadline,
-            site,
-            metrics,
+            context,
             failed: false,
         }
     }
@@ -420,10 +463,10 @@ impl Body for UpstreamBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.failed = true;
-                this.metrics.upstream_error("body");
+                this.context.metrics.upstream_error("body");
                 tracing::warn!(
                     target: "lenscap::proxy",
-                    site = %this.site,
+                    site = %this.context.site,
                     %error,
                     "upstream response body failed; the client's response is cut short"
                 );
@@ -433,10 +476,10 @@ impl Body for UpstreamBody {
             Poll::Pending => {
                 ready!(this.timer.as_mut().poll(cx));
                 *this.failed = true;
-                this.metrics.upstream_error("timeout");
+                this.context.metrics.upstream_error("timeout");
                 tracing::warn!(
                     target: "lenscap::proxy",
-                    site = %this.site,
+                    site = %this.context.site,
                     "upstream response body stalled past its timeout; the client's response is cut short"
                 );
                 Poll::Ready(Some(Err(BodyTimeout.into())))
@@ -468,6 +511,33 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "203.0.113.9",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_to_string(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_host_with_quotes_loses_them_in_forwarded() {
+        let mut headers = HeaderMap::new();
+        let host = HeaderValue::from_static("pub\"\\.example");
+        set_forwarding_headers(&mut headers, None, true, Some(&host), false);
+        assert_eq!(
+            headers[header::FORWARDED],
+            "host=\"pub.example\";proto=https"
+        );
     }
 
     #[test]

@@ -14,10 +14,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower_http::services::ServeDir;
-use tower_http::services::fs::ServeFileSystemResponseBody;
+use tower_http::services::fs::{DefaultServeDirFallback, ServeFileSystemResponseBody};
 use tower_service::Service;
 
 use super::config::host_part;
+use super::files::FileCache;
 use super::proxy::{Upstream, UpstreamBody};
 use crate::layer::{Lenscap, PolicyHandle};
 use crate::metrics::SiteMetrics;
@@ -114,7 +115,7 @@ pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<
 /// What a site serves, as a Tower service behind the Lenscap layer.
 #[derive(Clone)]
 pub(crate) enum SiteService {
-    Static(ServeDir),
+    Static(ServeDir<DefaultServeDirFallback, FileCache>),
     Proxy(Arc<Upstream>),
 }
 
