@@ -1,131 +1,197 @@
 //! `simulate` against the real Lenscap server serving the demo gallery (issue 6's CI test).
 //!
-//! Ignored until the server lands (branch `server`): this spawns the `lenscap` binary with
-//! `serve --listen 127.0.0.1:PORT --config POLICY`, the command line the server issue specifies.
-//! The policy trusts 127.0.0.1 as a proxy, so each simulated session is identified by the
-//! address the simulator forwards (without that, every session would share one client address
-//! and the crawlers' limits would fall on the humans too). After the merge: check the flag
-//! names against `lenscap serve --help`, drop the `#[ignore]`, and keep the durations short.
+//! The server runs in-process ([`Server::bind`]) on an ephemeral loopback port, serving
+//! `examples/gallery` with the embedded policy plus one change: 127.0.0.1 and ::1 are trusted
+//! proxies, so each simulated session is identified by the address the simulator forwards in
+//! `X-Forwarded-For` (without that, every session would share one client address, and the
+//! verified search engine would look like a spoofer from 127.0.0.1). The simulator runs through
+//! its library API, bounded in time and in requests.
+//!
+//! What the issue asks, and where it is checked:
+//! - humans and the pub crowd obtain 100% of the images they request with no 429/403 — now;
+//! - polite AI crawlers obtain none; the fake Googlebot is stopped — now;
+//! - each scraper profile obtains at most 20 images — now for every profile the static
+//!   classification (catalog, header shape, verified ranges) stops; for `stealth` (a full
+//!   current Chrome header set from rotating addresses) only once rate limits and the behaviour
+//!   tracker land (issue 4): see the ignored test at the end, which fails today with stealth
+//!   taking every image it asks for.
+//!
+//! No timing assertions: the durations only bound the runs.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use serde_json::Value;
+use lenscap::server::{Overrides, RunningServer, ServeOptions, Server};
+use lenscap::simulate::{ProfileKind, ProfileReport, Report, Scenario, Target};
 
-/// A `lenscap serve` child on a free loopback port, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
+/// The threshold the issue sets for every scraper profile.
+const MAX_SCRAPER_IMAGES: u64 = 20;
+
+/// Lenscap serving the demo gallery on 127.0.0.1:0, trusting loopback as a proxy.
+async fn start_lenscap(name: &str) -> (RunningServer, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lenscap-sim-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("lenscap.toml");
+    std::fs::write(
+        &config,
+        "[client]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n",
+    )
+    .unwrap();
+    let server = Server::bind(ServeOptions {
+        config: Some(config),
+        overrides: Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin: Some(None),
+            root: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gallery").into()),
+            ..Overrides::default()
+        },
+    })
+    .await
+    .expect("lenscap serve starts");
+    (server, dir)
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = std::env::temp_dir().join(format!("lenscap-sim-serve-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let policy = dir.join("policy.toml");
-        std::fs::write(
-            &policy,
-            "[client]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n",
-        )
+/// Runs a builtin scenario against a fresh server for `duration` (and at most 5,000 requests).
+async fn simulate(name: &str, duration: Duration) -> (Report, Scenario) {
+    let (server, dir) = start_lenscap(name).await;
+    let target = Target::resolve(&format!("http://{}/", server.local_addr()), false)
+        .await
         .unwrap();
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lenscap"))
-            .args(["serve", "--listen", &addr.to_string(), "--config"])
-            .arg(&policy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "lenscap serve did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            addr,
-            _dir: TempDir(dir),
-        }
-    }
+    let mut scenario = Scenario::builtin(name).unwrap().unwrap();
+    scenario.duration = duration;
+    scenario.max_requests = scenario.max_requests.min(5_000);
+    let report = lenscap::simulate::run(&target, &scenario, None).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+    // Whatever else happens, the survey must have seen the whole gallery: 6 events × 11 photos.
+    assert_eq!(report.images_available, 66, "{}", report.table());
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    (report, scenario)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-fn profile<'a>(json: &'a Value, name: &str) -> &'a Value {
-    json["profiles"]
-        .as_array()
-        .unwrap()
+fn profile(report: &Report, kind: ProfileKind) -> &ProfileReport {
+    report
+        .profiles
         .iter()
-        .find(|p| p["profile"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        .find(|p| p.profile == kind)
+        .unwrap_or_else(|| panic!("no {kind} in\n{}", report.table()))
 }
 
-#[test]
-#[ignore = "needs lenscap serve (server branch)"]
-fn the_default_scenario_against_the_demo_gallery() {
-    let server = Server::start();
-    let out = Command::new(env!("CARGO_BIN_EXE_lenscap"))
-        .args([
-            "simulate",
-            "--target",
-            &format!("http://{}/", server.addr),
-            "--scenario",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/default.toml"),
-            "--duration",
-            "10s",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let json: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+/// Humans and the pub crowd: every image they asked for, never a 429 or a 403.
+fn assert_people_get_everything(report: &Report) {
+    for kind in [ProfileKind::Human, ProfileKind::PubWifi] {
+        let p = profile(report, kind);
+        let table = report.table();
+        assert!(p.images_requested > 0, "{kind} asked for no image\n{table}");
+        assert_eq!(p.images_obtained, p.images_requested, "{kind}\n{table}");
+        assert_eq!(p.throttled, 0, "{kind}\n{table}");
+        assert_eq!(p.blocked, 0, "{kind}\n{table}");
+        assert_eq!(p.first_stop_at, None, "{kind}\n{table}");
+        assert_eq!(p.statuses.get("429"), None, "{kind}\n{table}");
+        assert_eq!(p.statuses.get("403"), None, "{kind}\n{table}");
+        assert_eq!(p.sessions_hindered, 0, "{kind}\n{table}");
+    }
+}
 
-    for name in ["human", "pub-wifi"] {
-        let p = profile(&json, name);
-        assert!(p["images_requested"].as_u64().unwrap() > 0, "{p}");
-        assert_eq!(p["images_obtained"], p["images_requested"], "{p}");
-        assert_eq!(p["throttled"], 0, "{p}");
-        assert_eq!(p["blocked"], 0, "{p}");
-        assert!(p["first_stop_at"].is_null(), "{p}");
+/// Each of these scraper profiles obtained at most 20 images.
+fn assert_scrapers_capped(report: &Report, kinds: &[ProfileKind]) {
+    for &kind in kinds {
+        let p = profile(report, kind);
+        assert!(
+            p.images_obtained <= MAX_SCRAPER_IMAGES,
+            "{kind} obtained {} images (at most {MAX_SCRAPER_IMAGES})\n{}",
+            p.images_obtained,
+            report.table()
+        );
     }
-    for name in [
-        "ai-crawler-rude",
-        "bulk-downloader",
-        "dataset-builder",
-        "stealth",
-        "fake-googlebot",
-    ] {
-        let p = profile(&json, name);
-        assert!(p["images_obtained"].as_u64().unwrap() <= 20, "{p}");
-    }
-    assert_eq!(profile(&json, "ai-crawler-polite")["images_obtained"], 0);
-    assert!(!profile(&json, "fake-googlebot")["first_stop_at"].is_null());
-    // The scenario's own thresholds say the same: exit 0.
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+}
+
+fn assert_polite_crawlers_get_nothing(report: &Report) {
+    let p = profile(report, ProfileKind::AiCrawlerPolite);
+    assert_eq!(p.images_obtained, 0, "{}", report.table());
+    // They read robots.txt and kept off: stopped without a single refusal.
+    assert_eq!(p.sessions_stopped, p.sessions, "{}", report.table());
+}
+
+/// The scraper profiles the static classification stops today (catalog, header shape, ranges).
+const STOPPED_WITHOUT_LIMITS: [ProfileKind; 5] = [
+    ProfileKind::AiCrawlerPolite,
+    ProfileKind::AiCrawlerRude,
+    ProfileKind::BulkDownloader,
+    ProfileKind::DatasetBuilder,
+    ProfileKind::FakeGooglebot,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_scenario_against_the_demo_gallery() {
+    let (report, _) = simulate("default", Duration::from_secs(5)).await;
+    let table = report.table();
+
+    assert_people_get_everything(&report);
+    assert_polite_crawlers_get_nothing(&report);
+    assert_scrapers_capped(&report, &STOPPED_WITHOUT_LIMITS);
+
+    let fake = profile(&report, ProfileKind::FakeGooglebot);
+    assert!(fake.first_stop_at.is_some(), "{table}");
+    assert_eq!(fake.sessions_stopped, fake.sessions, "{table}");
+    assert_eq!(fake.images_obtained, 0, "{table}");
+
+    // The real Googlebot (forwarded from inside Google's ranges) is let through: proof that the
+    // server believes the simulator's forwarded addresses, which every other check relies on.
+    let google = profile(&report, ProfileKind::SearchEngine);
+    assert!(google.images_requested > 0, "{table}");
+    assert_eq!(google.images_obtained, google.images_requested, "{table}");
+    assert_eq!(google.sessions_hindered, 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pub_crowd_on_one_address_gets_every_photo() {
+    // Thirty phones behind the venue's one address, people at home, and the crawlers.
+    let (report, _) = simulate("pub-gallery", Duration::from_secs(5)).await;
+    assert!(profile(&report, ProfileKind::PubWifi).sessions >= 30);
+    assert_people_get_everything(&report);
+    assert_polite_crawlers_get_nothing(&report);
+    assert_scrapers_capped(
+        &report,
+        &[
+            ProfileKind::AiCrawlerPolite,
+            ProfileKind::AiCrawlerRude,
+            ProfileKind::BulkDownloader,
+            ProfileKind::DatasetBuilder,
+        ],
     );
+}
+
+/// The whole list, stealth included, and both scenarios' own thresholds (what
+/// `lenscap simulate` gates its exit code on). Fails today: nothing limits a client that sends
+/// a full Chrome header set, so stealth takes every image it asks for (33 of 33 in 10 s of the
+/// default scenario, measured). The runs are 10 s so that an unstopped stealth (one request
+/// per 300 ms) asks for well over 20 images: shortening them would let it pass vacuously.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rate limits (issue 4)"]
+async fn every_scraper_profile_including_stealth_is_capped() {
+    let all_scrapers: Vec<ProfileKind> = ProfileKind::ALL
+        .into_iter()
+        .filter(|k| k.role() == lenscap::simulate::Role::Scraper)
+        .collect();
+    assert!(all_scrapers.contains(&ProfileKind::Stealth));
+    for name in ["default", "pub-gallery"] {
+        let (report, scenario) = simulate(name, Duration::from_secs(10)).await;
+        let present: Vec<ProfileKind> = all_scrapers
+            .iter()
+            .copied()
+            .filter(|k| report.profiles.iter().any(|p| p.profile == *k))
+            .collect();
+        assert!(present.contains(&ProfileKind::Stealth), "{name}");
+        assert_people_get_everything(&report);
+        assert_polite_crawlers_get_nothing(&report);
+        assert_scrapers_capped(&report, &present);
+        let violations = report.violations(&scenario);
+        assert!(
+            violations.is_empty(),
+            "{name}: {violations:?}\n{}",
+            report.table()
+        );
+    }
 }

@@ -350,14 +350,16 @@ fn normalize_path(path_and_query: &str) -> String {
     format!("/{}{query}", out.join("/"))
 }
 
-/// Whether a path looks like an image file, by its extension.
+/// Whether a path looks like an image file, by its extension (the same list as Lenscap's
+/// default `images.extensions`).
 pub fn is_image_path(path_and_query: &str) -> bool {
     let path = path_and_query.split('?').next().unwrap_or("");
     let Some((_, extension)) = path.rsplit_once('.') else {
         return false;
     };
     [
-        "jpg", "jpeg", "png", "webp", "gif", "avif", "svg", "heic", "jxl", "bmp", "tif", "tiff",
+        "jpg", "jpeg", "png", "webp", "gif", "avif", "svg", "heic", "heif", "jxl", "bmp", "tif",
+        "tiff",
     ]
     .iter()
     .any(|e| extension.eq_ignore_ascii_case(e))

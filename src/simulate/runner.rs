@@ -68,6 +68,7 @@ pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<S
         sessions_started: AtomicU32::new(0),
         subnets_started: AtomicU32::new(0),
         undecodable: AtomicU64::new(0),
+        not_images: AtomicU64::new(0),
         site: Mutex::new(SiteMap::default()),
     });
 
@@ -160,8 +161,27 @@ pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<S
             "{undecodable} pages came with a Content-Encoding the simulator cannot decode (br or zstd); their links were not followed"
         ));
     }
+    let not_images = shared.not_images.load(Ordering::Relaxed);
+    if not_images > 0 {
+        report.notes.push(format!(
+            "{not_images} image requests were answered 2xx with a Content-Type that is not an image (a challenge or error page?); they do not count as images obtained"
+        ));
+    }
     report.compute_detection();
     report
+}
+
+/// Whether a 2xx answer to an image request carries an image: an `image/*` type, or a type
+/// that says nothing (missing, `application/octet-stream`, as some servers send for any file).
+fn is_image_content_type(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return true;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.is_empty()
+        || essence.starts_with("image/")
+        || essence == "application/octet-stream"
+        || essence == "binary/octet-stream"
 }
 
 fn survey_settings(max_pages: usize) -> ProfileSettings {
@@ -247,6 +267,8 @@ struct Shared {
     sessions_started: AtomicU32,
     subnets_started: AtomicU32,
     undecodable: AtomicU64,
+    /// Image requests answered 2xx with a body that is not an image.
+    not_images: AtomicU64,
     site: Mutex<SiteMap>,
 }
 
@@ -308,10 +330,13 @@ impl ProfileRun {
         let mut totals = self.totals.lock().expect("totals lock");
         totals.latencies.sort_unstable();
         let first_stop = self.first_stop.load(Ordering::Acquire);
+        // A rotating session takes an address for every request it prepares; one stopped by
+        // the run's bounds before it was sent used none.
         let addresses = if totals.rotated {
             self.rotation
                 .load(Ordering::Acquire)
                 .min(u64::from(self.settings.addresses))
+                .min(totals.requests)
         } else {
             totals.addresses.len() as u64
         };
@@ -390,6 +415,7 @@ struct Fetched {
     complete: bool,
     x_robots_tag: Vec<String>,
     content_encoding: Option<String>,
+    content_type: Option<String>,
 }
 
 #[derive(Default)]
@@ -934,7 +960,10 @@ impl Session {
         }
         self.refusals_in_row = 0;
         if f.kind == Kind::Image && (200..300).contains(&status) && f.complete {
-            if settings.honor_noai
+            if !is_image_content_type(f.content_type.as_deref()) {
+                // A challenge or error page served with a 2xx is not the photo.
+                self.shared.not_images.fetch_add(1, Ordering::Relaxed);
+            } else if settings.honor_noai
                 && x_robots_tag_forbids(&f.x_robots_tag, self.identity.robots_token)
             {
                 log.opted_out += 1;
@@ -992,6 +1021,7 @@ async fn fetch(
         complete: false,
         x_robots_tag: Vec::new(),
         content_encoding: None,
+        content_type: None,
     };
     let Some(_permit) = shared.gate.enter().await else {
         return fetched;
@@ -1011,6 +1041,11 @@ async fn fetch(
         fetched.content_encoding = response
             .headers()
             .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        fetched.content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_ascii_lowercase());
         let mut body = response.into_body();
@@ -1096,6 +1131,27 @@ fn x_robots_tag_forbids(values: &[String], token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_image_bodies_count_as_images() {
+        for yes in [
+            None,
+            Some("image/jpeg"),
+            Some("image/webp"),
+            Some("image/svg+xml; charset=utf-8"),
+            Some("application/octet-stream"),
+            Some(""),
+        ] {
+            assert!(is_image_content_type(yes), "{yes:?}");
+        }
+        for no in [
+            Some("text/html; charset=utf-8"),
+            Some("text/plain"),
+            Some("application/json"),
+        ] {
+            assert!(!is_image_content_type(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn x_robots_tag_is_read_as_img2dataset_reads_it() {
