@@ -122,6 +122,8 @@ reasons! {
     VerifiedAgent = "verified-agent",
     /// A catalog agent with published ranges, from outside them: a spoofer.
     SpoofedAgent = "spoofed-agent",
+    /// A visitor (known by its cookie) whose address keeps changing: one client rotating addresses.
+    AddressChurn = "address-churn",
     /// Behaviour: images requested without a Referer.
     NoRefererImages = "no-referer-images",
     /// Behaviour: images whose Referer is not a page this client viewed recently.

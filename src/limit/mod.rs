@@ -184,6 +184,7 @@ impl LimitSettings {
         behaviour.enumeration_run = b.enumeration_run;
         behaviour.originals_only = b.originals_only;
         behaviour.regular_run = b.regular_timing_run;
+        behaviour.address_changes = b.address_changes;
         behaviour.regular_min_ms = duration(
             "behaviour.regular_timing_min_interval",
             &b.regular_timing_min_interval,
@@ -456,7 +457,7 @@ pub(crate) fn admit<B, R: http_body::Body>(
     let trap = ls.is_trap(path);
     let kind = request_kind(policy, request.method(), path, headers);
     let secure = secure_origin(policy, request);
-    let facts = Facts::read(
+    let mut facts = Facts::read(
         kind,
         target,
         headers,
@@ -464,6 +465,7 @@ pub(crate) fn admit<B, R: http_body::Body>(
         &ls.behaviour,
         trap || ls.is_disallowed(path),
     );
+    facts.address = address_hash(client);
     let cap = ls.max_tracked_clients;
     let ip_key = limits.key((1u8, client.key()));
 
@@ -616,6 +618,14 @@ pub(crate) fn admit<B, R: http_body::Body>(
         }));
     }
     Ok(after)
+}
+
+/// A 16-bit hash of the client's address, never 0 (0 means unknown).
+fn address_hash(client: ClientId) -> u16 {
+    let key = client.key();
+    let folded = (key ^ (key >> 64)) as u64;
+    let h = (folded ^ (folded >> 32) ^ (folded >> 16)) as u16;
+    h.max(1)
 }
 
 /// What a request would have met, for `lenscap replay`.

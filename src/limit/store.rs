@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn records_fit_the_memory_budget() {
-        assert_eq!(std::mem::size_of::<ClientRecord>(), 52);
+        assert_eq!(std::mem::size_of::<ClientRecord>(), 56);
         assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 64);
         assert_eq!(std::mem::size_of::<(u64, SubnetRecord)>(), 24);
     }

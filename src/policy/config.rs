@@ -175,6 +175,7 @@ weights! {
     robots_ignored = 60,
     trap_hit = 100,
     over_quota = 0,
+    address_churn = 40,
 }
 
 /// `[verdict]`
@@ -486,7 +487,7 @@ impl Default for LimitsConfig {
             suspect_images: RateConfig::new("6/min", 3),
             subnet_pages: RateConfig::new("600/min", 200),
             subnet_images: RateConfig::new("60/min", 20),
-            subnet_vouched_images: RateConfig::new("3000/min", 1000),
+            subnet_vouched_images: RateConfig::new("6000/min", 4000),
             unknown_images: None,
             credit_per_page: 100,
             max_credit: 300,
@@ -521,6 +522,8 @@ pub struct BehaviourConfig {
     pub regular_timing_run: u8,
     /// Shortest interval the timing signal considers.
     pub regular_timing_min_interval: Spanned<String>,
+    /// Address changes of one cookie visitor in the window (0 turns the signal off).
+    pub address_changes: u32,
 }
 
 impl Default for BehaviourConfig {
@@ -537,6 +540,7 @@ impl Default for BehaviourConfig {
             original_markers: crate::signals::behaviour::default_original_markers(),
             regular_timing_run: 8,
             regular_timing_min_interval: Spanned::new(0..0, "200ms".into()),
+            address_changes: 3,
         }
     }
 }

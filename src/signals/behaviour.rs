@@ -82,6 +82,9 @@ pub struct Facts {
     /// A browser navigation (`Accept: text/html…` or `Sec-Fetch-Dest: document`): only these
     /// page views earn image credit.
     pub navigation: bool,
+    /// A hash of the client's address (0: not known). A visitor known by its cookie whose
+    /// address keeps changing is one script rotating addresses, not a phone changing network.
+    pub address: u16,
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
@@ -123,6 +126,7 @@ impl Facts {
             },
             disallowed,
             navigation: kind == Kind::Page && is_navigation(headers),
+            address: 0,
         }
     }
 
@@ -228,6 +232,8 @@ pub struct BehaviourSettings {
     pub regular_run: u8,
     /// Shortest interval considered for timing, in milliseconds.
     pub regular_min_ms: u32,
+    /// Address changes of one visitor in the window that raise `address-churn`.
+    pub address_changes: u32,
     /// Image credit earned by a page view.
     pub credit_per_page: u16,
     /// Most credit a client can hold.
@@ -271,6 +277,7 @@ impl BehaviourSettings {
             bucket_ms,
             no_referer_images: 5,
             unviewed_referer_images: 5,
+            address_changes: 3,
             images_without_pages: 10,
             missing_fetch_dest_images: 5,
             distinct_zero_bits: zeros,
@@ -294,7 +301,8 @@ const NO_REFERER: usize = 2;
 const UNVIEWED: usize = 3;
 const NO_FETCH_DEST: usize = 4;
 const ORIGINALS: usize = 5;
-const COUNTERS: usize = 6;
+const ADDRESS_CHANGES: usize = 6;
+const COUNTERS: usize = 7;
 
 const ROBOTS_FETCHED: u8 = 1;
 const ROBOTS_IGNORED: u8 = 2;
@@ -308,6 +316,7 @@ pub struct Behaviour {
     distinct: [u32; 2],
     counts: [[u8; COUNTERS]; 2],
     pages: [u16; 2],
+    address: u16,
     credit: u16,
     number: u16,
     interval: u16,
@@ -424,6 +433,12 @@ impl Behaviour {
             }
             (self.around, self.number) = (around, number);
         }
+        if facts.address != 0 && facts.address != self.address {
+            if self.address != 0 {
+                bump(&mut self.counts[0][ADDRESS_CHANGES]);
+            }
+            self.address = facts.address;
+        }
         if facts.disallowed && self.flags & ROBOTS_FETCHED != 0 {
             self.flags |= ROBOTS_IGNORED;
         }
@@ -467,6 +482,9 @@ impl Behaviour {
         }
         if s.regular_run > 0 && self.regular >= s.regular_run {
             reasons.insert(Reason::RegularTiming);
+        }
+        if at_least(est(ADDRESS_CHANGES), s.address_changes) {
+            reasons.insert(Reason::AddressChurn);
         }
         if self.flags & ROBOTS_IGNORED != 0 {
             reasons.insert(Reason::RobotsIgnored);
@@ -534,7 +552,7 @@ mod tests {
 
     #[test]
     fn state_fits_its_budget() {
-        assert_eq!(std::mem::size_of::<Behaviour>(), 44);
+        assert_eq!(std::mem::size_of::<Behaviour>(), 48);
     }
 
     #[test]
@@ -554,6 +572,34 @@ mod tests {
             assert!(observed.vouched);
             t += 20_000 + page * 3_000;
         }
+    }
+
+    #[test]
+    fn a_visitor_rotating_addresses_raises_address_churn() {
+        let settings = BehaviourSettings::default();
+        let at = |address: u16, t: u32| {
+            let mut facts = Facts::for_test(Kind::Image, &format!("/p/{t}.jpg"), Some("/"));
+            facts.address = address;
+            (t, facts)
+        };
+        // A phone moving from Wi-Fi to mobile data and back: two changes, nothing raised.
+        let mut phone = Behaviour::new(1);
+        let steps = [at(7, 10), at(7, 400), at(9, 900), at(9, 1500), at(7, 2500)];
+        for (t, facts) in &steps {
+            let observed = phone.observe(facts, *t, &settings);
+            assert!(!observed.reasons.contains(Reason::AddressChurn));
+        }
+        // One script sending each request from another address of its /24.
+        let mut script = Behaviour::new(1);
+        let mut raised = false;
+        for n in 0..6u16 {
+            let (t, facts) = at(100 + n, 10 + u32::from(n) * 300);
+            raised = script
+                .observe(&facts, t, &settings)
+                .reasons
+                .contains(Reason::AddressChurn);
+        }
+        assert!(raised);
     }
 
     #[test]

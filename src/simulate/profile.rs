@@ -104,6 +104,15 @@ impl ProfileKind {
         }
     }
 
+    /// Whether its sessions keep the cookies a site sets, as browsers (and scripts using a
+    /// session object) do.
+    pub fn keeps_cookies(self) -> bool {
+        matches!(
+            self,
+            ProfileKind::Human | ProfileKind::PubWifi | ProfileKind::Stealth
+        )
+    }
+
     /// The identities its sessions take in turn.
     pub(crate) fn identities(self) -> &'static [Identity] {
         match self {

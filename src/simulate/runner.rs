@@ -362,8 +362,12 @@ impl ProfileRun {
 }
 
 /// The `n`th session's own address, in 198.18.0.0/15 (the benchmarking range).
+/// The `n`-th session's own address: each in its own /24 of 198.18.0.0/15 (as households
+/// are), so sessions never share a subnet budget by accident.
 fn session_address(n: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)).wrapping_add(n % 131_000))
+    let n = n % (512 * 254);
+    let (subnet, host) = (n % 512, n / 512);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + (subnet << 8) + host)
 }
 
 /// An address inside Google's published Googlebot ranges (for the search-engine profile).
@@ -416,6 +420,7 @@ struct Fetched {
     x_robots_tag: Vec<String>,
     content_encoding: Option<String>,
     content_type: Option<String>,
+    set_cookie: Vec<String>,
 }
 
 #[derive(Default)]
@@ -453,6 +458,8 @@ struct Session {
     done: bool,
     /// What this session found (the survey's result).
     site: SiteMap,
+    /// Cookies the site set (`name`, `value`), for profiles that keep them.
+    cookies: Vec<(String, String)>,
 }
 
 impl Session {
@@ -510,6 +517,7 @@ impl Session {
             refusals_in_row: 0,
             done: false,
             site: SiteMap::default(),
+            cookies: Vec::new(),
         }
     }
 }
@@ -864,6 +872,14 @@ impl Session {
         if let Some(referer) = referer {
             builder = builder.header(header::REFERER, referer);
         }
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            builder = builder.header(header::COOKIE, jar.join("; "));
+        }
         for (name, value) in &self.extra {
             builder = builder.header(name.clone(), value.clone());
         }
@@ -905,6 +921,11 @@ impl Session {
 
     /// Counts one answer and decides whether the session gives up.
     fn record(&mut self, f: &Fetched) {
+        if self.run.settings.kind.keeps_cookies() {
+            for line in &f.set_cookie {
+                store_cookie(&mut self.cookies, line);
+            }
+        }
         let settings = &self.run.settings;
         let log = &mut self.log;
         let status = match f.outcome {
@@ -1022,6 +1043,7 @@ async fn fetch(
         x_robots_tag: Vec::new(),
         content_encoding: None,
         content_type: None,
+        set_cookie: Vec::new(),
     };
     let Some(_permit) = shared.gate.enter().await else {
         return fetched;
@@ -1043,6 +1065,12 @@ async fn fetch(
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_ascii_lowercase());
+        fetched.set_cookie = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
         fetched.content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -1075,6 +1103,24 @@ async fn fetch(
     }
     fetched.elapsed = started.elapsed();
     fetched
+}
+
+/// Keeps the `name=value` of one `Set-Cookie` line (attributes ignored: one host, one path);
+/// an empty value or `Max-Age=0` deletes the cookie.
+fn store_cookie(jar: &mut Vec<(String, String)>, line: &str) {
+    let mut parts = line.split(';');
+    let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+        return;
+    };
+    let (name, value) = (name.trim(), value.trim());
+    if name.is_empty() {
+        return;
+    }
+    jar.retain(|(n, _)| n != name);
+    let expired = parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+    if !value.is_empty() && !expired {
+        jar.push((name.to_owned(), value.to_owned()));
+    }
 }
 
 /// The body as text, gzip and deflate decoded; `None` for an encoding it cannot decode.
@@ -1180,7 +1226,9 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(session_address(0), Ipv4Addr::new(198, 18, 0, 1));
-        assert_eq!(session_address(255), Ipv4Addr::new(198, 18, 1, 0));
+        assert_eq!(session_address(1), Ipv4Addr::new(198, 18, 1, 1));
+        assert_eq!(session_address(511), Ipv4Addr::new(198, 19, 255, 1));
+        assert_eq!(session_address(512), Ipv4Addr::new(198, 18, 0, 2));
         let google = googlebot_address(0).unwrap();
         let table = crate::catalog::ranges::RangeTable::parse(
             "googlebot",
@@ -1193,6 +1241,25 @@ mod tests {
         .unwrap();
         assert!(table.contains(IpAddr::V4(google)));
         assert!(!table.contains(IpAddr::V4(session_address(3))));
+    }
+
+    #[test]
+    fn cookies_are_kept_replaced_and_deleted() {
+        let mut jar = Vec::new();
+        store_cookie(&mut jar, "lenscap=abc; HttpOnly; SameSite=Lax; Path=/");
+        store_cookie(&mut jar, "other=1");
+        assert_eq!(
+            jar,
+            [
+                ("lenscap".to_owned(), "abc".to_owned()),
+                ("other".to_owned(), "1".to_owned())
+            ]
+        );
+        store_cookie(&mut jar, "lenscap=def; Max-Age=1800");
+        store_cookie(&mut jar, "other=; Max-Age=0");
+        assert_eq!(jar, [("lenscap".to_owned(), "def".to_owned())]);
+        store_cookie(&mut jar, "garbage");
+        assert_eq!(jar.len(), 1);
     }
 
     #[test]
