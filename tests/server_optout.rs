@@ -225,3 +225,57 @@ async fn documents_and_pages_declare_the_reservation() {
     assert!(html.contains(r#"<meta name="robots" content="noai, noimageai">"#));
     assert_eq!(page.headers["tdm-reservation"], "1");
 }
+
+/// A minimal upstream: its own robots.txt, and a page for everything else.
+async fn upstream_with_robots() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let body = if head.starts_with("GET /robots.txt ") {
+                    "User-agent: *\nDisallow: /members/\n\nSitemap: https://upstream.example/sitemap.xml\n"
+                } else {
+                    "<html><head></head><body>upstream page</body></html>"
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_sites_own_robots_txt_is_merged() {
+    let upstream = upstream_with_robots().await;
+    let server = Server::bind(ServeOptions {
+        config: None,
+        overrides: Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin: Some(None),
+            upstream: Some(format!("http://{upstream}")),
+            ..Overrides::default()
+        },
+    })
+    .await
+    .expect("server starts");
+    let robots = get(server.local_addr(), "/robots.txt", &[]).await;
+    let text = String::from_utf8(robots.body.to_vec()).unwrap();
+    let anyone = texting_robots::Robot::new("SomeReader", text.as_bytes()).unwrap();
+    assert!(!anyone.allowed("/members/list"), "{text}");
+    assert!(anyone.allowed("/"), "{text}");
+    let gptbot = texting_robots::Robot::new("GPTBot", text.as_bytes()).unwrap();
+    assert!(!gptbot.allowed("/"), "{text}");
+    assert!(
+        text.contains("Sitemap: https://upstream.example/sitemap.xml"),
+        "{text}"
+    );
+}

@@ -244,7 +244,8 @@ impl Server {
     /// runtime. Every configuration problem (a bad key, a missing static folder, an address in
     /// use, an unreadable certificate) is an error here, before anything is served.
     pub async fn bind(options: ServeOptions) -> Result<RunningServer, ServerError> {
-        let settings = load_settings(&options)?;
+        let mut settings = load_settings(&options)?;
+        proxy::merge_upstream_robots(&mut settings).await;
         Server::bind_settings(settings, options).await
     }
 

@@ -496,6 +496,76 @@ impl Body for UpstreamBody {
     }
 }
 
+/// Largest upstream robots.txt read for merging (crawlers read no more than 500 KiB).
+const MAX_UPSTREAM_ROBOTS: usize = 500 * 1024;
+/// How long fetching an upstream's robots.txt may take at start-up or reload.
+const UPSTREAM_ROBOTS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fetches each proxied site's own `/robots.txt` and merges it into the robots.txt Lenscap
+/// serves for that site (at start-up and on every reload, so the merged copy is cached until
+/// the next one). An upstream without one, unreachable, or answering something unusable is
+/// logged and leaves Lenscap's own robots.txt alone.
+pub(crate) async fn merge_upstream_robots(settings: &mut super::Settings) {
+    for spec in &mut settings.sites {
+        let super::Content::Proxy(origin) = &spec.content else {
+            continue;
+        };
+        match fetch_upstream_robots(origin).await {
+            Ok(Some(text)) => {
+                if let Err(error) = spec.policy.set_site_robots(&text) {
+                    tracing::warn!(target: "lenscap::server", site = %spec.name, %error, "the upstream's robots.txt was not merged");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(target: "lenscap::server", site = %spec.name, %error, "could not fetch the upstream's robots.txt; serving Lenscap's own")
+            }
+        }
+    }
+}
+
+/// The upstream's robots.txt: `Ok(None)` when it has none (4xx).
+async fn fetch_upstream_robots(origin: &http::Uri) -> Result<Option<String>, String> {
+    use http_body_util::BodyExt;
+    let base = origin.path().trim_end_matches('/');
+    let uri: http::Uri = format!(
+        "{}://{}{base}/robots.txt",
+        origin.scheme_str().unwrap_or("http"),
+        origin.authority().map(|a| a.as_str()).unwrap_or_default()
+    )
+    .parse()
+    .map_err(|e| format!("bad robots.txt address: {e}"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+    let request = Request::get(uri.clone())
+        .header(http::header::USER_AGENT, "lenscap (robots.txt merge)")
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{uri}: {e}"))?;
+        let status = response.status();
+        if status.is_client_error() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{uri}: status {status}"));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_UPSTREAM_ROBOTS)
+            .collect()
+            .await
+            .map_err(|e| format!("{uri}: {e}"))?
+            .to_bytes();
+        String::from_utf8(body.to_vec())
+            .map(Some)
+            .map_err(|_| format!("{uri}: not UTF-8 text"))
+    };
+    tokio::time::timeout(UPSTREAM_ROBOTS_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{uri}: no answer within {UPSTREAM_ROBOTS_TIMEOUT:?}"))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

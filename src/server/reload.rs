@@ -51,7 +51,7 @@ impl Reloader {
         let loaded = tokio::task::spawn_blocking(move || load_settings(&options))
             .await
             .expect("config loading does not panic");
-        let settings = match loaded {
+        let mut settings = match loaded {
             Ok(settings) => settings,
             Err(error) => {
                 self.metrics.reload(false);
@@ -63,6 +63,7 @@ impl Reloader {
                 return Err(error);
             }
         };
+        super::proxy::merge_upstream_robots(&mut settings).await;
         let mut structural = settings.sites.len() != self.sites.len();
         for spec in settings.sites {
             match self.sites.iter().find(|(name, _, _)| *name == spec.name) {
