@@ -138,8 +138,11 @@ where
         ) {
             Ok(after) => after,
             Err(response) => {
+                let limited = response.status() == http::StatusCode::TOO_MANY_REQUESTS;
+                let note = if limited { "over quota" } else { "trap" };
+                log_verdict(client, &verdict, request.uri().path(), enforce, note);
                 if let Some(metrics) = self.shared.metrics.get()
-                    && response.status() == http::StatusCode::TOO_MANY_REQUESTS
+                    && limited
                 {
                     metrics.throttle();
                 }
@@ -157,18 +160,7 @@ where
             return ResponseFuture::ready(document.map(ResponseBody::full));
         }
         if verdict.action != Action::Allow {
-            tracing::info!(
-                target: "lenscap::verdict",
-                %client,
-                agent = verdict.agent.as_deref().unwrap_or("-"),
-                category = %verdict.category,
-                action = %verdict.action,
-                score = verdict.score,
-                reasons = %verdict.reasons,
-                path = request.uri().path(),
-                enforced = enforce,
-                "verdict"
-            );
+            log_verdict(client, &verdict, request.uri().path(), enforce, "verdict");
         }
         let action = if enforce {
             verdict.action
@@ -210,6 +202,28 @@ where
         let tagging = Tagging::new(policy, &method, image_path, request.headers_mut());
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
+}
+
+/// One structured event per non-allow verdict (never for the allow path).
+fn log_verdict(
+    client: ClientId,
+    verdict: &Verdict,
+    path: &str,
+    enforced: bool,
+    message: &'static str,
+) {
+    tracing::info!(
+        target: "lenscap::verdict",
+        %client,
+        agent = verdict.agent.as_deref().unwrap_or("-"),
+        category = %verdict.category,
+        action = %verdict.action,
+        score = verdict.score,
+        reasons = %verdict.reasons,
+        path,
+        enforced,
+        "{message}"
+    );
 }
 
 fn block_response<B: Body>(policy: &Policy) -> Response<ResponseBody<B>> {
