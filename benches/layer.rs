@@ -2,7 +2,15 @@
 //! person, against a bare service and against tower_governor's `GovernorLayer` with
 //! `PeerIpKeyExtractor`, on the same request, in the same run. Prints the ratio at the end.
 //!
-//! `cargo bench --bench layer`
+//! Two Lenscap contenders: the default settings (opt-out headers and the XMP stamp on image
+//! responses; the bench's body is not a real JPEG, so the stamp passes it through after a
+//! look) and the same policy with headers and stamp off — classification, tracking and limits
+//! only, the job tower_governor does.
+//!
+//! `cargo bench --bench layer`. Instructions per request:
+//! `LENSCAP_BENCH_ROUNDS=4 valgrind --tool=callgrind target/release/deps/layer-…`, then
+//! `callgrind_annotate --inclusive=yes` on the `drive_*` functions (one per contender, each
+//! (rounds − 3) × 20 000 requests, counted and dropped with their responses).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -28,6 +36,20 @@ const POLICY: &str = r#"
 credit_per_page = 60000
 max_credit = 60000
 subnet_vouched_images = { rate = "100/s", burst = 4000000000 }
+"#;
+
+/// Added to [`POLICY`] for the plain contender: no opt-out headers, no stamp.
+const PLAIN: &str = r#"
+[headers]
+x_robots_tag = false
+tdm_reservation = false
+tdm_policy = false
+content_usage = false
+
+[stamp]
+xmp = false
+scrub_gps = false
+scrub_serials = false
 "#;
 
 /// The same inner service under all three (tower_governor needs axum's body type).
@@ -80,20 +102,17 @@ where
         .unwrap()
 }
 
-/// The three services, and the person's cookie.
-struct Setup<L, G> {
-    lenscap: L,
-    governor: G,
-    cookie: String,
-}
-
+/// A Lenscap service, and the cookie its person got on a page view.
 #[allow(clippy::type_complexity)]
-fn setup() -> Setup<
+fn lenscap_with(
+    policy: &str,
+) -> (
     impl Service<Request<()>, Response = Response<lenscap::ResponseBody<Body>>, Error = Infallible>
-    + Clone,
-    impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone,
-> {
-    let policy = Policy::from_toml_str(POLICY, None).unwrap();
+    + Clone
+    + use<>,
+    String,
+) {
+    let policy = Policy::from_toml_str(policy, None).unwrap();
     let mut lenscap = tower::ServiceBuilder::new()
         .layer(LenscapLayer::new(policy))
         .service(tower::service_fn(photo));
@@ -106,81 +125,138 @@ fn setup() -> Setup<
         .next()
         .unwrap()
         .to_owned();
+    (lenscap, cookie)
+}
+
+fn governor() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
     let config = tower_governor::governor::GovernorConfigBuilder::default()
         .per_nanosecond(1)
         .burst_size(u32::MAX)
         .finish()
         .unwrap();
-    let governor = tower::ServiceBuilder::new()
+    tower::ServiceBuilder::new()
         .layer(tower_governor::GovernorLayer::new(config))
-        .service(tower::service_fn(photo));
-    Setup {
-        lenscap,
-        governor,
-        cookie,
-    }
+        .service(tower::service_fn(photo))
 }
 
+const IMAGE: &str = "/photos/IMG_0001.jpg";
+
 fn benches(c: &mut Criterion) {
-    let Setup {
-        mut lenscap,
-        mut governor,
-        cookie,
-    } = setup();
+    let (mut lenscap, cookie) = lenscap_with(POLICY);
+    let (mut plain, plain_cookie) = lenscap_with(&format!("{POLICY}{PLAIN}"));
+    let mut governor = governor();
     let mut bare = tower::service_fn(photo);
-    let image = "/photos/IMG_0001.jpg";
+    for (service, cookie) in [(&mut lenscap, &cookie), (&mut plain, &plain_cookie)] {
+        assert_eq!(
+            call(service, request(IMAGE, Some(cookie), false)).status(),
+            200
+        );
+    }
     assert_eq!(
-        call(&mut lenscap, request(image, Some(&cookie), false)).status(),
-        200
-    );
-    assert_eq!(
-        call(&mut governor, request(image, None, false)).status(),
+        call(&mut governor, request(IMAGE, None, false)).status(),
         200
     );
 
     let mut group = c.benchmark_group("allowed image from a known person");
     group.bench_function("bare service", |b| {
         b.iter_batched(
-            || request(image, Some(&cookie), false),
+            || request(IMAGE, Some(&cookie), false),
             |r| call(&mut bare, r),
             BatchSize::SmallInput,
         )
     });
     group.bench_function("tower_governor GovernorLayer (PeerIpKeyExtractor)", |b| {
         b.iter_batched(
-            || request(image, Some(&cookie), false),
+            || request(IMAGE, Some(&cookie), false),
             |r| call(&mut governor, r),
             BatchSize::SmallInput,
         )
     });
-    let mut served = 0u32;
-    let mut topper = lenscap.clone();
-    group.bench_function("Lenscap layer", |b| {
-        b.iter_batched(
-            || {
-                // Untimed: a page view now and then keeps the person's credit topped up.
-                served += 1;
-                if served.is_multiple_of(50_000) {
-                    call(&mut topper, request("/gallery/1", Some(&cookie), true));
-                }
-                request(image, Some(&cookie), false)
-            },
-            |r| call(&mut lenscap, r),
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, service, cookie) in [
+        (
+            "Lenscap layer, headers+stamp off",
+            &mut plain,
+            &plain_cookie,
+        ),
+        ("Lenscap layer, default settings", &mut lenscap, &cookie),
+    ] {
+        let mut served = 0u32;
+        let mut topper = service.clone();
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    // Untimed: a page view now and then keeps the person's credit topped up.
+                    served += 1;
+                    if served.is_multiple_of(50_000) {
+                        call(&mut topper, request("/gallery/1", Some(cookie), true));
+                    }
+                    request(IMAGE, Some(cookie), false)
+                },
+                |r| call(service, r),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 
-/// Interleaved A/B timing of the same request through each service, for one ratio line.
+/// Calls `service` with every request, dropping each response; asserts that all were served.
+#[inline(always)]
+fn drive<S, B>(service: &mut S, requests: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut refused = 0;
+    for r in requests {
+        let response = call(service, r);
+        refused += usize::from(response.status() != 200);
+        drop(black_box(response));
+    }
+    assert_eq!(refused, 0, "every request is on the allow path");
+}
+
+// One named function per contender, so callgrind can attribute instructions to each (the
+// `black_box`ed tags keep the linker from folding the two Lenscap ones into one).
+#[inline(never)]
+fn drive_bare<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(0);
+    drive(s, r)
+}
+#[inline(never)]
+fn drive_governor<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(1);
+    drive(s, r)
+}
+#[inline(never)]
+fn drive_lenscap_plain<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(2);
+    drive(s, r)
+}
+#[inline(never)]
+fn drive_lenscap_default<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(3);
+    drive(s, r)
+}
+
+/// Interleaved A/B timing of the same request through each service, for the ratio lines.
 fn ratio() {
-    let Setup {
-        mut lenscap,
-        mut governor,
-        cookie,
-    } = setup();
+    let (mut lenscap, cookie) = lenscap_with(POLICY);
+    let (mut plain, plain_cookie) = lenscap_with(&format!("{POLICY}{PLAIN}"));
+    let mut governor = governor();
     let mut bare = tower::service_fn(photo);
-    let image = "/photos/IMG_0001.jpg";
     const BATCH: usize = 20_000;
     // LENSCAP_BENCH_ROUNDS=4 for a short run under callgrind.
     let rounds: u32 = std::env::var("LENSCAP_BENCH_ROUNDS")
@@ -188,41 +264,51 @@ fn ratio() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(30)
         .max(4);
-    let mut totals = [Duration::ZERO; 3];
+    let mut totals = [Duration::ZERO; 4];
     for round in 0..rounds {
+        // Untimed page views keep the people's credit topped up (they may meet the page
+        // quota themselves; the images below must not).
         call(&mut lenscap, request("/gallery/1", Some(&cookie), true));
+        call(&mut plain, request("/gallery/1", Some(&plain_cookie), true));
         for (i, total) in totals.iter_mut().enumerate() {
-            let requests: Vec<_> = (0..BATCH)
-                .map(|_| request(image, Some(&cookie), false))
-                .collect();
+            let c = if i == 2 { &plain_cookie } else { &cookie };
+            let requests: Vec<_> = (0..BATCH).map(|_| request(IMAGE, Some(c), false)).collect();
             let start = Instant::now();
             match i {
-                0 => requests
-                    .into_iter()
-                    .for_each(|r| drop(black_box(call(&mut bare, r)))),
-                1 => requests
-                    .into_iter()
-                    .for_each(|r| drop(black_box(call(&mut governor, r)))),
-                _ => requests.into_iter().for_each(|r| {
-                    let response = call(&mut lenscap, r);
-                    assert_eq!(response.status(), 200);
-                    drop(black_box(response))
-                }),
+                0 => drive_bare(&mut bare, requests),
+                1 => drive_governor(&mut governor, requests),
+                2 => drive_lenscap_plain(&mut plain, requests),
+                _ => drive_lenscap_default(&mut lenscap, requests),
             }
             if round > 2 {
                 *total += start.elapsed();
             }
         }
     }
-    let per = |d: Duration| d.as_nanos() as f64 / ((rounds - 3) as usize * BATCH) as f64;
-    let (bare, governor, lenscap) = (per(totals[0]), per(totals[1]), per(totals[2]));
-    println!(
-        "\nper request (incl. the bare service and dropping request and response):\n  bare service      {bare:7.1} ns\n  tower_governor    {governor:7.1} ns  (+{:.1} ns over bare)\n  Lenscap layer     {lenscap:7.1} ns  (+{:.1} ns over bare)\n  ratio Lenscap / tower_governor: {:.2} (whole service), {:.2} (layer cost over bare)",
-        governor - bare,
-        lenscap - bare,
-        lenscap / governor,
-        (lenscap - bare) / (governor - bare)
+    // Still on the allow path after all that.
+    assert_eq!(
+        call(&mut plain, request(IMAGE, Some(&plain_cookie), false)).status(),
+        200
     );
+    assert_eq!(
+        call(&mut lenscap, request(IMAGE, Some(&cookie), false)).status(),
+        200
+    );
+    let per = |d: Duration| d.as_nanos() as f64 / ((rounds - 3) as usize * BATCH) as f64;
+    let [bare, governor, plain, lenscap] = totals.map(per);
+    println!(
+        "\nper request (incl. the bare service and dropping request and response):\n  bare service                      {bare:7.1} ns\n  tower_governor                    {governor:7.1} ns  (+{:.1} ns over bare)\n  Lenscap, headers+stamp off        {plain:7.1} ns  (+{:.1} ns over bare)\n  Lenscap, default settings         {lenscap:7.1} ns  (+{:.1} ns over bare)",
+        governor - bare,
+        plain - bare,
+        lenscap - bare,
+    );
+    for (name, value) in [("headers+stamp off", plain), ("default settings", lenscap)] {
+        println!(
+            "  ratio Lenscap ({name}) / tower_governor: {:.2} (whole service), {:.2} (layer cost over bare)",
+            value / governor,
+            (value - bare) / (governor - bare)
+        );
+    }
 }
 
 fn main() {

@@ -23,7 +23,7 @@ use crate::catalog::Category;
 use crate::client::ClientId;
 use crate::policy::Policy;
 use crate::policy::config::VerdictConfig;
-use crate::signals::{RequestView, header_shape};
+use crate::signals::{RequestView, read_user_agent, shape, user_agent_of};
 
 /// What Lenscap does with a request.
 #[derive(
@@ -170,7 +170,16 @@ impl Reasons {
 
     /// The reasons, in bit order.
     pub fn iter(&self) -> impl Iterator<Item = Reason> + '_ {
-        Reason::ALL.iter().copied().filter(|r| self.contains(*r))
+        // Visits the set bits only: most sets are empty or hold one or two reasons.
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let at = bits.trailing_zeros();
+            bits &= bits - 1;
+            Some(Reason::ALL[at as usize])
+        })
     }
 
     /// Both sets together.
@@ -260,13 +269,12 @@ impl Verdict {
 /// else — browsers and unknown clients — gets the stricter of its category's action and the
 /// action its score reaches.
 pub fn decide(policy: &Policy, view: &RequestView<'_>, client: ClientId) -> Verdict {
-    let ua = view
-        .headers
-        .get(http::header::USER_AGENT)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    let agent = policy.catalog.classify_index(ua);
-    let mut reasons = header_shape(view, agent.is_some());
+    let ua = user_agent_of(view.headers);
+    let reading = policy
+        .user_agents
+        .get_or_read(ua, |ua| read_user_agent(&policy.catalog, ua));
+    let agent = reading.agent.map(|i| i as usize);
+    let mut reasons = shape(view, ua.is_empty(), agent.is_some(), &reading);
     let (category, agent_name, mut action) = match agent {
         Some(index) => {
             let agent = &policy.catalog.agents()[index];

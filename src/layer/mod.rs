@@ -44,6 +44,7 @@ use arc_swap::ArcSwap;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub(crate) use service::{Classified, classify};
 pub use service::{Lenscap, VERDICT_HEADER, classify_parts, classify_request};
 
 use crate::metrics::{Metrics, SiteMetrics};
@@ -52,7 +53,7 @@ use crate::policy::Policy;
 /// A handle on the running policy: cloneable, and swappable whole (hot reload).
 #[derive(Clone, Debug)]
 pub struct PolicyHandle {
-    current: Arc<ArcSwap<Policy>>,
+    pub(crate) current: Arc<ArcSwap<Policy>>,
 }
 
 impl PolicyHandle {

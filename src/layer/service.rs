@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Version, header};
 use http_body::Body;
 use tower_service::Service;
 
@@ -20,6 +20,7 @@ use crate::verdict::{Action, Verdict, decide};
 
 /// Name of the request header that carries the verdict to an upstream, when enabled.
 pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
+const VERDICT: HeaderName = HeaderName::from_static(VERDICT_HEADER);
 
 /// Lenscap wrapped around an inner service. Made by [`LenscapLayer`](super::LenscapLayer).
 #[derive(Clone, Debug)]
@@ -71,17 +72,8 @@ fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
 
 /// Classifies a request under `policy`: identity, secure-origin detection, verdict.
 pub fn classify_request<B>(policy: &Policy, request: &Request<B>) -> (ClientId, Verdict) {
-    let tls = request.extensions().get::<Tls>().is_some()
-        || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-    classify_parts(
-        policy,
-        peer_ip(request),
-        request.method(),
-        request.uri().path(),
-        request.version(),
-        request.headers(),
-        tls,
-    )
+    let classified = classify(policy, request);
+    (classified.client, classified.verdict)
 }
 
 /// Like [`classify_request`], from the parts of a request (used by `replay`).
@@ -94,17 +86,66 @@ pub fn classify_parts(
     headers: &HeaderMap,
     tls: bool,
 ) -> (ClientId, Verdict) {
+    let classified = classify_from_parts(policy, peer, method, path, version, headers, tls);
+    (classified.client, classified.verdict)
+}
+
+/// What classifying a request found, with what the later stages need of it so they do not
+/// work it out again.
+#[derive(Debug)]
+pub(crate) struct Classified {
+    pub(crate) client: ClientId,
+    pub(crate) verdict: Verdict,
+    /// Browsers treat the origin as secure (TLS, a trusted proxy's `https`, localhost).
+    pub(crate) secure: bool,
+    /// The path ends in an image extension.
+    pub(crate) image_path: bool,
+    /// `Sec-Fetch-Dest: image`.
+    pub(crate) fetch_dest_image: bool,
+}
+
+pub(crate) fn classify<B>(policy: &Policy, request: &Request<B>) -> Classified {
+    let tls = request.extensions().get::<Tls>().is_some()
+        || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+    classify_from_parts(
+        policy,
+        peer_ip(request),
+        request.method(),
+        request.uri().path(),
+        request.version(),
+        request.headers(),
+        tls,
+    )
+}
+
+fn classify_from_parts(
+    policy: &Policy,
+    peer: Option<IpAddr>,
+    method: &Method,
+    path: &str,
+    version: Version,
+    headers: &HeaderMap,
+    tls: bool,
+) -> Classified {
     let identity = policy.proxies.identify(peer, headers);
     let secure = tls || identity.forwarded_https || is_localhost(headers);
+    let image_path = policy.is_image_path(path);
+    let fetch_dest_image = fetch_dest_is_image(headers);
     let view = RequestView {
         method,
         path,
         version,
         headers,
         secure,
-        image: policy.is_image_path(path) || fetch_dest_is_image(headers),
+        image: image_path || fetch_dest_image,
     };
-    (identity.client, decide(policy, &view, identity.client))
+    Classified {
+        client: identity.client,
+        verdict: decide(policy, &view, identity.client),
+        secure,
+        image_path,
+        fetch_dest_image,
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Lenscap<S>
@@ -122,25 +163,31 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let policy = self.shared.policy.load();
+        // A guard, not a clone: the response path takes its own reference only if it tags.
+        let policy = self.shared.policy.current.load();
         // A client must never be able to hand the upstream a verdict of its own.
-        request.headers_mut().remove(VERDICT_HEADER);
+        request.headers_mut().remove(VERDICT);
 
-        let (client, mut verdict) = classify_request(&policy, &request);
+        let mut classified = classify(&policy, &request);
         let enforce = policy.mode == Mode::Enforce;
         let after = match crate::limit::admit(
             &self.shared.limits,
             &policy,
             &request,
-            client,
-            &mut verdict,
+            &mut classified,
             enforce,
         ) {
             Ok(after) => after,
             Err(response) => {
                 let limited = response.status() == http::StatusCode::TOO_MANY_REQUESTS;
                 let note = if limited { "over quota" } else { "trap" };
-                log_verdict(client, &verdict, request.uri().path(), enforce, note);
+                log_verdict(
+                    classified.client,
+                    &classified.verdict,
+                    request.uri().path(),
+                    enforce,
+                    note,
+                );
                 if let Some(metrics) = self.shared.metrics.get()
                     && limited
                 {
@@ -159,6 +206,12 @@ where
         {
             return ResponseFuture::ready(document.map(ResponseBody::full));
         }
+        let Classified {
+            client,
+            verdict,
+            image_path,
+            ..
+        } = classified;
         if verdict.action != Action::Allow {
             log_verdict(client, &verdict, request.uri().path(), enforce, "verdict");
         }
@@ -194,12 +247,16 @@ where
         if policy.verdict_header
             && let Ok(value) = HeaderValue::from_str(&verdict_header_value(&verdict))
         {
-            request.headers_mut().insert(VERDICT_HEADER, value);
+            request.headers_mut().insert(VERDICT, value);
         }
-        let image_path = policy.is_image_path(request.uri().path());
         request.extensions_mut().insert(verdict);
-        let method = request.method().clone();
-        let tagging = Tagging::new(policy, &method, image_path, request.headers_mut());
+        let head = request.method() == Method::HEAD;
+        let tagging = Tagging::new(
+            arc_swap::Guard::into_inner(policy),
+            head,
+            image_path,
+            request.headers_mut(),
+        );
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 
 use super::ResponseBody;
@@ -38,7 +38,7 @@ impl Tagging {
     /// the inner service recognises its own tags.
     pub(crate) fn new(
         policy: Arc<Policy>,
-        method: &Method,
+        head: bool,
         image_path: bool,
         headers: &mut HeaderMap,
     ) -> Self {
@@ -60,7 +60,7 @@ impl Tagging {
         Tagging {
             policy,
             image_path,
-            head: method == Method::HEAD,
+            head,
             stripped,
         }
     }

@@ -156,32 +156,43 @@ fn encode(raw: &[u8; RAW], out: &mut String) {
     }
 }
 
+/// The value of each alphabet byte, 255 for every other byte.
+const VALUES: [u8; 256] = {
+    let mut values = [255u8; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        values[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    values
+};
+
+// Nine groups of four characters make 27 bytes; the last two characters make the 28th.
+const _: () = assert!(RAW == 28 && ENCODED == 38);
+
 fn decode(text: &[u8]) -> Option<[u8; RAW]> {
     if text.len() != ENCODED {
         return None;
     }
+    let value = |c: u8| u32::from(VALUES[usize::from(c)]);
     let mut raw = [0u8; RAW];
-    let (mut bits, mut held, mut at) = (0u32, 0, 0);
-    for &c in text {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            if at < RAW {
-                raw[at] = (bits >> held) as u8;
-                at += 1;
-            }
-        }
+    // Out-of-alphabet bytes decode to 255, which sets bits no valid value has.
+    let mut bad = 0;
+    for (chars, bytes) in text.chunks_exact(4).zip(raw.chunks_exact_mut(3)) {
+        let (a, b, c, d) = (
+            value(chars[0]),
+            value(chars[1]),
+            value(chars[2]),
+            value(chars[3]),
+        );
+        bad |= a | b | c | d;
+        let n = (a << 18) | (b << 12) | (c << 6) | d;
+        bytes.copy_from_slice(&n.to_be_bytes()[1..]);
     }
-    (at == RAW).then_some(raw)
+    let (a, b) = (value(text[36]), value(text[37]));
+    bad |= a | b;
+    raw[27] = ((a << 2) | (b >> 4)) as u8;
+    (bad < 64).then_some(raw)
 }
 
 #[cfg(test)]
@@ -233,5 +244,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, "lenscap=not-a-cookie".parse().unwrap());
         assert!(s.read(&h, 1_000_000).is_none());
+        // The right length, one byte outside the alphabet.
+        let good = s.issue(42, 1_000_000, 7, 99, false);
+        let pair = good.to_str().unwrap().split(';').next().unwrap().to_owned();
+        for bad in [".", "=", "+", "/"] {
+            let forged = format!("{}{bad}", &pair[..pair.len() - 1]);
+            h.insert(header::COOKIE, forged.parse().unwrap());
+            assert!(s.read(&h, 1_000_000).is_none(), "{forged}");
+        }
+        h.insert(header::COOKIE, pair.parse().unwrap());
+        assert!(s.read(&h, 1_000_000).is_some());
     }
 }

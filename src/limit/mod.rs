@@ -111,12 +111,11 @@ pub(crate) use cookie::CookieSettings;
 pub use rate::{Millis, Rate};
 pub use store::{ClientRecord, MemoryStore, StateStore, SubnetRecord};
 
-use crate::client::{ClientId, PeerAddr, Tls};
-use crate::layer::{LenscapLayer, ResponseBody};
+use crate::client::ClientId;
+use crate::layer::{Classified, LenscapLayer, ResponseBody};
 use crate::policy::Policy;
 use crate::policy::config::OverQuota;
 use crate::signals::behaviour::{BehaviourSettings, Facts, Kind};
-use crate::signals::{fetch_dest_is_image, is_localhost};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
 
 /// A page view's cookie seeds its visitor's credit only this soon after issue.
@@ -440,28 +439,34 @@ pub(crate) fn admit<B, R: http_body::Body>(
     limits: &Limits,
     policy: &Policy,
     request: &Request<B>,
-    client: ClientId,
-    verdict: &mut Verdict,
+    classified: &mut Classified,
     enforce: bool,
 ) -> Result<AfterResponse, Response<ResponseBody<R>>> {
     let ls = &policy.limits;
     if !ls.enabled {
         return Ok(AfterResponse::default());
     }
-    let now = limits.clock.now_ms();
+    let (now, unix) = limits.clock.now();
     limits.start_cleanup(ls);
+    let client = classified.client;
+    let secure = classified.secure;
+    let verdict = &mut classified.verdict;
     let headers = request.headers();
     let uri = request.uri();
     let path = uri.path();
     let target = uri.path_and_query().map_or(path, |p| p.as_str());
     let trap = ls.is_trap(path);
-    let kind = request_kind(policy, request.method(), path, headers);
-    let secure = secure_origin(policy, request);
-    let mut facts = Facts::read(
+    let kind = request_kind(
+        request.method(),
+        path,
+        headers,
+        classified.image_path || classified.fetch_dest_image,
+    );
+    let mut facts = Facts::read_with(
         kind,
         target,
         headers,
-        secure,
+        secure && !classified.fetch_dest_image,
         &ls.behaviour,
         trap || ls.is_disallowed(path),
     );
@@ -485,7 +490,6 @@ pub(crate) fn admit<B, R: http_body::Body>(
     }
 
     let subnet = client.subnet_key(policy.subnets);
-    let unix = limits.clock.unix_secs();
     let mut vouched = false;
     let mut refusal: Option<Refusal> = None;
     let mut track = |record: &mut ClientRecord, verdict: &mut Verdict| {
@@ -659,39 +663,38 @@ pub(crate) fn judge<B>(
     policy: &Policy,
     request: &Request<B>,
 ) -> (ClientId, Verdict, Outcome, bool) {
-    let (client, mut verdict) = crate::layer::classify_request(policy, request);
+    let mut classified = crate::layer::classify(policy, request);
     let image = request_kind(
-        policy,
         request.method(),
         request.uri().path(),
         request.headers(),
+        classified.image_path || classified.fetch_dest_image,
     ) == Kind::Image;
     let outcome = match admit::<B, http_body_util::Empty<bytes::Bytes>>(
         limits,
         policy,
         request,
-        client,
-        &mut verdict,
+        &mut classified,
         true,
     ) {
         Err(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::Limited,
         Err(_) => Outcome::Blocked,
-        Ok(_) => match verdict.action {
+        Ok(_) => match classified.verdict.action {
             Action::Allow => Outcome::Allowed,
             Action::Throttle | Action::Tarpit => Outcome::Throttled,
             Action::Block => Outcome::Blocked,
         },
     };
-    (client, verdict, outcome, image)
+    (classified.client, classified.verdict, outcome, image)
 }
 
-/// Page, image, robots.txt or other, from the request alone.
-fn request_kind(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) -> Kind {
+/// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
+/// `Sec-Fetch-Dest: image`, as classification found.
+fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -> Kind {
     if path == "/robots.txt" {
         return Kind::Robots;
     }
-    if policy.is_image_path(path)
-        || fetch_dest_is_image(headers)
+    if image
         || headers
             .get(header::ACCEPT)
             .is_some_and(|a| a.as_bytes().starts_with(b"image/"))
@@ -713,29 +716,6 @@ fn request_kind(policy: &Policy, method: &Method, path: &str, headers: &HeaderMa
         }
         Some(_) => Kind::Other,
     }
-}
-
-/// Whether browsers treat the origin as secure (and so send fetch metadata).
-fn secure_origin<B>(policy: &Policy, request: &Request<B>) -> bool {
-    if request.extensions().get::<Tls>().is_some()
-        || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
-        || is_localhost(request.headers())
-    {
-        return true;
-    }
-    let headers = request.headers();
-    if !headers.contains_key("x-forwarded-proto") && !headers.contains_key(header::FORWARDED) {
-        return false;
-    }
-    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    #[cfg(feature = "axum")]
-    let peer = peer.or_else(|| {
-        request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip())
-    });
-    policy.proxies.identify(peer, headers).forwarded_https
 }
 
 /// `429 Too Many Requests` with `Retry-After` and the IETF rate-limit fields.

@@ -140,6 +140,8 @@ pub struct Policy {
     pub(crate) optout_headers: OptOutHeaders,
     pub(crate) stamp: Option<Arc<Stamp>>,
     pub(crate) limits: crate::limit::LimitSettings,
+    /// User-Agents read so far under this policy's catalog.
+    pub(crate) user_agents: crate::signals::UserAgentCache,
 }
 
 impl Policy {
@@ -387,6 +389,7 @@ impl Policy {
             optout_headers,
             stamp,
             limits,
+            user_agents: Default::default(),
         })
     }
 
@@ -461,14 +464,15 @@ impl Policy {
 
     /// Whether `path` (without query) ends in an image extension.
     pub fn is_image_path(&self, path: &str) -> bool {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        match file.rsplit_once('.') {
-            Some((_, ext)) => self
-                .image_extensions
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(ext)),
-            None => false,
-        }
+        let path = path.as_bytes();
+        // The extension: after the last dot, when no slash follows it.
+        let Some(dot) = memchr::memrchr2(b'.', b'/', path).filter(|&i| path[i] == b'.') else {
+            return false;
+        };
+        let ext = &path[dot + 1..];
+        self.image_extensions
+            .iter()
+            .any(|e| e.len() == ext.len() && e.as_bytes().eq_ignore_ascii_case(ext))
     }
 
     /// Trap path prefixes (`[traps] paths`): robots.txt must disallow them for every agent.

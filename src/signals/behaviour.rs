@@ -103,6 +103,27 @@ impl Facts {
         settings: &BehaviourSettings,
         disallowed: bool,
     ) -> Facts {
+        let no_fetch_dest = secure && !crate::signals::fetch_dest_is_image(headers);
+        Facts::read_with(
+            kind,
+            path_and_query,
+            headers,
+            no_fetch_dest,
+            settings,
+            disallowed,
+        )
+    }
+
+    /// Like [`Facts::read`], with `no_fetch_dest` (a secure origin, no `Sec-Fetch-Dest:
+    /// image`) already known.
+    pub(crate) fn read_with(
+        kind: Kind,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        no_fetch_dest: bool,
+        settings: &BehaviourSettings,
+        disallowed: bool,
+    ) -> Facts {
         let tracked = matches!(kind, Kind::Page | Kind::Image);
         let image = kind == Kind::Image;
         Facts {
@@ -117,7 +138,7 @@ impl Facts {
             } else {
                 Referer::None
             },
-            no_fetch_dest: image && secure && !crate::signals::fetch_dest_is_image(headers),
+            no_fetch_dest: image && no_fetch_dest,
             original: image && settings.originals.is_match(path_and_query),
             number: if tracked {
                 last_number(path_and_query.as_bytes())
@@ -153,7 +174,7 @@ impl Facts {
 }
 
 fn is_navigation(headers: &HeaderMap) -> bool {
-    headers.get("sec-fetch-dest").map_or_else(
+    headers.get(crate::signals::SEC_FETCH_DEST).map_or_else(
         || {
             headers
                 .get(header::ACCEPT)
@@ -289,6 +310,8 @@ impl BehaviourSettings {
             max_credit: 300,
             originals: AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
+                // A handful of short markers searched in every path: a DFA is the fastest.
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .build(markers)
                 .expect("plain markers build"),
         }

@@ -23,12 +23,16 @@
 //! ```
 
 pub mod behaviour;
+mod user_agent;
+
+pub(crate) use user_agent::{UserAgent, UserAgentCache};
 
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use http::{HeaderMap, Method, Version, header};
+use http::{HeaderMap, HeaderName, Method, Version, header};
 
+use crate::catalog::Catalog;
 use crate::verdict::{Reason, Reasons};
 
 /// The parts of a request the classifier looks at.
@@ -48,6 +52,11 @@ pub struct RequestView<'a> {
     pub image: bool,
 }
 
+// Names made once: looking a header up by a `&str` parses the name on every call.
+pub(crate) const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
+
 /// Words that only crawlers put in their User-Agent.
 static BOT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
@@ -61,21 +70,50 @@ static BOT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// The header-shape signals of a request. `known_agent` skips the User-Agent shape checks
 /// (the catalog already said what it is).
 pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
-    let headers = view.headers;
-    let mut reasons = Reasons::default();
-    let ua = headers
+    let ua = user_agent_of(view.headers);
+    let reading = UserAgent {
+        agent: None,
+        browser: BrowserUa::parse(ua),
+        bot_like: BOT_WORDS.is_match(ua),
+    };
+    shape(view, ua.is_empty(), known_agent, &reading)
+}
+
+/// The User-Agent header's bytes (empty when there is none).
+pub(crate) fn user_agent_of(headers: &HeaderMap) -> &[u8] {
+    headers
         .get(header::USER_AGENT)
         .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    let browser = BrowserUa::parse(ua);
+        .unwrap_or_default()
+}
 
-    if ua.is_empty() {
+/// Reads a User-Agent: the catalog agent it names, its browser claims, crawler words.
+pub(crate) fn read_user_agent(catalog: &Catalog, ua: &[u8]) -> UserAgent {
+    UserAgent {
+        agent: catalog.classify_index(ua).map(|i| i as u32),
+        browser: BrowserUa::parse(ua),
+        bot_like: BOT_WORDS.is_match(ua),
+    }
+}
+
+/// [`header_shape`] from a User-Agent already read.
+pub(crate) fn shape(
+    view: &RequestView<'_>,
+    no_user_agent: bool,
+    known_agent: bool,
+    reading: &UserAgent,
+) -> Reasons {
+    let headers = view.headers;
+    let mut reasons = Reasons::default();
+    let browser = reading.browser;
+
+    if no_user_agent {
         reasons.insert(Reason::NoUserAgent);
     } else if !known_agent {
         if !browser.shaped {
             reasons.insert(Reason::NonBrowserUserAgent);
         }
-        if BOT_WORDS.is_match(ua) {
+        if reading.bot_like {
             reasons.insert(Reason::BotLikeUserAgent);
         }
     }
@@ -107,13 +145,13 @@ pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
         reasons.insert(Reason::OutdatedBrowser);
     }
     if view.secure {
-        if browser.sends_client_hints() && !headers.contains_key("sec-ch-ua") {
+        if browser.sends_client_hints() && !headers.contains_key(SEC_CH_UA) {
             reasons.insert(Reason::MissingClientHints);
         }
         if view.image
             && browser.sends_fetch_metadata()
-            && !headers.contains_key("sec-fetch-mode")
-            && !headers.contains_key("sec-fetch-dest")
+            && !headers.contains_key(SEC_FETCH_MODE)
+            && !headers.contains_key(SEC_FETCH_DEST)
         {
             reasons.insert(Reason::MissingFetchMetadata);
         }
@@ -124,25 +162,33 @@ pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
 /// Whether the request is an image fetch by its headers alone (`Sec-Fetch-Dest: image`).
 pub fn fetch_dest_is_image(headers: &HeaderMap) -> bool {
     headers
-        .get("sec-fetch-dest")
+        .get(SEC_FETCH_DEST)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"image"))
 }
 
 /// Whether the Host names this machine: browsers treat localhost as a secure origin.
 pub fn is_localhost(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(host) = headers.get(header::HOST).map(|h| h.as_bytes()) else {
         return false;
     };
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    let name = match host.strip_prefix(b"[") {
+        Some(rest) => rest.split(|&b| b == b']').next().unwrap_or_default(),
+        None => match memchr::memrchr(b':', host) {
+            Some(colon) => &host[..colon],
+            None => host,
+        },
     };
-    const SUFFIX: &str = ".localhost";
-    name.eq_ignore_ascii_case("localhost")
+    const SUFFIX: &[u8] = b".localhost";
+    let local = name.eq_ignore_ascii_case(b"localhost")
         || (name.len() > SUFFIX.len()
-            && name.as_bytes()[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX.as_bytes()))
-        || name.starts_with("127.")
-        || name == "::1"
+            && name[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
+        || name.starts_with(b"127.")
+        || name == b"::1";
+    // Only visible ASCII makes a host name (checked last: almost every Host is not local).
+    local
+        && host
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// What a browser-like User-Agent claims to be.
