@@ -274,6 +274,7 @@ fn page(title: &str, body: &str) -> String {
 <footer>
 <p>Photos of our guests are for our guests. They may not be collected, indexed or used to
 train AI models. <a href="/ai-policy">Our photo policy</a>.</p>
+<a href="/lenscap-trap/" hidden tabindex="-1" aria-hidden="true">archive</a>
 </footer>
 </body>
 </html>

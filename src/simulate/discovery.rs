@@ -21,6 +21,9 @@
 pub struct ScannedPage {
     /// `href` of `<a>` and `<area>`, as written (unresolved).
     pub links: Vec<String>,
+    /// Links a person cannot see or reach (`hidden`, `aria-hidden="true"`): trap links that
+    /// only a crawler follows.
+    pub hidden_links: Vec<String>,
     /// `<img>` elements and `<picture>`'s `<source>` elements, in document order.
     pub images: Vec<ImageElement>,
 }
@@ -107,7 +110,15 @@ pub fn scan_html(html: &str) -> ScannedPage {
         match tag.as_str() {
             "a" | "area" => {
                 if let Some(href) = attribute(&attributes, "href") {
-                    page.links.push(href);
+                    let hidden = attributes.iter().any(|(name, value)| {
+                        name == "hidden"
+                            || (name == "aria-hidden" && value.eq_ignore_ascii_case("true"))
+                    });
+                    if hidden {
+                        page.hidden_links.push(href);
+                    } else {
+                        page.links.push(href);
+                    }
                 }
             }
             "img" | "source" => {
@@ -483,9 +494,11 @@ mod tests {
             <picture><source srcset="/p/1.webp 1x, /p/1@2x.webp 2x" type="image/webp">
             <img src="/p/1.jpg" srcset="/p/1-400.jpg 400w, /p/1-1200.jpg 1200w,/p/1-2400.jpg 2400w" alt="a > b"></picture>
             <img data-src="/lazy.jpg"><img src="">
+            <a href="/trap/" hidden>x</a><a href="/trap2/" aria-hidden="true"></a>
             </body></html>"#;
         let page = scan_html(html);
         assert_eq!(page.links, ["/g/2?p=1&q=2", "/g/3"]);
+        assert_eq!(page.hidden_links, ["/trap/", "/trap2/"]);
         assert_eq!(page.images.len(), 2);
         assert!(page.images[0].source);
         let img = &page.images[1];

@@ -652,7 +652,14 @@ impl Session {
             };
             self.site.pages.push(path.clone());
             let mut found: Vec<String> = Vec::new();
-            for href in &page.links {
+            // Scrapers follow every link, hidden ones too (a person never sees those); the
+            // survey, which only counts what a person can reach, does not.
+            let hidden = if images {
+                page.hidden_links.as_slice()
+            } else {
+                &[]
+            };
+            for href in page.links.iter().chain(hidden) {
                 let Some(link) = self.resolve(&path, href) else {
                     continue;
                 };
