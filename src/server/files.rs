@@ -45,7 +45,7 @@ pub(crate) struct FileMeta {
 }
 
 impl FileMeta {
-    fn of(meta: &std::fs::Metadata) -> FileMeta {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileMeta {
         FileMeta {
             is_dir: meta.is_dir(),
             modified: meta.modified().ok(),
