@@ -287,7 +287,8 @@ fn plain_path(root: &Path, uri_path: &str) -> Option<PathBuf> {
 
 /// Whether `path` + `suffix` might exist (anything but "not found" counts).
 fn may_exist(path: &Path, suffix: &str) -> bool {
-    let mut variant = path.as_os_str().to_owned();
+    let mut variant = std::ffi::OsString::with_capacity(path.as_os_str().len() + suffix.len());
+    variant.push(path);
     variant.push(suffix);
     !matches!(std::fs::metadata(&variant), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
