@@ -8,7 +8,10 @@
 #           pooled keep-alive connections to it.
 #
 # wrk sends browser-like headers, so the default policy allows every request: this measures
-# the allow path, the one every human visitor takes. Loopback only. Prints requests/s, p99 and
+# the allow path, the one every human visitor takes. Lenscap's `[limits]` (quotas and the
+# behaviour tracker) are off: one address fetching one image thousands of times a second
+# without fetch metadata is what they exist to stop, and they would answer 429 (nginx's
+# limit_req is likewise set too high to refuse). Loopback only. Prints requests/s, p99 and
 # the ratios (lenscap / nginx: >= 1.0 for throughput and <= 1.0 for p99 meet the target).
 #
 #   scripts/bench-vs-nginx.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2
@@ -159,6 +162,8 @@ listen = "127.0.0.1:$LENSCAP_PORT"
 admin = "off"
 root = "$GALLERY"
 watch = false
+[limits]
+enabled = false
 EOF
 RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$WORK/lenscap-static.toml" &
 PIDS+=($!)
@@ -196,6 +201,8 @@ listen = "127.0.0.1:$LENSCAP_PORT"
 admin = "off"
 upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 watch = false
+[limits]
+enabled = false
 EOF
 RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$WORK/lenscap-proxy.toml" &
 PIDS+=($!)

@@ -279,3 +279,180 @@ async fn a_proxied_sites_own_robots_txt_is_merged() {
         "{text}"
     );
 }
+
+// === the stamped-image cache (static mode) ===
+
+/// A far-future `If-Unmodified-Since` passes, but keeps a request off the stamped-image
+/// cache: its answer is the one `ServeDir` and the layer's stamper give without the cache.
+const UNCACHED: (&str, &str) = ("if-unmodified-since", "Fri, 01 Jan 2100 00:00:00 GMT");
+
+/// A server over a scratch folder holding copies of one gallery photo per format.
+async fn start_copy(name: &str) -> (RunningServer, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lenscap-optout-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("root/photos")).unwrap();
+    for ext in [".jpg", ".png", ".webp"] {
+        for photo in photos(ext).iter().take(2) {
+            std::fs::copy(
+                gallery().join("photos").join(photo),
+                dir.join("root/photos").join(photo),
+            )
+            .unwrap();
+        }
+    }
+    let config = dir.join("lenscap.toml");
+    std::fs::write(&config, "[limits]\nenabled = false\n").unwrap();
+    let server = Server::bind(ServeOptions {
+        config: Some(config),
+        overrides: Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin: Some(Some("127.0.0.1:0".parse().unwrap())),
+            root: Some(dir.join("root")),
+            ..Overrides::default()
+        },
+    })
+    .await
+    .expect("server starts");
+    (server, dir.join("root"))
+}
+
+/// Status, headers but `Date`, body.
+fn seen(answer: &Answer) -> (StatusCode, Vec<(String, Vec<u8>)>, Bytes) {
+    let mut headers: Vec<(String, Vec<u8>)> = answer
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != http::header::DATE)
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    (answer.status, headers, answer.body.clone())
+}
+
+async fn stamped_total(server: &RunningServer) -> f64 {
+    let admin = server.admin_addr().unwrap();
+    let text = String::from_utf8(get(admin, "/metrics", &[]).await.body.to_vec()).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("lenscap_images_stamped_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_stamped_images_answer_exactly_as_the_stamper_does() {
+    let (server, _root) = start_copy("same").await;
+    let addr = server.local_addr();
+    let mut requests = 0.0;
+    for ext in [".jpg", ".png", ".webp"] {
+        let path = format!("/photos/{}", photos(ext)[0]);
+        let uncached = get(addr, &path, &[UNCACHED]).await;
+        assert_eq!(uncached.status, StatusCode::OK);
+        assert_eq!(
+            uncached.headers["accept-ranges"], "none",
+            "{path} is stamped"
+        );
+        let miss = get(addr, &path, &[]).await;
+        let hit = get(addr, &path, &[]).await;
+        let again = get(addr, &path, &[UNCACHED]).await;
+        assert_eq!(seen(&miss), seen(&uncached), "{path}: first (cache filled)");
+        assert_eq!(seen(&hit), seen(&uncached), "{path}: from the cache");
+        assert_eq!(seen(&again), seen(&uncached), "{path}: uncached again");
+        requests += 4.0;
+    }
+    // Every answer counts as stamped, from the cache or not.
+    assert_eq!(stamped_total(&server).await, requests);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_photo_is_stamped_afresh_and_validators_follow_it() {
+    let (server, root) = start_copy("replace").await;
+    let addr = server.local_addr();
+    let [first, second] = [&photos(".jpg")[0], &photos(".jpg")[1]];
+    let path = format!("/photos/{first}");
+    let file = root.join("photos").join(first);
+
+    let old = get(addr, &path, &[]).await;
+    let old_cached = get(addr, &path, &[]).await;
+    assert_eq!(seen(&old_cached), seen(&old));
+    let old_etag = old.headers["etag"].to_str().unwrap().to_owned();
+
+    // Replaced by rename with another photo.
+    let replacement = std::fs::read(root.join("photos").join(second)).unwrap();
+    let temp = root.join("photos").join(".new");
+    std::fs::write(&temp, &replacement).unwrap();
+    std::fs::rename(&temp, &file).unwrap();
+    let new = get(addr, &path, &[]).await;
+    let reference = get(addr, &path, &[UNCACHED]).await;
+    assert_eq!(seen(&new), seen(&reference));
+    assert_ne!(new.body, old.body);
+    let new_etag = new.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, old_etag);
+    assert_eq!(seen(&get(addr, &path, &[]).await), seen(&reference));
+
+    // Validators: the old stamped tag no longer matches, the new one does.
+    let stale = get(addr, &path, &[("if-none-match", &old_etag)]).await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.body, new.body);
+    let fresh = get(addr, &path, &[("if-none-match", &new_etag)]).await;
+    assert_eq!(fresh.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(fresh.headers["etag"], new_etag.as_str());
+    assert!(fresh.body.is_empty());
+
+    // Ranges are slices of the stored file, unstamped; a resume with the stamped tag gets
+    // the whole stamped image.
+    let part = get(addr, &path, &[("range", "bytes=0-99")]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&part.body[..], &replacement[..100]);
+    let resumed = get(
+        addr,
+        &path,
+        &[("range", "bytes=100-"), ("if-range", &new_etag)],
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.body, new.body);
+
+    // HEAD keeps the stored length (it has no body to stamp), as before.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let head = client
+        .request(
+            Request::head(format!("http://{addr}{path}"))
+                .header("user-agent", FIREFOX)
+                .header("accept", "image/avif,image/webp,*/*")
+                .header("accept-language", "en-GB,en;q=0.8")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()["content-length"],
+        replacement.len().to_string().as_str()
+    );
+
+    // Same bytes, a new modification time: a new tag.
+    let later = std::time::SystemTime::now() + Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let touched = get(addr, &path, &[]).await;
+    assert_eq!(seen(&touched), seen(&get(addr, &path, &[UNCACHED]).await));
+    assert_eq!(touched.body, new.body);
+    assert_ne!(touched.headers["etag"], new_etag.as_str());
+
+    // A precompressed variant that appears is served as ServeDir serves it, unstamped.
+    std::fs::write(root.join("photos").join(format!("{first}.gz")), b"gz").unwrap();
+    let gz = get(addr, &path, &[]).await;
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert_eq!(&gz.body[..], b"gz");
+    std::fs::remove_file(root.join("photos").join(format!("{first}.gz"))).unwrap();
+    assert_eq!(get(addr, &path, &[]).await.body, new.body);
+
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(get(addr, &path, &[]).await.status, StatusCode::NOT_FOUND);
+    server.shutdown().await;
+}

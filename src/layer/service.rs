@@ -16,6 +16,7 @@ use super::{ResponseBody, Shared};
 use crate::client::{ClientId, PeerAddr, Tls};
 use crate::policy::{Mode, Policy};
 use crate::signals::{RequestView, fetch_dest_is_image, is_localhost};
+use crate::stamp::StampHint;
 use crate::verdict::{Action, Verdict, decide};
 
 /// Name of the request header that carries the verdict to an upstream, when enabled.
@@ -251,6 +252,13 @@ where
         }
         request.extensions_mut().insert(verdict);
         let head = request.method() == Method::HEAD;
+        if image_path
+            && request.method() == Method::GET
+            && let Some(stamp) = &policy.stamp
+        {
+            // Lets an inner service that caches stamped images answer with them.
+            request.extensions_mut().insert(StampHint(stamp.clone()));
+        }
         let tagging = Tagging::new(
             arc_swap::Guard::into_inner(policy),
             head,

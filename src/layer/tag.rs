@@ -9,7 +9,7 @@ use http_body::Body;
 use super::ResponseBody;
 use crate::policy::Policy;
 use crate::stamp::html::inject_meta;
-use crate::stamp::{StampFuture, StampOutcome, stamp_response};
+use crate::stamp::{Prestamped, StampFuture, StampOutcome, stamp_response};
 
 /// What the response path needs to know about the request.
 pub(crate) struct Tagging {
@@ -97,6 +97,16 @@ impl Tagging {
                         Tagged::Done(response.map(ResponseBody::inner))
                     }
                     Some(stamp) if status == StatusCode::OK && !self.head => {
+                        // The inner service answered with bytes it stamped earlier with this
+                        // very stamp (the static server's cache): stamping again would add
+                        // a second suffix to the ETag.
+                        if response
+                            .extensions()
+                            .get::<Prestamped>()
+                            .is_some_and(|done| Arc::ptr_eq(&done.0, stamp))
+                        {
+                            return Tagged::Done(finish_stamped(response).map(ResponseBody::inner));
+                        }
                         Tagged::Stamping(stamp_response(response, stamp.clone()))
                     }
                     _ => Tagged::Done(response.map(ResponseBody::inner)),

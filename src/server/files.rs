@@ -11,8 +11,9 @@
 //! Every hit is validated by a `stat` of the path (modification time, length and inode), so an
 //! edited or replaced file is read afresh on the next request; nothing is served stale. The
 //! cache holds at most [`MAX_TOTAL_BYTES`]; when full, arbitrary entries are evicted.
-//! `ServeDir` itself still builds every response (ETag, Last-Modified, Range, conditional
-//! requests, precompressed variants), so its semantics are unchanged.
+//! `ServeDir` itself still builds every response it is asked for (ETag, Last-Modified, Range,
+//! conditional requests, precompressed variants), so its semantics are unchanged; repeated
+//! plain `GET`s of stamped images are answered before it, from `super::stamped`.
 //!
 //! A `stat` blocks the worker for a few microseconds on a local disk; on a network file
 //! system it can take longer (the same trade nginx makes without `aio threads`).
@@ -45,7 +46,7 @@ pub(crate) struct FileMeta {
 }
 
 impl FileMeta {
-    fn of(meta: &std::fs::Metadata) -> FileMeta {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileMeta {
         FileMeta {
             is_dir: meta.is_dir(),
             modified: meta.modified().ok(),

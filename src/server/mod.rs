@@ -37,6 +37,7 @@ mod files;
 mod proxy;
 mod reload;
 mod site;
+mod stamped;
 mod tls;
 
 use std::convert::Infallible;
@@ -55,7 +56,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tower_http::services::ServeDir;
 use tower_service::Service;
 
 pub use config::{Content, Overrides, Settings};
@@ -287,12 +287,9 @@ impl Server {
             let handle = PolicyHandle::new(spec.policy);
             let site_metrics = metrics.site(&spec.name);
             let service = match &spec.content {
-                Content::Static(root) => SiteService::Static(
-                    ServeDir::with_backend(root, files::FileCache::default())
-                        .precompressed_gzip()
-                        .precompressed_br()
-                        .append_index_html_on_directories(true),
-                ),
+                Content::Static(root) => {
+                    SiteService::Static(Arc::new(stamped::StaticSite::new(root)))
+                }
                 Content::Proxy(origin) => SiteService::Proxy(Arc::new(proxy::Upstream::new(
                     origin,
                     settings.proxy.clone(),

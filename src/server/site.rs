@@ -13,13 +13,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tower_http::services::ServeDir;
-use tower_http::services::fs::{DefaultServeDirFallback, ServeFileSystemResponseBody};
+use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_service::Service;
 
 use super::config::host_part;
-use super::files::FileCache;
 use super::proxy::{Upstream, UpstreamBody};
+use super::stamped::{Lookup, StaticSite};
 use crate::layer::{Lenscap, PolicyHandle};
 use crate::metrics::SiteMetrics;
 
@@ -115,7 +114,7 @@ pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<
 /// What a site serves, as a Tower service behind the Lenscap layer.
 #[derive(Clone)]
 pub(crate) enum SiteService {
-    Static(ServeDir<DefaultServeDirFallback, FileCache>),
+    Static(Arc<StaticSite>),
     Proxy(Arc<Upstream>),
 }
 
@@ -132,13 +131,20 @@ impl Service<Request<Incoming>> for SiteService {
 
     fn call(&mut self, request: Request<Incoming>) -> SiteFuture {
         match self {
-            SiteService::Static(dir) => {
-                let future = dir.call(request);
-                Box::pin(async move {
-                    let response = future.await?;
-                    Ok(response.map(SiteBody::file))
-                })
-            }
+            SiteService::Static(site) => match site.lookup(&request) {
+                Lookup::Hit(response) => Box::pin(std::future::ready(Ok(response))),
+                Lookup::Miss(miss) => {
+                    let site = site.clone();
+                    Box::pin(async move { Ok(site.fill(miss).await) })
+                }
+                Lookup::Pass => {
+                    let future = site.dir().clone().call(request);
+                    Box::pin(async move {
+                        let response = future.await?;
+                        Ok(response.map(SiteBody::file))
+                    })
+                }
+            },
             SiteService::Proxy(upstream) => {
                 let upstream = upstream.clone();
                 Box::pin(async move { Ok(upstream.forward(request).await) })

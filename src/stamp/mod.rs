@@ -353,6 +353,19 @@ fn fnv1a(parts: &[&[u8]]) -> u32 {
     hash
 }
 
+// === impl StampHint / Prestamped ===
+
+/// On a request: the layer will stamp this image's `200` with this stamp. An inner service
+/// that already holds the stamped bytes (the static server's cache) may answer with them and
+/// mark the response [`Prestamped`] with the same stamp; the layer then only adds its headers.
+#[derive(Debug, Clone)]
+pub(crate) struct StampHint(pub(crate) std::sync::Arc<Stamp>);
+
+/// On a response: its body and `Content-Length`/`ETag` are already the output of
+/// [`stamp_response`] with this stamp (a [`StampOutcome`] is in the extensions too).
+#[derive(Debug, Clone)]
+pub(crate) struct Prestamped(pub(crate) std::sync::Arc<Stamp>);
+
 // === impl Format ===
 
 /// An image container the stamper understands.

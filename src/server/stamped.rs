@@ -1,0 +1,359 @@
+//! Static mode: small images kept ready stamped, so a repeated request skips `ServeDir` and
+//! the stamper.
+//!
+//! The Lenscap layer stamps every image `200` it passes on (XMP, scrubs, `Content-Length`,
+//! `ETag` suffix, `Accept-Ranges: none`). For a file that has not changed, the result is the
+//! same every time. [`StaticSite`] keeps that result per URI path: the headers `ServeDir`
+//! gives a plain `GET` of the file after the stamper's corrections, the stamped bytes and the
+//! [`StampOutcome`], valid for one file version (modification time, length, inode: one
+//! `stat` per request, as [`FileCache`] does) and one compiled stamp (a reload compiles a new
+//! one, so its first requests stamp afresh).
+//!
+//! Only requests whose answer depends on nothing but the file take this path: the layer
+//! marks a `GET` of an image path with a [`StampHint`] when stamping is on, and the request
+//! has no `Range`, `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since` or
+//! `If-Unmodified-Since`, a plain path (no percent escapes, no `.`/`..` or empty segments),
+//! names a regular file of at most [`MAX_FILE_BYTES`], and no precompressed `.br`/`.gz`
+//! variant exists beside it (checked on every request, as `ServeDir` does). Everything else
+//! (`HEAD`, ranges, revalidations, folders, large files) goes through `ServeDir` and the
+//! layer's stamper as before. A hit is marked [`Prestamped`] so the layer does not stamp it
+//! again; the layer's verdict, limits, opt-out headers and metrics still run on it.
+//!
+//! A miss asks `ServeDir` for the file with a bare `GET` (the same answer the request would
+//! get: it has no header `ServeDir` reads), stamps it with the layer's own code, and keeps
+//! the result only if a second `stat` still shows the version the first one saw. The cache
+//! holds at most [`MAX_TOTAL_BYTES`] of bodies; when full, arbitrary entries are evicted.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+use tower_http::services::fs::DefaultServeDirFallback;
+
+use super::files::{FileCache, FileMeta, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use super::site::{SiteBody, text_response};
+use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, stamp_response};
+
+/// Bytes counted per entry besides its body (key, headers, bookkeeping).
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// A finished image answer, as the layer's stamper left it.
+struct Ready {
+    headers: HeaderMap,
+    body: Bytes,
+    outcome: StampOutcome,
+}
+
+struct Entry {
+    meta: FileMeta,
+    stamp: Arc<Stamp>,
+    ready: Arc<Ready>,
+    cost: u64,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_path: HashMap<String, Entry>,
+    total: u64,
+}
+
+impl Entries {
+    fn insert(&mut self, key: String, entry: Entry) {
+        if entry.cost > MAX_TOTAL_BYTES {
+            return;
+        }
+        if let Some(old) = self.by_path.remove(&key) {
+            self.total -= old.cost;
+        }
+        while self.total + entry.cost > MAX_TOTAL_BYTES {
+            let Some(victim) = self.by_path.keys().next().cloned() else {
+                break;
+            };
+            if let Some(old) = self.by_path.remove(&victim) {
+                self.total -= old.cost;
+            }
+        }
+        self.total += entry.cost;
+        self.by_path.insert(key, entry);
+    }
+}
+
+/// A static site: `ServeDir` on the [`FileCache`] backend, and the stamped answers.
+pub(crate) struct StaticSite {
+    dir: ServeDir<DefaultServeDirFallback, FileCache>,
+    root: PathBuf,
+    entries: RwLock<Entries>,
+}
+
+/// What [`StaticSite::lookup`] found.
+pub(crate) enum Lookup {
+    /// The stamped answer.
+    Hit(Response<SiteBody>),
+    /// Eligible, not cached (or stale): [`StaticSite::fill`] it.
+    Miss(Miss),
+    /// Not for this path: `ServeDir` and the layer, as usual.
+    Pass,
+}
+
+/// An eligible request not yet cached.
+pub(crate) struct Miss {
+    key: String,
+    uri: http::Uri,
+    path: PathBuf,
+    meta: FileMeta,
+    stamp: Arc<Stamp>,
+}
+
+impl StaticSite {
+    pub(crate) fn new(root: &Path) -> StaticSite {
+        StaticSite {
+            dir: ServeDir::with_backend(root, FileCache::default())
+                .precompressed_gzip()
+                .precompressed_br()
+                .append_index_html_on_directories(true),
+            root: root.to_path_buf(),
+            entries: RwLock::default(),
+        }
+    }
+
+    /// `ServeDir`, for the requests this cache does not answer.
+    pub(crate) fn dir(&self) -> &ServeDir<DefaultServeDirFallback, FileCache> {
+        &self.dir
+    }
+
+    /// Whether `request` can be answered from the cache, and the answer if it is there.
+    pub(crate) fn lookup<B>(&self, request: &Request<B>) -> Lookup {
+        let Some(StampHint(stamp)) = request.extensions().get::<StampHint>() else {
+            return Lookup::Pass;
+        };
+        if request.method() != Method::GET {
+            return Lookup::Pass;
+        }
+        let headers = request.headers();
+        for name in [
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+        ] {
+            if headers.contains_key(name) {
+                return Lookup::Pass;
+            }
+        }
+        let uri_path = request.uri().path();
+        let Some(path) = plain_path(&self.root, uri_path) else {
+            return Lookup::Pass;
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() <= MAX_FILE_BYTES => FileMeta::of(&meta),
+            _ => return Lookup::Pass,
+        };
+        // ServeDir would try these when the client accepts br or gzip; when neither exists
+        // its answer does not depend on Accept-Encoding.
+        if headers.contains_key(header::ACCEPT_ENCODING)
+            && (may_exist(&path, ".br") || may_exist(&path, ".gz"))
+        {
+            return Lookup::Pass;
+        }
+        let ready = {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            entries
+                .by_path
+                .get(uri_path)
+                .filter(|entry| entry.meta == meta && Arc::ptr_eq(&entry.stamp, stamp))
+                .map(|entry| entry.ready.clone())
+        };
+        match ready {
+            Some(ready) => Lookup::Hit(answer(&ready, stamp)),
+            None => Lookup::Miss(Miss {
+                key: uri_path.to_owned(),
+                uri: request.uri().clone(),
+                path,
+                meta,
+                stamp: stamp.clone(),
+            }),
+        }
+    }
+
+    /// Builds the stamped answer for `miss` through `ServeDir` and the stamper, keeps it if
+    /// the file did not change meanwhile, and answers with it.
+    pub(crate) async fn fill(&self, miss: Miss) -> Response<SiteBody> {
+        let Miss {
+            key,
+            uri,
+            path,
+            meta,
+            stamp,
+        } = miss;
+        let mut bare = Request::new(Empty::<Bytes>::new());
+        *bare.uri_mut() = uri;
+        let response = match self.dir.clone().oneshot(bare).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let image = response.status() == StatusCode::OK
+            && !response.headers().contains_key(header::CONTENT_ENCODING)
+            && !response.headers().contains_key(header::CONTENT_RANGE)
+            && response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|ct| starts_with_ignore_case(ct.as_bytes(), b"image/"));
+        if !image {
+            // The layer decides as usual (it stamps only image/* answers).
+            return response.map(SiteBody::file);
+        }
+        let stamped = stamp_response(response, stamp.clone()).await;
+        let (parts, body) = stamped.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            // An in-memory file does not fail to read; a file that vanished mid-read might.
+            Err(_) => {
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: the file could not be read.\n",
+                );
+            }
+        };
+        let Some(outcome) = parts.extensions.get::<StampOutcome>().copied() else {
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the image could not be stamped.\n",
+            );
+        };
+        let ready = Arc::new(Ready {
+            headers: parts.headers,
+            body,
+            outcome,
+        });
+        let whole = ready
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            == Some(ready.body.len() as u64);
+        let unchanged = std::fs::metadata(&path).is_ok_and(|now| FileMeta::of(&now) == meta);
+        if whole && unchanged {
+            let cost = ready.body.len() as u64 + key.len() as u64 + ENTRY_OVERHEAD;
+            let entry = Entry {
+                meta,
+                stamp: stamp.clone(),
+                ready: ready.clone(),
+                cost,
+            };
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            entries.insert(key, entry);
+        }
+        answer(&ready, &stamp)
+    }
+}
+
+/// The response for a cached answer; the layer adds its headers and skips stamping.
+fn answer(ready: &Ready, stamp: &Arc<Stamp>) -> Response<SiteBody> {
+    let mut response = Response::new(SiteBody::full(ready.body.clone()));
+    *response.headers_mut() = ready.headers.clone();
+    let extensions = response.extensions_mut();
+    extensions.insert(ready.outcome);
+    extensions.insert(Prestamped(stamp.clone()));
+    response
+}
+
+/// The file `ServeDir` would open for `uri_path`, for paths whose mapping is plain: ASCII
+/// segments without percent escapes, backslashes or colons, none empty, `.` or `..`.
+fn plain_path(root: &Path, uri_path: &str) -> Option<PathBuf> {
+    let rel = uri_path.strip_prefix('/')?;
+    if rel.is_empty()
+        || !rel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'))
+    {
+        return None;
+    }
+    if rel
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return None;
+    }
+    Some(root.join(rel))
+}
+
+/// Whether `path` + `suffix` might exist (anything but "not found" counts).
+fn may_exist(path: &Path, suffix: &str) -> bool {
+    let mut variant = std::ffi::OsString::with_capacity(path.as_os_str().len() + suffix.len());
+    variant.push(path);
+    variant.push(suffix);
+    !matches!(std::fs::metadata(&variant), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
+    haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::StampConfig;
+
+    #[test]
+    fn only_plain_paths_are_mapped() {
+        let root = Path::new("/srv/g");
+        assert_eq!(
+            plain_path(root, "/photos/a-1_b.JPG"),
+            Some(PathBuf::from("/srv/g/photos/a-1_b.JPG"))
+        );
+        for path in [
+            "/",
+            "",
+            "/photos/",
+            "/photos//a.jpg",
+            "/./a.jpg",
+            "/../a.jpg",
+            "/photos/../a.jpg",
+            "/a%20b.jpg",
+            "/c:/a.jpg",
+            "/a\\b.jpg",
+            "/caf\u{e9}.jpg",
+        ] {
+            assert_eq!(plain_path(root, path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_byte_budget() {
+        let stamp = Arc::new(Stamp::compile(&StampConfig::default()).unwrap());
+        let body = Bytes::from(vec![7u8; MAX_FILE_BYTES as usize]);
+        let mut entries = Entries::default();
+        let count = MAX_TOTAL_BYTES / MAX_FILE_BYTES + 10;
+        for i in 0..count {
+            let meta = std::fs::metadata(env!("CARGO_MANIFEST_DIR")).unwrap();
+            let ready = Arc::new(Ready {
+                headers: HeaderMap::new(),
+                body: body.clone(),
+                outcome: StampOutcome::Stamped,
+            });
+            let key = format!("/p/{i}");
+            let cost = body.len() as u64 + key.len() as u64 + ENTRY_OVERHEAD;
+            entries.insert(
+                key,
+                Entry {
+                    meta: FileMeta::of(&meta),
+                    stamp: stamp.clone(),
+                    ready,
+                    cost,
+                },
+            );
+            assert!(entries.total <= MAX_TOTAL_BYTES);
+            let held: u64 = entries.by_path.values().map(|e| e.cost).sum();
+            assert_eq!(held, entries.total);
+        }
+        assert!(entries.by_path.contains_key(&format!("/p/{}", count - 1)));
+    }
+}
