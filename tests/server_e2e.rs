@@ -840,9 +840,12 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         .unwrap();
     let addr = server.local_addr();
     let in_flight = tokio::spawn(async move { get(addr, "/slow", &[]).await });
-    // Let the request reach the upstream before stopping.
+    // Stop only once the request is being served (counted by the layer), not merely once its
+    // connection is open: an open connection with no request yet is idle, and graceful
+    // shutdown rightly closes idle connections.
     let deadline = tokio::time::Instant::now() + GUARD;
-    while metric(&metrics(&server).await, "lenscap_connections_open ") < 1.0 {
+    let served = "lenscap_requests_total{site=\"default\",action=\"allow\",category=\"browser\"}";
+    while metric(&metrics(&server).await, served) < 1.0 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
