@@ -306,8 +306,9 @@ fn script_image(ip: &str, n: usize) -> Request<()> {
     c.image(&format!("/photos/IMG_{n:04}.jpg"), None)
 }
 
-#[tokio::test]
-async fn a_script_with_chrome_headers_and_no_page_views_is_stopped_within_twenty_images() {
+/// A script pulling 500 numbered images with full Chrome headers and no page views, one
+/// every 20 ms, from the address `ip_of(n)` gives for the `n`-th; the statuses in order.
+async fn script_pulls_500_images(ip_of: impl Fn(usize) -> String) -> Vec<StatusCode> {
     let (mut app, clock) = app();
     let mut statuses = Vec::new();
     for n in 1..=500 {
@@ -316,11 +317,17 @@ async fn a_script_with_chrome_headers_and_no_page_views_is_stopped_within_twenty
             .ready()
             .await
             .unwrap()
-            .call(script_image("192.0.2.50", n))
+            .call(script_image(&ip_of(n), n))
             .await
             .unwrap();
         statuses.push(r.status());
     }
+    statuses
+}
+
+#[tokio::test]
+async fn a_script_with_chrome_headers_and_no_page_views_is_stopped_within_twenty_images() {
+    let statuses = script_pulls_500_images(|_| "192.0.2.50".to_owned()).await;
     let first_refusal = statuses.iter().position(|s| *s != StatusCode::OK).unwrap();
     assert!(
         first_refusal < 20,
@@ -333,20 +340,7 @@ async fn a_script_with_chrome_headers_and_no_page_views_is_stopped_within_twenty
 
 #[tokio::test]
 async fn rotating_through_a_subnet_buys_no_fresh_budget() {
-    let (mut app, clock) = app();
-    let mut statuses = Vec::new();
-    for n in 1..=500 {
-        clock.advance(Duration::from_millis(20));
-        let ip = format!("192.0.2.{}", n % 254 + 1);
-        let r = app
-            .ready()
-            .await
-            .unwrap()
-            .call(script_image(&ip, n))
-            .await
-            .unwrap();
-        statuses.push(r.status());
-    }
+    let statuses = script_pulls_500_images(|n| format!("192.0.2.{}", n % 254 + 1)).await;
     let first_refusal = statuses.iter().position(|s| *s != StatusCode::OK).unwrap();
     assert!(
         first_refusal <= 20,
