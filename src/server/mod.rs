@@ -571,7 +571,11 @@ async fn handle(
         request.extensions_mut().insert(Tls);
     }
     let started = Instant::now();
-    let image = site.policy.load().is_image_path(request.uri().path());
+    let image = site
+        .policy
+        .current
+        .load()
+        .is_image_path(request.uri().path());
     let mut service = site.service.clone();
     let response = match service.call(request).await {
         Ok(response) => response,
