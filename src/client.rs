@@ -28,6 +28,9 @@ use http::HeaderMap;
 use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
 use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::settings::{ConfigError, Source};
 
 /// Most forwarding hops examined from the right before giving up.
 const MAX_HOPS: usize = 32;
@@ -124,6 +127,94 @@ pub struct SubnetPrefixes {
 impl Default for SubnetPrefixes {
     fn default() -> Self {
         SubnetPrefixes { v4: 24, v6: 64 }
+    }
+}
+
+/// The peer address a server put in the request's extensions: Lenscap's [`PeerAddr`], or
+/// axum's `ConnectInfo<SocketAddr>` (with the `axum` feature).
+///
+/// With neither, every visitor is the same unknown client and shares one budget: that is
+/// logged once, as a warning, the first time it happens.
+pub(crate) fn peer_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = request.extensions().get::<PeerAddr>() {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(info.0.ip());
+    }
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a request reached Lenscap without a peer address (neither lenscap::PeerAddr nor axum's ConnectInfo in its extensions): every visitor counts as one client; see the crate docs"
+        );
+    }
+    None
+}
+
+/// `[client]`: how clients are identified.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ClientConfig {
+    /// Proxies whose forwarding headers are believed (CIDR list; empty by default).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// `x-forwarded-for` (default) or `forwarded`.
+    pub(crate) forwarded_header: ForwardedHeader,
+    /// Prefix length grouping IPv4 clients into a subnet.
+    pub(crate) subnet_v4: Spanned<u8>,
+    /// Prefix length grouping IPv6 clients into a subnet.
+    pub(crate) subnet_v6: Spanned<u8>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            subnet_v4: Spanned::new(0..0, 24),
+            subnet_v6: Spanned::new(0..0, 64),
+        }
+    }
+}
+
+/// The identify stage, compiled: the trusted proxies and the subnet prefixes.
+#[derive(Debug)]
+pub(crate) struct Identify {
+    pub(crate) proxies: TrustedProxies,
+    pub(crate) subnets: SubnetPrefixes,
+}
+
+impl Identify {
+    pub(crate) fn compile(
+        config: &ClientConfig,
+        source: &Source<'_>,
+    ) -> Result<Identify, ConfigError> {
+        let prefix = |value: &Spanned<u8>, key: &str, max: u8| {
+            if *value.get_ref() > max {
+                Err(source.invalid(
+                    Some(value.span()),
+                    format!(
+                        "client.{key} = {} is not a prefix length (0–{max})",
+                        value.get_ref()
+                    ),
+                ))
+            } else {
+                Ok(*value.get_ref())
+            }
+        };
+        Ok(Identify {
+            subnets: SubnetPrefixes {
+                v4: prefix(&config.subnet_v4, "subnet_v4", 32)?,
+                v6: prefix(&config.subnet_v6, "subnet_v6", 128)?,
+            },
+            proxies: TrustedProxies::new(
+                config.trusted_proxies.iter().copied(),
+                config.forwarded_header,
+            ),
+        })
     }
 }
 

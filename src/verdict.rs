@@ -1,11 +1,14 @@
-//! Verdicts: what Lenscap decided about one request, and why.
+//! The verdict's vocabulary: what Lenscap can decide about a request ([`Action`]), the named
+//! signals behind it ([`Reason`], [`Reasons`]) and the decision itself ([`Verdict`]). The
+//! deciding is done by [`decide`](crate::decide); this module only names things, so every
+//! stage can speak of reasons without importing the stage that weighs them.
 //!
 //! A [`Verdict`] carries the [`Action`] (allow, throttle, tarpit, block), the summed score of
 //! the signals that fired, the client's [`Category`], the catalog agent if one matched, and the
 //! [`Reasons`] — a bit set, so building a verdict never allocates.
 //!
 //! ```
-//! use lenscap::verdict::{Action, Reason, Reasons};
+//! use lenscap::{Action, Reason, Reasons};
 //!
 //! let mut reasons = Reasons::default();
 //! reasons.insert(Reason::NoAccept);
@@ -20,10 +23,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Category;
-use crate::client::ClientId;
-use crate::policy::Policy;
-use crate::policy::config::VerdictConfig;
-use crate::signals::{RequestView, read_user_agent, shape, user_agent_of};
 
 /// What Lenscap does with a request.
 #[derive(
@@ -238,102 +237,6 @@ impl Verdict {
             "agent": self.agent.as_deref(),
             "reasons": self.reasons.names().collect::<Vec<_>>(),
         })
-    }
-}
-
-impl Verdict {
-    /// Adds behaviour signals: their weights join the score and the score thresholds apply
-    /// again, to every client but verified crawlers (which are governed by their category).
-    pub(crate) fn add_signals(&mut self, policy: &Policy, extra: Reasons) {
-        if extra.is_empty() {
-            return;
-        }
-        for reason in extra.iter() {
-            if !self.reasons.contains(reason) {
-                self.score += policy.weight(reason);
-            }
-        }
-        self.reasons = self.reasons.union(extra);
-        if !self.reasons.contains(Reason::VerifiedAgent) {
-            self.action = self.action.max(score_action(&policy.verdict, self.score));
-        }
-    }
-}
-
-/// Decides one request: catalog match, verified ranges, header shape, category action and
-/// score thresholds. Pure: the same policy and request always give the same verdict.
-///
-/// A catalogued agent gets its category's action (or its per-agent override): honest crawlers
-/// are governed by policy, not by how their headers look. A claim of an agent with published
-/// ranges from outside them adds `spoofed-agent` and at least the `spoofed` action. Everyone
-/// else — browsers and unknown clients — gets the stricter of its category's action and the
-/// action its score reaches.
-pub fn decide(policy: &Policy, view: &RequestView<'_>, client: ClientId) -> Verdict {
-    let ua = user_agent_of(view.headers);
-    let reading = policy
-        .user_agents
-        .get_or_read(ua, |ua| read_user_agent(&policy.catalog, ua));
-    let agent = reading.agent.map(|i| i as usize);
-    let mut reasons = shape(view, ua.is_empty(), agent.is_some(), &reading);
-    let (category, agent_name, mut action) = match agent {
-        Some(index) => {
-            let agent = &policy.catalog.agents()[index];
-            reasons.insert(Reason::KnownAgent);
-            let table = policy
-                .agent_actions
-                .get(index)
-                .copied()
-                .flatten()
-                .unwrap_or_else(|| policy.actions.get(agent.category()));
-            let mut action = table.for_request(view.image);
-            if let Some(ranges) = policy.range_table(index) {
-                if client != ClientId::UNKNOWN && ranges.contains(client.ip()) {
-                    reasons.insert(Reason::VerifiedAgent);
-                } else {
-                    reasons.insert(Reason::SpoofedAgent);
-                    action = action.max(policy.verdict.spoofed);
-                }
-            }
-            (agent.category(), Some(agent.shared_name().clone()), action)
-        }
-        None => {
-            let category = if reasons.contains(Reason::NoUserAgent)
-                || reasons.contains(Reason::NonBrowserUserAgent)
-            {
-                Category::Unknown
-            } else {
-                Category::Browser
-            };
-            (
-                category,
-                None,
-                policy.actions.get(category).for_request(view.image),
-            )
-        }
-    };
-    let score: u32 = reasons.iter().map(|r| policy.weight(r)).sum();
-    if agent.is_none() {
-        action = action.max(score_action(&policy.verdict, score));
-    }
-    Verdict {
-        action,
-        score,
-        category,
-        agent: agent_name,
-        reasons,
-    }
-}
-
-fn score_action(thresholds: &VerdictConfig, score: u32) -> Action {
-    let reached = |at: u32| at > 0 && score >= at;
-    if reached(thresholds.block_at) {
-        Action::Block
-    } else if reached(thresholds.tarpit_at) {
-        Action::Tarpit
-    } else if reached(thresholds.throttle_at) {
-        Action::Throttle
-    } else {
-        Action::Allow
     }
 }
 

@@ -7,7 +7,6 @@ use std::process::Command;
 
 use http::{HeaderValue, Request};
 use lenscap::catalog::Category;
-use lenscap::layer::classify_request;
 use lenscap::{Action, PeerAddr, Policy};
 
 const BROWSERS: &str = include_str!("data/browsers.txt");
@@ -65,7 +64,7 @@ fn no_browser_matches_a_catalog_token() {
 fn every_browser_is_allowed_as_a_browser() {
     let policy = Policy::embedded().unwrap();
     for ua in browsers() {
-        let (_, verdict) = classify_request(&policy, &browser_request(ua));
+        let (_, verdict) = policy.verdict_for(&browser_request(ua));
         assert_eq!(verdict.category, Category::Browser, "{ua}: {verdict:?}");
         assert_eq!(verdict.action, Action::Allow, "{ua}: {verdict:?}");
     }
@@ -97,7 +96,7 @@ fn every_catalog_token_is_found_in_a_realistic_user_agent() {
                 entry.name,
                 found.name()
             );
-            let (_, verdict) = classify_request(&policy, &browser_request(&ua));
+            let (_, verdict) = policy.verdict_for(&browser_request(&ua));
             assert_eq!(verdict.category, entry.category, "{ua}");
         }
     }

@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use lenscap::documents::ReservationConfig;
-use lenscap::stamp::html::{HtmlBody, MetaTags, inject_meta};
+use lenscap::tag::html::{HtmlBody, MetaTags, inject_meta};
 use proptest::prelude::*;
 
 const ROBOTS: &str = r#"<meta name="robots" content="noai, noimageai">"#;

@@ -173,3 +173,35 @@ async fn limits_can_be_turned_off() {
     .await;
     assert!(out.iter().all(|s| *s == StatusCode::OK));
 }
+
+#[tokio::test]
+async fn documents_are_answered_before_any_limit_and_never_charged() {
+    // Two page views a minute, no burst: the third page is over quota.
+    let (mut app, _clock) = app("[limits]\npages = { rate = \"2/min\", burst = 2 }\n");
+    let mut call = async |path: &str| {
+        app.ready()
+            .await
+            .unwrap()
+            .call(get(path, "203.0.113.9"))
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call("/gallery/1").await, StatusCode::OK);
+    // Reading the policy page in between costs nothing: the second page is still served.
+    for _ in 0..5 {
+        assert_eq!(call("/ai-policy").await, StatusCode::OK);
+    }
+    assert_eq!(call("/gallery/2").await, StatusCode::OK);
+    assert_eq!(call("/gallery/3").await, StatusCode::TOO_MANY_REQUESTS);
+    // Over its page quota, the client still reads every document Lenscap owns.
+    for path in [
+        "/ai-policy",
+        "/robots.txt",
+        "/ai.txt",
+        "/.well-known/tdmrep.json",
+    ] {
+        assert_eq!(call(path).await, StatusCode::OK, "{path}");
+    }
+    assert_eq!(call("/gallery/4").await, StatusCode::TOO_MANY_REQUESTS);
+}

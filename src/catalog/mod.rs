@@ -247,6 +247,55 @@ pub enum CatalogError {
     Matcher(String),
 }
 
+/// `[catalog]`: where the crawler catalog comes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CatalogConfig {
+    /// A catalog file replacing the embedded one.
+    pub(crate) file: Option<std::path::PathBuf>,
+    /// Catalog files whose entries are added (same name replaces).
+    pub(crate) extra: Vec<std::path::PathBuf>,
+}
+
+impl CatalogConfig {
+    /// Reads and compiles the catalog this section names; `resolve` makes paths absolute.
+    pub(crate) fn load(
+        &self,
+        resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    ) -> Result<Catalog, crate::settings::ConfigError> {
+        let mut entries = match &self.file {
+            Some(path) => {
+                let path = resolve(path);
+                parse_entries(
+                    &path.display().to_string(),
+                    &crate::settings::read_file(&path)?,
+                )?
+            }
+            None => parse_entries("embedded crawlers.toml", EMBEDDED_CATALOG)?,
+        };
+        for extra in &self.extra {
+            let path = resolve(extra);
+            entries.extend(parse_entries(
+                &path.display().to_string(),
+                &crate::settings::read_file(&path)?,
+            )?);
+        }
+        Ok(Catalog::build(entries, "catalog")?)
+    }
+}
+
+impl From<CatalogError> for crate::settings::ConfigError {
+    fn from(error: CatalogError) -> Self {
+        crate::settings::ConfigError::Data(Box::new(error))
+    }
+}
+
+impl From<ranges::RangesError> for crate::settings::ConfigError {
+    fn from(error: ranges::RangesError) -> Self {
+        crate::settings::ConfigError::Data(Box::new(error))
+    }
+}
+
 /// The compiled crawler catalog: agents plus one automaton over all their tokens.
 #[derive(Debug)]
 pub struct Catalog {
@@ -268,7 +317,7 @@ pub fn is_product_token(token: &str) -> bool {
 pub fn parse_entries(source_name: &str, text: &str) -> Result<Vec<AgentEntry>, CatalogError> {
     let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Parse {
         source_name: source_name.to_owned(),
-        message: crate::policy::describe_toml_error(&e, text),
+        message: crate::settings::describe_toml_error(&e, text),
     })?;
     Ok(file.agent)
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use http::{HeaderName, HeaderValue, Request};
 
 use crate::client::PeerAddr;
-use crate::layer::classify_request;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -71,7 +70,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .extensions_mut()
         .insert(PeerAddr(SocketAddr::new(args.ip, 0)));
 
-    let (client, verdict) = classify_request(&policy, &request);
+    let (client, verdict) = policy.verdict_for(&request);
     if args.json {
         let mut value = verdict.to_json();
         value["client"] = client.to_string().into();
@@ -82,7 +81,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "action:   {}{}",
         verdict.action,
-        if policy.mode() == crate::Mode::ReportOnly {
+        if policy.mode() == crate::policy::Mode::ReportOnly {
             " (report-only: not enforced)"
         } else {
             ""

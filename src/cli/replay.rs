@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Category;
 use crate::client::{PeerAddr, Tls};
-use crate::limit::{Limits, ManualClock, MemoryStore, Outcome, judge};
+use crate::layer::{Outcome, judge};
+use crate::limit::{Limits, ManualClock, MemoryStore};
 use crate::policy::Policy;
 use crate::verdict::Verdict;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::simulate::scenario::parse_duration;
+use crate::settings::parse_duration;
 use crate::simulate::{BUILTIN_SCENARIOS, ProfileKind, Scenario, Target};
 
 #[derive(Debug, clap::Args)]

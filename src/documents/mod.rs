@@ -101,6 +101,7 @@ use http::{Method, Response, StatusCode};
 pub use config::{ConfigError, ReservationConfig};
 pub use robots::{Disallow, RobotsAgent};
 
+#[cfg(feature = "html")]
 pub(crate) use page::escape_html;
 
 /// Image extensions kept from [`Disallow::Images`] agents (lower case; upper case is added).

@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::stamp::StampBody;
-use crate::stamp::html::HtmlBody;
+use crate::tag::{HtmlBody, TaggedBody};
 
 pin_project! {
     /// The inner service's body (passed through, stamped, or with meta tags injected) or a body
@@ -43,10 +43,12 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn html(body: HtmlBody<B>) -> Self {
-        ResponseBody {
-            kind: Kind::Html { body },
-        }
+    pub(crate) fn tagged(body: TaggedBody<B>) -> Self {
+        let kind = match body {
+            TaggedBody::Inner(body) => Kind::Inner { body },
+            TaggedBody::Html(body) => Kind::Html { body },
+        };
+        ResponseBody { kind }
     }
 
     /// A body of fixed bytes.

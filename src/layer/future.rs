@@ -13,10 +13,10 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::tag::{Tagged, Tagging, finish_stamped};
 use super::{ResponseBody, Shared};
 use crate::limit::AfterResponse;
 use crate::stamp::StampFuture;
+use crate::tag::{Tagged, TaggedBody, Tagging, finish_stamped};
 
 /// One request held in the tarpit; frees its place when dropped.
 #[derive(Debug)]
@@ -123,13 +123,16 @@ where
                     after.apply(&mut response);
                     let tagged = match tagging.take() {
                         Some(tagging) => tagging.tag(response),
-                        None => Tagged::Done(response.map(ResponseBody::inner)),
+                        None => Tagged::Done(response.map(TaggedBody::Inner)),
                     };
                     let tarpit = tarpit.take();
                     match (tagged, tarpit) {
-                        (Tagged::Done(response), None) => return Poll::Ready(Ok(response)),
+                        (Tagged::Done(response), None) => {
+                            return Poll::Ready(Ok(response.map(ResponseBody::tagged)));
+                        }
                         (Tagged::Done(response), Some((slot, delay))) => {
-                            this.state.set(held(response, slot, delay))
+                            this.state
+                                .set(held(response.map(ResponseBody::tagged), slot, delay))
                         }
                         (Tagged::Stamping(future), tarpit) => {
                             this.state.set(State::Stamping { future, tarpit })

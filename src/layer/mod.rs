@@ -1,8 +1,9 @@
 //! The Tower layer: [`LenscapLayer`] and the [`Lenscap`] service it wraps around an app.
 //!
-//! One request takes one pass: identify the client, answer Lenscap's own documents, classify,
-//! decide, enforce (block, tarpit, throttle), call the inner service, then tag the response.
-//! The verdict is put in the request's extensions so the inner service can read it.
+//! The layer only wires the stages together, in request order: identify the client, answer
+//! Lenscap's own documents, classify, decide, limit (block, tarpit, throttle), call the inner
+//! service, tag the response, record. The verdict is put in the request's extensions so the
+//! inner service can read it.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -34,21 +35,23 @@
 
 mod body;
 mod future;
+mod refusal;
 mod service;
-mod tag;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub(crate) use service::{Classified, classify};
-pub use service::{Lenscap, VERDICT_HEADER, classify_parts, classify_request};
+pub use service::{Lenscap, VERDICT_HEADER};
+#[cfg(feature = "cli")]
+pub(crate) use service::{Outcome, judge};
 
-use crate::metrics::{Metrics, SiteMetrics};
+use crate::limit::{Clock, Limits, StateStore};
 use crate::policy::Policy;
+use crate::record::Recorder;
 
 /// A handle on the running policy: cloneable, and swappable whole (hot reload).
 #[derive(Clone, Debug)]
@@ -81,10 +84,10 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyHandle,
     /// Requests currently held in the tarpit.
     pub(crate) tarpit_held: AtomicUsize,
-    /// Set once by [`LenscapLayer::with_metrics`].
-    pub(crate) metrics: OnceLock<SiteMetrics>,
+    /// Where requests are counted.
+    pub(crate) record: Recorder,
     /// Limiter and tracker state (kept across policy swaps).
-    pub(crate) limits: crate::limit::Limits,
+    pub(crate) limits: Limits,
 }
 
 /// Adds Lenscap to a service: `ServiceBuilder::new().layer(LenscapLayer::new(policy))` or
@@ -106,17 +109,40 @@ impl LenscapLayer {
             shared: Arc::new(Shared {
                 policy: handle,
                 tarpit_held: AtomicUsize::new(0),
-                metrics: OnceLock::new(),
-                limits: crate::limit::Limits::default(),
+                record: Recorder::default(),
+                limits: Limits::default(),
             }),
         }
     }
 
     /// Counts this layer's requests in `metrics` under the site label `site`. The first call
     /// wins: a layer belongs to one site.
-    pub fn with_metrics(self, metrics: &Metrics, site: &str) -> LenscapLayer {
-        let _ = self.shared.metrics.set(metrics.site(site));
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self, metrics: &crate::metrics::Metrics, site: &str) -> LenscapLayer {
+        self.shared.record.set(metrics.site(site));
         self
+    }
+
+    /// Reads time from `clock` (tests, replays). Call before cloning the layer.
+    pub fn with_clock(self, clock: impl Clock) -> LenscapLayer {
+        self.with_limits(|limits| limits.set_clock(clock))
+    }
+
+    /// Keeps limiter and tracker state in `store`. Call before cloning the layer.
+    pub fn with_store(self, store: impl StateStore) -> LenscapLayer {
+        self.with_limits(|limits| limits.set_store(store))
+    }
+
+    fn with_limits(mut self, f: impl FnOnce(&mut Limits)) -> LenscapLayer {
+        let shared = Arc::get_mut(&mut self.shared)
+            .expect("with_clock / with_store are called on a fresh layer, before it is cloned");
+        f(&mut shared.limits);
+        self
+    }
+
+    /// The limiter state: tracked clients, evictions.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
     }
 
     /// The policy handle (for hot reload).

@@ -1,23 +1,28 @@
 //! The [`Lenscap`] service.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Version, header};
+use bytes::{Buf, Bytes};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::future::{ResponseFuture, TarpitSlot};
-use super::tag::Tagging;
-use super::{ResponseBody, Shared};
-use crate::client::{ClientId, PeerAddr, Tls};
+use super::{ResponseBody, Shared, refusal};
+use crate::classify::{Classification, RequestParts};
+#[cfg(feature = "cli")]
+use crate::client::ClientId;
+use crate::client::peer_ip;
+use crate::limit::{AfterResponse, Inputs, Limits, Refusal};
 use crate::policy::{Mode, Policy};
-use crate::signals::{RequestView, fetch_dest_is_image, is_localhost};
+use crate::record::verdict_event;
+#[cfg(feature = "cli")]
+use crate::signals::behaviour::Kind;
 use crate::stamp::StampHint;
-use crate::verdict::{Action, Verdict, decide};
+use crate::tag::Tagging;
+use crate::verdict::{Action, Verdict};
 
 /// Name of the request header that carries the verdict to an upstream, when enabled.
 pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
@@ -51,101 +56,147 @@ impl<S> Lenscap<S> {
     }
 
     /// The limiter and tracker state shared with the layer (tracked clients, evictions).
-    pub fn limits(&self) -> &crate::limit::Limits {
+    pub fn limits(&self) -> &Limits {
         &self.shared.limits
     }
 }
 
-/// The peer address from the server's extensions (ours or axum's).
-fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
-    if let Some(PeerAddr(addr)) = request.extensions().get::<PeerAddr>() {
-        return Some(addr.ip());
-    }
-    #[cfg(feature = "axum")]
-    if let Some(info) = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+/// What the stages before the inner service make of one request.
+pub(crate) enum Pass {
+    /// One of Lenscap's documents, answered to everyone before any limit.
+    Document(Response<Bytes>),
+    /// Classified and decided; the limit stage refused it (a trap, or over quota).
+    Refused {
+        found: Classification,
+        verdict: Verdict,
+        refusal: Refusal,
+    },
+    /// Classified, decided and admitted: what the response path must still do.
+    Admitted {
+        found: Classification,
+        verdict: Verdict,
+        after: AfterResponse,
+    },
+}
+
+/// Identify → answer → classify → decide → limit, for one request, without calling anything.
+pub(crate) fn pass<B>(
+    limits: &Limits,
+    policy: &Policy,
+    request: &Request<B>,
+    enforce: bool,
+) -> Pass {
+    let parts = RequestParts::of(request);
+    let peer = peer_ip(request);
+    // Lenscap's own documents are answered for everyone, blocked clients included, before any
+    // limit: a crawler that reads robots.txt should learn what the site reserves, and nobody
+    // is charged a page view for reading the policy.
+    if let Some(document) = policy
+        .documents
+        .answer(parts.method, parts.path, parts.headers)
     {
-        return Some(info.0.ip());
+        if parts.path == "/robots.txt" {
+            // Reading robots.txt is behaviour (then ignoring it is a signal): note it, uncharged.
+            let (found, mut verdict) = policy.judge(peer, &parts);
+            let _ = crate::limit::admit(
+                limits,
+                limit_inputs(policy, enforce),
+                request,
+                &found,
+                &mut verdict,
+            );
+        }
+        return Pass::Document(document);
     }
-    None
+    let (found, mut verdict) = policy.judge(peer, &parts);
+    match crate::limit::admit(
+        limits,
+        limit_inputs(policy, enforce),
+        request,
+        &found,
+        &mut verdict,
+    ) {
+        Ok(after) => Pass::Admitted {
+            found,
+            verdict,
+            after,
+        },
+        Err(refusal) => Pass::Refused {
+            found,
+            verdict,
+            refusal,
+        },
+    }
 }
 
-/// Classifies a request under `policy`: identity, secure-origin detection, verdict.
-pub fn classify_request<B>(policy: &Policy, request: &Request<B>) -> (ClientId, Verdict) {
-    let classified = classify(policy, request);
-    (classified.client, classified.verdict)
+fn limit_inputs(policy: &Policy, enforce: bool) -> Inputs<'_> {
+    Inputs {
+        settings: &policy.limits,
+        scoring: &policy.decider.scoring,
+        subnets: policy.identify.subnets,
+        enforce,
+    }
 }
 
-/// Like [`classify_request`], from the parts of a request (used by `replay`).
-pub fn classify_parts(
+/// What a request would have met, for `lenscap replay`.
+#[cfg(feature = "cli")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Outcome {
+    /// Served.
+    Allowed,
+    /// Served, under the suspects' quotas (or after a tarpit delay).
+    Throttled,
+    /// Refused: over a rate limit (429).
+    Limited,
+    /// Refused: blocked, or answered by a trap.
+    Blocked,
+}
+
+#[cfg(feature = "cli")]
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Throttled => "throttled",
+            Outcome::Limited => "limited",
+            Outcome::Blocked => "blocked",
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
+/// Runs the stages before the inner service as the layer would under enforcement, without
+/// calling anything: the client, its verdict, what the request would have met, and whether it
+/// was an image. Lenscap's documents count as allowed.
+pub(crate) fn judge<B>(
+    limits: &Limits,
     policy: &Policy,
-    peer: Option<IpAddr>,
-    method: &Method,
-    path: &str,
-    version: Version,
-    headers: &HeaderMap,
-    tls: bool,
-) -> (ClientId, Verdict) {
-    let classified = classify_from_parts(policy, peer, method, path, version, headers, tls);
-    (classified.client, classified.verdict)
-}
-
-/// What classifying a request found, with what the later stages need of it so they do not
-/// work it out again.
-#[derive(Debug)]
-pub(crate) struct Classified {
-    pub(crate) client: ClientId,
-    pub(crate) verdict: Verdict,
-    /// Browsers treat the origin as secure (TLS, a trusted proxy's `https`, localhost).
-    pub(crate) secure: bool,
-    /// The path ends in an image extension.
-    pub(crate) image_path: bool,
-    /// `Sec-Fetch-Dest: image`.
-    pub(crate) fetch_dest_image: bool,
-}
-
-pub(crate) fn classify<B>(policy: &Policy, request: &Request<B>) -> Classified {
-    let tls = request.extensions().get::<Tls>().is_some()
-        || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-    classify_from_parts(
-        policy,
-        peer_ip(request),
-        request.method(),
-        request.uri().path(),
-        request.version(),
-        request.headers(),
-        tls,
-    )
-}
-
-fn classify_from_parts(
-    policy: &Policy,
-    peer: Option<IpAddr>,
-    method: &Method,
-    path: &str,
-    version: Version,
-    headers: &HeaderMap,
-    tls: bool,
-) -> Classified {
-    let identity = policy.proxies.identify(peer, headers);
-    let secure = tls || identity.forwarded_https || is_localhost(headers);
-    let image_path = policy.is_image_path(path);
-    let fetch_dest_image = fetch_dest_is_image(headers);
-    let view = RequestView {
-        method,
-        path,
-        version,
-        headers,
-        secure,
-        image: image_path || fetch_dest_image,
-    };
-    Classified {
-        client: identity.client,
-        verdict: decide(policy, &view, identity.client),
-        secure,
-        image_path,
-        fetch_dest_image,
+    request: &Request<B>,
+) -> (ClientId, Verdict, Outcome, bool) {
+    match pass(limits, policy, request, true) {
+        Pass::Document(_) => {
+            let (client, verdict) = policy.verdict_for(request);
+            (client, verdict, Outcome::Allowed, false)
+        }
+        Pass::Refused {
+            found,
+            verdict,
+            refusal,
+        } => {
+            let outcome = match refusal {
+                Refusal::OverQuota(_) => Outcome::Limited,
+                Refusal::Trap => Outcome::Blocked,
+            };
+            (found.client, verdict, outcome, found.kind == Kind::Image)
+        }
+        Pass::Admitted { found, verdict, .. } => {
+            let outcome = match verdict.action {
+                Action::Allow => Outcome::Allowed,
+                Action::Throttle | Action::Tarpit => Outcome::Throttled,
+                Action::Block => Outcome::Blocked,
+            };
+            (found.client, verdict, outcome, found.kind == Kind::Image)
+        }
     }
 }
 
@@ -168,80 +219,68 @@ where
         let policy = self.shared.policy.current.load();
         // A client must never be able to hand the upstream a verdict of its own.
         request.headers_mut().remove(VERDICT);
-
-        let mut classified = classify(&policy, &request);
         let enforce = policy.mode == Mode::Enforce;
-        let after = match crate::limit::admit(
-            &self.shared.limits,
-            &policy,
-            &request,
-            &mut classified,
-            enforce,
-        ) {
-            Ok(after) => after,
-            Err(response) => {
-                let limited = response.status() == http::StatusCode::TOO_MANY_REQUESTS;
-                let note = if limited { "over quota" } else { "trap" };
-                log_verdict(
-                    classified.client,
-                    &classified.verdict,
-                    request.uri().path(),
-                    enforce,
-                    note,
-                );
-                if let Some(metrics) = self.shared.metrics.get()
-                    && limited
-                {
-                    metrics.throttle();
-                }
-                return ResponseFuture::ready(response);
+        let record = &self.shared.record;
+        let (found, verdict, after) = match pass(&self.shared.limits, &policy, &request, enforce) {
+            Pass::Document(document) => {
+                return ResponseFuture::ready(document.map(ResponseBody::full));
             }
+            Pass::Refused {
+                found,
+                verdict,
+                refusal,
+            } => {
+                let path = request.uri().path();
+                return ResponseFuture::ready(match refusal {
+                    Refusal::OverQuota(exceeded) => {
+                        verdict_event(found.client, &verdict, path, enforce, "over quota");
+                        record.throttle();
+                        refusal::too_many_requests(exceeded)
+                    }
+                    Refusal::Trap => {
+                        verdict_event(found.client, &verdict, path, enforce, "trap");
+                        refusal::trap()
+                    }
+                });
+            }
+            Pass::Admitted {
+                found,
+                verdict,
+                after,
+            } => (found, verdict, after),
         };
-        // Lenscap's own documents are answered for everyone, blocked clients included: a
-        // crawler that reads robots.txt should learn what the site reserves. (The tracker has
-        // seen the request: fetching robots.txt is part of a client's behaviour.)
-        if let Some(document) =
-            policy
-                .documents
-                .answer(request.method(), request.uri().path(), request.headers())
-        {
-            return ResponseFuture::ready(document.map(ResponseBody::full));
-        }
-        let Classified {
-            client,
-            verdict,
-            image_path,
-            ..
-        } = classified;
         if verdict.action != Action::Allow {
-            log_verdict(client, &verdict, request.uri().path(), enforce, "verdict");
+            verdict_event(
+                found.client,
+                &verdict,
+                request.uri().path(),
+                enforce,
+                "verdict",
+            );
         }
         let action = if enforce {
             verdict.action
         } else {
             Action::Allow
         };
-        let metrics = self.shared.metrics.get();
-        if let Some(metrics) = metrics {
-            metrics.request(verdict.action, verdict.category);
-            if action == Action::Block {
-                metrics.block();
-            }
-        }
-
+        record.request(verdict.action, verdict.category);
+        let enforcement = &policy.enforcement;
         let mut tarpit = None;
         match action {
-            Action::Block => return ResponseFuture::ready(block_response(&policy)),
-            Action::Tarpit => match TarpitSlot::acquire(&self.shared, policy.tarpit_max_held) {
-                Some(slot) => tarpit = Some((slot, policy.tarpit_delay)),
-                // A full tarpit must not hold more connections open: refuse outright.
-                None => {
-                    if let Some(metrics) = metrics {
-                        metrics.block();
+            Action::Block => {
+                record.block();
+                return ResponseFuture::ready(refusal::block(enforcement));
+            }
+            Action::Tarpit => {
+                match TarpitSlot::acquire(&self.shared, enforcement.tarpit_max_held) {
+                    Some(slot) => tarpit = Some((slot, enforcement.tarpit_delay)),
+                    // A full tarpit must not hold more connections open: refuse outright.
+                    None => {
+                        record.block();
+                        return ResponseFuture::ready(refusal::block(enforcement));
                     }
-                    return ResponseFuture::ready(block_response(&policy));
                 }
-            },
+            }
             Action::Throttle | Action::Allow => {}
         }
 
@@ -252,55 +291,21 @@ where
         }
         request.extensions_mut().insert(verdict);
         let head = request.method() == Method::HEAD;
-        if image_path
+        if found.image_path
             && request.method() == Method::GET
-            && let Some(stamp) = &policy.stamp
+            && let Some(stamp) = &policy.tag.stamp
         {
             // Lets an inner service that caches stamped images answer with them.
             request.extensions_mut().insert(StampHint(stamp.clone()));
         }
         let tagging = Tagging::new(
-            arc_swap::Guard::into_inner(policy),
+            policy.tag.clone(),
             head,
-            image_path,
+            found.image_path,
             request.headers_mut(),
         );
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
-}
-
-/// One structured event per non-allow verdict (never for the allow path).
-fn log_verdict(
-    client: ClientId,
-    verdict: &Verdict,
-    path: &str,
-    enforced: bool,
-    message: &'static str,
-) {
-    tracing::info!(
-        target: "lenscap::verdict",
-        %client,
-        agent = verdict.agent.as_deref().unwrap_or("-"),
-        category = %verdict.category,
-        action = %verdict.action,
-        score = verdict.score,
-        reasons = %verdict.reasons,
-        path,
-        enforced,
-        "{message}"
-    );
-}
-
-fn block_response<B: Body>(policy: &Policy) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::full(policy.block_body.clone()));
-    *response.status_mut() = policy.block_status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// `action=block; score=40; category=ai-training; agent="GPTBot"`.

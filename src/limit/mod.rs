@@ -72,7 +72,7 @@
 //! page-looking requests are charged to its image quota too (`/photo?id=17` harvesting).
 //!
 //! **Behaviour.** Every request also passes the tracker
-//! ([`signals::behaviour`](crate::signals::behaviour)); the signals it raises join the
+//! (the behaviour tracker of the classify stage); the signals it raises join the
 //! verdict's reasons and score, and a client whose score reaches `[verdict] throttle_at` is a
 //! suspect: its pages and images are charged to `suspect_pages` and `suspect_images` (credit
 //! no longer helps). At `block_at` it is blocked.
@@ -95,6 +95,7 @@
 //! map per quota: one lookup per key instead of one per quota, and a quarter of the memory.
 
 mod clock;
+mod config;
 mod cookie;
 mod rate;
 mod store;
@@ -103,164 +104,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, header};
 
+pub use crate::signals::behaviour::Behaviour;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub(crate) use cookie::CookieSettings;
+pub(crate) use config::{
+    BlockConfig, CookieConfig, Enforcement, LimitConfig, LimitSettings, LimitsConfig, TarpitConfig,
+    TrapsConfig,
+};
 pub use rate::{Millis, Rate};
 pub use store::{ClientRecord, MemoryStore, StateStore, SubnetRecord};
 
-use crate::client::ClientId;
-use crate::layer::{Classified, LenscapLayer, ResponseBody};
-use crate::policy::Policy;
-use crate::policy::config::OverQuota;
-use crate::signals::behaviour::{BehaviourSettings, Facts, Kind};
+use crate::classify::Classification;
+use crate::client::{ClientId, SubnetPrefixes};
+use crate::decide::Scoring;
+use crate::signals::behaviour::{Facts, Kind};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
 
 /// A page view's cookie seeds its visitor's credit only this soon after issue.
 const SEED_WITHIN_SECS: u64 = 60;
-
-/// `[limits]`, `[behaviour]`, `[traps]` and `[cookie]`, compiled.
-#[derive(Debug)]
-pub(crate) struct LimitSettings {
-    pub(crate) enabled: bool,
-    pub(crate) over_quota: OverQuota,
-    pub(crate) max_tracked_clients: usize,
-    pub(crate) idle_after: Duration,
-    pub(crate) cleanup_every: Duration,
-    pub(crate) pages: Rate,
-    pub(crate) images: Rate,
-    pub(crate) suspect_pages: Rate,
-    pub(crate) suspect_images: Rate,
-    pub(crate) subnet_pages: Rate,
-    pub(crate) subnet_images: Rate,
-    pub(crate) subnet_vouched_images: Rate,
-    pub(crate) unknown_images: Option<Rate>,
-    pub(crate) behaviour: BehaviourSettings,
-    pub(crate) trap_paths: Vec<String>,
-    pub(crate) disallowed: Vec<String>,
-    pub(crate) trap_mark: Duration,
-    pub(crate) cookie: CookieSettings,
-}
-
-impl LimitSettings {
-    /// Compiles the four sections; `invalid` turns a span and a message into the error.
-    pub(crate) fn compile(
-        config: &crate::policy::Config,
-        invalid: &dyn Fn(Option<std::ops::Range<usize>>, String) -> crate::policy::PolicyError,
-    ) -> Result<LimitSettings, crate::policy::PolicyError> {
-        use serde_spanned::Spanned;
-        let duration = |key: &str, value: &Spanned<String>| {
-            crate::policy::parse_duration(value.get_ref()).ok_or_else(|| {
-                invalid(
-                    Some(value.span()),
-                    format!(
-                        "{key} = {:?} is not a duration like \"30s\" or \"10m\"",
-                        value.get_ref()
-                    ),
-                )
-            })
-        };
-        let rate = |key: &str, value: &crate::policy::config::RateConfig| {
-            Rate::parse(value.rate.get_ref(), value.burst)
-                .map_err(|e| invalid(Some(value.rate.span()), format!("{key}: {e}")))
-        };
-        let l = &config.limits;
-        let b = &config.behaviour;
-        let window = duration("behaviour.window", &b.window)?;
-        if window < Duration::from_secs(2) {
-            return Err(invalid(
-                Some(b.window.span()),
-                "behaviour.window must be at least 2s".into(),
-            ));
-        }
-        let mut behaviour = BehaviourSettings::new(window, b.distinct_images, &b.original_markers);
-        behaviour.no_referer_images = b.no_referer_images;
-        behaviour.unviewed_referer_images = b.unviewed_referer_images;
-        behaviour.images_without_pages = b.images_without_pages;
-        behaviour.missing_fetch_dest_images = b.missing_fetch_dest_images;
-        behaviour.enumeration_run = b.enumeration_run;
-        behaviour.originals_only = b.originals_only;
-        behaviour.regular_run = b.regular_timing_run;
-        behaviour.address_changes = b.address_changes;
-        behaviour.regular_min_ms = duration(
-            "behaviour.regular_timing_min_interval",
-            &b.regular_timing_min_interval,
-        )?
-        .as_millis()
-        .min(60_000) as u32;
-        behaviour.credit_per_page = l.credit_per_page;
-        behaviour.max_credit = l.max_credit.max(l.credit_per_page);
-        if b.distinct_images > 100 {
-            return Err(invalid(
-                None,
-                format!(
-                    "behaviour.distinct_images = {} is above what the tracker can count (100)",
-                    b.distinct_images
-                ),
-            ));
-        }
-        for path in config.traps.paths.iter().chain(&config.traps.disallowed) {
-            if !path.starts_with('/') {
-                return Err(invalid(
-                    None,
-                    format!("traps: {path:?} must be a path starting with /"),
-                ));
-            }
-        }
-        let c = &config.cookie;
-        if c.name.is_empty()
-            || !c
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(invalid(
-                None,
-                format!("cookie.name = {:?}: letters, digits, - and _ only", c.name),
-            ));
-        }
-        let lifetime = duration("cookie.lifetime", &c.lifetime)?;
-        Ok(LimitSettings {
-            enabled: l.enabled,
-            over_quota: l.over_quota,
-            max_tracked_clients: l.max_tracked_clients.max(1),
-            idle_after: duration("limits.idle_after", &l.idle_after)?,
-            cleanup_every: duration("limits.cleanup_every", &l.cleanup_every)?,
-            pages: rate("limits.pages", &l.pages)?,
-            images: rate("limits.images", &l.images)?,
-            suspect_pages: rate("limits.suspect_pages", &l.suspect_pages)?,
-            suspect_images: rate("limits.suspect_images", &l.suspect_images)?,
-            subnet_pages: rate("limits.subnet_pages", &l.subnet_pages)?,
-            subnet_images: rate("limits.subnet_images", &l.subnet_images)?,
-            subnet_vouched_images: rate("limits.subnet_vouched_images", &l.subnet_vouched_images)?,
-            unknown_images: l
-                .unknown_images
-                .as_ref()
-                .map(|r| rate("limits.unknown_images", r))
-                .transpose()?,
-            behaviour,
-            trap_paths: config.traps.paths.clone(),
-            disallowed: config.traps.disallowed.clone(),
-            trap_mark: duration("traps.mark_for", &config.traps.mark_for)?,
-            cookie: CookieSettings::new(
-                c.enabled,
-                c.name.clone(),
-                lifetime.as_secs().max(1),
-                c.secret.as_ref().map(|s| s.get_ref().as_str()),
-            ),
-        })
-    }
-
-    fn is_trap(&self, path: &str) -> bool {
-        self.trap_paths.iter().any(|t| path.starts_with(t.as_str()))
-    }
-
-    fn is_disallowed(&self, path: &str) -> bool {
-        self.disallowed.iter().any(|t| path.starts_with(t.as_str()))
-    }
-}
 
 /// Per-request state the limiters keep across requests: the store, the clock, the cleanup
 /// task. Shared by every clone of a layer, and kept when the policy is swapped.
@@ -289,6 +151,16 @@ impl Limits {
             site_images: Mutex::new(0),
             cleanup_started: AtomicBool::new(false),
         }
+    }
+
+    /// The same limits reading time from `clock` instead.
+    pub(crate) fn set_clock(&mut self, clock: impl Clock) {
+        self.clock = Arc::new(clock);
+    }
+
+    /// The same limits keeping state in `store` instead.
+    pub(crate) fn set_store(&mut self, store: impl StateStore) {
+        self.store = Arc::new(store);
     }
 
     /// Client records held now (the `tracked clients` metric).
@@ -349,30 +221,6 @@ impl Limits {
     }
 }
 
-impl LenscapLayer {
-    /// Reads time from `clock` (tests, replays). Call before cloning the layer.
-    pub fn with_clock(self, clock: impl Clock) -> LenscapLayer {
-        self.with_limits(|limits| limits.clock = Arc::new(clock))
-    }
-
-    /// Keeps limiter and tracker state in `store`. Call before cloning the layer.
-    pub fn with_store(self, store: impl StateStore) -> LenscapLayer {
-        self.with_limits(|limits| limits.store = Arc::new(store))
-    }
-
-    fn with_limits(mut self, f: impl FnOnce(&mut Limits)) -> LenscapLayer {
-        let shared = Arc::get_mut(&mut self.shared)
-            .expect("with_clock / with_store are called on a fresh layer, before it is cloned");
-        f(&mut shared.limits);
-        self
-    }
-
-    /// The limiter state: tracked clients, evictions.
-    pub fn limits(&self) -> &Limits {
-        &self.shared.limits
-    }
-}
-
 /// Work left for the response: a cookie to set, a late look at its Content-Type.
 #[derive(Debug, Default)]
 pub struct AfterResponse {
@@ -420,144 +268,280 @@ impl AfterResponse {
     }
 }
 
-/// Which quota refused a request, and for how long.
+/// Why the limit stage answers a request itself instead of letting it through. The layer
+/// renders it.
 #[derive(Clone, Copy, Debug)]
-struct Refusal {
-    quota: &'static str,
-    rate: Rate,
-    wait: Duration,
+pub(crate) enum Refusal {
+    /// A trap path: answered with a small harmless page; the client is now marked.
+    Trap,
+    /// Over a quota (only when enforcing and `over_quota = "reject"`).
+    OverQuota(Exceeded),
 }
 
-/// What the tracker and the limiters make of one request: runs before the inner service.
+/// Which quota refused a request, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Exceeded {
+    /// The quota's name (`images`, `subnet-pages`, …), as in `RateLimit-Policy`.
+    pub(crate) quota: &'static str,
+    pub(crate) rate: Rate,
+    pub(crate) wait: Duration,
+}
+
+impl Exceeded {
+    /// `Retry-After`: whole seconds, rounded up, never 0.
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        retry_after_secs(self.wait)
+    }
+}
+
+/// Whole seconds, rounded up, never 0.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_nanos().div_ceil(1_000_000_000).max(1) as u64
+}
+
+/// What the limit stage reads besides the request: its settings, the weights to add
+/// behaviour signals with, and the subnet prefixes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Inputs<'a> {
+    pub(crate) settings: &'a LimitSettings,
+    pub(crate) scoring: &'a Scoring,
+    pub(crate) subnets: SubnetPrefixes,
+    pub(crate) enforce: bool,
+}
+
+/// The request's facts, as the tracker and the limiters see them.
+struct Request<'a> {
+    facts: Facts,
+    kind: Kind,
+    client: ClientId,
+    secure: bool,
+    headers: &'a HeaderMap,
+    now: Millis,
+    unix: u64,
+}
+
+/// Tracks and limits one request; runs before the inner service.
 ///
-/// Behaviour signals are added to `verdict`. `Err` is a response to send instead of calling
-/// the inner service (a trap answer, or a 429 when `enforce`). Over quota with
+/// Behaviour signals are added to `verdict`. `Err` is a refusal to answer instead of calling
+/// the inner service (a trap, or over quota when enforcing). Over quota with
 /// `over_quota = "tarpit"`, the verdict's action becomes `tarpit` and the caller holds it.
-// The response goes straight into the response future: boxing it would only add an allocation.
-#[allow(clippy::result_large_err)]
-pub(crate) fn admit<B, R: http_body::Body>(
+pub(crate) fn admit<B>(
     limits: &Limits,
-    policy: &Policy,
-    request: &Request<B>,
-    classified: &mut Classified,
-    enforce: bool,
-) -> Result<AfterResponse, Response<ResponseBody<R>>> {
-    let ls = &policy.limits;
+    inputs: Inputs<'_>,
+    request: &http::Request<B>,
+    found: &Classification,
+    verdict: &mut Verdict,
+) -> Result<AfterResponse, Refusal> {
+    let ls = inputs.settings;
     if !ls.enabled {
         return Ok(AfterResponse::default());
     }
     let (now, unix) = limits.clock.now();
     limits.start_cleanup(ls);
-    let client = classified.client;
-    let secure = classified.secure;
-    let verdict = &mut classified.verdict;
-    let headers = request.headers();
     let uri = request.uri();
     let path = uri.path();
     let target = uri.path_and_query().map_or(path, |p| p.as_str());
     let trap = ls.is_trap(path);
-    let kind = request_kind(
-        request.method(),
-        path,
-        headers,
-        classified.image_path || classified.fetch_dest_image,
-    );
     let mut facts = Facts::read_with(
-        kind,
+        found.kind,
         target,
-        headers,
-        secure && !classified.fetch_dest_image,
+        request.headers(),
+        found.secure && !found.fetch_dest_image,
         &ls.behaviour,
         trap || ls.is_disallowed(path),
     );
-    facts.address = address_hash(client);
-    let cap = ls.max_tracked_clients;
-    let ip_key = limits.key((1u8, client.key()));
-
+    facts.address = address_hash(found.client);
+    let seen = Request {
+        facts,
+        kind: found.kind,
+        client: found.client,
+        secure: found.secure,
+        headers: request.headers(),
+        now,
+        unix,
+    };
     if trap {
-        limits.store.client(ip_key, now, cap, &mut |record, _| {
-            record.behaviour.observe(&facts, now, &ls.behaviour);
+        mark_trap(limits, inputs, &seen, verdict);
+        return Err(Refusal::Trap);
+    }
+    let subnet = found.client.subnet_key(inputs.subnets);
+    let tracked = track(limits, inputs, &seen, subnet, verdict);
+    let mut refusal = tracked.refusal;
+    let charged = verdict.action != Action::Block && matches!(seen.kind, Kind::Page | Kind::Image);
+    let subnet_key = limits.key((3u8, subnet));
+    if charged && refusal.is_none() {
+        refusal = charge_subnet(limits, ls, &seen, subnet_key, tracked.vouched);
+    }
+    if charged && refusal.is_none() && seen.kind == Kind::Image && !tracked.vouched {
+        refusal = charge_site(limits, ls, now);
+    }
+    if let Some(over) = refusal {
+        let mut reasons = Reasons::default();
+        reasons.insert(Reason::OverQuota);
+        inputs.scoring.add_signals(verdict, reasons);
+        verdict.action = verdict.action.max(Action::Throttle);
+        match ls.over_quota {
+            config::OverQuota::Tarpit => verdict.action = verdict.action.max(Action::Tarpit),
+            config::OverQuota::Reject if inputs.enforce => return Err(Refusal::OverQuota(over)),
+            config::OverQuota::Reject => {}
+        }
+    }
+    Ok(after_response(
+        limits, ls, &seen, verdict, &tracked, subnet, subnet_key,
+    ))
+}
+
+/// A trap path: observe it and mark the client (by address: a trap answer sets no cookie).
+fn mark_trap(limits: &Limits, inputs: Inputs<'_>, seen: &Request<'_>, verdict: &mut Verdict) {
+    let ls = inputs.settings;
+    let key = limits.key((1u8, seen.client.key()));
+    limits
+        .store
+        .client(key, seen.now, ls.max_tracked_clients, &mut |record, _| {
+            record
+                .behaviour
+                .observe(&seen.facts, seen.now, &ls.behaviour);
             record.behaviour.mark_trap(
-                now,
+                seen.now,
                 ls.trap_mark.as_millis().min(u128::from(u32::MAX / 2)) as u32,
             );
             true
         });
-        let mut trap_hit = Reasons::default();
-        trap_hit.insert(Reason::TrapHit);
-        verdict.add_signals(policy, trap_hit);
-        return Err(trap_response());
-    }
+    let mut trap_hit = Reasons::default();
+    trap_hit.insert(Reason::TrapHit);
+    inputs.scoring.add_signals(verdict, trap_hit);
+}
 
-    let subnet = client.subnet_key(policy.subnets);
+/// What tracking the client found.
+struct Tracked {
+    /// The record the request was charged to (the visitor's, or the address's).
+    key: u64,
+    /// Known by a valid visitor cookie.
+    as_visitor: bool,
+    /// An image one of the client's page views vouches for.
+    vouched: bool,
+    refusal: Option<Exceeded>,
+}
+
+/// Observes the request in the client's record (the visitor's when its cookie is valid, the
+/// address's otherwise), adds the behaviour signals to `verdict`, and charges the client's
+/// own quotas.
+fn track(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    seen: &Request<'_>,
+    subnet: u128,
+    verdict: &mut Verdict,
+) -> Tracked {
+    let ls = inputs.settings;
+    let (now, kind) = (seen.now, seen.kind);
+    let cap = ls.max_tracked_clients;
     let mut vouched = false;
-    let mut refusal: Option<Refusal> = None;
-    let mut track = |record: &mut ClientRecord, verdict: &mut Verdict| {
-        let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
-        verdict.add_signals(policy, observed.reasons);
+    let mut refusal: Option<Exceeded> = None;
+    let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict| {
+        let observed = record.behaviour.observe(&seen.facts, now, &ls.behaviour);
+        inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
         if verdict.action == Action::Block {
             return;
         }
-        let suspect = verdict.action >= Action::Throttle;
-        if kind == Kind::Page
-            && record.behaviour.late_images()
-            && let Err(wait) = ls.images.check(&mut record.tat_images, now)
-        {
-            refusal = Some(Refusal {
-                quota: "images",
-                rate: ls.images,
-                wait,
-            });
-            return;
-        }
-        let (quota, rate, cell) = match (kind, suspect, vouched) {
-            (Kind::Page, false, _) => ("pages", ls.pages, &mut record.tat_pages),
-            (Kind::Page, true, _) => ("suspect-pages", ls.suspect_pages, &mut record.tat_pages),
-            (Kind::Image, true, _) => ("suspect-images", ls.suspect_images, &mut record.tat_images),
-            (Kind::Image, false, false) => ("images", ls.images, &mut record.tat_images),
-            _ => return,
-        };
-        if let Err(wait) = rate.check(cell, now) {
-            refusal = Some(Refusal { quota, rate, wait });
-        }
+        refusal = charge_client(
+            ls,
+            record,
+            kind,
+            verdict.action >= Action::Throttle,
+            vouched,
+            now,
+        );
     };
 
-    let visitor = ls.cookie.read(headers, unix);
-    let mut tracked_key = ip_key;
+    let ip_key = limits.key((1u8, seen.client.key()));
+    let visitor = ls.cookie.read(seen.headers, seen.unix);
+    let mut key = ip_key;
     let as_visitor = visitor.is_some_and(|v| {
-        let key = limits.key((2u8, v.id, subnet));
-        let kept = limits.store.client(key, now, cap, &mut |record, fresh| {
-            if fresh {
-                if !ls.cookie.verify(&v, subnet) {
-                    return false;
+        let visitor_key = limits.key((2u8, v.id, subnet));
+        let kept = limits
+            .store
+            .client(visitor_key, now, cap, &mut |record, fresh| {
+                if fresh {
+                    if !ls.cookie.verify(&v, subnet) {
+                        return false;
+                    }
+                    if seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
+                        record
+                            .behaviour
+                            .seed_page(v.page, ls.behaviour.credit_per_page);
+                    }
                 }
-                if unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
-                    record
-                        .behaviour
-                        .seed_page(v.page, ls.behaviour.credit_per_page);
-                }
-            }
-            track(record, verdict);
-            true
-        });
+                observe(record, verdict);
+                true
+            });
         if kept {
-            tracked_key = key;
+            key = visitor_key;
         }
         kept
     });
     if !as_visitor {
         limits.store.client(ip_key, now, cap, &mut |record, _| {
-            track(record, verdict);
+            observe(record, verdict);
             true
         });
     }
+    Tracked {
+        key,
+        as_visitor,
+        vouched,
+        refusal,
+    }
+}
 
-    let charged = verdict.action != Action::Block && matches!(kind, Kind::Page | Kind::Image);
-    let subnet_key = limits.key((3u8, subnet));
-    if charged && refusal.is_none() {
-        limits.store.subnet(subnet_key, now, cap, &mut |record| {
-            let (quota, rate, cell) = match (kind, vouched) {
+/// Charges the client's own page or image quota (the suspects' when `suspect`).
+fn charge_client(
+    ls: &LimitSettings,
+    record: &mut ClientRecord,
+    kind: Kind,
+    suspect: bool,
+    vouched: bool,
+    now: Millis,
+) -> Option<Exceeded> {
+    if kind == Kind::Page
+        && record.behaviour.late_images()
+        && let Err(wait) = ls.images.check(&mut record.tat_images, now)
+    {
+        // This client's page-looking requests turned out to be images: charge them as such.
+        return Some(Exceeded {
+            quota: "images",
+            rate: ls.images,
+            wait,
+        });
+    }
+    let (quota, rate, cell) = match (kind, suspect, vouched) {
+        (Kind::Page, false, _) => ("pages", ls.pages, &mut record.tat_pages),
+        (Kind::Page, true, _) => ("suspect-pages", ls.suspect_pages, &mut record.tat_pages),
+        (Kind::Image, true, _) => ("suspect-images", ls.suspect_images, &mut record.tat_images),
+        (Kind::Image, false, false) => ("images", ls.images, &mut record.tat_images),
+        _ => return None,
+    };
+    rate.check(cell, now)
+        .err()
+        .map(|wait| Exceeded { quota, rate, wait })
+}
+
+/// Charges the subnet's page, image or vouched-image quota.
+fn charge_subnet(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    subnet_key: u64,
+    vouched: bool,
+) -> Option<Exceeded> {
+    let mut refusal = None;
+    limits.store.subnet(
+        subnet_key,
+        seen.now,
+        ls.max_tracked_clients,
+        &mut |record| {
+            let (quota, rate, cell) = match (seen.kind, vouched) {
                 (Kind::Page, _) => ("subnet-pages", ls.subnet_pages, &mut record.tat_pages),
                 (_, true) => (
                     "subnet-vouched-images",
@@ -566,62 +550,64 @@ pub(crate) fn admit<B, R: http_body::Body>(
                 ),
                 (_, false) => ("subnet-images", ls.subnet_images, &mut record.tat_images),
             };
-            if let Err(wait) = rate.check(cell, now) {
-                refusal = Some(Refusal { quota, rate, wait });
+            if let Err(wait) = rate.check(cell, seen.now) {
+                refusal = Some(Exceeded { quota, rate, wait });
             }
-        });
-    }
-    if charged
-        && refusal.is_none()
-        && kind == Kind::Image
-        && !vouched
-        && let Some(rate) = ls.unknown_images
-    {
-        let mut cell = limits
-            .site_images
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(wait) = rate.check(&mut cell, now) {
-            refusal = Some(Refusal {
-                quota: "site-images",
-                rate,
-                wait,
-            });
-        }
-    }
+        },
+    );
+    refusal
+}
 
-    if let Some(refusal) = refusal {
-        let mut over = Reasons::default();
-        over.insert(Reason::OverQuota);
-        verdict.add_signals(policy, over);
-        verdict.action = verdict.action.max(Action::Throttle);
-        match ls.over_quota {
-            OverQuota::Tarpit => verdict.action = verdict.action.max(Action::Tarpit),
-            OverQuota::Reject if enforce => return Err(too_many_requests(refusal)),
-            OverQuota::Reject => {}
-        }
-    }
+/// Charges the optional site-wide budget for images no page view vouches for.
+fn charge_site(limits: &Limits, ls: &LimitSettings, now: Millis) -> Option<Exceeded> {
+    let rate = ls.unknown_images?;
+    let mut cell = limits
+        .site_images
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    rate.check(&mut cell, now).err().map(|wait| Exceeded {
+        quota: "site-images",
+        rate,
+        wait,
+    })
+}
 
+/// The work left for a page view's response: a visitor cookie for a client without one, and
+/// a late look at its Content-Type (`/photo?id=17` answering with an image).
+fn after_response(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    verdict: &Verdict,
+    tracked: &Tracked,
+    subnet: u128,
+    subnet_key: u64,
+) -> AfterResponse {
     let mut after = AfterResponse::default();
-    if kind == Kind::Page && verdict.action < Action::Block {
-        if !as_visitor && ls.cookie.enabled {
-            let mut id = [0u8; 8];
-            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_ok() {
-                let id = u64::from_le_bytes(id);
-                after.set_cookie = Some(ls.cookie.issue(id, unix, facts.target, subnet, secure));
-            }
-        }
-        after.late = Some(Box::new(LateImage {
-            store: limits.store.clone(),
-            key: tracked_key,
-            subnet: subnet_key,
-            now,
-            cap,
-            images: ls.images,
-            subnet_images: ls.subnet_images,
-        }));
+    if seen.kind != Kind::Page || verdict.action >= Action::Block {
+        return after;
     }
-    Ok(after)
+    if !tracked.as_visitor && ls.cookie.enabled {
+        let mut id = [0u8; 8];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_ok() {
+            let id = u64::from_le_bytes(id);
+            after.set_cookie =
+                Some(
+                    ls.cookie
+                        .issue(id, seen.unix, seen.facts.target, subnet, seen.secure),
+                );
+        }
+    }
+    after.late = Some(Box::new(LateImage {
+        store: limits.store.clone(),
+        key: tracked.key,
+        subnet: subnet_key,
+        now: seen.now,
+        cap: ls.max_tracked_clients,
+        images: ls.images,
+        subnet_images: ls.subnet_images,
+    }));
+    after
 }
 
 /// A 16-bit hash of the client's address, never 0 (0 means unknown).
@@ -630,146 +616,6 @@ fn address_hash(client: ClientId) -> u16 {
     let folded = (key ^ (key >> 64)) as u64;
     let h = (folded ^ (folded >> 32) ^ (folded >> 16)) as u16;
     h.max(1)
-}
-
-/// What a request would have met, for `lenscap replay`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Outcome {
-    /// Served.
-    Allowed,
-    /// Served, under the suspects' quotas (or after a tarpit delay).
-    Throttled,
-    /// Refused: over a rate limit (429).
-    Limited,
-    /// Refused: blocked, or answered by a trap.
-    Blocked,
-}
-
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Throttled => "throttled",
-            Outcome::Limited => "limited",
-            Outcome::Blocked => "blocked",
-        }
-    }
-}
-
-/// Classifies, tracks and limits one request as the layer would under enforcement, without
-/// calling anything: the verdict and what it would have met.
-pub(crate) fn judge<B>(
-    limits: &Limits,
-    policy: &Policy,
-    request: &Request<B>,
-) -> (ClientId, Verdict, Outcome, bool) {
-    let mut classified = crate::layer::classify(policy, request);
-    let image = request_kind(
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-        classified.image_path || classified.fetch_dest_image,
-    ) == Kind::Image;
-    let outcome = match admit::<B, http_body_util::Empty<bytes::Bytes>>(
-        limits,
-        policy,
-        request,
-        &mut classified,
-        true,
-    ) {
-        Err(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::Limited,
-        Err(_) => Outcome::Blocked,
-        Ok(_) => match classified.verdict.action {
-            Action::Allow => Outcome::Allowed,
-            Action::Throttle | Action::Tarpit => Outcome::Throttled,
-            Action::Block => Outcome::Blocked,
-        },
-    };
-    (classified.client, classified.verdict, outcome, image)
-}
-
-/// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
-/// `Sec-Fetch-Dest: image`, as classification found.
-fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -> Kind {
-    if path == "/robots.txt" {
-        return Kind::Robots;
-    }
-    if image
-        || headers
-            .get(header::ACCEPT)
-            .is_some_and(|a| a.as_bytes().starts_with(b"image/"))
-    {
-        return Kind::Image;
-    }
-    if method != Method::GET && method != Method::HEAD {
-        return Kind::Other;
-    }
-    let file = path.rsplit('/').next().unwrap_or(path);
-    match file.rsplit_once('.') {
-        None => Kind::Page,
-        Some((_, ext))
-            if ["html", "htm", "php", "asp", "aspx", "shtml"]
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(ext)) =>
-        {
-            Kind::Page
-        }
-        Some(_) => Kind::Other,
-    }
-}
-
-/// `429 Too Many Requests` with `Retry-After` and the IETF rate-limit fields.
-fn too_many_requests<R: http_body::Body>(refusal: Refusal) -> Response<ResponseBody<R>> {
-    let seconds = retry_after_secs(refusal.wait);
-    let mut response = Response::new(ResponseBody::full(Bytes::from(format!(
-        "Too many requests. Please slow down and retry in {seconds} s.\n"
-    ))));
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    let headers = response.headers_mut();
-    let value = |text: String| HeaderValue::try_from(text).expect("ASCII header value");
-    headers.insert(header::RETRY_AFTER, value(seconds.to_string()));
-    headers.insert(
-        "ratelimit-policy",
-        value(format!(
-            "\"{}\";q={};w={}",
-            refusal.quota,
-            refusal.rate.burst(),
-            refusal.rate.window_secs().max(1)
-        )),
-    );
-    headers.insert(
-        "ratelimit",
-        value(format!("\"{}\";r=0;t={seconds}", refusal.quota)),
-    );
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// Whole seconds, rounded up, never 0.
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_nanos().div_ceil(1_000_000_000).max(1) as u64
-}
-
-/// The small harmless page a trap path answers.
-fn trap_response<R: http_body::Body>() -> Response<ResponseBody<R>> {
-    let mut response = Response::new(ResponseBody::full(Bytes::from_static(
-        b"<!doctype html><title>Nothing here</title><p>Nothing here.</p>\n",
-    )));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-robots-tag",
-        HeaderValue::from_static("noindex, nofollow"),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -30,7 +30,18 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::ServerError;
-use crate::policy::{Config, Policy, parse_duration};
+use crate::policy::Policy;
+use crate::settings::ConfigError;
+
+/// `lenscap serve`'s view of the policy file: its own tables. The rest of the file is the
+/// policy, which [`Policy`] reads and checks (unknown keys included) from the same text.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ServerFile {
+    pub(crate) server: ServerSection,
+    pub(crate) proxy: ProxySection,
+    pub(crate) site: Vec<SiteSection>,
+}
 
 /// `[server]`
 #[derive(Debug, Deserialize)]
@@ -235,37 +246,20 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn lines(&self) -> crate::settings::Source<'_> {
+        crate::settings::Source::new(self.name, self.text)
+    }
+
     fn invalid(
         &self,
         span: std::ops::Range<usize>,
         message: impl std::fmt::Display,
     ) -> ServerError {
-        let message = if span.end > 0 {
-            let line = self.text[..span.start.min(self.text.len())]
-                .bytes()
-                .filter(|&b| b == b'\n')
-                .count()
-                + 1;
-            format!("line {line}: {message}")
-        } else {
-            message.to_string()
-        };
-        ServerError::Invalid {
-            source_name: self.name.to_owned(),
-            message,
-        }
+        self.lines().invalid(Some(span), message.to_string()).into()
     }
 
     fn duration(&self, key: &str, value: &Spanned<String>) -> Result<Duration, ServerError> {
-        parse_duration(value.get_ref()).ok_or_else(|| {
-            self.invalid(
-                value.span(),
-                format!(
-                    "{key} = {:?} is not a duration like \"5s\" or \"800ms\"",
-                    value.get_ref()
-                ),
-            )
-        })
+        Ok(self.lines().duration(key, value)?)
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
@@ -340,8 +334,8 @@ impl Settings {
     /// Resolves parsed config (`text` is its source, used for line numbers and site policy
     /// overrides) and the command-line overrides. Compiles every site's policy and checks that
     /// static folders exist.
-    pub fn resolve(
-        config: Config,
+    pub(crate) fn resolve(
+        config: ServerFile,
         text: &str,
         source_name: &str,
         base: Option<&Path>,
@@ -470,10 +464,10 @@ impl Settings {
             Some(Content::Static(root.clone()))
         } else if let Some(upstream) = &overrides.upstream {
             Some(Content::Proxy(parse_upstream(upstream).map_err(|m| {
-                ServerError::Invalid {
+                ServerError::Config(ConfigError::Invalid {
                     source_name: "--upstream".into(),
                     message: m,
-                }
+                })
             })?))
         } else {
             match (&server.root, &server.upstream) {
@@ -529,6 +523,8 @@ impl Settings {
             ));
         }
 
+        // Sites that do not override the policy share one compile of it.
+        let mut shared: Option<Policy> = None;
         let mut specs = Vec::with_capacity(sites.len());
         for (name, hosts, content, policy) in sites {
             if let Content::Static(root) = &content
@@ -539,9 +535,14 @@ impl Settings {
                     path: root.clone(),
                 });
             }
-            let mut policy = match policy {
-                Some(policy) => policy,
-                None => Policy::compile_named(text, source_name, base)?,
+            let mut policy = match (policy, &shared) {
+                (Some(policy), _) => policy,
+                (None, Some(policy)) => policy.clone(),
+                (None, None) => {
+                    let policy = Policy::compile_named(text, source_name, base)?;
+                    shared = Some(policy.clone());
+                    policy
+                }
             };
             // The folder's own robots.txt is merged into the one Lenscap serves.
             if let Content::Static(root) = &content {
@@ -550,10 +551,10 @@ impl Settings {
                     Ok(site_robots) => policy.set_site_robots(&site_robots)?,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        return Err(ServerError::Invalid {
+                        return Err(ServerError::Config(ConfigError::Invalid {
                             source_name: file.display().to_string(),
                             message: format!("reading the site's robots.txt: {e}"),
-                        });
+                        }));
                     }
                 }
             }
@@ -629,7 +630,7 @@ mod tests {
     use super::*;
 
     fn resolve(text: &str) -> Result<Settings, ServerError> {
-        let config: Config = toml::from_str(text).unwrap();
+        let config: ServerFile = toml::from_str(text).unwrap();
         let dir = std::env::temp_dir();
         let overrides = Overrides::default();
         Settings::resolve(config, text, "test.toml", Some(&dir), &overrides)

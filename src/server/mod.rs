@@ -63,24 +63,18 @@ pub use config::{Content, Overrides, Settings};
 use crate::client::{PeerAddr, Tls};
 use crate::layer::{LenscapLayer, PolicyHandle, ResponseBody};
 use crate::metrics::Metrics;
-use crate::policy::{Config, EMBEDDED_POLICY, PolicyError, describe_toml_error};
+use crate::policy::EMBEDDED_POLICY;
+use crate::settings::{ConfigError, read_file};
 use crate::stamp::StampOutcome;
 use site::{NoSite, Router, Site, SiteBody, SiteService, text_response};
 
 /// Why the server could not start (or a reload was refused).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The policy part of the file is wrong.
+    /// The file (its policy or its server tables) or a flag is wrong; the error names the
+    /// key and line.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
-    /// A server setting is wrong; the message names the key and line.
-    #[error("{source_name}: {message}")]
-    Invalid {
-        /// The file (or flag).
-        source_name: String,
-        /// What is wrong.
-        message: String,
-    },
+    Config(#[from] ConfigError),
     /// A site's static folder does not exist.
     #[error("site {site:?}: static folder {} does not exist or is not a folder", path.display())]
     MissingRoot {
@@ -120,10 +114,7 @@ pub struct ServeOptions {
 pub fn load_settings(options: &ServeOptions) -> Result<Settings, ServerError> {
     let (text, name, base) = match &options.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = read_file(path)?;
             (
                 text,
                 path.display().to_string(),
@@ -136,11 +127,9 @@ pub fn load_settings(options: &ServeOptions) -> Result<Settings, ServerError> {
             None,
         ),
     };
-    let config: Config = toml::from_str(&text).map_err(|e| PolicyError::Parse {
-        source_name: name.clone(),
-        message: describe_toml_error(&e, &text),
-    })?;
-    Settings::resolve(config, &text, &name, base.as_deref(), &options.overrides)
+    let file: config::ServerFile =
+        toml::from_str(&text).map_err(|e| ConfigError::toml(&name, &text, &e))?;
+    Settings::resolve(file, &text, &name, base.as_deref(), &options.overrides)
 }
 
 /// The server. See the [module docs](self).

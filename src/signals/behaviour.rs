@@ -36,6 +36,9 @@ use std::time::Duration;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use http::{HeaderMap, header};
 
+use serde_spanned::Spanned;
+
+use crate::settings::{ConfigError, Source};
 use crate::verdict::{Reason, Reasons};
 
 /// What a request is, for the tracker.
@@ -228,6 +231,104 @@ fn last_number(bytes: &[u8]) -> Option<(u8, u16)> {
     let around =
         foldhash::fast::FixedState::with_seed(0x0e_4a77).hash_one((&bytes[..start], &bytes[end..]));
     Some(((around >> 56) as u8, value as u16))
+}
+
+/// `[behaviour]`: when each behaviour signal fires (its weight is in `[signals]`; 0 here
+/// turns a signal off).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BehaviourConfig {
+    /// Length of the sliding window.
+    window: Spanned<String>,
+    /// Images without Referer in the window.
+    no_referer_images: u32,
+    /// Images whose Referer is not one of the client's last two pages.
+    unviewed_referer_images: u32,
+    /// Images with no page view in the window.
+    images_without_pages: u32,
+    /// Images on a secure origin without `Sec-Fetch-Dest: image`.
+    missing_fetch_dest_images: u32,
+    /// Distinct images in the window (estimated; at most about 100).
+    distinct_images: u32,
+    /// Numbers in sequence (`IMG_0001`, `IMG_0002`, … or `?page=1`, `?page=2`, …).
+    enumeration_run: u8,
+    /// Images in the window, all of them originals.
+    originals_only: u32,
+    /// Path or query fragments naming original or full-size variants.
+    original_markers: Vec<String>,
+    /// Equal intervals (±10%) in a row.
+    regular_timing_run: u8,
+    /// Shortest interval the timing signal considers.
+    regular_timing_min_interval: Spanned<String>,
+    /// Address changes of one cookie visitor in the window (0 turns the signal off).
+    address_changes: u32,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        BehaviourConfig {
+            window: Spanned::new(0..0, "60s".into()),
+            no_referer_images: 5,
+            unviewed_referer_images: 5,
+            images_without_pages: 10,
+            missing_fetch_dest_images: 5,
+            distinct_images: 80,
+            enumeration_run: 16,
+            originals_only: 10,
+            original_markers: default_original_markers(),
+            regular_timing_run: 8,
+            regular_timing_min_interval: Spanned::new(0..0, "200ms".into()),
+            address_changes: 3,
+        }
+    }
+}
+
+impl BehaviourConfig {
+    /// Compiles the section; a page view earns `credit_per_page` image credit, up to
+    /// `max_credit` (both from `[limits]`).
+    pub(crate) fn compile(
+        &self,
+        credit_per_page: u16,
+        max_credit: u16,
+        source: &Source<'_>,
+    ) -> Result<BehaviourSettings, ConfigError> {
+        let window = source.duration("behaviour.window", &self.window)?;
+        if window < Duration::from_secs(2) {
+            return Err(source.invalid(
+                Some(self.window.span()),
+                "behaviour.window must be at least 2s",
+            ));
+        }
+        if self.distinct_images > 100 {
+            return Err(source.invalid(
+                None,
+                format!(
+                    "behaviour.distinct_images = {} is above what the tracker can count (100)",
+                    self.distinct_images
+                ),
+            ));
+        }
+        let mut settings =
+            BehaviourSettings::new(window, self.distinct_images, &self.original_markers);
+        settings.no_referer_images = self.no_referer_images;
+        settings.unviewed_referer_images = self.unviewed_referer_images;
+        settings.images_without_pages = self.images_without_pages;
+        settings.missing_fetch_dest_images = self.missing_fetch_dest_images;
+        settings.enumeration_run = self.enumeration_run;
+        settings.originals_only = self.originals_only;
+        settings.regular_run = self.regular_timing_run;
+        settings.address_changes = self.address_changes;
+        settings.regular_min_ms = source
+            .duration(
+                "behaviour.regular_timing_min_interval",
+                &self.regular_timing_min_interval,
+            )?
+            .as_millis()
+            .min(60_000) as u32;
+        settings.credit_per_page = credit_per_page;
+        settings.max_credit = max_credit.max(credit_per_page);
+        Ok(settings)
+    }
 }
 
 /// `[behaviour]`, compiled.

@@ -43,7 +43,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use profile::{ProfileKind, ProfileSettings, Role, Rotation};
 pub use report::{ProfileReport, Report};
-pub use scenario::{BUILTIN_SCENARIOS, Scenario, ScenarioError, Thresholds};
+pub use scenario::{BUILTIN_SCENARIOS, Scenario, Thresholds};
 
 /// Runs `scenario` against `target` and reports. `urls`, when given, replaces the survey
 /// (absolute URLs on the target, or paths): its image URLs are what the dataset builder

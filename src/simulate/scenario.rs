@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::profile::{ProfileKind, ProfileSettings, Rotation};
+use crate::settings::{ConfigError, parse_duration};
 
 /// The scenarios shipped in `config/scenarios/`, by name.
 pub const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
@@ -42,35 +43,6 @@ pub const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
 /// Addresses one wide-rotating profile may use at most (each profile gets its own block of
 /// 10.0.0.0/8).
 pub const MAX_ROTATING_ADDRESSES: u32 = 1 << 20;
-
-/// A scenario that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, an unknown key, or a value of the wrong type.
-    #[error("{source_name}: {message}")]
-    Parse {
-        /// The file.
-        source_name: String,
-        /// What is wrong, with line and column.
-        message: String,
-    },
-    /// A value that parsed but makes no sense.
-    #[error("{source_name}: {message}")]
-    Invalid {
-        /// The file.
-        source_name: String,
-        /// What is wrong, naming the key and its line.
-        message: String,
-    },
-}
 
 /// A compiled scenario: bounds, profiles with their settings, thresholds.
 #[derive(Clone, Debug)]
@@ -178,7 +150,7 @@ struct ThresholdsFile {
 
 impl Scenario {
     /// A builtin scenario by name (`default`, `pub-gallery`, `flood`).
-    pub fn builtin(name: &str) -> Option<Result<Scenario, ScenarioError>> {
+    pub fn builtin(name: &str) -> Option<Result<Scenario, ConfigError>> {
         BUILTIN_SCENARIOS
             .iter()
             .find(|(n, _)| *n == name)
@@ -186,22 +158,17 @@ impl Scenario {
     }
 
     /// Reads and compiles a scenario file.
-    pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+    pub fn from_file(path: &Path) -> Result<Scenario, ConfigError> {
+        let text = crate::settings::read_file(path)?;
         Scenario::from_toml_str(&text, &path.display().to_string())
     }
 
     /// Compiles scenario text; `source_name` names it in errors and reports.
-    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Scenario, ScenarioError> {
-        let file: ScenarioFile = toml::from_str(text).map_err(|error| ScenarioError::Parse {
-            source_name: source_name.to_owned(),
-            message: crate::policy::describe_toml_error(&error, text),
-        })?;
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Scenario, ConfigError> {
+        let file: ScenarioFile =
+            toml::from_str(text).map_err(|error| ConfigError::toml(source_name, text, &error))?;
         let invalid =
-            |span: std::ops::Range<usize>, key: &str, message: String| ScenarioError::Invalid {
+            |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
                 source_name: source_name.to_owned(),
                 message: format!("line {}: `{key}`: {message}", line_of(text, span.start)),
             };
@@ -494,10 +461,8 @@ impl Scenario {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    crate::policy::line_col(text, offset).0
+    crate::settings::line_col(text, offset).0
 }
-
-pub use crate::policy::parse_duration;
 
 /// `2s..8s` or a single duration.
 fn parse_range(text: &str) -> Option<(Duration, Duration)> {

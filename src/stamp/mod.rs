@@ -94,8 +94,6 @@
 
 mod body;
 mod exif;
-pub mod headers;
-pub mod html;
 mod jpeg;
 mod png;
 mod walk;
@@ -359,7 +357,9 @@ fn fnv1a(parts: &[&[u8]]) -> u32 {
 /// that already holds the stamped bytes (the static server's cache) may answer with them and
 /// mark the response [`Prestamped`] with the same stamp; the layer then only adds its headers.
 #[derive(Debug, Clone)]
-pub(crate) struct StampHint(pub(crate) std::sync::Arc<Stamp>);
+pub(crate) struct StampHint(
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] pub(crate) std::sync::Arc<Stamp>,
+);
 
 /// On a response: its body and `Content-Length`/`ETag` are already the output of
 /// [`stamp_response`] with this stamp (a [`StampOutcome`] is in the extensions too).

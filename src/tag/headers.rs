@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use http::HeaderMap;
-//! use lenscap::stamp::headers::{OptOutHeaders, OptOutHeadersConfig};
+//! use lenscap::tag::headers::{OptOutHeaders, OptOutHeadersConfig};
 //!
 //! let tags = OptOutHeaders::new(&OptOutHeadersConfig::default(), Some("https://pub.example/ai-policy")).unwrap();
 //! let mut headers = HeaderMap::new();

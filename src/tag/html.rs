@@ -4,7 +4,7 @@
 //! use std::sync::Arc;
 //! use http_body_util::{BodyExt, Full};
 //! use lenscap::documents::ReservationConfig;
-//! use lenscap::stamp::html::{MetaTags, inject_meta};
+//! use lenscap::tag::html::{MetaTags, inject_meta};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let tags = Arc::new(MetaTags::from_config(&ReservationConfig::default()));

@@ -1,0 +1,302 @@
+//! Classify: what the client is and what it asks for, before anything is decided.
+//!
+//! From the identified client and the request's headers this stage works out the static
+//! facts: the catalog agent a User-Agent names (read once per distinct User-Agent), whether a
+//! claim of a crawler with published ranges comes from inside them, the header shape, whether
+//! the origin is secure in the browser's eyes, and what kind of request it is (page, image,
+//! robots.txt, other). It decides nothing: [`decide`](crate::decide) turns these facts into
+//! an action.
+//!
+//! ```
+//! use http::Request;
+//! use lenscap::{Category, PeerAddr, Policy, Reason};
+//!
+//! let policy = Policy::embedded().unwrap();
+//! let mut request = Request::get("/photos/1.jpg")
+//!     .header("user-agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+//!     .body(())
+//!     .unwrap();
+//! // Not one of Google's published addresses: a spoofer.
+//! request.extensions_mut().insert(PeerAddr("203.0.113.9:5555".parse().unwrap()));
+//! let (_client, verdict) = policy.verdict_for(&request);
+//! assert_eq!(verdict.category, Category::SearchEngine);
+//! assert!(verdict.reasons.contains(Reason::SpoofedAgent));
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Version, header};
+use serde::Deserialize;
+
+use crate::catalog::ranges::{RangeTable, VerifiedRanges};
+use crate::catalog::{Catalog, CatalogConfig, Category};
+use crate::client::{ClientId, Identity};
+use crate::settings::{ConfigError, Source};
+use crate::signals::behaviour::Kind;
+use crate::signals::{
+    RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, read_user_agent, shape,
+    user_agent_of,
+};
+use crate::verdict::{Reason, Reasons};
+
+/// `[images]`: what counts as an image request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ImagesConfig {
+    /// Path extensions that make a request an image request (case-insensitive).
+    pub(crate) extensions: Vec<String>,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            extensions: [
+                "jpg", "jpeg", "png", "webp", "avif", "gif", "svg", "heic", "heif", "jxl", "bmp",
+                "tif", "tiff",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// The classify stage, compiled: the catalog, the verified ranges, the image extensions.
+#[derive(Debug)]
+pub(crate) struct Classifier {
+    pub(crate) catalog: Catalog,
+    pub(crate) ranges: VerifiedRanges,
+    /// Per catalog agent: its range table's name, when it has one.
+    agent_ranges: Vec<Option<String>>,
+    image_extensions: Vec<String>,
+    /// User-Agents read so far under this catalog.
+    user_agents: UserAgentCache,
+}
+
+/// What classifying one request found. Later stages read it instead of working it out again.
+#[derive(Debug)]
+pub(crate) struct Classification {
+    pub(crate) client: ClientId,
+    /// Browsers treat the origin as secure (TLS, a trusted proxy's `https`, localhost).
+    pub(crate) secure: bool,
+    /// The path ends in an image extension.
+    pub(crate) image_path: bool,
+    /// `Sec-Fetch-Dest: image`.
+    pub(crate) fetch_dest_image: bool,
+    /// Page, image, robots.txt or other.
+    pub(crate) kind: Kind,
+    /// The catalog agent the User-Agent names (an index into the catalog).
+    pub(crate) agent: Option<usize>,
+    /// What the client is.
+    pub(crate) category: Category,
+    /// The header-shape and catalog signals (`known-agent`, `verified-agent`, `spoofed-agent`).
+    pub(crate) reasons: Reasons,
+}
+
+impl Classification {
+    /// An image by its path or by fetch metadata (the category actions' notion of an image).
+    pub(crate) fn image(&self) -> bool {
+        self.image_path || self.fetch_dest_image
+    }
+}
+
+/// The parts of a request classification reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestParts<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) version: Version,
+    pub(crate) headers: &'a HeaderMap,
+    /// The connection is TLS (or the URI says `https`).
+    pub(crate) tls: bool,
+}
+
+impl<'a> RequestParts<'a> {
+    pub(crate) fn of<B>(request: &'a http::Request<B>) -> Self {
+        RequestParts {
+            method: request.method(),
+            path: request.uri().path(),
+            version: request.version(),
+            headers: request.headers(),
+            tls: request.extensions().get::<crate::client::Tls>().is_some()
+                || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
+        }
+    }
+}
+
+impl Classifier {
+    /// Loads the catalog and the ranges files; `resolve` makes relative paths absolute.
+    pub(crate) fn compile(
+        catalog: &CatalogConfig,
+        ranges: &std::collections::BTreeMap<String, PathBuf>,
+        images: &ImagesConfig,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+        source: &Source<'_>,
+    ) -> Result<Classifier, ConfigError> {
+        let catalog = catalog.load(resolve)?;
+        let overrides = ranges
+            .iter()
+            .map(|(k, v)| (k.clone(), resolve(v)))
+            .collect();
+        let ranges = VerifiedRanges::load(&overrides)?;
+        let mut agent_ranges = Vec::with_capacity(catalog.len());
+        for agent in catalog.agents() {
+            if let Some(name) = agent.ranges()
+                && ranges.get(name).is_none()
+            {
+                return Err(source.invalid(
+                    None,
+                    format!(
+                        "catalog agent {:?} names ranges file {name:?}, which is neither embedded nor set in [ranges]",
+                        agent.name()
+                    ),
+                ));
+            }
+            agent_ranges.push(agent.ranges().map(str::to_owned));
+        }
+        Ok(Classifier {
+            catalog,
+            ranges,
+            agent_ranges,
+            image_extensions: images
+                .extensions
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            user_agents: UserAgentCache::default(),
+        })
+    }
+
+    fn range_table(&self, agent_index: usize) -> Option<&RangeTable> {
+        self.agent_ranges
+            .get(agent_index)?
+            .as_deref()
+            .and_then(|name| self.ranges.get(name))
+    }
+
+    /// Whether `path` (without query) ends in an image extension.
+    pub(crate) fn is_image_path(&self, path: &str) -> bool {
+        let path = path.as_bytes();
+        // The extension: after the last dot, when no slash follows it.
+        let Some(dot) = memchr::memrchr2(b'.', b'/', path).filter(|&i| path[i] == b'.') else {
+            return false;
+        };
+        let ext = &path[dot + 1..];
+        self.image_extensions
+            .iter()
+            .any(|e| e.len() == ext.len() && e.as_bytes().eq_ignore_ascii_case(ext))
+    }
+
+    /// Classifies one request from an identified client.
+    pub(crate) fn classify(
+        &self,
+        identity: &Identity,
+        request: &RequestParts<'_>,
+    ) -> Classification {
+        let headers = request.headers;
+        let secure = request.tls || identity.forwarded_https || is_localhost(headers);
+        let image_path = self.is_image_path(request.path);
+        let fetch_dest_image = fetch_dest_is_image(headers);
+        let view = RequestView {
+            method: request.method,
+            path: request.path,
+            version: request.version,
+            headers,
+            secure,
+            image: image_path || fetch_dest_image,
+        };
+        let ua = user_agent_of(headers);
+        let reading = self
+            .user_agents
+            .get_or_read(ua, |ua| read_user_agent(&self.catalog, ua));
+        let agent = reading.agent.map(|i| i as usize);
+        let mut reasons = shape(&view, ua.is_empty(), agent.is_some(), &reading);
+        let client = identity.client;
+        let category = match agent {
+            Some(index) => {
+                reasons.insert(Reason::KnownAgent);
+                if let Some(ranges) = self.range_table(index) {
+                    if client != ClientId::UNKNOWN && ranges.contains(client.ip()) {
+                        reasons.insert(Reason::VerifiedAgent);
+                    } else {
+                        reasons.insert(Reason::SpoofedAgent);
+                    }
+                }
+                self.catalog.agents()[index].category()
+            }
+            None if reasons.contains(Reason::NoUserAgent)
+                || reasons.contains(Reason::NonBrowserUserAgent) =>
+            {
+                Category::Unknown
+            }
+            None => Category::Browser,
+        };
+        Classification {
+            client,
+            secure,
+            image_path,
+            fetch_dest_image,
+            kind: request_kind(request.method, request.path, headers, view.image),
+            agent,
+            category,
+            reasons,
+        }
+    }
+
+    /// The name of catalog agent `index`, shared (no copy per verdict).
+    pub(crate) fn agent_name(&self, index: usize) -> Arc<str> {
+        self.catalog.agents()[index].shared_name().clone()
+    }
+}
+
+/// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
+/// `Sec-Fetch-Dest: image`.
+fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -> Kind {
+    if path == "/robots.txt" {
+        return Kind::Robots;
+    }
+    if image
+        || headers
+            .get(header::ACCEPT)
+            .is_some_and(|a| a.as_bytes().starts_with(b"image/"))
+    {
+        return Kind::Image;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return Kind::Other;
+    }
+    let file = path.rsplit('/').next().unwrap_or(path);
+    match file.rsplit_once('.') {
+        None => Kind::Page,
+        Some((_, ext))
+            if ["html", "htm", "php", "asp", "aspx", "shtml"]
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(ext)) =>
+        {
+            Kind::Page
+        }
+        Some(_) => Kind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths() {
+        let c = Classifier::compile(
+            &CatalogConfig::default(),
+            &Default::default(),
+            &ImagesConfig::default(),
+            &|p: &Path| p.to_path_buf(),
+            &Source::new("test", ""),
+        )
+        .unwrap();
+        assert!(c.is_image_path("/photos/IMG_0001.JPG"));
+        assert!(c.is_image_path("/a.webp"));
+        assert!(!c.is_image_path("/gallery/"));
+        assert!(!c.is_image_path("/jpg"));
+        assert!(!c.is_image_path("/index.html"));
+    }
+}

@@ -1,0 +1,350 @@
+//! The sections the limit stage reads — `[limits]`, `[traps]`, `[cookie]`, `[tarpit]` and
+//! `[block]` — and their compilation into [`LimitSettings`] and [`Enforcement`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::cookie::CookieSettings;
+use super::rate::Rate;
+use crate::settings::{ConfigError, Source};
+use crate::signals::behaviour::{BehaviourConfig, BehaviourSettings};
+
+/// A rate as written: `{ rate = "120/min", burst = 20 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateConfig {
+    /// `"N/s"`, `"N/min"`, `"N/h"` or `"N/day"`.
+    rate: Spanned<String>,
+    /// Requests allowed at once (default: N).
+    #[serde(default)]
+    burst: Option<u32>,
+}
+
+impl RateConfig {
+    fn new(rate: &str, burst: u32) -> Self {
+        RateConfig {
+            rate: Spanned::new(0..0, rate.to_owned()),
+            burst: Some(burst),
+        }
+    }
+
+    fn compile(&self, key: &str, source: &Source<'_>) -> Result<Rate, ConfigError> {
+        Rate::parse(self.rate.get_ref(), self.burst)
+            .map_err(|e| source.invalid(Some(self.rate.span()), format!("{key}: {e}")))
+    }
+}
+
+/// What happens to a request over quota.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum OverQuota {
+    /// `429 Too Many Requests` with `Retry-After` and the `RateLimit` fields.
+    #[default]
+    Reject,
+    /// Served after the `[tarpit]` delay (bounded by `tarpit.max_held`).
+    Tarpit,
+}
+
+/// `[limits]`: GCRA rate limits per client (a visitor cookie, or an IP without one) and per
+/// subnet, separate for pages and images.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsConfig {
+    /// Turns rate limiting and behaviour tracking on (default) or off.
+    enabled: bool,
+    /// `reject` (429) or `tarpit`.
+    over_quota: OverQuota,
+    /// Most clients tracked at once; the stalest are evicted beyond it.
+    max_tracked_clients: usize,
+    /// A client unseen this long is forgotten by the cleanup task.
+    idle_after: Spanned<String>,
+    /// How often the cleanup task runs.
+    cleanup_every: Spanned<String>,
+    /// Page views per client.
+    pages: RateConfig,
+    /// Images per client that no page view of the client vouches for.
+    images: RateConfig,
+    /// Page views per client whose verdict is throttle.
+    suspect_pages: RateConfig,
+    /// Images per client whose verdict is throttle (vouched or not).
+    suspect_images: RateConfig,
+    /// Page views per subnet.
+    subnet_pages: RateConfig,
+    /// Unvouched images per subnet.
+    subnet_images: RateConfig,
+    /// Vouched images per subnet: the ceiling for a crowd behind one address.
+    subnet_vouched_images: RateConfig,
+    /// Optional budget for unvouched images served to anyone, per site.
+    unknown_images: Option<RateConfig>,
+    /// Images a page view vouches for (when their Referer is that page).
+    credit_per_page: u16,
+    /// Most page-view credit a client can hold.
+    max_credit: u16,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            over_quota: OverQuota::Reject,
+            max_tracked_clients: 1_000_000,
+            idle_after: Spanned::new(0..0, "10m".into()),
+            cleanup_every: Spanned::new(0..0, "30s".into()),
+            pages: RateConfig::new("120/min", 60),
+            images: RateConfig::new("30/min", 10),
+            suspect_pages: RateConfig::new("20/min", 5),
+            suspect_images: RateConfig::new("6/min", 3),
+            subnet_pages: RateConfig::new("600/min", 200),
+            subnet_images: RateConfig::new("60/min", 20),
+            subnet_vouched_images: RateConfig::new("6000/min", 4000),
+            unknown_images: None,
+            credit_per_page: 100,
+            max_credit: 300,
+        }
+    }
+}
+
+/// `[traps]`: paths no person visits. robots.txt disallows them for every agent; pages may
+/// link them invisibly. A client fetching one gets a small harmless page and is marked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TrapsConfig {
+    /// Path prefixes answered as traps.
+    paths: Vec<String>,
+    /// More path prefixes robots.txt disallows: requesting one after fetching robots.txt
+    /// raises `robots-ignored`.
+    disallowed: Vec<String>,
+    /// How long a trapped client stays marked.
+    mark_for: Spanned<String>,
+}
+
+impl Default for TrapsConfig {
+    fn default() -> Self {
+        TrapsConfig {
+            paths: vec!["/lenscap-trap/".into()],
+            disallowed: Vec::new(),
+            mark_for: Spanned::new(0..0, "1h".into()),
+        }
+    }
+}
+
+/// `[cookie]`: the signed visitor cookie that tells people behind one address apart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CookieConfig {
+    /// Issue and read the cookie (default on).
+    enabled: bool,
+    /// Cookie name.
+    name: String,
+    /// Lifetime (`Max-Age`).
+    lifetime: Spanned<String>,
+    /// Signing secret shared by instances; when unset a random key is made each time the
+    /// policy is loaded, so cookies are rotated with the policy.
+    secret: Option<Spanned<String>>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            enabled: true,
+            name: "lenscap".into(),
+            lifetime: Spanned::new(0..0, "30m".into()),
+            secret: None,
+        }
+    }
+}
+
+/// `[block]`: what a block looks like.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BlockConfig {
+    /// Status code of a block (default 403).
+    status: Spanned<u16>,
+    /// Short text in the body; the policy page's path (`reservation.policy_path`) is appended.
+    message: String,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            status: Spanned::new(0..0, 403),
+            message: "This site does not allow automated collection of its photos.".into(),
+        }
+    }
+}
+
+/// `[tarpit]`: how tarpitting behaves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TarpitConfig {
+    /// How long a tarpitted request is held, e.g. `"5s"` or `"800ms"`.
+    delay: Spanned<String>,
+    /// How many requests may be held at once; beyond that they are blocked.
+    max_held: usize,
+}
+
+impl Default for TarpitConfig {
+    fn default() -> Self {
+        TarpitConfig {
+            delay: Spanned::new(0..0, "5s".into()),
+            max_held: 256,
+        }
+    }
+}
+
+/// The sections this stage reads, borrowed from the policy file.
+pub(crate) struct LimitConfig<'a> {
+    pub(crate) limits: &'a LimitsConfig,
+    pub(crate) behaviour: &'a BehaviourConfig,
+    pub(crate) traps: &'a TrapsConfig,
+    pub(crate) cookie: &'a CookieConfig,
+}
+
+/// `[limits]`, `[behaviour]`, `[traps]` and `[cookie]`, compiled.
+#[derive(Debug)]
+pub(crate) struct LimitSettings {
+    pub(crate) enabled: bool,
+    pub(crate) over_quota: OverQuota,
+    pub(crate) max_tracked_clients: usize,
+    pub(crate) idle_after: Duration,
+    pub(crate) cleanup_every: Duration,
+    pub(crate) pages: Rate,
+    pub(crate) images: Rate,
+    pub(crate) suspect_pages: Rate,
+    pub(crate) suspect_images: Rate,
+    pub(crate) subnet_pages: Rate,
+    pub(crate) subnet_images: Rate,
+    pub(crate) subnet_vouched_images: Rate,
+    pub(crate) unknown_images: Option<Rate>,
+    pub(crate) behaviour: BehaviourSettings,
+    pub(crate) trap_paths: Vec<String>,
+    pub(crate) disallowed: Vec<String>,
+    pub(crate) trap_mark: Duration,
+    pub(crate) cookie: CookieSettings,
+}
+
+impl LimitSettings {
+    /// Compiles the four sections.
+    pub(crate) fn compile(
+        config: LimitConfig<'_>,
+        source: &Source<'_>,
+    ) -> Result<LimitSettings, ConfigError> {
+        let l = config.limits;
+        let behaviour = config
+            .behaviour
+            .compile(l.credit_per_page, l.max_credit, source)?;
+        for path in config.traps.paths.iter().chain(&config.traps.disallowed) {
+            if !path.starts_with('/') {
+                return Err(source.invalid(
+                    None,
+                    format!("traps: {path:?} must be a path starting with /"),
+                ));
+            }
+        }
+        let c = config.cookie;
+        if c.name.is_empty()
+            || !c
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(source.invalid(
+                None,
+                format!("cookie.name = {:?}: letters, digits, - and _ only", c.name),
+            ));
+        }
+        let lifetime = source.duration("cookie.lifetime", &c.lifetime)?;
+        Ok(LimitSettings {
+            enabled: l.enabled,
+            over_quota: l.over_quota,
+            max_tracked_clients: l.max_tracked_clients.max(1),
+            idle_after: source.duration("limits.idle_after", &l.idle_after)?,
+            cleanup_every: source.duration("limits.cleanup_every", &l.cleanup_every)?,
+            pages: l.pages.compile("limits.pages", source)?,
+            images: l.images.compile("limits.images", source)?,
+            suspect_pages: l.suspect_pages.compile("limits.suspect_pages", source)?,
+            suspect_images: l.suspect_images.compile("limits.suspect_images", source)?,
+            subnet_pages: l.subnet_pages.compile("limits.subnet_pages", source)?,
+            subnet_images: l.subnet_images.compile("limits.subnet_images", source)?,
+            subnet_vouched_images: l
+                .subnet_vouched_images
+                .compile("limits.subnet_vouched_images", source)?,
+            unknown_images: l
+                .unknown_images
+                .as_ref()
+                .map(|r| r.compile("limits.unknown_images", source))
+                .transpose()?,
+            behaviour,
+            trap_paths: config.traps.paths.clone(),
+            disallowed: config.traps.disallowed.clone(),
+            trap_mark: source.duration("traps.mark_for", &config.traps.mark_for)?,
+            cookie: CookieSettings::new(
+                c.enabled,
+                c.name.clone(),
+                lifetime.as_secs().max(1),
+                c.secret.as_ref().map(|s| s.get_ref().as_str()),
+            ),
+        })
+    }
+
+    pub(crate) fn is_trap(&self, path: &str) -> bool {
+        self.trap_paths.iter().any(|t| path.starts_with(t.as_str()))
+    }
+
+    pub(crate) fn is_disallowed(&self, path: &str) -> bool {
+        self.disallowed.iter().any(|t| path.starts_with(t.as_str()))
+    }
+
+    /// Every path prefix robots.txt should disallow for every agent: the trap paths and
+    /// `[traps] disallowed`.
+    pub(crate) fn robots_disallowed(&self) -> impl Iterator<Item = &str> {
+        self.trap_paths
+            .iter()
+            .chain(&self.disallowed)
+            .map(String::as_str)
+    }
+}
+
+/// `[block]` and `[tarpit]`, compiled: how a blocked or tarpitted request is answered.
+#[derive(Debug)]
+pub(crate) struct Enforcement {
+    pub(crate) block_status: http::StatusCode,
+    pub(crate) block_body: bytes::Bytes,
+    pub(crate) tarpit_delay: Duration,
+    pub(crate) tarpit_max_held: usize,
+}
+
+impl Enforcement {
+    /// Compiles `[block]` and `[tarpit]`; the block body names the policy page at `policy_path`.
+    pub(crate) fn compile(
+        block: &BlockConfig,
+        tarpit: &TarpitConfig,
+        policy_path: &str,
+        source: &Source<'_>,
+    ) -> Result<Enforcement, ConfigError> {
+        let status = &block.status;
+        let block_status = http::StatusCode::from_u16(*status.get_ref())
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .ok_or_else(|| {
+                source.invalid(
+                    Some(status.span()),
+                    format!(
+                        "block.status = {} is not a 4xx or 5xx status",
+                        status.get_ref()
+                    ),
+                )
+            })?;
+        Ok(Enforcement {
+            block_status,
+            block_body: bytes::Bytes::from(format!(
+                "{}\nWhy, and whom to contact: {policy_path}\n",
+                block.message.trim_end(),
+            )),
+            tarpit_delay: source.duration("tarpit.delay", &tarpit.delay)?,
+            tarpit_max_held: tarpit.max_held,
+        })
+    }
+}
