@@ -71,6 +71,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -229,19 +230,23 @@ impl Metrics {
         }
     }
 
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn connection_opened(&self) {
         self.inner.connections_total.inc();
         self.inner.connections_open.inc();
     }
 
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn connection_closed(&self) {
         self.inner.connections_open.dec();
     }
 
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn connection_rejected(&self) {
         self.inner.connections_rejected.inc();
     }
 
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.inner

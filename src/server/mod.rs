@@ -33,6 +33,7 @@
 pub mod config;
 
 mod admin;
+mod body;
 mod files;
 mod proxy;
 mod reload;
@@ -66,7 +67,8 @@ use crate::metrics::Metrics;
 use crate::policy::EMBEDDED_POLICY;
 use crate::settings::{ConfigError, read_file};
 use crate::stamp::StampOutcome;
-use site::{NoSite, Router, Site, SiteBody, SiteService, text_response};
+use body::{SiteBody, text_response};
+use site::{NoSite, Router, Site, SiteService};
 
 /// Why the server could not start (or a reload was refused).
 #[derive(Debug, thiserror::Error)]

@@ -1,26 +1,21 @@
 //! Reverse proxy to one upstream origin: pooled keep-alive, streaming bodies both ways,
 //! hop-by-hop headers stripped, forwarding headers set, upgrades passed through, timeouts.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::body::{BodyContext, SiteBody, UpstreamBody, text_response};
 use super::config::ProxySettings;
-use super::site::{BoxError, SiteBody, text_response};
 use crate::client::{PeerAddr, Tls};
 use crate::layer::PolicyHandle;
 use crate::metrics::SiteMetrics;
@@ -55,12 +50,6 @@ pub(crate) struct Upstream {
     site: String,
     /// What every response body needs, shared: cloning it per request is one atomic add.
     body_context: Arc<BodyContext>,
-}
-
-/// The site a response body belongs to, for its error metrics and logs.
-struct BodyContext {
-    site: String,
-    metrics: SiteMetrics,
 }
 
 impl Upstream {
@@ -407,92 +396,6 @@ fn set_forwarding_headers(
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::FORWARDED, value);
-    }
-}
-
-pin_project! {
-    /// An upstream's response body with the body-idle and total deadlines.
-    pub(crate) struct UpstreamBody {
-        #[pin]
-        body: Incoming,
-        // Boxed so the body is Unpin, which response stamping needs to take it over.
-        timer: Pin<Box<Sleep>>,
-        idle: Duration,
-        deadline: Instant,
-        context: Arc<BodyContext>,
-        failed: bool,
-    }
-}
-
-impl UpstreamBody {
-    fn new(body: Incoming, idle: Duration, deadline: Instant, context: Arc<BodyContext>) -> Self {
-        let first = (Instant::now() + idle).min(deadline);
-        UpstreamBody {
-            body,
-            timer: Box::pin(tokio::time::sleep_until(first)),
-            idle,
-            deadline,
-            context,
-            failed: false,
-        }
-    }
-}
-
-/// The upstream body stalled past `proxy.body_idle_timeout` or `proxy.total_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream response body timed out")]
-pub(crate) struct BodyTimeout;
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        if *this.failed {
-            return Poll::Ready(None);
-        }
-        match this.body.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let next = (Instant::now() + *this.idle).min(*this.deadline);
-                this.timer.as_mut().reset(next);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                *this.failed = true;
-                this.context.metrics.upstream_error("body");
-                tracing::warn!(
-                    target: "lenscap::proxy",
-                    site = %this.context.site,
-                    %error,
-                    "upstream response body failed; the client's response is cut short"
-                );
-                Poll::Ready(Some(Err(error.into())))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                ready!(this.timer.as_mut().poll(cx));
-                *this.failed = true;
-                this.context.metrics.upstream_error("timeout");
-                tracing::warn!(
-                    target: "lenscap::proxy",
-                    site = %this.context.site,
-                    "upstream response body stalled past its timeout; the client's response is cut short"
-                );
-                Poll::Ready(Some(Err(BodyTimeout.into())))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -7,109 +7,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use pin_project_lite::pin_project;
-use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_service::Service;
 
+use super::body::SiteBody;
 use super::config::host_part;
-use super::proxy::{Upstream, UpstreamBody};
+use super::proxy::Upstream;
 use super::stamped::{Lookup, StaticSite};
 use crate::layer::{Lenscap, PolicyHandle};
 use crate::metrics::SiteMetrics;
-
-/// Boxed error of a site's response body.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pin_project! {
-    /// The body of a site's response: a file, an upstream's body, or a short text the server
-    /// wrote itself (an error page).
-    pub struct SiteBody {
-        #[pin]
-        kind: Kind,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind {
-        File { #[pin] body: ServeFileSystemResponseBody },
-        Upstream { #[pin] body: UpstreamBody },
-        Full { #[pin] body: Full<Bytes> },
-    }
-}
-
-impl SiteBody {
-    pub(crate) fn file(body: ServeFileSystemResponseBody) -> Self {
-        SiteBody {
-            kind: Kind::File { body },
-        }
-    }
-
-    pub(crate) fn upstream(body: UpstreamBody) -> Self {
-        SiteBody {
-            kind: Kind::Upstream { body },
-        }
-    }
-
-    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        SiteBody {
-            kind: Kind::Full {
-                body: Full::new(bytes.into()),
-            },
-        }
-    }
-}
-
-impl Body for SiteBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
-            KindProj::Upstream { body } => body.poll_frame(cx),
-            KindProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::File { body } => body.is_end_stream(),
-            Kind::Upstream { body } => body.is_end_stream(),
-            Kind::Full { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::File { body } => body.size_hint(),
-            Kind::Upstream { body } => body.size_hint(),
-            Kind::Full { body } => body.size_hint(),
-        }
-    }
-}
-
-/// A short plain-text response written by the server itself.
-pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<SiteBody> {
-    let mut response = Response::new(SiteBody::full(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
 
 /// What a site serves, as a Tower service behind the Lenscap layer.
 #[derive(Clone)]

@@ -36,8 +36,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 use tower_http::services::fs::DefaultServeDirFallback;
 
+use super::body::{SiteBody, text_response};
 use super::files::{FileCache, FileMeta, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
-use super::site::{SiteBody, text_response};
 use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, stamp_response};
 
 /// Bytes counted per entry besides its body (key, headers, bookkeeping).

@@ -1,0 +1,205 @@
+//! The body of every response a site gives: a file, an upstream's streamed body (with its
+//! deadlines), or a short text the server wrote itself.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_http::services::fs::ServeFileSystemResponseBody;
+
+use crate::metrics::SiteMetrics;
+
+/// Boxed error of a site's response body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The body of a site's response: a file, an upstream's body, or a short text the server
+    /// wrote itself (an error page).
+    pub struct SiteBody {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        File { #[pin] body: ServeFileSystemResponseBody },
+        Upstream { #[pin] body: UpstreamBody },
+        Full { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl SiteBody {
+    pub(crate) fn file(body: ServeFileSystemResponseBody) -> Self {
+        SiteBody {
+            kind: Kind::File { body },
+        }
+    }
+
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
+        SiteBody {
+            kind: Kind::Upstream { body },
+        }
+    }
+
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
+        SiteBody {
+            kind: Kind::Full {
+                body: Full::new(bytes.into()),
+            },
+        }
+    }
+}
+
+impl Body for SiteBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::File { body } => body.is_end_stream(),
+            Kind::Upstream { body } => body.is_end_stream(),
+            Kind::Full { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::File { body } => body.size_hint(),
+            Kind::Upstream { body } => body.size_hint(),
+            Kind::Full { body } => body.size_hint(),
+        }
+    }
+}
+
+/// A short plain-text response written by the server itself.
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<SiteBody> {
+    let mut response = Response::new(SiteBody::full(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The site a response body belongs to, for its error metrics and logs.
+pub(crate) struct BodyContext {
+    pub(crate) site: String,
+    pub(crate) metrics: SiteMetrics,
+}
+
+pin_project! {
+    /// An upstream's response body with the body-idle and total deadlines.
+    pub(crate) struct UpstreamBody {
+        #[pin]
+        body: Incoming,
+        // Boxed so the body is Unpin, which response stamping needs to take it over.
+        timer: Pin<Box<Sleep>>,
+        idle: Duration,
+        deadline: Instant,
+        context: Arc<BodyContext>,
+        failed: bool,
+    }
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(
+        body: Incoming,
+        idle: Duration,
+        deadline: Instant,
+        context: Arc<BodyContext>,
+    ) -> Self {
+        let first = (Instant::now() + idle).min(deadline);
+        UpstreamBody {
+            body,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            idle,
+            deadline,
+            context,
+            failed: false,
+        }
+    }
+}
+
+/// The upstream body stalled past `proxy.body_idle_timeout` or `proxy.total_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body timed out")]
+pub(crate) struct BodyTimeout;
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.failed {
+            return Poll::Ready(None);
+        }
+        match this.body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = (Instant::now() + *this.idle).min(*this.deadline);
+                this.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.failed = true;
+                this.context.metrics.upstream_error("body");
+                tracing::warn!(
+                    target: "lenscap::proxy",
+                    site = %this.context.site,
+                    %error,
+                    "upstream response body failed; the client's response is cut short"
+                );
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.timer.as_mut().poll(cx));
+                *this.failed = true;
+                this.context.metrics.upstream_error("timeout");
+                tracing::warn!(
+                    target: "lenscap::proxy",
+                    site = %this.context.site,
+                    "upstream response body stalled past its timeout; the client's response is cut short"
+                );
+                Poll::Ready(Some(Err(BodyTimeout.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
