@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 // Leaves shared by every stage.
+mod fingerprint;
 mod settings;
 pub mod verdict;
 

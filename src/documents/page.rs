@@ -5,6 +5,10 @@ use std::fmt::Write as _;
 use super::config::{ReservationConfig, contact_link};
 
 /// Escapes text for HTML content and quoted attribute values.
+///
+/// Differs from the XMP escaper of the stamp on purpose: `'` becomes `&#39;` (understood by
+/// every HTML parser, unlike `&apos;` in old ones), and carriage returns are left alone (HTML
+/// treats them as white space).
 pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {

@@ -10,7 +10,7 @@
 //!
 //! Every hit is validated by a `stat` of the path (modification time, length and inode), so an
 //! edited or replaced file is read afresh on the next request; nothing is served stale. The
-//! cache holds at most [`MAX_TOTAL_BYTES`]; when full, arbitrary entries are evicted.
+//! cache holds at most [`MAX_TOTAL_BYTES`](super::cache::MAX_TOTAL_BYTES); when full, arbitrary entries are evicted.
 //! `ServeDir` itself still builds every response it is asked for (ETag, Last-Modified, Range,
 //! conditional requests, precompressed variants), so its semantics are unchanged; repeated
 //! plain `GET`s of stamped images are answered before it, from `super::stamped`.
@@ -18,7 +18,6 @@
 //! A `stat` blocks the worker for a few microseconds on a local disk; on a network file
 //! system it can take longer (the same trade nginx makes without `aio threads`).
 
-use std::collections::HashMap;
 use std::future::{Future, Ready, ready};
 use std::io::{self, Cursor, Read, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -31,10 +30,12 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tower_http::services::fs::{Backend, File, Metadata, TokioBackend, TokioFile};
 
+#[cfg(test)]
+use super::cache::MAX_TOTAL_BYTES;
+use super::cache::{Budgeted, Cost};
+
 /// Files up to this size are kept in memory.
 pub(crate) const MAX_FILE_BYTES: u64 = 256 * 1024;
-/// The most the cache holds in all.
-pub(crate) const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What `ServeDir` needs to know about a file: taken from one `stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,31 +88,11 @@ struct Entry {
     bytes: Bytes,
 }
 
-#[derive(Default)]
-struct Entries {
-    by_path: HashMap<PathBuf, Entry>,
-    total: u64,
-}
+type Entries = Budgeted<PathBuf, Entry>;
 
-impl Entries {
-    fn insert(&mut self, path: PathBuf, entry: Entry) {
-        let len = entry.bytes.len() as u64;
-        if len > MAX_TOTAL_BYTES {
-            return;
-        }
-        if let Some(old) = self.by_path.remove(&path) {
-            self.total -= old.bytes.len() as u64;
-        }
-        while self.total + len > MAX_TOTAL_BYTES {
-            let Some(victim) = self.by_path.keys().next().cloned() else {
-                break;
-            };
-            if let Some(old) = self.by_path.remove(&victim) {
-                self.total -= old.bytes.len() as u64;
-            }
-        }
-        self.total += len;
-        self.by_path.insert(path, entry);
+impl Cost for Entry {
+    fn cost(&self) -> u64 {
+        self.bytes.len() as u64
     }
 }
 

@@ -34,6 +34,7 @@ pub mod config;
 
 mod admin;
 mod body;
+mod cache;
 mod files;
 mod proxy;
 mod reload;

@@ -22,9 +22,8 @@
 //! A miss asks `ServeDir` for the file with a bare `GET` (the same answer the request would
 //! get: it has no header `ServeDir` reads), stamps it with the layer's own code, and keeps
 //! the result only if a second `stat` still shows the version the first one saw. The cache
-//! holds at most [`MAX_TOTAL_BYTES`] of bodies; when full, arbitrary entries are evicted.
+//! holds at most [`MAX_TOTAL_BYTES`](super::cache::MAX_TOTAL_BYTES) of bodies; when full, arbitrary entries are evicted.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -37,8 +36,12 @@ use tower_http::services::ServeDir;
 use tower_http::services::fs::DefaultServeDirFallback;
 
 use super::body::{SiteBody, text_response};
-use super::files::{FileCache, FileMeta, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+#[cfg(test)]
+use super::cache::MAX_TOTAL_BYTES;
+use super::cache::{Budgeted, Cost};
+use super::files::{FileCache, FileMeta, MAX_FILE_BYTES};
 use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, stamp_response};
+use crate::tag::starts_with_ignore_case;
 
 /// Bytes counted per entry besides its body (key, headers, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 512;
@@ -57,30 +60,11 @@ struct Entry {
     cost: u64,
 }
 
-#[derive(Default)]
-struct Entries {
-    by_path: HashMap<String, Entry>,
-    total: u64,
-}
+type Entries = Budgeted<String, Entry>;
 
-impl Entries {
-    fn insert(&mut self, key: String, entry: Entry) {
-        if entry.cost > MAX_TOTAL_BYTES {
-            return;
-        }
-        if let Some(old) = self.by_path.remove(&key) {
-            self.total -= old.cost;
-        }
-        while self.total + entry.cost > MAX_TOTAL_BYTES {
-            let Some(victim) = self.by_path.keys().next().cloned() else {
-                break;
-            };
-            if let Some(old) = self.by_path.remove(&victim) {
-                self.total -= old.cost;
-            }
-        }
-        self.total += entry.cost;
-        self.by_path.insert(key, entry);
+impl Cost for Entry {
+    fn cost(&self) -> u64 {
+        self.cost
     }
 }
 
@@ -291,10 +275,6 @@ fn may_exist(path: &Path, suffix: &str) -> bool {
     variant.push(path);
     variant.push(suffix);
     !matches!(std::fs::metadata(&variant), Err(e) if e.kind() == io::ErrorKind::NotFound)
-}
-
-fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
-    haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 #[cfg(test)]

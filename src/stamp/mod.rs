@@ -252,14 +252,15 @@ impl Stamp {
         };
         let etag_suffix = format!(
             "-lc{:08x}",
-            fnv1a(&[
+            // 32 bits of the fingerprint are plenty to tell stamp configs apart.
+            crate::fingerprint::fnv1a64(&[
                 &packet[..],
                 &[
                     config.xmp as u8,
                     config.scrub_gps as u8,
                     config.scrub_serials as u8
                 ],
-            ])
+            ]) as u32
         );
         Ok(Stamp {
             xmp: config.xmp,
@@ -338,17 +339,6 @@ impl Stamp {
     fn enabled(&self) -> bool {
         self.xmp || self.scrub.gps || self.scrub.serials
     }
-}
-
-fn fnv1a(parts: &[&[u8]]) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for part in parts {
-        for &b in *part {
-            hash ^= u32::from(b);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    }
-    hash
 }
 
 // === impl StampHint / Prestamped ===

@@ -199,6 +199,7 @@ pub(crate) fn finish_stamped<B>(mut response: Response<B>) -> Response<B> {
     response
 }
 
-fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
+/// Whether `haystack` starts with `prefix`, ASCII case ignored (header values).
+pub(crate) fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
     haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
