@@ -141,8 +141,10 @@ pub(super) struct Activity {
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> InProgress {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
+        // The idle timer only cares when the count leaves or reaches zero.
+        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.changed.notify_waiters();
+        }
         InProgress(self.clone())
     }
 
@@ -171,8 +173,9 @@ pub(super) struct InProgress(Arc<Activity>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
     }
 }
 
@@ -237,16 +240,19 @@ mod tests {
         let activity = Arc::new(Activity::default());
         let started = tokio::time::Instant::now();
         let request = activity.begin();
+        let overlapping = activity.begin();
         let waiting = {
             let activity = activity.clone();
             tokio::spawn(async move { activity.idle_for(Duration::from_secs(5)).await })
         };
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(request);
+        tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(
             !waiting.is_finished(),
             "idle while a request was in progress"
         );
-        drop(request);
+        drop(overlapping);
         waiting.await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(65));
     }

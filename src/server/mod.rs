@@ -27,8 +27,10 @@
 //! ```
 //!
 //! Pieces: [`config`] (the `[server]`, `[proxy]`, `[[site]]` tables), `site` (routing by Host
-//! and the content services), `proxy` (the upstream client), `admin` (`/metrics`, `/healthz`,
-//! `/readyz`), `reload` (file watching), `tls` (rustls).
+//! and the content services), `proxy` (the upstream client) with `client_body` (the request
+//! body's idle timeout and minimum rate), `connection` (one connection: timeouts, idle timer,
+//! shutdown), `descriptors` (the open-file limit and the default connection limit), `admin`
+//! (`/metrics`, `/healthz`, `/readyz`), `reload` (file watching), `tls` (rustls).
 
 pub mod config;
 
