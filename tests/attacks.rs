@@ -187,8 +187,9 @@ fn content_length(head: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// An upstream that reads each request head and answers with `reply(head)`; `None` reads the
-/// whole request body first and then hangs. Counts the connections it saw closed.
+/// An upstream that reads each request head and answers with `reply(head)`; `None` reads
+/// what it is sent and never answers. It has no robots.txt. Counts the connections that
+/// carried a proxied request and were closed.
 async fn upstream(
     reply: impl Fn(&str) -> Option<Vec<u8>> + Send + Sync + 'static,
 ) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -202,8 +203,16 @@ async fn upstream(
             let reply = reply.clone();
             let closed = counter.clone();
             tokio::spawn(async move {
+                let mut proxied = false;
                 while let Some(head) = read_head(&mut stream).await {
-                    match reply(&head) {
+                    // The robots.txt fetched at start-up: none here.
+                    let answer = if head.starts_with("GET /robots.txt ") {
+                        Some(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec())
+                    } else {
+                        proxied = true;
+                        reply(&head)
+                    };
+                    match answer {
                         Some(bytes) => {
                             if stream.write_all(&bytes).await.is_err() {
                                 break;
@@ -217,7 +226,9 @@ async fn upstream(
                         }
                     }
                 }
-                closed.fetch_add(1, Ordering::SeqCst);
+                if proxied {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
             });
         }
     });
@@ -375,6 +386,69 @@ async fn h2_an_idle_connection_that_answers_pings_is_closed() {
     })
     .await;
     drop(client);
+    server.shutdown().await;
+}
+
+/// `config` (from [`h2_config`]) with a short send timeout.
+fn with_send_timeout(config: &str) -> String {
+    config.replace("[limits]", &format!("send_timeout = \"{SHORT}\"\n[limits]"))
+}
+
+/// A client that asks for a large answer and never reads it: the server's writes stall.
+async fn never_read(server: &RunningServer, request: &[u8]) {
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    wait_for_metrics(
+        server,
+        "the connection whose answer is never read is still open",
+        |m| metric(m, OPEN) == 0.0,
+    )
+    .await;
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_never_read_over_http1_is_cut() {
+    let dir = scratch("h1-unread");
+    let root = static_root(&dir);
+    // More than the loopback socket buffers hold, so the server's writes block.
+    std::fs::write(root.join("huge.bin"), vec![7u8; 64 * 1024 * 1024]).unwrap();
+    let server = start(&dir, &with_send_timeout(&h2_config(&root))).await;
+    never_read(&server, browser_head("GET", "/huge.bin", "").as_bytes()).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_a_response_whose_window_is_never_opened_is_cut() {
+    let dir = scratch("h2-window");
+    let root = static_root(&dir);
+    let server = start(&dir, &with_send_timeout(&h2_config(&root))).await;
+    // A real HTTP/2 client answers pings, but opens the window only as its body is read:
+    // holding the body unread keeps the stream open with the server's writes blocked.
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(65_535)
+        .http2_initial_connection_window_size(65_535)
+        .build_http::<Empty<Bytes>>();
+    let request = Request::get(format!("http://{}/big.bin", server.local_addr()))
+        .header("user-agent", FIREFOX)
+        .header("accept", "*/*")
+        .header("accept-language", "en")
+        .header("accept-encoding", "gzip")
+        .body(Empty::new())
+        .unwrap();
+    let response = tokio::time::timeout(GUARD, client.request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_for_metrics(
+        &server,
+        "the stalled HTTP/2 connection is still open",
+        |m| metric(m, OPEN) == 0.0,
+    )
+    .await;
+    drop(response);
     server.shutdown().await;
 }
 

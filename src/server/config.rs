@@ -62,6 +62,9 @@ pub struct ServerSection {
     pub http2_keep_alive_interval: Spanned<String>,
     /// HTTP/2: longest wait for a ping's answer before the connection is closed.
     pub http2_keep_alive_timeout: Spanned<String>,
+    /// Longest time the server's writes to a client may stay blocked (a client that does not
+    /// take its answer) before the connection is cut.
+    pub send_timeout: Spanned<String>,
     /// Most connections to the admin listener open at once.
     pub admin_max_connections: Spanned<usize>,
     /// On reload, how long the file must stay unchanged before it is read.
@@ -90,6 +93,7 @@ impl Default for ServerSection {
             idle_timeout: Spanned::new(0..0, "60s".into()),
             http2_keep_alive_interval: Spanned::new(0..0, "20s".into()),
             http2_keep_alive_timeout: Spanned::new(0..0, "20s".into()),
+            send_timeout: Spanned::new(0..0, "60s".into()),
             admin_max_connections: Spanned::new(0..0, 16),
             reload_settle_time: Spanned::new(0..0, "250ms".into()),
             grace_period: Spanned::new(0..0, "10s".into()),
@@ -241,6 +245,8 @@ pub struct Settings {
     pub http2_keep_alive_interval: Duration,
     /// HTTP/2 ping answer timeout.
     pub http2_keep_alive_timeout: Duration,
+    /// Longest blocked write to a client.
+    pub send_timeout: Duration,
     /// Admin connection limit.
     pub admin_max_connections: usize,
     /// How long a changed file must stay unchanged before a reload reads it.
@@ -475,6 +481,7 @@ impl Settings {
             "server.http2_keep_alive_timeout",
             &server.http2_keep_alive_timeout,
         )?;
+        let send_timeout = source.positive_duration("server.send_timeout", &server.send_timeout)?;
         let reload_settle_time =
             source.duration("server.reload_settle_time", &server.reload_settle_time)?;
         let admin_max_connections = *server.admin_max_connections.get_ref();
@@ -661,6 +668,7 @@ impl Settings {
             idle_timeout,
             http2_keep_alive_interval,
             http2_keep_alive_timeout,
+            send_timeout,
             admin_max_connections,
             reload_settle_time,
             grace_period,

@@ -13,6 +13,12 @@
 //!   `idle_timeout` is shut down gracefully (GOAWAY), and cut if it has not closed after
 //!   another `idle_timeout`. It is what closes a client that answers pings and asks nothing.
 //!
+//! A client that asks for a large answer and then does not read it (HTTP/1), or reads but never
+//! opens its flow-control window (HTTP/2), stalls the server's writes: hyper stops asking the
+//! response body for more. The send timer cuts a connection on which a response body has
+//! waited for hyper to ask for its next piece longer than `send_timeout` (a body waiting on its
+//! own source, such as a slow upstream, does not count: that has its own timeouts).
+//!
 //! A request is in progress from the moment hyper hands it to the service until its response
 //! body has been sent (or dropped): [`track`] marks the start, [`TrackedBody`] the end.
 
@@ -20,7 +26,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +38,7 @@ use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use super::site::BoxError;
 
@@ -44,6 +51,7 @@ pub(super) struct Limits {
     pub(super) idle_timeout: Duration,
     pub(super) keep_alive_interval: Duration,
     pub(super) keep_alive_timeout: Duration,
+    pub(super) send_timeout: Duration,
 }
 
 /// hyper's connection builder with `limits`.
@@ -110,9 +118,18 @@ pub(super) async fn serve<I, S, B>(
     tokio::pin!(idle);
     let mut stop_seen = false;
     let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut send_check =
+        tokio::time::interval((limits.send_timeout / 4).max(Duration::from_millis(10)));
+    send_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
+            _ = send_check.tick() => {
+                if activity.send_stalled_for() > limits.send_timeout {
+                    tracing::debug!(target: "lenscap::server", "the client does not take its answer: cut");
+                    return;
+                }
+            }
             _ = stopping.changed(), if !stop_seen => {
                 stop_seen = true;
                 conn.as_mut().graceful_shutdown();
@@ -133,19 +150,53 @@ pub(super) async fn serve<I, S, B>(
 // === impl Activity ===
 
 /// The requests in progress on one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Activity {
     open: AtomicUsize,
     changed: Notify,
+    /// Response bodies hyper owes a poll (their last poll gave a frame, or none came yet).
+    owed: AtomicUsize,
+    /// When a response body was last polled, in milliseconds since `epoch`.
+    last_poll: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            open: AtomicUsize::new(0),
+            changed: Notify::new(),
+            owed: AtomicUsize::new(0),
+            last_poll: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Activity {
+    fn polled_now(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_poll.store(now, Ordering::Relaxed);
+    }
+
+    /// How long hyper has owed a response body a poll (zero when it owes none).
+    fn send_stalled_for(&self) -> Duration {
+        if self.owed.load(Ordering::Acquire) == 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_poll.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
     fn begin(self: &Arc<Self>) -> InProgress {
         // The idle timer only cares when the count leaves or reaches zero.
         if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
             self.changed.notify_waiters();
         }
-        InProgress(self.clone())
+        InProgress {
+            activity: self.clone(),
+            owed: false,
+        }
     }
 
     /// Completes once no request has been in progress for `idle`.
@@ -169,12 +220,35 @@ impl Activity {
 
 /// One request in progress; ends when dropped.
 #[derive(Debug)]
-pub(super) struct InProgress(Arc<Activity>);
+pub(super) struct InProgress {
+    activity: Arc<Activity>,
+    /// Whether its response body is owed a poll.
+    owed: bool,
+}
+
+impl InProgress {
+    /// Records a poll of the response body; `owed` says whether hyper owes it another one
+    /// (it gave a frame) or not (it waits on its own source).
+    fn polled(&mut self, owed: bool) {
+        self.activity.polled_now();
+        if owed != self.owed {
+            self.owed = owed;
+            if owed {
+                self.activity.owed.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.activity.owed.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.changed.notify_waiters();
+        if self.owed {
+            self.activity.owed.fetch_sub(1, Ordering::AcqRel);
+        }
+        if self.activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.changed.notify_waiters();
         }
     }
 }
@@ -187,9 +261,11 @@ pub(super) fn track<F, B>(
 where
     F: Future<Output = Result<Response<B>, Infallible>>,
 {
-    let in_progress = activity.begin();
+    let mut in_progress = activity.begin();
     async move {
         let response = response.await?;
+        // From here on hyper owes the body its first poll.
+        in_progress.polled(true);
         Ok(response.map(|body| TrackedBody {
             body,
             in_progress: Some(in_progress),
@@ -216,8 +292,20 @@ impl<B: Body> Body for TrackedBody<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let polled = this.body.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.in_progress.take();
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(in_progress) = this.in_progress.as_mut() {
+                    in_progress.polled(true);
+                }
+            }
+            Poll::Pending => {
+                if let Some(in_progress) = this.in_progress.as_mut() {
+                    in_progress.polled(false);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.in_progress.take();
+            }
         }
         polled
     }

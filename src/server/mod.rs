@@ -383,6 +383,7 @@ impl Server {
             idle_timeout: settings.idle_timeout,
             keep_alive_interval: settings.http2_keep_alive_interval,
             keep_alive_timeout: settings.http2_keep_alive_timeout,
+            send_timeout: settings.send_timeout,
         };
         let connections = Arc::new(Semaphore::new(max_connections));
         let admin_task = admin_listener.map(|l| {
