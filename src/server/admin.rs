@@ -9,39 +9,67 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::Shared;
+use super::connection::{self, Activity, Limits};
 
-pub(super) async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-            _ = stop.changed() => return,
-        };
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &request)) }
+/// The admin listener's state: the same timeouts as the main listener, and its own small
+/// connection limit, so idle admin connections can neither pile up nor take the descriptors
+/// the main listener needs.
+pub(super) struct Admin {
+    pub(super) shared: Arc<Shared>,
+    pub(super) limits: Limits,
+    pub(super) connections: Arc<Semaphore>,
+}
+
+impl Admin {
+    pub(super) async fn serve(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let builder = Arc::new(connection::builder(self.limits));
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(target: "lenscap::server", %error, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::debug!(target: "lenscap::server", %peer, "admin connection limit reached; closed");
+                drop(stream);
+                continue;
+            };
+            let shared = self.shared.clone();
+            let builder = builder.clone();
+            let limits = self.limits;
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if !connection::first_byte(&stream, limits.header_read_timeout, &mut stop).await {
+                    return;
+                }
+                let activity = Arc::new(Activity::default());
+                let tracked = activity.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let shared = shared.clone();
+                    connection::track(&tracked, async move {
+                        Ok::<_, Infallible>(answer(&shared, &request))
+                    })
+                });
+                let serve =
+                    connection::serve(stream, service, &builder, &activity, limits, stop.clone());
+                tokio::select! {
+                    _ = serve => {}
+                    // The admin listener does not wait for the grace period.
+                    _ = stop.changed() => {}
+                }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.changed() => {}
-            }
-        });
+        }
     }
 }
 

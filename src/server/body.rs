@@ -114,10 +114,12 @@ pub(crate) struct BodyContext {
 }
 
 pin_project! {
-    /// An upstream's response body with the body-idle and total deadlines.
+    /// An upstream's response body with the body-idle and total deadlines; its first frame may
+    /// have been read already (to answer 502 rather than cut a reply that never began).
     pub(crate) struct UpstreamBody {
         #[pin]
         body: Incoming,
+        first: Option<Frame<Bytes>>,
         // Boxed so the body is Unpin, which response stamping needs to take it over.
         timer: Pin<Box<Sleep>>,
         idle: Duration,
@@ -130,14 +132,16 @@ pin_project! {
 impl UpstreamBody {
     pub(crate) fn new(
         body: Incoming,
+        first: Option<Frame<Bytes>>,
         idle: Duration,
         deadline: Instant,
         context: Arc<BodyContext>,
     ) -> Self {
-        let first = (Instant::now() + idle).min(deadline);
+        let wake = (Instant::now() + idle).min(deadline);
         UpstreamBody {
             body,
-            timer: Box::pin(tokio::time::sleep_until(first)),
+            first,
+            timer: Box::pin(tokio::time::sleep_until(wake)),
             idle,
             deadline,
             context,
@@ -162,6 +166,11 @@ impl Body for UpstreamBody {
         let mut this = self.project();
         if *this.failed {
             return Poll::Ready(None);
+        }
+        if let Some(frame) = this.first.take() {
+            let next = (Instant::now() + *this.idle).min(*this.deadline);
+            this.timer.as_mut().reset(next);
+            return Poll::Ready(Some(Ok(frame)));
         }
         match this.body.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -196,10 +205,22 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.first.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        let held = self
+            .first
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, |data| data.len() as u64);
+        if held > 0 {
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper.saturating_add(held));
+            }
+            hint.set_lower(hint.lower().saturating_add(held));
+        }
+        hint
     }
 }

@@ -63,8 +63,23 @@ pub struct ServerSection {
     /// Largest request head (request line and headers), in bytes; at least 8192 in effect
     /// (hyper's smallest buffer).
     pub max_header_bytes: Spanned<usize>,
-    /// Most client connections open at once; beyond that new ones are closed at once.
+    /// Most client connections open at once; beyond that new ones are closed at once. Default:
+    /// what the open-file limit leaves (half of it, less a reserve), at most 16,384.
     pub max_connections: Spanned<usize>,
+    /// Longest time a connection stays open with no request in progress (HTTP/2: no stream
+    /// open), on the main and the admin listener.
+    pub idle_timeout: Spanned<String>,
+    /// HTTP/2: how often a connection that has sent nothing for that long is pinged.
+    pub http2_keep_alive_interval: Spanned<String>,
+    /// HTTP/2: longest wait for a ping's answer before the connection is closed.
+    pub http2_keep_alive_timeout: Spanned<String>,
+    /// Longest time the server's writes to a client may stay blocked (a client that does not
+    /// take its answer) before the connection is cut.
+    pub send_timeout: Spanned<String>,
+    /// Most connections to the admin listener open at once.
+    pub admin_max_connections: Spanned<usize>,
+    /// On reload, how long the file must stay unchanged before it is read.
+    pub reload_settle_time: Spanned<String>,
     /// How long in-flight requests may take to finish on shutdown.
     pub grace_period: Spanned<String>,
     /// PEM certificate chain; with `tls_key`, the listener speaks TLS only.
@@ -85,7 +100,13 @@ impl Default for ServerSection {
             default_site: None,
             header_read_timeout: Spanned::new(0..0, "10s".into()),
             max_header_bytes: Spanned::new(0..0, 16 * 1024),
-            max_connections: Spanned::new(0..0, 16_384),
+            max_connections: Spanned::new(0..0, DEFAULT_MAX_CONNECTIONS),
+            idle_timeout: Spanned::new(0..0, "60s".into()),
+            http2_keep_alive_interval: Spanned::new(0..0, "20s".into()),
+            http2_keep_alive_timeout: Spanned::new(0..0, "20s".into()),
+            send_timeout: Spanned::new(0..0, "60s".into()),
+            admin_max_connections: Spanned::new(0..0, 16),
+            reload_settle_time: Spanned::new(0..0, "250ms".into()),
             grace_period: Spanned::new(0..0, "10s".into()),
             tls_cert: None,
             tls_key: None,
@@ -112,6 +133,11 @@ pub struct ProxySection {
     pub pool_idle_timeout: Spanned<String>,
     /// Send the client's Host upstream (default); `false` sends the upstream's authority.
     pub preserve_host: bool,
+    /// Longest wait for the next piece of a client's request body (then 408).
+    pub request_body_idle_timeout: Spanned<String>,
+    /// Bytes per second a request body must average, once it has been waited on for
+    /// `request_body_idle_timeout` in all (then 408); 0 turns the check off.
+    pub request_body_min_rate: u64,
 }
 
 impl Default for ProxySection {
@@ -125,9 +151,15 @@ impl Default for ProxySection {
             pool_max_idle: 256,
             pool_idle_timeout: d("90s"),
             preserve_host: true,
+            request_body_idle_timeout: d("30s"),
+            request_body_min_rate: 1024,
         }
     }
 }
+
+/// The ceiling of the derived `server.max_connections`, and its default where the open-file
+/// limit is unknown.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// One `[[site]]`.
 #[derive(Debug, Deserialize)]
@@ -194,6 +226,10 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Pass the client's Host on.
     pub preserve_host: bool,
+    /// Pause within a request body.
+    pub request_body_idle_timeout: Duration,
+    /// Least average request-body rate, bytes per second (0: off).
+    pub request_body_min_rate: u64,
 }
 
 /// Everything the server runs with, resolved from the file and the command line.
@@ -211,6 +247,21 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Connection limit.
     pub max_connections: usize,
+    /// Whether `max_connections` was set in the file (else the server derives it from the
+    /// open-file limit).
+    pub max_connections_set: bool,
+    /// Longest time without a request in progress.
+    pub idle_timeout: Duration,
+    /// HTTP/2 ping interval.
+    pub http2_keep_alive_interval: Duration,
+    /// HTTP/2 ping answer timeout.
+    pub http2_keep_alive_timeout: Duration,
+    /// Longest blocked write to a client.
+    pub send_timeout: Duration,
+    /// Admin connection limit.
+    pub admin_max_connections: usize,
+    /// How long a changed file must stay unchanged before a reload reads it.
+    pub reload_settle_time: Duration,
     /// Shutdown grace period.
     pub grace_period: Duration,
     /// Reload on file change.
@@ -260,6 +311,22 @@ impl Source<'_> {
 
     fn duration(&self, key: &str, value: &Spanned<String>) -> Result<Duration, ServerError> {
         Ok(self.lines().duration(key, value)?)
+    }
+
+    /// A duration that must not be zero (a timer that fires at once).
+    fn positive_duration(
+        &self,
+        key: &str,
+        value: &Spanned<String>,
+    ) -> Result<Duration, ServerError> {
+        let duration = self.duration(key, value)?;
+        if duration.is_zero() {
+            return Err(self.invalid(
+                value.span(),
+                format!("{key} = {:?} must be longer than zero", value.get_ref()),
+            ));
+        }
+        Ok(duration)
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
@@ -393,7 +460,31 @@ impl Settings {
             pool_idle_timeout: source
                 .duration("proxy.pool_idle_timeout", &proxy_section.pool_idle_timeout)?,
             preserve_host: proxy_section.preserve_host,
+            request_body_idle_timeout: source.positive_duration(
+                "proxy.request_body_idle_timeout",
+                &proxy_section.request_body_idle_timeout,
+            )?,
+            request_body_min_rate: proxy_section.request_body_min_rate,
         };
+        let idle_timeout = source.positive_duration("server.idle_timeout", &server.idle_timeout)?;
+        let http2_keep_alive_interval = source.positive_duration(
+            "server.http2_keep_alive_interval",
+            &server.http2_keep_alive_interval,
+        )?;
+        let http2_keep_alive_timeout = source.positive_duration(
+            "server.http2_keep_alive_timeout",
+            &server.http2_keep_alive_timeout,
+        )?;
+        let send_timeout = source.positive_duration("server.send_timeout", &server.send_timeout)?;
+        let reload_settle_time =
+            source.duration("server.reload_settle_time", &server.reload_settle_time)?;
+        let admin_max_connections = *server.admin_max_connections.get_ref();
+        if admin_max_connections == 0 {
+            return Err(source.invalid(
+                server.admin_max_connections.span(),
+                "server.admin_max_connections must be at least 1",
+            ));
+        }
         let header_read_timeout =
             source.duration("server.header_read_timeout", &server.header_read_timeout)?;
         let grace_period = source.duration("server.grace_period", &server.grace_period)?;
@@ -573,6 +664,14 @@ impl Settings {
             header_read_timeout,
             max_header_bytes,
             max_connections,
+            // A key read from the file has a place in it; a default has none.
+            max_connections_set: server.max_connections.span().end > 0,
+            idle_timeout,
+            http2_keep_alive_interval,
+            http2_keep_alive_timeout,
+            send_timeout,
+            admin_max_connections,
+            reload_settle_time,
             grace_period,
             watch: server.watch,
             proxy,

@@ -182,7 +182,7 @@ impl Backend for FileCache {
     fn open(&self, path: PathBuf) -> OpenFuture {
         let meta = match std::fs::metadata(&path) {
             Ok(meta) => FileMeta::of(&meta),
-            Err(error) => return OpenFuture::Ready(Some(Err(error))),
+            Err(error) => return OpenFuture::Ready(Some(Err(not_found_if_unnameable(error)))),
         };
         if let Some(bytes) = self.cached(&path, &meta) {
             return OpenFuture::Ready(Some(Ok(CachedFile::memory(bytes, meta))));
@@ -222,7 +222,21 @@ impl Backend for FileCache {
     }
 
     fn metadata(&self, path: PathBuf) -> Ready<io::Result<FileMeta>> {
-        ready(std::fs::metadata(path).map(|meta| FileMeta::of(&meta)))
+        ready(
+            std::fs::metadata(path)
+                .map(|meta| FileMeta::of(&meta))
+                .map_err(not_found_if_unnameable),
+        )
+    }
+}
+
+/// A name the file system cannot hold (a segment over 255 bytes) names no file: "not found",
+/// which `ServeDir` answers 404, rather than an error it answers 500.
+fn not_found_if_unnameable(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::InvalidFilename {
+        io::Error::new(io::ErrorKind::NotFound, error)
+    } else {
+        error
     }
 }
 

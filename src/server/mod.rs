@@ -27,14 +27,19 @@
 //! ```
 //!
 //! Pieces: [`config`] (the `[server]`, `[proxy]`, `[[site]]` tables), `site` (routing by Host
-//! and the content services), `proxy` (the upstream client), `admin` (`/metrics`, `/healthz`,
-//! `/readyz`), `reload` (file watching), `tls` (rustls).
+//! and the content services), `proxy` (the upstream client) with `client_body` (the request
+//! body's idle timeout and minimum rate), `connection` (one connection: timeouts, idle timer,
+//! shutdown), `descriptors` (the open-file limit and the default connection limit), `admin`
+//! (`/metrics`, `/healthz`, `/readyz`), `reload` (file watching), `tls` (rustls).
 
 pub mod config;
 
 mod admin;
 mod body;
 mod cache;
+mod client_body;
+mod connection;
+mod descriptors;
 mod files;
 mod proxy;
 mod reload;
@@ -50,9 +55,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
@@ -69,6 +74,7 @@ use crate::policy::EMBEDDED_POLICY;
 use crate::settings::{ConfigError, read_file};
 use crate::stamp::StampOutcome;
 use body::{SiteBody, text_response};
+use connection::{Activity, Limits, TrackedBody};
 use site::{NoSite, Router, Site, SiteService};
 
 /// Why the server could not start (or a reload was refused).
@@ -130,9 +136,30 @@ pub fn load_settings(options: &ServeOptions) -> Result<Settings, ServerError> {
             None,
         ),
     };
+    resolve_text(options, &text, &name, base.as_deref())
+}
+
+/// Resolves the configuration from `text`, already read from `options.config` (a reload
+/// reads the file itself, once it is complete).
+pub(crate) fn settings_from_text(
+    options: &ServeOptions,
+    text: &str,
+) -> Result<Settings, ServerError> {
+    match &options.config {
+        Some(path) => resolve_text(options, text, &path.display().to_string(), path.parent()),
+        None => resolve_text(options, text, "embedded policy", None),
+    }
+}
+
+fn resolve_text(
+    options: &ServeOptions,
+    text: &str,
+    name: &str,
+    base: Option<&Path>,
+) -> Result<Settings, ServerError> {
     let file: config::ServerFile =
-        toml::from_str(&text).map_err(|e| ConfigError::toml(&name, &text, &e))?;
-    Settings::resolve(file, &text, &name, base.as_deref(), &options.overrides)
+        toml::from_str(text).map_err(|e| ConfigError::toml(name, text, &e))?;
+    Settings::resolve(file, text, name, base, &options.overrides)
 }
 
 /// The server. See the [module docs](self).
@@ -246,6 +273,8 @@ impl Server {
         options: ServeOptions,
     ) -> Result<RunningServer, ServerError> {
         let metrics = Metrics::new();
+        // First, so that the raised limit covers every descriptor the server opens.
+        let max_connections = connection_limit(&settings);
         let tls = match &settings.tls {
             Some((cert, key)) => Some(tls::acceptor(cert, key)?),
             None => None,
@@ -326,7 +355,12 @@ impl Server {
             );
         }
 
-        let reloader = Arc::new(reload::Reloader::new(options, handles, metrics.clone()));
+        let reloader = Arc::new(reload::Reloader::new(
+            options,
+            handles,
+            metrics.clone(),
+            settings.reload_settle_time,
+        ));
         let watch_task = if settings.watch {
             reloader.clone().watch()
         } else {
@@ -338,10 +372,20 @@ impl Server {
             header_read_timeout: settings.header_read_timeout,
             max_header_bytes: settings.max_header_bytes,
             grace_period: settings.grace_period,
+            idle_timeout: settings.idle_timeout,
+            keep_alive_interval: settings.http2_keep_alive_interval,
+            keep_alive_timeout: settings.http2_keep_alive_timeout,
+            send_timeout: settings.send_timeout,
         };
-        let connections = Arc::new(Semaphore::new(settings.max_connections));
-        let admin_task =
-            admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stop_rx.clone())));
+        let connections = Arc::new(Semaphore::new(max_connections));
+        let admin_task = admin_listener.map(|l| {
+            let admin = admin::Admin {
+                shared: shared.clone(),
+                limits,
+                connections: Arc::new(Semaphore::new(settings.admin_max_connections)),
+            };
+            tokio::spawn(admin.serve(l, stop_rx.clone()))
+        });
         let done = tokio::spawn(async move {
             accept_loop(listener, tls, shared, limits, connections, stop_rx).await;
             if let Some(task) = admin_task {
@@ -362,27 +406,38 @@ impl Server {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Limits {
-    header_read_timeout: Duration,
-    max_header_bytes: usize,
-    grace_period: Duration,
-}
-
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper's smallest read buffer is 8 KiB; a request head must fit in it.
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
-    builder
+/// Raises the open-file limit and decides `max_connections`: the file's value, else what the
+/// descriptors leave. Logs both.
+fn connection_limit(settings: &Settings) -> usize {
+    let open = descriptors::raise();
+    let carried = descriptors::max_connections(open.soft, settings.admin_max_connections);
+    let (max_connections, source) = if settings.max_connections_set {
+        (settings.max_connections, "server.max_connections")
+    } else {
+        (carried, "derived from the open-file limit")
+    };
+    let shown =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        target: "lenscap::server",
+        soft_before = open.before,
+        soft = open.soft,
+        hard = open.hard,
+        max_connections,
+        "descriptor limit: soft {} raised to {} (hard {}); max_connections = {max_connections} ({source})",
+        shown(open.before),
+        shown(open.soft),
+        shown(open.hard),
+    );
+    if settings.max_connections_set && max_connections > carried {
+        tracing::warn!(
+            target: "lenscap::server",
+            max_connections,
+            carried,
+            "server.max_connections is more than the open-file limit carries: accepts may fail with \"too many open files\" before the limit is reached"
+        );
+    }
+    max_connections
 }
 
 async fn accept_loop(
@@ -393,7 +448,7 @@ async fn accept_loop(
     connections: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(limits));
+    let builder = Arc::new(connection::builder(limits));
     let graceful = GracefulShutdown::new();
     // Connections still open when the grace period ends are cut through this.
     let (cut, cut_rx) = watch::channel(false);
@@ -465,6 +520,7 @@ async fn accept_loop(
 struct Connection {
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    /// Held while the connection is open: the graceful shutdown waits for it.
     watcher: hyper_util::server::graceful::Watcher,
     limits: Limits,
     /// Changes when shutdown starts.
@@ -477,25 +533,25 @@ async fn serve_connection(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut context: Connection,
 ) {
-    // hyper's header-read timeout starts once it reads a request head; before that (and
-    // during a TLS handshake) a silent client would hold the connection forever, and hold
-    // up a graceful shutdown.
+    let _watcher = context.watcher;
+    // Before the first byte (and during a TLS handshake) hyper's timeouts do not run yet.
     let timeout = context.limits.header_read_timeout;
+    let activity = Arc::new(Activity::default());
     match tls {
         None => {
-            let mut probe = [0u8; 1];
-            tokio::select! {
-                peeked = tokio::time::timeout(timeout, stream.peek(&mut probe)) => match peeked {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                },
-                _ = context.stopping.changed() => return,
+            if !connection::first_byte(&stream, timeout, &mut context.stopping).await {
+                return;
             }
-            let service = connection_service(context.shared, peer, false);
-            let conn = context
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = context.watcher.watch(conn.into_owned()).await;
+            let service = connection_service(context.shared, peer, false, activity.clone());
+            connection::serve(
+                stream,
+                service,
+                &context.builder,
+                &activity,
+                context.limits,
+                context.stopping,
+            )
+            .await;
         }
         Some(acceptor) => {
             let stream = tokio::select! {
@@ -509,28 +565,37 @@ async fn serve_connection(
                 },
                 _ = context.stopping.changed() => return,
             };
-            let service = connection_service(context.shared, peer, true);
-            let conn = context
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = context.watcher.watch(conn.into_owned()).await;
+            let service = connection_service(context.shared, peer, true, activity.clone());
+            connection::serve(
+                stream,
+                service,
+                &context.builder,
+                &activity,
+                context.limits,
+                context.stopping,
+            )
+            .await;
         }
     }
 }
 
 type ServerResponse = Response<ResponseBody<SiteBody>>;
+type TrackedResponse = Response<TrackedBody<ResponseBody<SiteBody>>>;
 
 fn connection_service(
     shared: Arc<Shared>,
     peer: SocketAddr,
     tls: bool,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = ServerResponse,
+    Response = TrackedResponse,
     Error = Infallible,
-    Future = impl Future<Output = Result<ServerResponse, Infallible>> + Send,
+    Future = impl Future<Output = Result<TrackedResponse, Infallible>> + Send,
 > + Clone {
-    hyper::service::service_fn(move |request| handle(shared.clone(), peer, tls, request))
+    hyper::service::service_fn(move |request| {
+        connection::track(&activity, handle(shared.clone(), peer, tls, request))
+    })
 }
 
 async fn handle(
@@ -569,10 +634,14 @@ async fn handle(
         .load()
         .is_image_path(request.uri().path());
     let mut service = site.service.clone();
-    let response = match service.call(request).await {
+    let static_site = matches!(service.get_ref(), SiteService::Static(_));
+    let mut response = match service.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    if static_site {
+        keep_redirect_on_this_host(response.headers_mut());
+    }
     site.metrics.observe_latency(started.elapsed());
     if image && response.status().is_success() {
         site.metrics.image_served();
@@ -587,4 +656,54 @@ async fn handle(
         Some(StampOutcome::PassedThrough(_)) | None => {}
     }
     Ok(response)
+}
+
+/// A static folder's redirect (`/photos` to `/photos/`) is built from the request path, so
+/// `//photos` would send the client to `//photos/`, which a browser reads as the host
+/// `photos`. The Location keeps one leading slash (backslashes count: browsers read them as
+/// slashes).
+fn keep_redirect_on_this_host(headers: &mut http::HeaderMap) {
+    let Some(location) = headers.get(header::LOCATION) else {
+        return;
+    };
+    let bytes = location.as_bytes();
+    if !(bytes.starts_with(b"//") || bytes.starts_with(b"/\\")) {
+        return;
+    }
+    let rest = bytes
+        .iter()
+        .position(|&b| b != b'/' && b != b'\\')
+        .map_or(&[][..], |start| &bytes[start..]);
+    let mut local = Vec::with_capacity(rest.len() + 1);
+    local.push(b'/');
+    local.extend_from_slice(rest);
+    match HeaderValue::from_bytes(&local) {
+        Ok(value) => {
+            headers.insert(header::LOCATION, value);
+        }
+        Err(_) => {
+            headers.remove(header::LOCATION);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_never_leave_the_host() {
+        for (given, kept) in [
+            ("//photos/", "/photos/"),
+            ("///photos/", "/photos/"),
+            ("/\\evil.example/", "/evil.example/"),
+            ("//", "/"),
+            ("/photos/", "/photos/"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::LOCATION, HeaderValue::from_static(given));
+            keep_redirect_on_this_host(&mut headers);
+            assert_eq!(headers[header::LOCATION], kept, "{given}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
 use super::body::{BodyContext, SiteBody, UpstreamBody, text_response};
+use super::client_body::{BodyFault, ClientBody, Fault};
 use super::config::ProxySettings;
 use crate::client::{PeerAddr, Tls};
 use crate::layer::PolicyHandle;
@@ -35,10 +36,36 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers through which proxies and CDNs tell an origin who the client is. A client that is
+/// not a trusted proxy may not say it about itself: they are removed, and `X-Real-IP` is set
+/// to the address Lenscap sees.
+const CLIENT_IDENTITY: [HeaderName; 15] = [
+    X_REAL_IP,
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("cf-connecting-ipv6"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-original-forwarded-for"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("x-forwarded"),
+    HeaderName::from_static("forwarded-for"),
+    HeaderName::from_static("x-envoy-external-address"),
+    HeaderName::from_static("x-azure-clientip"),
+    HeaderName::from_static("x-azure-socketip"),
+    HeaderName::from_static("x-appengine-user-ip"),
+];
+
+/// The most header fields read in an upstream's response head (hyper's default, said here so
+/// the log can say it).
+const UPSTREAM_MAX_HEADERS: usize = 100;
 
 /// One upstream origin and the pooled client reaching it.
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
     /// `http://host:port`.
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -68,6 +95,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
+            .http1_max_headers(UPSTREAM_MAX_HEADERS)
             .build(connector);
         let body_context = Arc::new(BodyContext {
             site: site.clone(),
@@ -108,6 +136,15 @@ impl Upstream {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
         let (mut parts, body) = request.into_parts();
+        let client_version = parts.version;
+        let head_only = parts.method == http::Method::HEAD;
+        let fault = Arc::new(BodyFault::default());
+        let body = ClientBody::new(
+            body,
+            self.settings.request_body_idle_timeout,
+            self.settings.request_body_min_rate,
+            fault.clone(),
+        );
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         let tls = parts.extensions.get::<Tls>().is_some();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -136,6 +173,9 @@ impl Upstream {
             original_host.as_ref(),
             trusted,
         );
+        if !trusted {
+            set_identity_headers(&mut parts.headers, peer);
+        }
         match (&original_host, self.settings.preserve_host) {
             (Some(host), true) => {
                 parts.headers.insert(header::HOST, host.clone());
@@ -156,7 +196,10 @@ impl Upstream {
             .min(deadline.saturating_duration_since(Instant::now()));
         let mut response = match tokio::time::timeout(wait, self.client.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return self.failed(&error, started),
+            Ok(Err(error)) => match fault.get() {
+                Some(fault) => return self.client_fault(fault, started),
+                None => return self.failed(&error, started),
+            },
             Err(_) => {
                 self.metrics.upstream_error("timeout");
                 tracing::warn!(
@@ -197,9 +240,82 @@ impl Upstream {
         }
 
         strip_hop_by_hop(response.headers_mut());
-        let context = self.body_context.clone();
+        // hyper writes the head the upstream sent; the client gets its own version.
+        *response.version_mut() = client_version;
         let idle = self.settings.body_idle_timeout;
-        response.map(|body| SiteBody::upstream(UpstreamBody::new(body, idle, deadline, context)))
+        let (parts, mut body) = response.into_parts();
+        // Wait for the first piece of the body before the head goes out: once it has, a body
+        // that fails can only be cut short, and one failing at once would be an empty reply.
+        let first = if head_only || !may_have_body(&parts) {
+            None
+        } else {
+            let wait = (Instant::now() + idle).min(deadline);
+            match tokio::time::timeout_at(wait, http_body_util::BodyExt::frame(&mut body)).await {
+                Ok(Some(Ok(frame))) => Some(frame),
+                Ok(None) => None,
+                Ok(Some(Err(error))) => {
+                    self.metrics.upstream_error("body");
+                    let error = format_error_chain(&error);
+                    tracing::warn!(
+                        target: "lenscap::proxy",
+                        site = %self.site,
+                        upstream = %self.authority,
+                        %error,
+                        "upstream response body failed before its first byte: 502"
+                    );
+                    return text_response(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the site's server sent a broken answer.\n",
+                    );
+                }
+                Err(_) => {
+                    self.metrics.upstream_error("timeout");
+                    tracing::warn!(
+                        target: "lenscap::proxy",
+                        site = %self.site,
+                        upstream = %self.authority,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "upstream sent a response head but no body in time: 504"
+                    );
+                    return text_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "504 Gateway Timeout: the site's server did not answer in time.\n",
+                    );
+                }
+            }
+        };
+        let context = self.body_context.clone();
+        let body = UpstreamBody::new(body, first, idle, deadline, context);
+        Response::from_parts(parts, SiteBody::upstream(body))
+    }
+
+    /// The client's own request body failed: 408 when too slow, 400 when malformed.
+    fn client_fault(&self, fault: Fault, started: Instant) -> Response<SiteBody> {
+        let (status, body, why): (_, &'static str, _) = match fault {
+            Fault::TooSlow => (
+                StatusCode::REQUEST_TIMEOUT,
+                "408 Request Timeout: the request body came too slowly.\n",
+                "request body too slow",
+            ),
+            Fault::Malformed => (
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body is malformed.\n",
+                "request body malformed",
+            ),
+        };
+        tracing::info!(
+            target: "lenscap::proxy",
+            site = %self.site,
+            status = status.as_u16(),
+            waited_ms = started.elapsed().as_millis() as u64,
+            "{why}: the upstream request was abandoned"
+        );
+        let mut response = text_response(status, body);
+        // The rest of the body is never read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
     }
 
     fn failed(
@@ -228,17 +344,36 @@ impl Upstream {
             )
         };
         self.metrics.upstream_error(outcome);
+        let why = if error_chain_head_too_large(error) {
+            Some(format!(
+                "its response head has more than {UPSTREAM_MAX_HEADERS} header fields, or is too large"
+            ))
+        } else {
+            None
+        };
         let error = format_error_chain(error);
-        tracing::warn!(
-            target: "lenscap::proxy",
-            site = %self.site,
-            upstream = %self.authority,
-            outcome,
-            status = status.as_u16(),
-            waited_ms = started.elapsed().as_millis() as u64,
-            %error,
-            "upstream request failed"
-        );
+        match why {
+            Some(why) => tracing::warn!(
+                target: "lenscap::proxy",
+                site = %self.site,
+                upstream = %self.authority,
+                outcome,
+                status = status.as_u16(),
+                waited_ms = started.elapsed().as_millis() as u64,
+                %error,
+                "upstream request failed: {why}"
+            ),
+            None => tracing::warn!(
+                target: "lenscap::proxy",
+                site = %self.site,
+                upstream = %self.authority,
+                outcome,
+                status = status.as_u16(),
+                waited_ms = started.elapsed().as_millis() as u64,
+                %error,
+                "upstream request failed"
+            ),
+        }
         text_response(status, body)
     }
 }
@@ -252,6 +387,49 @@ fn format_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = next.source();
     }
     text
+}
+
+/// Whether hyper refused the upstream's response head as too large (too many header fields,
+/// or too many bytes).
+fn error_chain_head_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse_too_large)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Whether a response with this head can carry a body (RFC 9110 §6.4.1); event streams are
+/// relayed at once, as they may wait long for their first event.
+fn may_have_body(parts: &http::response::Parts) -> bool {
+    let status = parts.status;
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return false;
+    }
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v == "0")
+    {
+        return false;
+    }
+    !parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 fn error_chain_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -396,6 +574,23 @@ fn set_forwarding_headers(
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::FORWARDED, value);
+    }
+}
+
+/// Without a trusted proxy in front, identity headers are Lenscap's to say.
+fn set_identity_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
+    if CLIENT_IDENTITY
+        .iter()
+        .any(|name| headers.contains_key(name))
+    {
+        for name in &CLIENT_IDENTITY {
+            headers.remove(name);
+        }
+    }
+    if let Some(peer) = peer
+        && let Ok(value) = HeaderValue::from_str(&ip_to_string(peer.ip().to_canonical()))
+    {
+        headers.insert(X_REAL_IP, value);
     }
 }
 

@@ -1,0 +1,347 @@
+//! One accepted connection, main or admin listener alike: the wait for its first byte, hyper
+//! with its limits and timeouts, an idle timer, and graceful or forced close.
+//!
+//! hyper bounds an HTTP/1 connection by its header-read timeout, keep-alive idle time
+//! included, but an HTTP/2 connection has no such bound: a client that sends the preface and
+//! then nothing, stops halfway through a header block, or never reads its answer would hold
+//! the connection (and a place under `max_connections`) for ever. Two timers close those:
+//!
+//! - hyper's HTTP/2 keep-alive: a connection silent for `http2_keep_alive_interval` is pinged,
+//!   and closed when the answer takes longer than `http2_keep_alive_timeout` (a client that
+//!   does not read does not answer);
+//! - the idle timer here: a connection with no request in progress (no stream open) for
+//!   `idle_timeout` is shut down gracefully (GOAWAY), and cut if it has not closed after
+//!   another `idle_timeout`. It is what closes a client that answers pings and asks nothing.
+//!
+//! A client that asks for a large answer and then does not read it (HTTP/1), or reads but never
+//! opens its flow-control window (HTTP/2), stalls the server's writes: hyper stops asking the
+//! response body for more. The send timer cuts a connection on which a response body has
+//! waited for hyper to ask for its next piece longer than `send_timeout` (a body waiting on its
+//! own source, such as a slow upstream, does not count: that has its own timeouts).
+//!
+//! A request is in progress from the moment hyper hands it to the service until its response
+//! body has been sent (or dropped): [`track`] marks the start, [`TrackedBody`] the end.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::{self, HttpServerConnExec};
+use pin_project_lite::pin_project;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::body::BoxError;
+
+/// The limits every connection is served under.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub(super) header_read_timeout: Duration,
+    pub(super) max_header_bytes: usize,
+    pub(super) grace_period: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) keep_alive_interval: Duration,
+    pub(super) keep_alive_timeout: Duration,
+    pub(super) send_timeout: Duration,
+}
+
+/// hyper's connection builder with `limits`.
+pub(super) fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's smallest read buffer is 8 KiB; a request head must fit in it.
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(limits.keep_alive_interval)
+        .keep_alive_timeout(limits.keep_alive_timeout);
+    builder
+}
+
+/// Waits for a plain connection's first byte: hyper's header-read timeout starts only once it
+/// reads a request head, so before that a silent client would hold the connection for ever.
+/// `false` when the client sent nothing in time, closed, or the server is stopping.
+pub(super) async fn first_byte(
+    stream: &TcpStream,
+    timeout: Duration,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    if *stopping.borrow() {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(timeout, stream.peek(&mut probe)) => {
+            matches!(peeked, Ok(Ok(n)) if n > 0)
+        }
+        _ = stopping.changed() => false,
+    }
+}
+
+/// Serves one connection until it closes, is idle past the idle timeout, or the server stops
+/// (then it is shut down gracefully; the caller cuts it when the grace period ends).
+pub(super) async fn serve<I, S, B>(
+    io: I,
+    service: S,
+    builder: &auto::Builder<TokioExecutor>,
+    activity: &Activity,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    TokioExecutor: HttpServerConnExec<S::Future, B>,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = activity.idle_for(limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut stop_seen = false;
+    let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut send_check =
+        tokio::time::interval((limits.send_timeout / 4).max(Duration::from_millis(10)));
+    send_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = send_check.tick() => {
+                if activity.send_stalled_for() > limits.send_timeout {
+                    tracing::debug!(target: "lenscap::server", "the client does not take its answer: cut");
+                    return;
+                }
+            }
+            _ = stopping.changed(), if !stop_seen => {
+                stop_seen = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle, if closing.is_none() => {
+                tracing::debug!(target: "lenscap::server", "idle connection: shutting down");
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Box::pin(tokio::time::sleep(limits.idle_timeout)));
+            }
+            _ = async { closing.as_mut().expect("checked").await }, if closing.is_some() => {
+                tracing::debug!(target: "lenscap::server", "idle connection did not close: cut");
+                return;
+            }
+        }
+    }
+}
+
+// === impl Activity ===
+
+/// The requests in progress on one connection.
+#[derive(Debug)]
+pub(super) struct Activity {
+    open: AtomicUsize,
+    changed: Notify,
+    /// Response bodies hyper owes a poll (their last poll gave a frame, or none came yet).
+    owed: AtomicUsize,
+    /// When a response body was last polled, in milliseconds since `epoch`.
+    last_poll: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            open: AtomicUsize::new(0),
+            changed: Notify::new(),
+            owed: AtomicUsize::new(0),
+            last_poll: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    fn polled_now(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_poll.store(now, Ordering::Relaxed);
+    }
+
+    /// How long hyper has owed a response body a poll (zero when it owes none).
+    fn send_stalled_for(&self) -> Duration {
+        if self.owed.load(Ordering::Acquire) == 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_poll.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn begin(self: &Arc<Self>) -> InProgress {
+        // The idle timer only cares when the count leaves or reaches zero.
+        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.changed.notify_waiters();
+        }
+        InProgress {
+            activity: self.clone(),
+            owed: false,
+        }
+    }
+
+    /// Completes once no request has been in progress for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the count is read, so no change is missed.
+            changed.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => return,
+                    _ = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// One request in progress; ends when dropped.
+#[derive(Debug)]
+pub(super) struct InProgress {
+    activity: Arc<Activity>,
+    /// Whether its response body is owed a poll.
+    owed: bool,
+}
+
+impl InProgress {
+    /// Records a poll of the response body; `owed` says whether hyper owes it another one
+    /// (it gave a frame) or not (it waits on its own source).
+    fn polled(&mut self, owed: bool) {
+        self.activity.polled_now();
+        if owed != self.owed {
+            self.owed = owed;
+            if owed {
+                self.activity.owed.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.activity.owed.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if self.owed {
+            self.activity.owed.fetch_sub(1, Ordering::AcqRel);
+        }
+        if self.activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.changed.notify_waiters();
+        }
+    }
+}
+
+/// Counts `response` as in progress on `activity` until its body is done.
+pub(super) fn track<F, B>(
+    activity: &Arc<Activity>,
+    response: F,
+) -> impl Future<Output = Result<Response<TrackedBody<B>>, Infallible>> + use<F, B>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    let mut in_progress = activity.begin();
+    async move {
+        let response = response.await?;
+        // From here on hyper owes the body its first poll.
+        in_progress.polled(true);
+        Ok(response.map(|body| TrackedBody {
+            body,
+            in_progress: Some(in_progress),
+        }))
+    }
+}
+
+pin_project! {
+    /// A response body that ends its request's [`InProgress`] when it ends.
+    pub(super) struct TrackedBody<B> {
+        #[pin]
+        body: B,
+        in_progress: Option<InProgress>,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(in_progress) = this.in_progress.as_mut() {
+                    in_progress.polled(true);
+                }
+            }
+            Poll::Pending => {
+                if let Some(in_progress) = this.in_progress.as_mut() {
+                    in_progress.polled(false);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.in_progress.take();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_last_request_that_ended() {
+        let activity = Arc::new(Activity::default());
+        let started = tokio::time::Instant::now();
+        let request = activity.begin();
+        let overlapping = activity.begin();
+        let waiting = {
+            let activity = activity.clone();
+            tokio::spawn(async move { activity.idle_for(Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(request);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            !waiting.is_finished(),
+            "idle while a request was in progress"
+        );
+        drop(overlapping);
+        waiting.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(65));
+    }
+}
