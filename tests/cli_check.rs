@@ -23,8 +23,14 @@ fn the_default_policy_checks_and_is_summarised() {
     let (ok, out, err) = check(&manifest("config/lenscap.toml"));
     assert!(ok, "{err}");
     assert!(out.contains("mode: enforce"), "{out}");
+    let agents = std::fs::read_to_string(manifest("config/crawlers.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.trim() == "[[agent]]")
+        .count();
+    assert!(agents > 250, "{agents} agents in config/crawlers.toml");
     assert!(
-        out.contains("catalog: 294 agents") || out.contains("catalog:"),
+        out.contains(&format!("catalog: {agents} agents\n")),
         "{out}"
     );
     assert!(out.contains("ai-training       block    / block"), "{out}");
@@ -62,7 +68,10 @@ fn mistakes_name_the_key_and_line() {
     .unwrap();
     let (ok, _, err) = check(file.to_str().unwrap());
     assert!(!ok);
-    assert!(err.contains("line 4") || err.contains("upstream"), "{err}");
+    assert!(
+        err.contains("line 4") && err.contains("site.upstream"),
+        "{err}"
+    );
     let (ok, _, err) = check(dir.join("missing.toml").to_str().unwrap());
     assert!(!ok);
     assert!(err.contains("missing.toml"), "{err}");

@@ -182,6 +182,14 @@ async fn every_scraper_profile_including_stealth_is_capped() {
             .filter(|k| report.profiles.iter().any(|p| p.profile == *k))
             .collect();
         assert!(present.contains(&ProfileKind::Stealth), "{name}");
+        // The cap means something only if stealth asked for more than it.
+        let stealth = profile(&report, ProfileKind::Stealth);
+        assert!(
+            stealth.images_requested > MAX_SCRAPER_IMAGES,
+            "{name}: stealth asked for only {} images\n{}",
+            stealth.images_requested,
+            report.table()
+        );
         assert_people_get_everything(&report);
         assert_polite_crawlers_get_nothing(&report);
         assert_scrapers_capped(&report, &present);

@@ -223,7 +223,7 @@ impl Limits {
 
 /// Work left for the response: a cookie to set, a late look at its Content-Type.
 #[derive(Debug, Default)]
-pub struct AfterResponse {
+pub(crate) struct AfterResponse {
     set_cookie: Option<HeaderValue>,
     late: Option<Box<LateImage>>,
 }
@@ -241,7 +241,7 @@ struct LateImage {
 
 impl AfterResponse {
     /// Applies the leftover work to the inner service's response.
-    pub fn apply<B>(&mut self, response: &mut Response<B>) {
+    pub(crate) fn apply<B>(&mut self, response: &mut Response<B>) {
         if let Some(cookie) = self.set_cookie.take() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }

@@ -13,21 +13,42 @@
 //! image credit those page views earned, and a few bytes for enumeration, timing and marks.
 //!
 //! ```
-//! use lenscap::signals::behaviour::{Behaviour, BehaviourSettings, Facts, Kind};
-//! use lenscap::verdict::Reason;
+//! use std::convert::Infallible;
+//! use std::sync::{Arc, Mutex};
+//! use http::{Request, Response};
+//! use lenscap::limit::ManualClock;
+//! use lenscap::{LenscapLayer, PeerAddr, Policy, Reason, Reasons, Verdict};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
-//! let settings = BehaviourSettings::default();
-//! let mut client = Behaviour::new(1);
-//! // Thirty images, no page, no Referer, a few milliseconds apart.
-//! let mut reasons = Default::default();
-//! for i in 0..30u32 {
-//!     let path = format!("/photos/IMG_{i:04}.jpg");
-//!     let facts = Facts::for_test(Kind::Image, &path, None);
-//!     reasons = client.observe(&facts, 1 + i * 5, &settings).reasons;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let seen = Arc::new(Mutex::new(Reasons::default()));
+//! let clock = ManualClock::new();
+//! let inner = {
+//!     let seen = seen.clone();
+//!     service_fn(move |request: Request<()>| {
+//!         // The inner service reads the verdict Lenscap put in the request.
+//!         *seen.lock().unwrap() = request.extensions().get::<Verdict>().unwrap().reasons;
+//!         async { Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new())) }
+//!     })
+//! };
+//! let mut app = ServiceBuilder::new()
+//!     .layer(LenscapLayer::new(Policy::embedded().unwrap()).with_clock(clock.clone()))
+//!     .service(inner);
+//! // Photos one after another, no page, no Referer, a few milliseconds apart.
+//! for i in 0..8u32 {
+//!     let mut request = Request::get(format!("/photos/IMG_{i:04}.jpg"))
+//!         .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0")
+//!         .header("accept", "image/avif,image/webp,*/*")
+//!         .header("accept-language", "en")
+//!         .header("accept-encoding", "gzip, br")
+//!         .body(())
+//!         .unwrap();
+//!     request.extensions_mut().insert(PeerAddr("203.0.113.9:5555".parse().unwrap()));
+//!     app.ready().await.unwrap().call(request).await.unwrap();
+//!     clock.advance(std::time::Duration::from_millis(5));
 //! }
-//! assert!(reasons.contains(Reason::NoRefererImages));
-//! assert!(reasons.contains(Reason::ImagesWithoutPages));
-//! assert!(reasons.contains(Reason::SequentialEnumeration));
+//! assert!(seen.lock().unwrap().contains(Reason::NoRefererImages));
+//! # });
 //! ```
 
 use std::hash::BuildHasher;
@@ -43,7 +64,7 @@ use crate::verdict::{Reason, Reasons};
 
 /// What a request is, for the tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A page view (HTML, or a path without an asset extension).
     Page,
     /// An image.
@@ -56,7 +77,7 @@ pub enum Kind {
 
 /// Where an image request says it was embedded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Referer {
+pub(crate) enum Referer {
     /// No Referer header.
     None,
     /// A page of this site: the hash of its path and query.
@@ -67,38 +88,39 @@ pub enum Referer {
 
 /// What the tracker needs from one request; read once, without allocating.
 #[derive(Clone, Copy, Debug)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Page, image or other.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Hash of the path and query (pages are remembered by it, referers matched against it).
-    pub target: u16,
+    pub(crate) target: u16,
     /// The Referer.
-    pub referer: Referer,
+    pub(crate) referer: Referer,
     /// The request came to a secure origin without `Sec-Fetch-Dest: image` (images only).
-    pub no_fetch_dest: bool,
+    pub(crate) no_fetch_dest: bool,
     /// The path or query names an original or full-size variant.
-    pub original: bool,
+    pub(crate) original: bool,
     /// The last number in the path or query, and a hash of what surrounds it.
-    pub number: Option<(u8, u16)>,
+    pub(crate) number: Option<(u8, u16)>,
     /// The path is disallowed by robots.txt (a trap or a configured disallowed prefix).
-    pub disallowed: bool,
+    pub(crate) disallowed: bool,
     /// A browser navigation (`Accept: text/html…` or `Sec-Fetch-Dest: document`): only these
     /// page views earn image credit.
-    pub navigation: bool,
+    pub(crate) navigation: bool,
     /// A hash of the client's address (0: not known). A visitor known by its cookie whose
     /// address keeps changing is one script rotating addresses, not a phone changing network.
-    pub address: u16,
+    pub(crate) address: u16,
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
-pub fn target_hash(path_and_query: &[u8]) -> u16 {
+pub(crate) fn target_hash(path_and_query: &[u8]) -> u16 {
     let h = foldhash::fast::FixedState::with_seed(0x1e25_ca95).hash_one(path_and_query);
     (h >> 48) as u16
 }
 
 impl Facts {
     /// Reads the facts of a request.
-    pub fn read(
+    #[cfg(test)]
+    pub(crate) fn read(
         kind: Kind,
         path_and_query: &str,
         headers: &HeaderMap,
@@ -154,8 +176,9 @@ impl Facts {
         }
     }
 
-    /// Facts for a plain request with an optional same-site Referer (for examples and tests).
-    pub fn for_test(kind: Kind, path: &str, referer: Option<&str>) -> Facts {
+    /// Facts for a plain request with an optional same-site Referer (for tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(kind: Kind, path: &str, referer: Option<&str>) -> Facts {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, "text/html,*/*;q=0.8".parse().unwrap());
         if let Some(r) = referer {
@@ -333,35 +356,35 @@ impl BehaviourConfig {
 
 /// `[behaviour]`, compiled.
 #[derive(Clone, Debug)]
-pub struct BehaviourSettings {
+pub(crate) struct BehaviourSettings {
     /// Half the sliding window, in milliseconds.
-    pub bucket_ms: u32,
+    pub(crate) bucket_ms: u32,
     /// Images without Referer in the window that raise `no-referer-images`.
-    pub no_referer_images: u32,
+    pub(crate) no_referer_images: u32,
     /// Images whose Referer is not a page this client viewed, for `referer-not-viewed`.
-    pub unviewed_referer_images: u32,
+    pub(crate) unviewed_referer_images: u32,
     /// Images with no page view in the window, for `images-without-pages`.
-    pub images_without_pages: u32,
+    pub(crate) images_without_pages: u32,
     /// Images on a secure origin without `Sec-Fetch-Dest: image`, for `images-without-fetch-dest`.
-    pub missing_fetch_dest_images: u32,
+    pub(crate) missing_fetch_dest_images: u32,
     /// Most zero bits left in the distinct-image sketch before `many-distinct-images`.
-    pub distinct_zero_bits: u32,
+    pub(crate) distinct_zero_bits: u32,
     /// Consecutive numbers that raise `sequential-enumeration`.
-    pub enumeration_run: u8,
+    pub(crate) enumeration_run: u8,
     /// Images (all originals) that raise `originals-only`.
-    pub originals_only: u32,
+    pub(crate) originals_only: u32,
     /// Equal intervals in a row that raise `machine-regular-timing`.
-    pub regular_run: u8,
+    pub(crate) regular_run: u8,
     /// Shortest interval considered for timing, in milliseconds.
-    pub regular_min_ms: u32,
+    pub(crate) regular_min_ms: u32,
     /// Address changes of one visitor in the window that raise `address-churn`.
-    pub address_changes: u32,
+    pub(crate) address_changes: u32,
     /// Image credit earned by a page view.
-    pub credit_per_page: u16,
+    pub(crate) credit_per_page: u16,
     /// Most credit a client can hold.
-    pub max_credit: u16,
+    pub(crate) max_credit: u16,
     /// Markers of original or full-size variants in a path or query.
-    pub originals: AhoCorasick,
+    pub(crate) originals: AhoCorasick,
 }
 
 impl Default for BehaviourSettings {
@@ -371,7 +394,7 @@ impl Default for BehaviourSettings {
 }
 
 /// Path markers of original or full-size image variants.
-pub fn default_original_markers() -> Vec<String> {
+pub(crate) fn default_original_markers() -> Vec<String> {
     [
         "/original/",
         "/originals/",
@@ -391,7 +414,7 @@ pub fn default_original_markers() -> Vec<String> {
 impl BehaviourSettings {
     /// Settings with the default thresholds for a window, a distinct-image threshold and
     /// the markers of originals.
-    pub fn new(window: Duration, distinct_images: u32, markers: &[String]) -> Self {
+    pub(crate) fn new(window: Duration, distinct_images: u32, markers: &[String]) -> Self {
         let bucket_ms = (window.as_millis() as u32 / 2).max(1);
         // Linear counting over 32 bits: n ≈ -32 ln(zeros / 32).
         let zeros = (32.0 * (-(f64::from(distinct_images)) / 32.0).exp()).floor() as u32;
@@ -452,11 +475,11 @@ pub struct Behaviour {
 
 /// What observing a request found.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The behaviour signals now raised for this client.
-    pub reasons: Reasons,
+    pub(crate) reasons: Reasons,
     /// An image this client viewed the page of, paid for with page-view credit.
-    pub vouched: bool,
+    pub(crate) vouched: bool,
 }
 
 impl Behaviour {
@@ -474,12 +497,12 @@ impl Behaviour {
     }
 
     /// Whether a trap mark is still in force at `now`.
-    pub fn trap_marked(&self, now: u32) -> bool {
+    pub(crate) fn trap_marked(&self, now: u32) -> bool {
         self.trap_until != 0 && (self.trap_until.wrapping_sub(now) as i32) > 0
     }
 
     /// Marks the client as a robots-ignoring scraper until `now + for_ms`.
-    pub fn mark_trap(&mut self, now: u32, for_ms: u32) {
+    pub(crate) fn mark_trap(&mut self, now: u32, for_ms: u32) {
         self.trap_until = now.wrapping_add(for_ms).max(1);
         if self.flags & ROBOTS_FETCHED != 0 {
             self.flags |= ROBOTS_IGNORED;
@@ -487,26 +510,26 @@ impl Behaviour {
     }
 
     /// Starts a visitor from the page its cookie was issued on.
-    pub fn seed_page(&mut self, page: u16, credit: u16) {
+    pub(crate) fn seed_page(&mut self, page: u16, credit: u16) {
         self.pages[0] = page;
         self.credit = credit;
         self.counts[0][PAGES] = 1;
     }
 
     /// Counts a response that turned out to be an image (by its Content-Type).
-    pub fn late_image(&mut self) {
+    pub(crate) fn late_image(&mut self) {
         bump(&mut self.counts[0][IMAGES]);
         self.flags |= LATE_IMAGES;
     }
 
     /// Whether this client has fetched images from paths that look like pages: its page
     /// views are then also charged as images.
-    pub fn late_images(&self) -> bool {
+    pub(crate) fn late_images(&self) -> bool {
         self.flags & LATE_IMAGES != 0
     }
 
     /// Records one request at `now` and returns the signals the client now raises.
-    pub fn observe(&mut self, facts: &Facts, now: u32, s: &BehaviourSettings) -> Observed {
+    pub(crate) fn observe(&mut self, facts: &Facts, now: u32, s: &BehaviourSettings) -> Observed {
         self.rotate(now, s.bucket_ms);
         self.time(now, s);
         let mut vouched = false;

@@ -22,7 +22,7 @@
 //! assert!(reasons.contains(Reason::OutdatedBrowser));
 //! ```
 
-pub mod behaviour;
+pub(crate) mod behaviour;
 mod user_agent;
 
 pub(crate) use user_agent::{UserAgent, UserAgentCache};
