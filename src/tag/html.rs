@@ -46,6 +46,12 @@
 //! tags are spliced in and everything held is released. After that the body streams through,
 //! and once the parser holds no partial tag it is dropped and chunks are passed on as they come.
 //!
+//! The parser itself may hold no more than 64 KiB either: a start tag split across chunks is
+//! buffered whole, so a page with a huge tag in its head (a megabyte `data:` favicon, or an
+//! attack) would otherwise grow memory without bound. Past the limit the rewrite is given up:
+//! everything the parser had taken is passed on unchanged, the rest of the page streams through
+//! untouched, and the event is logged and counted ([`pages_given_up`]).
+//!
 //! Without a `<head>` the tags go right after `<html>`, or, without that either, before the
 //! first element. HTML parsers put a `<meta>` found there into the implied `<head>`, so the
 //! result reads exactly as if the page had written a `<head>`. A document with no element at
@@ -76,8 +82,20 @@ use crate::documents::{ReservationConfig, escape_html};
 const ROBOTS_META: &str = "<meta name=\"robots\" content=\"noai, noimageai\">";
 const TDM_META: &str = "<meta name=\"tdm-reservation\" content=\"1\">";
 
-/// Most bytes held back while waiting for the end of `<head>`.
+/// Most bytes held back while waiting for the end of `<head>`, and most bytes the parser may
+/// buffer (a start tag split over chunks is buffered whole: a huge attribute would otherwise
+/// grow without bound).
 const HOLD_LIMIT: usize = 64 * 1024;
+
+/// Pages whose rewriting was given up (a tag longer than [`HOLD_LIMIT`], or a parser error).
+static GIVEN_UP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many pages this process stopped rewriting part-way because the parser would have had
+/// to hold more than 64 KiB: each one was passed on with every byte intact, from that point on
+/// untouched.
+pub fn pages_given_up() -> u64 {
+    GIVEN_UP.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Elements allowed in `<head>`: anything else means the head is over.
 const HEAD_CONTENT: [&str; 8] = [
@@ -325,8 +343,10 @@ struct Shared {
     tags: Arc<MetaTags>,
     /// Output not yet handed on.
     out: BytesMut,
-    /// Bytes the rewriter emitted in all (our insertion excluded).
+    /// Bytes the rewriter emitted in all, our own tags included when it emitted them.
     emitted: u64,
+    /// Bytes of our own tags the rewriter emitted (when they went in before a body element).
+    inserted: u64,
     anchor: Anchor,
     /// Offset in `out` where the tags go; bytes from there on are held back.
     hold: Option<usize>,
@@ -444,7 +464,9 @@ fn on_element(shared: &SharedRef, el: &mut Element<'_, '_>) {
         _ if s.anchor == Anchor::None => {
             // A body element first: nothing to wait for.
             s.done = true;
-            el.before(&s.tags.render(s.seen), ContentType::Html);
+            let tags = s.tags.render(s.seen);
+            s.inserted += tags.len() as u64;
+            el.before(&tags, ContentType::Html);
         }
         _ => s.finalize(),
     }
@@ -455,6 +477,9 @@ struct Rewrite {
     shared: SharedRef,
     /// Bytes fed to the rewriter: when `emitted` catches up, it holds nothing back.
     fed: u64,
+    /// The input the rewriter has taken but not yet emitted (at most what it may buffer), so
+    /// that giving up loses no byte.
+    pending: BytesMut,
     trailers: Option<HeaderMap>,
     inner_done: bool,
 }
@@ -465,6 +490,7 @@ impl Rewrite {
             tags,
             out: BytesMut::new(),
             emitted: 0,
+            inserted: 0,
             anchor: Anchor::None,
             hold: None,
             seen: Seen::default(),
@@ -478,6 +504,10 @@ impl Rewrite {
             })],
             // Never fail on ambiguous markup (`<select><xmp>`): we only add, never match text.
             strict: false,
+            memory_settings: lol_html::MemorySettings {
+                preallocated_parsing_buffer_size: 1024,
+                max_allowed_memory_usage: HOLD_LIMIT,
+            },
             ..Settings::new_send()
         };
         let rewriter = HtmlRewriter::new(settings, Sink(Arc::clone(&shared)));
@@ -485,6 +515,7 @@ impl Rewrite {
             rewriter: Some(rewriter),
             shared,
             fed: 0,
+            pending: BytesMut::new(),
             trailers: None,
             inner_done: false,
         }
@@ -501,14 +532,23 @@ impl Rewrite {
         while data.has_remaining() {
             let chunk = data.chunk();
             let len = chunk.len();
-            if let Err(err) = rewriter.write(chunk) {
+            self.pending.extend_from_slice(chunk);
+            let written = rewriter.write(chunk);
+            self.fed += len as u64;
+            data.advance(len);
+            // What the rewriter emitted of the input (even of a chunk it then failed on) no
+            // longer needs keeping.
+            let s = lock(&self.shared);
+            let held = (self.fed - (s.emitted - s.inserted)) as usize;
+            drop(s);
+            let emitted = self.pending.len() - held.min(self.pending.len());
+            let _ = self.pending.split_to(emitted);
+            if let Err(err) = written {
                 self.fail(&err);
                 let rest = data.copy_to_bytes(data.remaining());
                 self.lock().out.extend_from_slice(&rest);
                 return;
             }
-            self.fed += len as u64;
-            data.advance(len);
         }
         let mut s = self.lock();
         if s.hold.is_some_and(|at| s.out.len() - at > HOLD_LIMIT) {
@@ -532,12 +572,20 @@ impl Rewrite {
         }
     }
 
-    /// Cannot happen with the settings above (no memory limit, not strict, handlers never
-    /// fail); if it does, stop rewriting and pass the rest on as it comes.
+    /// The parser would hold more than [`HOLD_LIMIT`] (a huge tag) or failed: stop rewriting
+    /// and pass the rest on as it comes, starting with the input it had taken and not emitted.
     fn fail(&mut self, err: &lol_html::errors::RewritingError) {
-        tracing::warn!(error = %err, "HTML rewriting failed; passing the rest of the page through");
+        GIVEN_UP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            target: "lenscap::tag",
+            error = %err,
+            limit = HOLD_LIMIT,
+            "HTML rewriting given up; the rest of the page passes through untouched"
+        );
         self.rewriter = None;
+        let pending = std::mem::take(&mut self.pending);
         let mut s = self.lock();
+        s.out.extend_from_slice(&pending);
         s.hold = None;
         s.done = true;
     }
@@ -559,6 +607,73 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `html` in `chunk`-byte pieces, taking the output as a client would, and returns
+    /// it with the most bytes Lenscap held (parser input kept plus output not yet taken).
+    fn rewrite_bounded(html: &[u8], chunk: usize) -> (Vec<u8>, usize) {
+        let mut rw = Rewrite::new(Arc::new(MetaTags::from_config(
+            &ReservationConfig::default(),
+        )));
+        let (mut out, mut most) = (Vec::new(), 0);
+        for piece in html.chunks(chunk) {
+            if rw.rewriter.is_none() {
+                // As `HtmlBody` does: once the parser is gone, chunks go straight on.
+                while let Some(ready) = rw.take_ready() {
+                    out.extend_from_slice(&ready);
+                }
+                out.extend_from_slice(piece);
+                continue;
+            }
+            rw.feed(Bytes::copy_from_slice(piece));
+            most = most.max(rw.pending.len() + rw.lock().out.len());
+            while let Some(ready) = rw.take_ready() {
+                out.extend_from_slice(&ready);
+            }
+        }
+        rw.finish();
+        while let Some(ready) = rw.take_ready() {
+            out.extend_from_slice(&ready);
+        }
+        (out, most)
+    }
+
+    #[test]
+    fn a_huge_tag_is_never_buffered_whole_and_no_byte_is_lost() {
+        let before = pages_given_up();
+        let icon = "A".repeat(8 * 1024 * 1024);
+        let html = format!(
+            "<!doctype html><html><head><link rel=\"icon\" href=\"data:image/png;base64,{icon}\"><title>Pub</title></head><body><img src=\"/p/1.jpg\"></body></html>"
+        );
+        let (out, most) = rewrite_bounded(html.as_bytes(), 16 * 1024);
+        assert!(most <= HOLD_LIMIT + 2 * 16 * 1024, "held {most} bytes");
+        // Given up inside the tag, before anything was inserted: the page, byte for byte.
+        assert!(
+            out == html.as_bytes(),
+            "{} bytes out of {}, first difference at {:?}",
+            out.len(),
+            html.len(),
+            out.iter().zip(html.as_bytes()).position(|(a, b)| a != b)
+        );
+        assert!(pages_given_up() > before);
+    }
+
+    #[test]
+    fn a_long_page_after_head_is_rewritten_within_the_bound() {
+        let body = "<p>terrace</p>".repeat(100_000);
+        let html = format!("<html><head><title>Pub</title></head><body>{body}</body></html>");
+        let (out, most) = rewrite_bounded(html.as_bytes(), 16 * 1024);
+        assert!(most <= HOLD_LIMIT + 2 * 16 * 1024, "held {most} bytes");
+        let expected = html.replacen("<head>", &format!("<head>{ROBOTS_META}{TDM_META}"), 1);
+        assert!(
+            out == expected.as_bytes(),
+            "{} bytes out of {}, first difference at {:?}",
+            out.len(),
+            expected.len(),
+            out.iter()
+                .zip(expected.as_bytes())
+                .position(|(a, b)| a != b)
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
