@@ -1078,3 +1078,129 @@ async fn more_than_100_upstream_headers_is_502_with_a_log_line_saying_why() {
     let line = binary.line("upstream request failed");
     assert!(line.contains("more than 100 header fields"), "{line}");
 }
+
+// === 3. durations too large for the clock ===
+
+/// Once a panic (exit 101) at start-up; now an error naming the key and its line, for
+/// `check-config` and for `serve` alike.
+#[test]
+fn a_duration_too_large_for_the_clock_is_an_error_naming_its_key() {
+    let dir = scratch("huge-duration");
+    for (text, key) in [
+        (
+            "[limits]\nidle_after = \"18446744073709551616s\"\n",
+            "limits.idle_after",
+        ),
+        (
+            "[tarpit]\ndelay = \"99999999999999999999h\"\n",
+            "tarpit.delay",
+        ),
+        (
+            "[server]\ngrace_period = \"18446744073709551616s\"\nroot = \".\"\n",
+            "server.grace_period",
+        ),
+    ] {
+        let path = dir.join("huge.toml");
+        std::fs::write(&path, text).unwrap();
+        for args in [
+            vec!["check-config", path.to_str().unwrap()],
+            vec![
+                "serve",
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "off",
+            ],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_lenscap"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            // 1 (check-config) or 2 (serve: a configuration error); a panic exits with 101.
+            assert!(
+                matches!(out.status.code(), Some(1 | 2)),
+                "{args:?} {text:?}: {:?} {err}",
+                out.status
+            );
+            assert!(
+                err.contains(key) && err.contains("line 2") && !err.contains("panicked"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+// === 5. HTML rewriting holds a bounded amount ===
+
+/// A page whose head holds a tag too long to buffer (an 8 MB `data:` favicon) is passed on
+/// byte for byte instead of being held whole in memory to insert the opt-out tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_with_a_huge_head_tag_passes_through_whole() {
+    let dir = scratch("huge-head");
+    let root = static_root(&dir);
+    let icon = "A".repeat(8 * 1024 * 1024);
+    let page = format!(
+        "<!doctype html><html><head><link rel=\"icon\" href=\"data:image/png;base64,{icon}\"><title>The Crown</title></head><body><p>Terrace</p></body></html>"
+    );
+    std::fs::write(root.join("big.html"), &page).unwrap();
+    let server = start(&dir, &format!("[server]\nroot = {root:?}\n")).await;
+    let answer = get(server.local_addr(), "/big.html", &[("accept", "text/html")]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.body == page.as_bytes(),
+        "{} bytes back for a page of {}",
+        answer.body.len(),
+        page.len()
+    );
+    // An ordinary page still gets its tags.
+    let answer = get(server.local_addr(), "/", &[("accept", "text/html")]).await;
+    let body = String::from_utf8_lossy(&answer.body);
+    assert!(body.contains("noai, noimageai"), "{body}");
+    server.shutdown().await;
+}
+
+// === 10. the visitor cookie's signature, on every request ===
+
+fn page_view(cookie: Option<&str>) -> Vec<u8> {
+    let cookie = cookie.map_or(String::new(), |c| format!("cookie: {c}\r\n"));
+    format!(
+        "GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: {FIREFOX}\r\naccept: text/html,*/*;q=0.8\r\naccept-language: en\r\naccept-encoding: gzip\r\n{cookie}connection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The `lenscap=…` pair a response sets, if any.
+fn set_cookie(reply: &str) -> Option<String> {
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+/// Once a visitor was tracked, its id with a zeroed (or any) signature was taken as that
+/// visitor. Now such a cookie is no cookie: the page view is issued a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_with_its_signature_stripped_is_not_a_visitor() {
+    let dir = scratch("cookie-mac");
+    let root = static_root(&dir);
+    let server = start(&dir, &format!("[server]\nroot = {root:?}\n")).await;
+    let addr = server.local_addr();
+    let reply = raw_exchange(addr, &page_view(None)).await;
+    let cookie = set_cookie(&reply).expect("a first page view gets a cookie");
+    // With its own cookie, the visitor is known: nothing new is set.
+    let reply = raw_exchange(addr, &page_view(Some(&cookie))).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply:.80}");
+    assert_eq!(set_cookie(&reply), None, "{reply:.400}");
+    // The same id, the signature's characters replaced: refused, so a new cookie is issued.
+    let (name, value) = cookie.split_once('=').unwrap();
+    let forged = format!("{name}={}{}", &value[..22], "A".repeat(value.len() - 22));
+    assert_ne!(forged, cookie);
+    let reply = raw_exchange(addr, &page_view(Some(&forged))).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply:.80}");
+    let fresh = set_cookie(&reply).expect("a forged cookie is no visitor");
+    assert_ne!(fresh, cookie);
+    server.shutdown().await;
+}

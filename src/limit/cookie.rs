@@ -12,14 +12,13 @@ const TAG: usize = 12;
 const RAW: usize = PAYLOAD + TAG;
 const ENCODED: usize = (RAW * 4).div_ceil(3);
 
-/// A visitor cookie as read from a request; its signature is checked separately
-/// ([`CookieSettings::verify`]), only when the visitor is not yet tracked.
+/// A visitor cookie as read from a request, its signature checked ([`CookieSettings::read`]
+/// checks it on every request: the issue time and the page are signed with the id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Visitor {
     pub(crate) id: u64,
     pub(crate) issued: u32,
     pub(crate) page: u16,
-    raw: [u8; RAW],
 }
 
 /// `[cookie]`, compiled.
@@ -60,8 +59,10 @@ impl CookieSettings {
         }
     }
 
-    /// The visitor cookie of a request, if present, well formed and not expired.
-    pub(crate) fn read(&self, headers: &HeaderMap, now_unix: u64) -> Option<Visitor> {
+    /// The visitor cookie of a request, if present, well formed, signed by this policy's key
+    /// for `subnet`, and not expired. The signature covers the id, the issue time and the
+    /// page, so none of them can be rewritten, and it is checked on every request.
+    pub(crate) fn read(&self, headers: &HeaderMap, now_unix: u64, subnet: u128) -> Option<Visitor> {
         if !self.enabled {
             return None;
         }
@@ -75,6 +76,9 @@ impl CookieSettings {
                     continue;
                 };
                 let raw = decode(value)?;
+                if !self.verify(&raw, subnet) {
+                    return None;
+                }
                 let id = u64::from_le_bytes(raw[0..8].try_into().ok()?);
                 let issued = u32::from_le_bytes(raw[8..12].try_into().ok()?);
                 let page = u16::from_le_bytes(raw[12..14].try_into().ok()?);
@@ -82,27 +86,22 @@ impl CookieSettings {
                 if age > self.lifetime_secs {
                     return None;
                 }
-                return Some(Visitor {
-                    id,
-                    issued,
-                    page,
-                    raw,
-                });
+                return Some(Visitor { id, issued, page });
             }
         }
         None
     }
 
-    /// Whether the cookie was signed by this policy's key for this subnet.
-    pub(crate) fn verify(&self, visitor: &Visitor, subnet: u128) -> bool {
+    /// Whether the cookie bytes were signed by this policy's key for this subnet.
+    fn verify(&self, raw: &[u8; RAW], subnet: u128) -> bool {
         let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(&visitor.raw[..PAYLOAD]);
+        ctx.update(&raw[..PAYLOAD]);
         ctx.update(&subnet.to_le_bytes());
         let tag = ctx.sign();
         // Constant-time comparison of the truncated tag.
         let diff = tag.as_ref()[..TAG]
             .iter()
-            .zip(&visitor.raw[PAYLOAD..])
+            .zip(&raw[PAYLOAD..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         diff == 0
     }
@@ -227,11 +226,10 @@ mod tests {
         ] {
             assert!(text.contains(attr), "{text}");
         }
-        let v = s.read(&headers(&set), 1_000_100).unwrap();
+        let v = s.read(&headers(&set), 1_000_100, 99).unwrap();
         assert_eq!((v.id, v.page), (42, 7));
-        assert!(s.verify(&v, 99));
-        assert!(!s.verify(&v, 100));
-        assert!(s.read(&headers(&set), 1_000_000 + 1801).is_none());
+        assert!(s.read(&headers(&set), 1_000_100, 100).is_none());
+        assert!(s.read(&headers(&set), 1_000_000 + 1801, 99).is_none());
     }
 
     #[test]
@@ -239,20 +237,50 @@ mod tests {
         let s = settings();
         let other = settings();
         let set = other.issue(42, 1_000_000, 7, 99, false);
-        let v = s.read(&headers(&set), 1_000_000).unwrap();
-        assert!(!s.verify(&v, 99));
+        assert!(s.read(&headers(&set), 1_000_000, 99).is_none());
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, "lenscap=not-a-cookie".parse().unwrap());
-        assert!(s.read(&h, 1_000_000).is_none());
+        assert!(s.read(&h, 1_000_000, 99).is_none());
         // The right length, one byte outside the alphabet.
         let good = s.issue(42, 1_000_000, 7, 99, false);
         let pair = good.to_str().unwrap().split(';').next().unwrap().to_owned();
         for bad in [".", "=", "+", "/"] {
             let forged = format!("{}{bad}", &pair[..pair.len() - 1]);
             h.insert(header::COOKIE, forged.parse().unwrap());
-            assert!(s.read(&h, 1_000_000).is_none(), "{forged}");
+            assert!(s.read(&h, 1_000_000, 99).is_none(), "{forged}");
         }
         h.insert(header::COOKIE, pair.parse().unwrap());
-        assert!(s.read(&h, 1_000_000).is_some());
+        assert!(s.read(&h, 1_000_000, 99).is_some());
+    }
+
+    /// A cookie with its fields rewritten or its signature zeroed is refused on every
+    /// request, not only when its visitor is first seen.
+    #[test]
+    fn rewritten_and_unsigned_cookies_fail_every_time() {
+        let s = settings();
+        let set = s.issue(42, 1_000_000, 7, 99, false);
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let value = pair.strip_prefix("lenscap=").unwrap();
+        let raw = decode(value.as_bytes()).unwrap();
+        let cookie = |raw: &[u8; RAW]| {
+            let mut text = String::from("lenscap=");
+            encode(raw, &mut text);
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, text.parse().unwrap());
+            h
+        };
+        assert!(s.read(&cookie(&raw), 1_000_100, 99).is_some());
+        let mut zeroed = raw;
+        zeroed[PAYLOAD..].fill(0);
+        assert!(s.read(&cookie(&zeroed), 1_000_100, 99).is_none());
+        // Expired, then "revived" by rewriting its issue time: refused.
+        let now = 1_000_000 + 3600;
+        assert!(s.read(&cookie(&raw), now, 99).is_none());
+        let mut revived = raw;
+        revived[8..12].copy_from_slice(&(now as u32).to_le_bytes());
+        assert!(s.read(&cookie(&revived), now, 99).is_none());
+        let mut other_page = raw;
+        other_page[12..14].copy_from_slice(&8u16.to_le_bytes());
+        assert!(s.read(&cookie(&other_page), 1_000_100, 99).is_none());
     }
 }

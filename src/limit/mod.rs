@@ -52,9 +52,9 @@
 //! is made afresh each time the policy is loaded unless `[cookie] secret` is set. A forged
 //! cookie fails the signature and the request stays anonymous; a cookie copied to another
 //! network fails too (the subnet is signed); a cookie shared by many clients on one network
-//! makes them one client with one budget. Either way it earns nothing. The signature is
-//! checked when a visitor is first tracked; later requests find the visitor's record by its
-//! (unguessable) id.
+//! makes them one client with one budget. Either way it earns nothing. The signature (over the
+//! id, the issue time and the page) is checked on every request, so a cookie cannot be revived
+//! by rewriting its issue time, nor replayed with its signature stripped.
 //!
 //! **Credit.** A page view by a browser navigation (`Accept: text/html`, or
 //! `Sec-Fetch-Dest: document`) earns its client `credit_per_page` image credit (up to
@@ -456,22 +456,17 @@ fn track(
     };
 
     let ip_key = limits.key((1u8, seen.client.key()));
-    let visitor = ls.cookie.read(seen.headers, seen.unix);
+    let visitor = ls.cookie.read(seen.headers, seen.unix, subnet);
     let mut key = ip_key;
     let as_visitor = visitor.is_some_and(|v| {
         let visitor_key = limits.key((2u8, v.id, subnet));
         let kept = limits
             .store
             .client(visitor_key, now, cap, &mut |record, fresh| {
-                if fresh {
-                    if !ls.cookie.verify(&v, subnet) {
-                        return false;
-                    }
-                    if seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
-                        record
-                            .behaviour
-                            .seed_page(v.page, ls.behaviour.credit_per_page);
-                    }
+                if fresh && seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
+                    record
+                        .behaviour
+                        .seed_page(v.page, ls.behaviour.credit_per_page);
                 }
                 observe(record, verdict);
                 true
