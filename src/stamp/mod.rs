@@ -92,12 +92,16 @@
 //! - A Range request, a `206`, any status but `200`, and any `Content-Encoding` other than
 //!   `identity` pass through untouched.
 
+mod bmff;
 mod body;
 mod exif;
 pub mod headers;
 pub mod html;
 mod jpeg;
+mod jpeg_walk;
 mod png;
+mod png_walk;
+mod riff_walk;
 mod walk;
 mod webp;
 mod xmp;
@@ -152,7 +156,7 @@ pub struct StampConfig {
     pub web_statement: Option<String>,
     /// Remove the GPS IFD from Exif and blank `exif:GPS…` in existing XMP (default `true`).
     pub scrub_gps: bool,
-    /// Blank camera and lens serial numbers, camera owner and artist names (default `false`).
+    /// Blank camera and lens serial numbers, camera owner and artist names (default `true`).
     pub scrub_serials: bool,
     /// How many bytes of an image header may be buffered before giving up and passing the
     /// image through untouched (default 1 MiB).
@@ -169,7 +173,7 @@ impl Default for StampConfig {
             credit: None,
             web_statement: None,
             scrub_gps: true,
-            scrub_serials: false,
+            scrub_serials: true,
             max_header_bytes: 1 << 20,
         }
     }
@@ -377,6 +381,10 @@ pub enum Format {
     Png,
     /// WebP (simple lossy, lossless, or extended).
     Webp,
+    /// HEIF, HEIC and their sequences (ISO-BMFF): scrubbed, never stamped.
+    Heif,
+    /// AVIF (ISO-BMFF): scrubbed, never stamped.
+    Avif,
 }
 
 impl Format {
@@ -390,7 +398,7 @@ impl Format {
         } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
             Some(Format::Webp)
         } else {
-            None
+            bmff::sniff(head)
         }
     }
 
@@ -408,6 +416,20 @@ impl Format {
             Some(Format::Png)
         } else if essence.eq_ignore_ascii_case("image/webp") {
             Some(Format::Webp)
+        } else if [
+            "image/heic",
+            "image/heif",
+            "image/heic-sequence",
+            "image/heif-sequence",
+        ]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+        {
+            Some(Format::Heif)
+        } else if essence.eq_ignore_ascii_case("image/avif")
+            || essence.eq_ignore_ascii_case("image/avif-sequence")
+        {
+            Some(Format::Avif)
         } else {
             None
         }
@@ -422,6 +444,8 @@ impl Format {
             "jpg" | "jpeg" | "jpe" | "jfif" => Some(Format::Jpeg),
             "png" | "apng" => Some(Format::Png),
             "webp" => Some(Format::Webp),
+            "heic" | "heif" | "hif" | "heics" | "heifs" => Some(Format::Heif),
+            "avif" | "avifs" => Some(Format::Avif),
             _ => None,
         }
     }
@@ -511,6 +535,26 @@ pub(crate) enum Step {
     Pass(PassReason),
     /// Rewrite the header.
     Plan(Plan),
+    /// Serve nothing of this image: it may carry a location we cannot remove.
+    Withhold,
+}
+
+/// A [`Step`] that is not a plan, small enough to be an `Err`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Halt {
+    NeedMore(usize),
+    Pass(PassReason),
+    Withhold,
+}
+
+impl From<Halt> for Step {
+    fn from(halt: Halt) -> Step {
+        match halt {
+            Halt::NeedMore(n) => Step::NeedMore(n),
+            Halt::Pass(reason) => Step::Pass(reason),
+            Halt::Withhold => Step::Withhold,
+        }
+    }
 }
 
 /// A header rewrite: original bytes `[0, consumed)` become `head`; the rest of the stream
@@ -536,7 +580,15 @@ pub(crate) struct Decision {
     /// The rest of the stream goes through this, if any.
     pub(crate) walker: Option<Walker>,
     pub(crate) outcome: StampOutcome,
+    /// The image must not be served at all (see [`Withheld`]).
+    pub(crate) withheld: bool,
 }
+
+/// On a response (with [`StampOutcome::Scrubbed`]): the image was not served, because it
+/// may carry a location Lenscap cannot remove. The response is a `403` with a short
+/// `text/plain` explanation instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Withheld;
 
 /// The push-based front of the stamper: feed it body chunks until it decides.
 #[derive(Debug)]
@@ -564,7 +616,7 @@ impl Stamper {
             // Common case: the first frame holds the whole header; parse it without a copy.
             match self.step(stamp, &chunk) {
                 Step::NeedMore(n) => self.need = n,
-                step => return Some(decide_on(step, chunk)),
+                step => return Some(decide_on(step, chunk, stamp)),
             }
             self.buf.extend_from_slice(&chunk);
             return self.check_limit(stamp);
@@ -580,79 +632,154 @@ impl Stamper {
             }
             step => {
                 let all = std::mem::take(&mut self.buf).freeze();
-                Some(decide_on(step, all))
+                Some(decide_on(step, all, stamp))
             }
         }
     }
 
-    /// The body ended before a decision: pass what was buffered.
-    pub(crate) fn finish(&mut self) -> Decision {
-        let reason = if self.buf.len() >= 12 && Format::sniff(&self.buf).is_none() {
+    /// The body ended before a decision: what was buffered is all there is. Metadata in it
+    /// is scrubbed (a partial block zeroed); otherwise it passes as it was.
+    pub(crate) fn finish(&mut self, stamp: &Stamp) -> Decision {
+        let all = std::mem::take(&mut self.buf).freeze();
+        let reason = if all.len() >= 12 && Format::sniff(&all).is_none() {
             PassReason::UnknownFormat
         } else {
             PassReason::Truncated
         };
-        let all = std::mem::take(&mut self.buf).freeze();
-        pass(all, reason)
+        let mut decision = decide_on(Step::Pass(reason), all, stamp);
+        if let Some(mut walker) = decision.walker.take() {
+            walker.finish(&mut decision.head);
+            if walker.changed() && !decision.outcome.is_modified() {
+                decision.outcome = StampOutcome::Scrubbed;
+            }
+        }
+        decision
     }
 
     fn check_limit(&mut self, stamp: &Stamp) -> Option<Decision> {
         if self.need > stamp.max_header_bytes || self.buf.len() > stamp.max_header_bytes {
             let all = std::mem::take(&mut self.buf).freeze();
-            Some(pass(all, PassReason::HeaderTooLarge))
+            Some(decide_on(
+                Step::Pass(PassReason::HeaderTooLarge),
+                all,
+                stamp,
+            ))
         } else {
             None
         }
     }
 
     fn step(&self, stamp: &Stamp, data: &[u8]) -> Step {
-        if data.len() < 12 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            // Twelve bytes sniff any format; until then, keep going while a magic still fits.
+        if data.len() < 16 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            // Sixteen bytes sniff any format; until then, keep going while a magic still fits.
             let fits = |magic: &[u8]| {
                 let n = data.len().min(magic.len());
                 data[..n] == magic[..n]
             };
-            if fits(&[0xFF, 0xD8, 0xFF]) || fits(png::SIGNATURE) || fits(b"RIFF") {
-                return Step::NeedMore(12);
+            // An ISO-BMFF file opens with a small box size, then `ftyp`.
+            let ftyp =
+                data.iter().take(3).all(|b| *b == 0) && (data.len() < 8 || &data[4..8] == b"ftyp");
+            if fits(&[0xFF, 0xD8, 0xFF]) || fits(png::SIGNATURE) || fits(b"RIFF") || ftyp {
+                return Step::NeedMore(16);
             }
-            return Step::Pass(PassReason::UnknownFormat);
+            return unknown(data);
         }
         match Format::sniff(data) {
             Some(Format::Jpeg) => jpeg::plan(data, stamp),
             Some(Format::Png) => png::plan(data, stamp),
             Some(Format::Webp) => webp::plan(data, stamp, self.expected_len),
-            None => Step::Pass(PassReason::UnknownFormat),
+            Some(Format::Heif | Format::Avif) => bmff::plan(data, stamp, self.expected_len),
+            None => unknown(data),
         }
     }
 }
 
-fn decide_on(step: Step, all: Bytes) -> Decision {
-    match step {
-        Step::NeedMore(_) => pass(all, PassReason::Truncated),
-        Step::Pass(reason) => pass(all, reason),
-        Step::Plan(plan) => {
-            if !plan.stamped && !plan.scrubbed {
-                return pass(all, PassReason::NothingToDo);
-            }
-            let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
-                return pass(all, PassReason::Malformed);
+/// Containers we do not parse but whose files carry Exif or XMP as a rule: TIFF and the
+/// TIFF-based raw formats, other ISO-BMFF files (CR3, JPEG 2000 family, video), JPEG XL's
+/// container, Photoshop, Fujifilm raw. Their images are withheld, everything else passes.
+fn unknown(data: &[u8]) -> Step {
+    let metadata_container = data.starts_with(b"II*\0")
+        || data.starts_with(b"MM\0*")
+        || data.starts_with(b"IIRO")
+        || data.starts_with(b"IIU\0")
+        || data.starts_with(b"8BPS")
+        || data.starts_with(b"FUJIFILMCCD-RAW")
+        || data.get(4..8) == Some(b"ftyp")
+        || data.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n")
+        || data.starts_with(b"\0\0\0\x0cjP  \r\n\x87\n");
+    if metadata_container {
+        Step::Withhold
+    } else {
+        Step::Pass(PassReason::UnknownFormat)
+    }
+}
+
+/// The scrub-only plan for a recognised image whose header could not be used (malformed,
+/// truncated, too large): nothing structural changes, metadata is scrubbed in place.
+fn salvage(all: &[u8], stamp: &Stamp) -> Option<Step> {
+    match Format::sniff(all)? {
+        Format::Jpeg => jpeg::scrub_only(stamp).map(Step::Plan),
+        Format::Png => png::scrub_only(stamp).map(Step::Plan),
+        Format::Webp => webp::scrub_only(all, stamp).map(Step::Plan),
+        Format::Heif | Format::Avif => stamp.scrub.any().then_some(Step::Withhold),
+    }
+}
+
+fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
+    let (step, fallback) = match step {
+        Step::Pass(
+            reason @ (PassReason::Malformed | PassReason::Truncated | PassReason::HeaderTooLarge),
+        ) => match salvage(&all, stamp) {
+            Some(step) => (step, reason),
+            None => return pass(all, reason),
+        },
+        Step::NeedMore(_) => return pass(all, PassReason::Truncated),
+        Step::Pass(reason) => return pass(all, reason),
+        step => (step, PassReason::NothingToDo),
+    };
+    let plan = match step {
+        Step::Plan(plan) => plan,
+        Step::Withhold => {
+            return Decision {
+                head: Vec::new(),
+                added: 0,
+                walker: None,
+                outcome: StampOutcome::Scrubbed,
+                withheld: true,
             };
-            let head_len = plan.head.len() as u64;
-            let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
-            let mut walker = plan.walker;
-            let mut head = vec![Bytes::from(plan.head)];
-            match walker.as_mut() {
-                Some(w) => w.push(rest, &mut head),
-                None if rest.is_empty() => {}
-                None => head.push(rest),
-            }
-            Decision {
-                head,
-                added,
-                walker,
-                outcome: StampOutcome::from_flags(plan.stamped, plan.scrubbed),
-            }
         }
+        Step::NeedMore(_) | Step::Pass(_) => return pass(all, fallback),
+    };
+    if !plan.stamped && !plan.scrubbed && plan.walker.is_none() {
+        return pass(all, fallback);
+    }
+    let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
+        return pass(all, PassReason::Malformed);
+    };
+    let head_len = plan.head.len() as u64;
+    let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
+    let mut walker = plan.walker;
+    let mut head = vec![Bytes::from(plan.head)];
+    match walker.as_mut() {
+        Some(w) => w.push(rest, &mut head),
+        None if rest.is_empty() => {}
+        None => head.push(rest),
+    }
+    let scrubbed = plan.scrubbed || walker.as_ref().is_some_and(Walker::changed);
+    let outcome = match StampOutcome::from_flags(plan.stamped, scrubbed) {
+        StampOutcome::PassedThrough(_) => StampOutcome::PassedThrough(fallback),
+        outcome => outcome,
+    };
+    if !outcome.is_modified() && walker.as_ref().is_none_or(|w| w.held() == 0) {
+        // Nothing changed and nothing is held: the buffered bytes go out as they came.
+        head = vec![all];
+    }
+    Decision {
+        head,
+        added,
+        walker,
+        outcome,
+        withheld: false,
     }
 }
 
@@ -666,6 +793,7 @@ fn pass(all: Bytes, reason: PassReason) -> Decision {
         added: 0,
         walker: None,
         outcome: StampOutcome::PassedThrough(reason),
+        withheld: false,
     }
 }
 
@@ -683,7 +811,11 @@ pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
     let mut stamper = Stamper::new(Some(input.len() as u64));
     let decision = stamper
         .push(stamp, Bytes::copy_from_slice(input))
-        .unwrap_or_else(|| stamper.finish());
+        .unwrap_or_else(|| stamper.finish(stamp));
+    if decision.withheld {
+        return (Vec::new(), decision.outcome);
+    }
+    let mut outcome = decision.outcome;
     let mut out = Vec::with_capacity(input.len() + decision.added as usize);
     for b in &decision.head {
         out.extend_from_slice(b);
@@ -694,8 +826,12 @@ pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
         for b in &tail {
             out.extend_from_slice(b);
         }
+        // Here the whole image was seen: a late scrub makes the outcome say so.
+        if walker.changed() && !outcome.is_modified() {
+            outcome = StampOutcome::Scrubbed;
+        }
     }
-    (out, decision.outcome)
+    (out, outcome)
 }
 
 /// Bounds-checked big-endian and little-endian reads shared by the format parsers.
@@ -768,7 +904,7 @@ mod tests {
     fn etag_suffix_tracks_config() {
         let a = Stamp::compile(&StampConfig::default()).unwrap();
         let b = Stamp::compile(&StampConfig {
-            scrub_serials: true,
+            scrub_serials: false,
             ..StampConfig::default()
         })
         .unwrap();
