@@ -199,13 +199,15 @@ impl JpegWalker {
             self.changed = true;
             zeros(buf.len() as u64, out);
         }
+        self.guard.finish(out);
     }
 
     pub(crate) fn held(&self) -> u64 {
-        match &self.state {
+        let capture = match &self.state {
             State::Capture { buf, .. } => buf.len() as u64,
             _ => 0,
-        }
+        };
+        capture + self.guard.held()
     }
 
     pub(crate) fn changed(&self) -> bool {

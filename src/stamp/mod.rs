@@ -765,12 +765,17 @@ fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
         None if rest.is_empty() => {}
         None => head.push(rest),
     }
-    let scrubbed = plan.scrubbed || walker.as_ref().is_some_and(Walker::changed);
-    let outcome = match StampOutcome::from_flags(plan.stamped, scrubbed) {
+    // The outcome (and so the ETag) follows from the header alone: what the walker finds
+    // later, even within this first buffer, must not make it depend on the chunking.
+    let outcome = match StampOutcome::from_flags(plan.stamped, plan.scrubbed) {
         StampOutcome::PassedThrough(_) => StampOutcome::PassedThrough(fallback),
         outcome => outcome,
     };
-    if !outcome.is_modified() && walker.as_ref().is_none_or(|w| w.held() == 0) {
+    if !outcome.is_modified()
+        && walker
+            .as_ref()
+            .is_none_or(|w| w.held() == 0 && !w.changed())
+    {
         // Nothing changed and nothing is held: the buffered bytes go out as they came.
         head = vec![all];
     }

@@ -223,14 +223,16 @@ impl PngWalker {
             }
             _ => {}
         }
+        self.guard.finish(out);
     }
 
     pub(crate) fn held(&self) -> u64 {
-        match &self.state {
+        let state = match &self.state {
             State::Capture { buf, .. } => 8 + buf.len() as u64,
             State::Header { have, .. } => *have as u64,
             _ => 0,
-        }
+        };
+        state + self.guard.held()
     }
 
     pub(crate) fn changed(&self) -> bool {

@@ -114,6 +114,7 @@ impl RiffWalker {
         if self.pos == self.riff_end {
             self.emit_tail(out);
         }
+        self.guard.finish(out);
     }
 
     /// Bytes held back: the tail still to come and a partial capture.
@@ -122,7 +123,7 @@ impl RiffWalker {
             State::Capture { buf, .. } => buf.len() as u64,
             _ => 0,
         };
-        self.tail.as_ref().map_or(0, |t| t.len() as u64) + capture
+        self.tail.as_ref().map_or(0, |t| t.len() as u64) + capture + self.guard.held()
     }
 
     pub(crate) fn changed(&self) -> bool {

@@ -101,12 +101,13 @@ const LONGEST_MARKER: usize = 10;
 
 /// Passes bytes nothing structured describes (data after a JPEG's last `EOI`, a PNG's
 /// `IEND`, a WebP's RIFF end) unchanged until one of [`MARKERS`] appears, and zeros from
-/// there on.
+/// the marker on. The last few bytes are held back, so a marker split across two pushes is
+/// caught where it starts and the output does not depend on how the body was chunked.
 #[derive(Debug, Default)]
 pub(crate) struct Guard {
     tripped: bool,
-    /// The last bytes seen, for markers that straddle two pushes.
-    carry: Vec<u8>,
+    /// Bytes not emitted yet: fewer than the longest marker.
+    pending: Vec<u8>,
     changed: bool,
 }
 
@@ -119,37 +120,67 @@ impl Guard {
             self.blank(seg.len(), out);
             return;
         }
-        let head = &seg[..seg.len().min(LONGEST_MARKER)];
-        let mut joined = std::mem::take(&mut self.carry);
-        let carried = joined.len();
-        joined.extend_from_slice(head);
-        let straddles = MARKERS.iter().any(|m| {
-            memmem::find(&joined, m).is_some_and(|at| at < carried && at + m.len() > carried)
+        let p = self.pending.len();
+        let mut joined = self.pending.clone();
+        joined.extend_from_slice(&seg[..seg.len().min(LONGEST_MARKER)]);
+        let straddle = MARKERS
+            .iter()
+            .filter_map(|m| memmem::find(&joined, m))
+            .filter(|at| *at < p)
+            .min();
+        let hit = straddle.or_else(|| {
+            MARKERS
+                .iter()
+                .filter_map(|m| memmem::find(&seg, m))
+                .min()
+                .map(|at| at + p)
         });
-        let at = if straddles {
-            Some(0)
-        } else {
-            MARKERS.iter().filter_map(|m| memmem::find(&seg, m)).min()
-        };
-        match at {
-            Some(at) => {
-                if at > 0 {
-                    out.extend(Some(seg.slice(..at)));
+        if let Some(at) = hit {
+            let pending = std::mem::take(&mut self.pending);
+            if at < p {
+                out.extend(Some(Bytes::copy_from_slice(&pending[..at])));
+            } else {
+                if p > 0 {
+                    out.extend(Some(Bytes::from(pending)));
                 }
-                self.tripped = true;
-                tracing::debug!("metadata found after the end of the image: blanked");
-                self.blank(seg.len() - at, out);
+                if at > p {
+                    out.extend(Some(seg.slice(..at - p)));
+                }
             }
-            None => {
-                let keep = seg.len().min(LONGEST_MARKER);
-                joined.truncate(carried);
-                joined.extend_from_slice(&seg[seg.len() - keep..]);
-                let drop = joined.len().saturating_sub(LONGEST_MARKER);
-                joined.drain(..drop);
-                self.carry = joined;
-                out.extend(Some(seg));
-            }
+            self.tripped = true;
+            tracing::debug!("metadata found after the end of the image: blanked");
+            self.blank(p + seg.len() - at, out);
+            return;
         }
+        let keep = LONGEST_MARKER - 1;
+        let total = p + seg.len();
+        if total <= keep {
+            self.pending.extend_from_slice(&seg);
+            return;
+        }
+        let emit = total - keep;
+        if emit <= p {
+            out.extend(Some(Bytes::copy_from_slice(&self.pending[..emit])));
+            self.pending.drain(..emit);
+            self.pending.extend_from_slice(&seg);
+        } else {
+            if p > 0 {
+                out.extend(Some(Bytes::from(std::mem::take(&mut self.pending))));
+            }
+            out.extend(Some(seg.slice(..emit - p)));
+            self.pending = seg[emit - p..].to_vec();
+        }
+    }
+
+    /// The input ended: what was held back goes out.
+    pub(crate) fn finish(&mut self, out: &mut impl Extend<Bytes>) {
+        if !self.pending.is_empty() {
+            out.extend(Some(Bytes::from(std::mem::take(&mut self.pending))));
+        }
+    }
+
+    pub(crate) fn held(&self) -> u64 {
+        self.pending.len() as u64
     }
 
     fn blank(&mut self, n: usize, out: &mut impl Extend<Bytes>) {
@@ -181,15 +212,20 @@ mod tests {
             for part in input.chunks(size) {
                 g.pass(Bytes::copy_from_slice(part), &mut out);
             }
+            g.finish(&mut out);
             let out = out.concat();
             assert_eq!(out.len(), input.len());
             assert!(!out.windows(7).any(|w| w == b"GPSDATA"), "size {size}");
-            assert!(out.starts_with(b"padding-paddin"), "size {size}");
+            // Blanked from where the marker starts, whatever the chunking.
+            assert_eq!(&out[..15], b"padding-padding", "size {size}");
+            assert!(out[15..].iter().all(|b| *b == 0), "size {size}");
             assert!(g.changed());
         }
         let mut g = Guard::default();
         let mut out: Vec<Bytes> = Vec::new();
         g.pass(Bytes::from_static(b"nothing here"), &mut out);
+        assert_eq!(g.held(), 9);
+        g.finish(&mut out);
         assert_eq!(out.concat(), b"nothing here");
         assert!(!g.changed());
     }
