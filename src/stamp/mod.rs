@@ -1,10 +1,63 @@
-//! Streaming XMP stamping and location scrubbing of JPEG, PNG and WebP images.
+//! Streaming XMP stamping of JPEG, PNG and WebP images, and location scrubbing of those and
+//! of HEIC/HEIF/AVIF.
 //!
 //! A [`Stamp`] is compiled once from a [`StampConfig`]: the XMP packet that declares the
 //! site's IPTC Data Mining reservation (`plus:DataMining`) is built up front, already framed
 //! for each container, so the hot path only copies bytes. [`stamp_response`] then wraps an
 //! image response: it buffers only the header bytes a format needs, decides, rewrites them,
-//! corrects `Content-Length` and `ETag`, and streams the rest of the body untouched.
+//! corrects `Content-Length` and `ETag`, and streams the rest of the body through a walker
+//! that scrubs, in place, every metadata block that comes later.
+//!
+//! # The privacy invariant
+//!
+//! An image that leaves is byte-identical, or a valid image with identical pixels, and
+//! never carries its original GPS position (nor, by default, camera and lens serials and
+//! owner names). Where each format keeps them, and what is done:
+//!
+//! - **JPEG**: every Exif `APP1` (GPS pointer in IFD0, IFD1 or the Exif IFD), every XMP and
+//!   Extended XMP `APP1`, Photoshop `APP13`; after the first `SOS`, segments between
+//!   progressive scans and every image appended after `EOI` (MPF secondary images, a second
+//!   JPEG) the same way. Bytes after the last image that are not a JPEG (a trailer, a
+//!   motion-photo video) pass until an Exif/TIFF/XMP/QuickTime-location marker appears, and
+//!   are zeroed from there.
+//! - **PNG**: `eXIf`, XMP `iTXt` and other text chunks before and after `IDAT`; compressed
+//!   text and ImageMagick raw profiles holding a location are neutralised (renamed to a
+//!   private ancillary chunk and zeroed). Bytes after `IEND` as for JPEG.
+//! - **WebP**: every `EXIF` and `XMP ` chunk, flagged or not; bytes after the RIFF end as
+//!   for JPEG.
+//! - **HEIC/HEIF/AVIF**: the Exif and XMP items found through `meta`/`iinf`/`iloc`, blanked
+//!   in place (no offset moves, image items untouched). No XMP is added to them.
+//! - **XMP in any container**: every property whose local name starts with `GPS` (any
+//!   prefix: `exif:`, `exifEX:`, `drone-dji:Gps…`), IPTC `LocationCreated`/`LocationShown`,
+//!   and with serials on the serial and owner properties, attribute or element, blanked
+//!   with spaces. A packet holding such a name that cannot be delimited is blanked whole.
+//! - **Exif that cannot be walked** (bounds that do not add up): zeroed whole if a reader
+//!   could still reach a GPS IFD through it, left as it is if not.
+//!
+//! # What cannot be understood (the safe default)
+//!
+//! - A recognised image whose header is malformed, truncated or larger than
+//!   `max_header_bytes` gets no XMP and no structural change at all: only the in-place
+//!   scrub of its metadata blocks runs. Such a file is byte-identical unless it carries
+//!   metadata, and never half-modified (a WebP header is rewritten only once its `VP8X`,
+//!   first chunks and bitstream header validate).
+//! - A body that ends inside a metadata block has the part that came zeroed.
+//! - HEIF/AVIF whose items cannot be located before the body streams past them (`mdat`
+//!   before `meta`, items built from items, overlapping items, `meta` over the limit), and
+//!   any `image/*` body in a container that carries Exif but that Lenscap does not parse
+//!   (TIFF and TIFF-based raw, other ISO-BMFF such as CR3 or JPEG 2000, the JPEG XL
+//!   container, Photoshop, Fujifilm raw) are **withheld**: the response becomes a `403`
+//!   with a short `text/plain` body, `Cache-Control: no-store`, no `ETag`, marked
+//!   [`StampOutcome::Scrubbed`] and [`Withheld`]. [`stamp_bytes`] returns no bytes for them.
+//! - Formats with no place a camera writes a position into (GIF, BMP, ICO, SVG, …) pass as
+//!   they are. GIF XMP application extensions and SVG metadata are not scanned.
+//!
+//! The outcome, and so the `ETag`, is decided on the header alone, before the rest of the
+//! body is seen; it does not depend on how the body is chunked. A block the header does not
+//! announce (an `XMP ` chunk in a WebP whose `VP8X` already has the XMP flag, PNG metadata
+//! after `IDAT`, an appended JPEG) is scrubbed all the same when it streams by, even under
+//! [`StampOutcome::PassedThrough`]; the response then keeps the inner service's `ETag`.
+//! [`stamp_bytes`], which sees the whole image, reports [`StampOutcome::Scrubbed`] then.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,9 +94,7 @@
 //!   the first `IDAT`. Chunks are buffered up to the first `IDAT`.
 //! - **WebP**: an `XMP ` chunk appended at the end of the RIFF payload, the `VP8X` XMP flag
 //!   set (a simple `VP8 `/`VP8L` file is converted to the extended layout first) and the
-//!   RIFF size updated. Only the first chunk is buffered; the body then streams through a
-//!   chunk walker that scrubs the `EXIF` chunk (which follows the image data) in place and
-//!   appends the XMP chunk when the RIFF payload ends.
+//!   RIFF size updated.
 //!
 //! # Images that already carry XMP
 //!
@@ -58,17 +109,17 @@
 //!   (`end="w"`), has enough padding, does not bind the `plus` prefix already and the
 //!   configured value is not `DMI-PROHIBITED-SEECONSTRAINT` (whose lang-alt
 //!   `plus:OtherConstraints` cannot be an attribute);
-//! - otherwise the packet is left alone and only the Exif scrub applies.
+//! - otherwise the packet is left alone and only the scrub applies.
 //!
-//! With `scrub_gps`, `exif:GPS…` attributes and elements of an existing packet are blanked
-//! with spaces (same length). Copyright, credit and web statement are never merged into an
-//! existing packet: the image's own rights data wins. WebP files whose `VP8X` already has
-//! the XMP flag are left alone (XMP-wise). JPEG Extended XMP is never touched.
+//! Copyright, credit and web statement are never merged into an existing packet: the
+//! image's own rights data wins. WebP files whose `VP8X` already has the XMP flag get no
+//! second packet.
 //!
 //! # Location and serial scrub
 //!
-//! See the `exif` submodule: the GPS IFD is removed from IFD0 without moving any other byte,
-//! and with `scrub_serials` the serial numbers and owner names are blanked.
+//! See the `exif` submodule: each GPS IFD is removed from the IFD that points at it without
+//! moving any other byte, and with `scrub_serials` (the default) the serial numbers and
+//! owner and artist names are blanked. Maker notes are not touched.
 //!
 //! # Caches and conditional requests
 //!
@@ -80,17 +131,15 @@
 //!
 //! # Unsupported (passed through, or left as is)
 //!
-//! - Anything not recognised, truncated, malformed, or whose header is larger than
-//!   `max_header_bytes` passes through byte-identical.
-//! - An Exif block that cannot be parsed safely is left untouched; the XMP is still added.
-//! - PNG `eXIf` or XMP `iTXt` after the first `IDAT` (out of spec) is not seen: such a file
-//!   gets a second XMP packet before `IDAT` and keeps its late `eXIf`.
-//! - WebP: a late `EXIF` chunk larger than `max_header_bytes` passes unscrubbed. Because it
-//!   follows the image data, [`StampOutcome::Scrubbed`] for WebP means "scrub armed": the
-//!   headers are sent before the chunk is seen.
-//! - Location text (city, `Iptc4xmpExt:LocationShown`) and maker notes are not touched.
+//! - Anything not recognised passes through byte-identical (see above for what is withheld).
+//! - Location text (city names outside IPTC location structures) and maker notes are not
+//!   touched; a JPEG Extended XMP property split across two segments is not seen whole.
+//! - HEIF/AVIF image sequences: a `moov` box's user data is not scanned.
+//! - A WebP whose first chunks validate but whose later chunk sizes do not add up still
+//!   gets its XMP flag and tail, decided before that chunk streamed by.
 //! - A Range request, a `206`, any status but `200`, and any `Content-Encoding` other than
-//!   `identity` pass through untouched.
+//!   `identity` pass through untouched (whole-image stamping of ranges belongs to the
+//!   layer and the static cache).
 
 mod bmff;
 mod body;
@@ -716,12 +765,28 @@ fn unknown(data: &[u8]) -> Step {
 
 /// The scrub-only plan for a recognised image whose header could not be used (malformed,
 /// truncated, too large): nothing structural changes, metadata is scrubbed in place.
-fn salvage(all: &[u8], stamp: &Stamp) -> Option<Step> {
+fn salvage(all: &[u8], stamp: &Stamp, reason: PassReason) -> Option<Step> {
     match Format::sniff(all)? {
         Format::Jpeg => jpeg::scrub_only(stamp).map(Step::Plan),
         Format::Png => png::scrub_only(stamp).map(Step::Plan),
         Format::Webp => webp::scrub_only(all, stamp).map(Step::Plan),
-        Format::Heif | Format::Avif => stamp.scrub.any().then_some(Step::Withhold),
+        Format::Heif | Format::Avif if !stamp.scrub.any() => None,
+        // A truncated file is all here: zero it from the first metadata marker on.
+        Format::Heif | Format::Avif if reason == PassReason::Truncated => {
+            let at = walk::first_marker(all)?;
+            let mut head = all.to_vec();
+            head[at..].fill(0);
+            Some(Step::Plan(Plan {
+                consumed: all.len(),
+                head,
+                added: 0,
+                walker: None,
+                stamped: false,
+                scrubbed: true,
+            }))
+        }
+        // The rest of the file is not here: its items cannot be found.
+        Format::Heif | Format::Avif => Some(Step::Withhold),
     }
 }
 
@@ -729,7 +794,7 @@ fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
     let (step, fallback) = match step {
         Step::Pass(
             reason @ (PassReason::Malformed | PassReason::Truncated | PassReason::HeaderTooLarge),
-        ) => match salvage(&all, stamp) {
+        ) => match salvage(&all, stamp, reason) {
             Some(step) => (step, reason),
             None => return pass(all, reason),
         },

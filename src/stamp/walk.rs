@@ -195,7 +195,12 @@ impl Guard {
 
 /// Whether some bytes hold one of the metadata [`MARKERS`].
 pub(crate) fn has_marker(data: &[u8]) -> bool {
-    MARKERS.iter().any(|m| memmem::find(data, m).is_some())
+    first_marker(data).is_some()
+}
+
+/// Where the first of the metadata [`MARKERS`] starts.
+pub(crate) fn first_marker(data: &[u8]) -> Option<usize> {
+    MARKERS.iter().filter_map(|m| memmem::find(data, m)).min()
 }
 
 #[cfg(test)]
