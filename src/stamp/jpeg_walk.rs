@@ -69,13 +69,28 @@ impl JpegWalker {
         let mut i = 0;
         while i < seg.len() {
             match &mut self.state {
-                State::Scan => match memchr::memchr(0xFF, &seg[i..]) {
-                    Some(p) => {
-                        i += p + 1;
-                        self.state = State::Ff { scan: true };
+                State::Scan => {
+                    // Hot loop over entropy-coded data: stuffed `FF 00` and restart markers
+                    // are skipped here without a state change.
+                    loop {
+                        match memchr::memchr(0xFF, &seg[i..]) {
+                            Some(p) => {
+                                i += p + 1;
+                                match seg.get(i) {
+                                    Some(0x00 | 0xD0..=0xD7) => i += 1,
+                                    _ => {
+                                        self.state = State::Ff { scan: true };
+                                        break;
+                                    }
+                                }
+                            }
+                            None => {
+                                i = seg.len();
+                                break;
+                            }
+                        }
                     }
-                    None => i = seg.len(),
-                },
+                }
                 State::Marker => {
                     if seg[i] == 0xFF {
                         self.state = State::Ff { scan: false };
