@@ -98,7 +98,10 @@ impl PngWalker {
                     let header = *buf;
                     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
                     let kind = &header[4..8];
-                    if len > 0x7FFF_FFFF || !kind.iter().all(u8::is_ascii_alphabetic) {
+                    // A chunk type that is not letters is skipped by its length, as decoders
+                    // do (no reader takes metadata from it); only an impossible length ends
+                    // the walk.
+                    if len > 0x7FFF_FFFF {
                         out.extend(Some(Bytes::copy_from_slice(&header)));
                         self.state = State::Guarded;
                         continue;
