@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::walk::Walker;
-use super::{Decision, Format, PassReason, Stamp, StampOutcome, Stamper};
+use super::{Decision, PassReason, Stamp, StampOutcome, Stamper};
 
 /// Wraps an image response so its body is stamped and scrubbed as it streams.
 ///
@@ -26,8 +26,10 @@ use super::{Decision, Format, PassReason, Stamp, StampOutcome, Stamper};
 /// the inserted bytes, a strong `ETag` suffixed with [`Stamp::etag_suffix`] (weak tags are
 /// kept), and a [`StampOutcome`] in the extensions. Responses that are not `200`, carry a
 /// `Content-Encoding` other than `identity` or a `Content-Range`, or whose `Content-Type`
-/// is not JPEG, PNG, WebP or `application/octet-stream` are not polled at all and pass
-/// through untouched.
+/// is neither `image/*` nor `application/octet-stream` are not polled at all and pass
+/// through untouched. Any `image/*` body is sniffed (the declared subtype is not trusted):
+/// one that may carry a location Lenscap cannot remove is answered with a `403` instead,
+/// marked [`Withheld`](super::Withheld).
 pub fn stamp_response<B>(response: Response<B>, stamp: Arc<Stamp>) -> StampFuture<B>
 where
     B: Body + Unpin,
@@ -66,14 +68,17 @@ fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Optio
     if encoded {
         return Some(PassReason::ContentEncoding);
     }
-    // Every Content-Type line must name a format we stamp (or be octet-stream).
+    // Every Content-Type line must be an image type (or octet-stream): the bytes decide.
     let foreign = headers.get_all(CONTENT_TYPE).iter().any(|ct| {
-        let ct = ct.to_str().unwrap_or("");
-        let generic = ct
+        let essence = ct
+            .to_str()
+            .unwrap_or("")
             .split(';')
             .next()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/octet-stream"));
-        Format::from_content_type(ct).is_none() && !generic
+            .unwrap_or("")
+            .trim();
+        let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case("image/");
+        !image && !essence.eq_ignore_ascii_case("application/octet-stream")
     });
     if foreign {
         return Some(PassReason::ContentType);
@@ -160,22 +165,25 @@ where
                     Err(frame) => {
                         trailers = frame.into_trailers().ok();
                         inner_done = true;
-                        break p.stamper.finish();
+                        break p.stamper.finish(this.stamp);
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
                     error = Some(e);
-                    break p.stamper.finish();
+                    break p.stamper.finish(this.stamp);
                 }
                 Poll::Ready(None) => {
                     inner_done = true;
-                    break p.stamper.finish();
+                    break p.stamper.finish(this.stamp);
                 }
             }
         };
         let Pending {
             mut parts, body, ..
         } = this.pending.take().expect("checked above");
+        if decision.withheld {
+            return Poll::Ready(withhold(parts, body));
+        }
         apply_headers(&mut parts, &decision, this.stamp);
         tracing::debug!(outcome = ?decision.outcome, added = decision.added, "image stamp");
         let Decision {
@@ -195,6 +203,44 @@ where
         }
         Poll::Ready(Response::from_parts(parts, body))
     }
+}
+
+const WITHHELD: &str = "403 Forbidden: this image is not served, because its format may carry a location that Lenscap cannot remove.\n";
+
+/// The `403` that replaces an image which may carry a location we cannot remove.
+fn withhold<B: Body>(mut parts: http::response::Parts, body: B) -> Response<StampBody<B>> {
+    tracing::warn!(
+        content_type = ?parts.headers.get(CONTENT_TYPE),
+        "image withheld: it may carry a location that cannot be removed"
+    );
+    parts.status = StatusCode::FORBIDDEN;
+    for name in [
+        ETAG,
+        http::header::LAST_MODIFIED,
+        http::header::ACCEPT_RANGES,
+    ] {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    parts.headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(WITHHELD.len()));
+    parts.extensions.insert(StampOutcome::Scrubbed);
+    parts.extensions.insert(super::Withheld);
+    let mut out = StampBody::new(
+        body,
+        VecDeque::from([Bytes::from_static(WITHHELD.as_bytes())]),
+        None,
+    );
+    out.inner_done = true;
+    Response::from_parts(parts, out)
 }
 
 fn finish_skip<B: Body>(
@@ -239,7 +285,8 @@ pin_project! {
         #[pin]
         inner: B,
         head: VecDeque<Bytes>,
-        walker: Option<Walker>,
+        // Boxed: only stamped images have one, and it would otherwise double the body's size.
+        walker: Option<Box<Walker>>,
         trailers: Option<HeaderMap>,
         error: Option<B::Error>,
         inner_done: bool,
@@ -251,7 +298,7 @@ impl<B: Body> StampBody<B> {
         StampBody {
             inner,
             head,
-            walker,
+            walker: walker.map(Box::new),
             trailers: None,
             error: None,
             inner_done: false,
@@ -270,7 +317,7 @@ impl<B: Body> StampBody<B> {
 
     fn held(&self) -> u64 {
         let head: u64 = self.head.iter().map(|b| b.len() as u64).sum();
-        head + self.walker.as_ref().map_or(0, Walker::held)
+        head + self.walker.as_ref().map_or(0, |w| w.held())
     }
 }
 
@@ -335,7 +382,7 @@ where
         self.head.is_empty()
             && self.error.is_none()
             && self.trailers.is_none()
-            && self.walker.as_ref().is_none_or(Walker::is_drained)
+            && self.walker.as_ref().is_none_or(|w| w.is_drained())
             && (self.inner_done || self.inner.is_end_stream())
     }
 
@@ -393,6 +440,9 @@ mod tests {
             Some(PassReason::ContentType)
         );
         h.insert(CONTENT_TYPE, v("application/octet-stream"));
+        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        // Any image type is sniffed: a HEIC or a TIFF may carry a location too.
+        h.insert(CONTENT_TYPE, v("image/heic"));
         assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
 
         fn v(x: &'static str) -> HeaderValue {

@@ -1,11 +1,16 @@
-//! Same-length Exif (TIFF) scrub: the GPS IFD and, optionally, serial numbers and names.
+//! Same-length Exif (TIFF) scrub: every GPS IFD and, optionally, serial numbers and names.
 //!
-//! The GPS IFD is removed by zeroing its entries and their out-of-line values, then taking
-//! its `GPSInfo` (0x8825) entry out of IFD0: the following entries and the next-IFD link
-//! shift left by 12 bytes, the count drops by one and the freed 12 bytes are zeroed. The
-//! block keeps its length and no other offset moves, so Orientation, the thumbnail (IFD1),
-//! ICC and maker notes stay valid. Everything is validated before the first byte changes:
-//! a block whose bounds do not add up is left untouched.
+//! A `GPSInfo` (0x8825) pointer is looked for in every IFD a reader follows: IFD0, the
+//! chain after it (IFD1, the thumbnail's, and any later one) and the Exif IFD. Each GPS IFD
+//! is removed by zeroing its table and out-of-line values, then taking its pointer entry out
+//! of the IFD that holds it: the following entries and the next-IFD link shift left by 12
+//! bytes, the count drops and the freed 12 bytes are zeroed. The block keeps its length and
+//! no other offset moves, so Orientation, the thumbnail, ICC and maker notes stay valid.
+//!
+//! Everything is validated before the first byte changes. A block that cannot be walked
+//! safely is handled by [`scrub_or_blank`]: if a reader could still reach a GPS IFD through
+//! it, the whole block is zeroed (same length); if not (no GPS pointer, or one that leads
+//! outside the block), it is left untouched.
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +25,7 @@ impl ScrubOptions {
     }
 }
 
-/// Why an Exif block was left untouched.
+/// Why an Exif block could not be scrubbed entry by entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ExifError {
     #[error("not a TIFF header")]
@@ -29,18 +34,22 @@ pub(crate) enum ExifError {
     OutOfBounds,
     #[error("an entry has an unknown type")]
     UnknownType,
-    #[error("the GPS IFD overlaps IFD0")]
+    #[error("a GPS IFD overlaps an IFD that is kept")]
     Overlap,
+    #[error("the IFDs form a loop or are too many")]
+    Loop,
 }
 
 const TAG_GPS_IFD: u16 = 0x8825;
 const TAG_EXIF_IFD: u16 = 0x8769;
 const TAG_ARTIST: u16 = 0x013B;
 const TAG_XP_AUTHOR: u16 = 0x9C9D;
+const TAG_CAMERA_SERIAL: u16 = 0xC62F;
 const TAG_OWNER: u16 = 0xA430;
 const TAG_BODY_SERIAL: u16 = 0xA431;
 const TAG_LENS_SERIAL: u16 = 0xA435;
 const MAX_ENTRIES: usize = 4096;
+const MAX_IFDS: usize = 16;
 
 #[derive(Clone, Copy)]
 struct Tiff<'a> {
@@ -56,6 +65,7 @@ struct Entry {
     count: u32,
 }
 
+#[derive(Clone, Copy)]
 struct Ifd {
     at: usize,
     count: usize,
@@ -118,8 +128,12 @@ impl<'a> Tiff<'a> {
         }
     }
 
-    /// The byte range of an entry's value: inline in the entry, or out of line.
-    fn value(&self, e: &Entry) -> Result<(usize, usize), ExifError> {
+    fn entries(&self, ifd: Ifd) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        (0..ifd.count).map(move |i| (i, self.entry(&ifd, i)))
+    }
+
+    /// The byte range of an entry's value, and whether it is inline in the entry.
+    fn value(&self, e: &Entry) -> Result<(usize, usize, bool), ExifError> {
         let unit: u64 = match e.kind {
             1 | 2 | 6 | 7 => 1,
             3 | 8 => 2,
@@ -129,14 +143,14 @@ impl<'a> Tiff<'a> {
         };
         let len = unit * u64::from(e.count);
         if len <= 4 {
-            return Ok((e.at + 8, e.at + 8 + len as usize));
+            return Ok((e.at + 8, e.at + 8 + len as usize, true));
         }
         let off = self.u32(e.at + 8).ok_or(ExifError::OutOfBounds)? as u64;
         let end = off.checked_add(len).ok_or(ExifError::OutOfBounds)?;
         if end > self.data.len() as u64 {
             return Err(ExifError::OutOfBounds);
         }
-        Ok((off as usize, end as usize))
+        Ok((off as usize, end as usize, false))
     }
 
     fn pointer(&self, e: &Entry) -> Result<usize, ExifError> {
@@ -145,63 +159,157 @@ impl<'a> Tiff<'a> {
         }
         Ok(self.u32(e.at + 8).ok_or(ExifError::OutOfBounds)? as usize)
     }
+
+    /// IFD0 and the chain after it. A next link of 0 or past the block ends the chain.
+    fn main_chain(&self) -> Result<Vec<Ifd>, ExifError> {
+        let mut chain: Vec<Ifd> = Vec::new();
+        let mut at = self.u32(4).ok_or(ExifError::NotTiff)? as usize;
+        loop {
+            if chain.iter().any(|i| i.at == at) || chain.len() >= MAX_IFDS {
+                return Err(ExifError::Loop);
+            }
+            let ifd = self.ifd(at)?;
+            chain.push(ifd);
+            let next = self.u32(ifd.end - 4).unwrap_or(0) as usize;
+            if next == 0 || next >= self.data.len() {
+                return Ok(chain);
+            }
+            at = next;
+        }
+    }
+
+    /// The Exif IFDs pointed at from `chain` (a pointer past the block is ignored).
+    fn exif_ifds(&self, chain: &[Ifd]) -> Result<Vec<Ifd>, ExifError> {
+        let mut out: Vec<Ifd> = Vec::new();
+        for ifd in chain {
+            for (_, e) in self.entries(*ifd) {
+                if e.tag == TAG_EXIF_IFD {
+                    let at = self.pointer(&e)?;
+                    if at >= self.data.len() || out.iter().any(|i| i.at == at) {
+                        continue;
+                    }
+                    out.push(self.ifd(at)?);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
-/// Scrubs a PNG `eXIf` or WebP `EXIF` payload: TIFF, tolerating a stray `Exif\0\0` prefix.
-pub(crate) fn scrub_block(block: &mut [u8], opts: ScrubOptions) -> Result<bool, ExifError> {
+/// Scrubs a PNG `eXIf`, WebP `EXIF` or HEIF Exif payload: TIFF, tolerating a stray
+/// `Exif\0\0` prefix. Falls back to zeroing the block as [`scrub_or_blank`] does.
+pub(crate) fn scrub_block(block: &mut [u8], opts: ScrubOptions) -> bool {
     match block.strip_prefix(b"Exif\0\0") {
-        Some(_) => scrub(&mut block[6..], opts),
-        None => scrub(block, opts),
+        Some(_) => scrub_or_blank(&mut block[6..], opts),
+        None => scrub_or_blank(block, opts),
     }
 }
 
-/// Scrubs a TIFF block in place. Returns whether anything changed.
+/// Scrubs a TIFF block in place; a block that cannot be walked but through which a reader
+/// could still reach a GPS IFD is zeroed whole. Returns whether anything changed.
+pub(crate) fn scrub_or_blank(tiff: &mut [u8], opts: ScrubOptions) -> bool {
+    match scrub(tiff, opts) {
+        Ok(changed) => changed,
+        Err(error) if opts.gps && reaches_gps(tiff) => {
+            tracing::debug!(%error, "exif block zeroed: a GPS IFD is reachable but the block is malformed");
+            let changed = tiff.iter().any(|b| *b != 0);
+            tiff.fill(0);
+            changed
+        }
+        Err(error) => {
+            tracing::debug!(%error, "exif block left untouched: no GPS IFD is reachable");
+            false
+        }
+    }
+}
+
+/// Whether a lenient reader would find a `GPSInfo` pointer that leads inside the block.
+pub(crate) fn reaches_gps(tiff: &[u8]) -> bool {
+    let Ok(t) = Tiff::new(tiff) else {
+        return false;
+    };
+    let mut todo: Vec<usize> = t.u32(4).map(|a| a as usize).into_iter().collect();
+    let mut seen: Vec<usize> = Vec::new();
+    while let Some(at) = todo.pop() {
+        if at == 0 || at >= tiff.len() || seen.contains(&at) || seen.len() >= MAX_IFDS {
+            continue;
+        }
+        seen.push(at);
+        let Some(count) = t.u16(at) else { continue };
+        for i in 0..usize::from(count).min(MAX_ENTRIES) {
+            let e = at + 2 + 12 * i;
+            let (Some(tag), Some(off)) = (t.u16(e), t.u32(e + 8)) else {
+                break;
+            };
+            match tag {
+                TAG_GPS_IFD if (off as usize) < tiff.len() => return true,
+                TAG_EXIF_IFD => todo.push(off as usize),
+                _ => {}
+            }
+        }
+        if let Some(next) = t.u32(at + 2 + 12 * usize::from(count)) {
+            todo.push(next as usize);
+        }
+    }
+    false
+}
+
+/// Scrubs a TIFF block in place, entry by entry. Returns whether anything changed; an
+/// error leaves the block untouched.
 pub(crate) fn scrub(tiff: &mut [u8], opts: ScrubOptions) -> Result<bool, ExifError> {
     let mut zero: Vec<(usize, usize)> = Vec::new();
-    let mut remove_gps: Option<(Ifd, usize)> = None;
+    // (IFD, indices of its entries to take out)
+    let mut remove: Vec<(Ifd, Vec<usize>)> = Vec::new();
     {
         let t = Tiff::new(tiff)?;
-        let ifd0_at = t.u32(4).ok_or(ExifError::NotTiff)? as usize;
-        let ifd0 = t.ifd(ifd0_at)?;
-        let ifd0_range = (ifd0.at, ifd0.end);
-        for i in 0..ifd0.count {
-            let e = t.entry(&ifd0, i);
-            match e.tag {
-                TAG_GPS_IFD if opts.gps => {
-                    let gps_at = t.pointer(&e)?;
-                    let gps = t.ifd(gps_at)?;
-                    if overlaps((gps.at, gps.end), ifd0_range) {
-                        return Err(ExifError::Overlap);
-                    }
-                    zero.push((gps.at, gps.end));
-                    for j in 0..gps.count {
-                        let v = t.value(&t.entry(&gps, j))?;
-                        if v.0 >= gps.end || v.1 <= gps.at {
-                            if overlaps(v, ifd0_range) {
-                                return Err(ExifError::Overlap);
+        let chain = t.main_chain()?;
+        let exif = t.exif_ifds(&chain)?;
+        let kept: Vec<(usize, usize)> = chain.iter().chain(&exif).map(|i| (i.at, i.end)).collect();
+        let out_of_line = |v: (usize, usize, bool), zero: &mut Vec<(usize, usize)>| {
+            if !v.2 && kept.iter().any(|k| overlaps((v.0, v.1), *k)) {
+                return Err(ExifError::Overlap);
+            }
+            zero.push((v.0, v.1));
+            Ok(())
+        };
+        for (ifd, is_exif) in chain
+            .iter()
+            .map(|i| (*i, false))
+            .chain(exif.iter().map(|i| (*i, true)))
+        {
+            let mut gone = Vec::new();
+            for (i, e) in t.entries(ifd) {
+                match e.tag {
+                    TAG_GPS_IFD if opts.gps => {
+                        let gps = t.ifd(t.pointer(&e)?)?;
+                        if kept.iter().any(|k| overlaps((gps.at, gps.end), *k)) {
+                            return Err(ExifError::Overlap);
+                        }
+                        zero.push((gps.at, gps.end));
+                        for (_, g) in t.entries(gps) {
+                            let v = t.value(&g)?;
+                            // Inline values went with the table.
+                            if !v.2 {
+                                out_of_line(v, &mut zero)?;
                             }
-                            zero.push(v);
                         }
+                        gone.push(i);
                     }
-                    if remove_gps.is_none() {
-                        remove_gps = Some((t.ifd(ifd0_at)?, i));
+                    TAG_ARTIST | TAG_XP_AUTHOR | TAG_CAMERA_SERIAL if opts.serials && !is_exif => {
+                        out_of_line(t.value(&e)?, &mut zero)?;
                     }
+                    TAG_OWNER | TAG_BODY_SERIAL | TAG_LENS_SERIAL if opts.serials && is_exif => {
+                        out_of_line(t.value(&e)?, &mut zero)?;
+                    }
+                    _ => {}
                 }
-                TAG_ARTIST | TAG_XP_AUTHOR if opts.serials => zero.push(t.value(&e)?),
-                TAG_EXIF_IFD if opts.serials => {
-                    let exif = t.ifd(t.pointer(&e)?)?;
-                    for j in 0..exif.count {
-                        let e = t.entry(&exif, j);
-                        if matches!(e.tag, TAG_OWNER | TAG_BODY_SERIAL | TAG_LENS_SERIAL) {
-                            zero.push(t.value(&e)?);
-                        }
-                    }
-                }
-                _ => {}
+            }
+            if !gone.is_empty() {
+                remove.push((ifd, gone));
             }
         }
     }
@@ -214,17 +322,27 @@ pub(crate) fn scrub(tiff: &mut [u8], opts: ScrubOptions) -> Result<bool, ExifErr
             range.fill(0);
         }
     }
-    if let Some((ifd0, i)) = remove_gps {
-        let entry = ifd0.at + 2 + 12 * i;
-        tiff.copy_within(entry + 12..ifd0.end, entry);
-        tiff[ifd0.end - 12..ifd0.end].fill(0);
-        let count = (ifd0.count - 1) as u16;
-        let bytes = if tiff[0] == b'I' {
+    let le = tiff[0] == b'I';
+    for (ifd, gone) in remove {
+        // Compact the table: kept entries move up, then the next-IFD link, then zeros.
+        let mut write = ifd.at + 2;
+        for i in 0..ifd.count {
+            if gone.contains(&i) {
+                continue;
+            }
+            let read = ifd.at + 2 + 12 * i;
+            tiff.copy_within(read..read + 12, write);
+            write += 12;
+        }
+        tiff.copy_within(ifd.end - 4..ifd.end, write);
+        tiff[write + 4..ifd.end].fill(0);
+        let count = (ifd.count - gone.len()) as u16;
+        let bytes = if le {
             count.to_le_bytes()
         } else {
             count.to_be_bytes()
         };
-        tiff[ifd0.at..ifd0.at + 2].copy_from_slice(&bytes);
+        tiff[ifd.at..ifd.at + 2].copy_from_slice(&bytes);
         changed = true;
     }
     Ok(changed)

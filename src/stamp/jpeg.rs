@@ -1,17 +1,99 @@
 //! JPEG: an `APP1` XMP segment after `SOI`, `APP0` and Exif `APP1`; Exif and XMP edits.
 //!
-//! The header is buffered up to the first `SOS` (start of scan): that is where every
-//! `APPn` lives, so an existing XMP packet is found before deciding. Everything from `SOS`
-//! on, including progressive scans and MPF secondary images, streams through untouched.
+//! The header is buffered up to the first `SOS` (start of scan): that is where the `APPn`
+//! segments live, so an existing XMP packet is found before deciding. Every Exif `APP1` is
+//! scrubbed (GPS wherever its pointer sits), every XMP and Extended XMP `APP1` has its
+//! location properties blanked, and a Photoshop `APP13` its embedded Exif and XMP. From
+//! `SOS` on, the [`JpegWalker`] does the same for segments between scans and for every
+//! image appended after `EOI` (MPF), with nothing changing length.
 
 use bytes::Bytes;
 
-use super::read::be16;
+use super::exif::ScrubOptions;
+use super::read::{be16, be32};
+use super::walk::{JpegWalker, Walker};
 use super::{PassReason, Plan, Stamp, Step, exif, xmp};
 
 /// The namespace that opens a standard XMP `APP1` payload (29 bytes, NUL included).
 pub(crate) const XMP_NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+/// Extended XMP: namespace, then a 32-byte GUID, full length and offset (4 bytes each).
+const XMP_EXT_NS: &[u8] = b"http://ns.adobe.com/xmp/extension/\0";
 const EXIF_ID: &[u8] = b"Exif\0\0";
+const PHOTOSHOP_ID: &[u8] = b"Photoshop 3.0\0";
+
+/// Scrubs one marker segment's payload in place; returns whether anything changed.
+pub(crate) fn scrub_segment(marker: u8, payload: &mut [u8], scrub: ScrubOptions) -> bool {
+    match marker {
+        0xE1 if payload.starts_with(EXIF_ID) => {
+            exif::scrub_or_blank(&mut payload[EXIF_ID.len()..], scrub)
+        }
+        0xE1 if payload.starts_with(XMP_NS) => {
+            xmp::blank_properties(&mut payload[XMP_NS.len()..], scrub)
+        }
+        0xE1 if payload.starts_with(XMP_EXT_NS) => {
+            let at = (XMP_EXT_NS.len() + 40).min(payload.len());
+            xmp::blank_properties(&mut payload[at..], scrub)
+        }
+        0xED if payload.starts_with(PHOTOSHOP_ID) => {
+            scrub_photoshop(&mut payload[PHOTOSHOP_ID.len()..], scrub)
+        }
+        _ => false,
+    }
+}
+
+/// Photoshop image resources: `8BIM`, id, padded Pascal name, size, padded data. Exif
+/// (0x0422) and XMP (0x0424) resources are scrubbed; a list that does not add up has its
+/// text blanked as XMP would be, and is zeroed if a GPS IFD might hide in it.
+fn scrub_photoshop(irb: &mut [u8], scrub: ScrubOptions) -> bool {
+    let mut changed = false;
+    let mut pos = 0;
+    while pos + 4 <= irb.len() {
+        let ok = (|| {
+            if &irb[pos..pos + 4] != b"8BIM" {
+                return None;
+            }
+            let id = be16(irb, pos + 4)?;
+            let name_len = usize::from(*irb.get(pos + 6)?);
+            let name_end = pos + 6 + ((name_len + 2) & !1);
+            let size = be32(irb, name_end)? as usize;
+            let start = name_end + 4;
+            let end = start.checked_add(size)?;
+            if end > irb.len() {
+                return None;
+            }
+            Some((id, start, end, end + (size & 1)))
+        })();
+        let Some((id, start, end, next)) = ok else {
+            let rest = &mut irb[pos..];
+            changed |= xmp::blank_properties(rest, scrub);
+            if scrub.gps && super::walk::has_marker(rest) {
+                rest.fill(0);
+                changed = true;
+            }
+            return changed;
+        };
+        match id {
+            0x0422 => changed |= super::exif::scrub_block(&mut irb[start..end], scrub),
+            0x0424 => changed |= xmp::blank_properties(&mut irb[start..end], scrub),
+            _ => {}
+        }
+        pos = next;
+    }
+    changed
+}
+
+/// Scrub only, for a header that could not be read whole (too large, truncated): `SOI` is
+/// kept and everything after it goes through the walker.
+pub(crate) fn scrub_only(stamp: &Stamp) -> Option<Plan> {
+    stamp.scrub.any().then(|| Plan {
+        consumed: 2,
+        head: vec![0xFF, 0xD8],
+        added: 0,
+        walker: Some(Walker::Jpeg(JpegWalker::new(stamp.scrub))),
+        stamped: false,
+        scrubbed: false,
+    })
+}
 
 /// `FF E1`, length, namespace, packet. The packet size was checked by `Stamp::compile`.
 pub(crate) fn xmp_segment(packet: &[u8]) -> Bytes {
@@ -93,27 +175,24 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
     head.extend_from_slice(&data[..sos]);
     let mut scrubbed = false;
     let mut stamped = false;
-    if stamp.scrub.any() {
-        for s in segments.iter().filter(|s| is_exif(s)) {
-            let tiff = &mut head[s.start + EXIF_ID.len()..s.end];
-            match exif::scrub(tiff, stamp.scrub) {
-                Ok(changed) => scrubbed |= changed,
-                Err(error) => tracing::debug!(%error, "jpeg exif left untouched"),
-            }
+    // The first standard XMP packet is the one to merge into; every segment is scrubbed.
+    let existing = segments.iter().position(is_xmp);
+    for (n, s) in segments.iter().enumerate() {
+        if Some(n) == existing {
+            let packet = &mut head[s.start + XMP_NS.len()..s.end];
+            let attrs = if stamp.xmp {
+                stamp.merge_attrs.as_deref()
+            } else {
+                None
+            };
+            let edit = xmp::edit_in_place(packet, attrs, stamp.scrub);
+            stamped = edit.merged;
+            scrubbed |= edit.scrubbed;
+        } else if stamp.scrub.any() {
+            scrubbed |= scrub_segment(s.marker, &mut head[s.start..s.end], stamp.scrub);
         }
     }
-    let existing = segments.iter().find(|s| is_xmp(s));
-    if let Some(s) = existing {
-        let packet = &mut head[s.start + XMP_NS.len()..s.end];
-        let attrs = if stamp.xmp {
-            stamp.merge_attrs.as_deref()
-        } else {
-            None
-        };
-        let edit = xmp::edit_in_place(packet, attrs, stamp.scrub.gps);
-        stamped = edit.merged;
-        scrubbed |= edit.scrubbed;
-    } else if stamp.xmp {
+    if existing.is_none() && stamp.xmp {
         head.splice(insert_at..insert_at, stamp.jpeg_segment.iter().copied());
         stamped = true;
     }
@@ -121,7 +200,10 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
         consumed: sos,
         head,
         added: 0,
-        walker: None,
+        walker: stamp
+            .scrub
+            .any()
+            .then(|| Walker::Jpeg(JpegWalker::new(stamp.scrub))),
         stamped,
         scrubbed,
     })

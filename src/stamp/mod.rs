@@ -1,10 +1,63 @@
-//! Streaming XMP stamping and location scrubbing of JPEG, PNG and WebP images.
+//! Streaming XMP stamping of JPEG, PNG and WebP images, and location scrubbing of those and
+//! of HEIC/HEIF/AVIF.
 //!
 //! A [`Stamp`] is compiled once from a [`StampConfig`]: the XMP packet that declares the
 //! site's IPTC Data Mining reservation (`plus:DataMining`) is built up front, already framed
 //! for each container, so the hot path only copies bytes. [`stamp_response`] then wraps an
 //! image response: it buffers only the header bytes a format needs, decides, rewrites them,
-//! corrects `Content-Length` and `ETag`, and streams the rest of the body untouched.
+//! corrects `Content-Length` and `ETag`, and streams the rest of the body through a walker
+//! that scrubs, in place, every metadata block that comes later.
+//!
+//! # The privacy invariant
+//!
+//! An image that leaves is byte-identical, or a valid image with identical pixels, and
+//! never carries its original GPS position (nor, by default, camera and lens serials and
+//! owner names). Where each format keeps them, and what is done:
+//!
+//! - **JPEG**: every Exif `APP1` (GPS pointer in IFD0, IFD1 or the Exif IFD), every XMP and
+//!   Extended XMP `APP1`, Photoshop `APP13`; after the first `SOS`, segments between
+//!   progressive scans and every image appended after `EOI` (MPF secondary images, a second
+//!   JPEG) the same way. Bytes after the last image that are not a JPEG (a trailer, a
+//!   motion-photo video) pass until an Exif/TIFF/XMP/QuickTime-location marker appears, and
+//!   are zeroed from there.
+//! - **PNG**: `eXIf`, XMP `iTXt` and other text chunks before and after `IDAT`; compressed
+//!   text and ImageMagick raw profiles holding a location are neutralised (renamed to a
+//!   private ancillary chunk and zeroed). Bytes after `IEND` as for JPEG.
+//! - **WebP**: every `EXIF` and `XMP ` chunk, flagged or not; bytes after the RIFF end as
+//!   for JPEG.
+//! - **HEIC/HEIF/AVIF**: the Exif and XMP items found through `meta`/`iinf`/`iloc`, blanked
+//!   in place (no offset moves, image items untouched). No XMP is added to them.
+//! - **XMP in any container**: every property whose local name starts with `GPS` (any
+//!   prefix: `exif:`, `exifEX:`, `drone-dji:Gps…`), IPTC `LocationCreated`/`LocationShown`,
+//!   and with serials on the serial and owner properties, attribute or element, blanked
+//!   with spaces. A packet holding such a name that cannot be delimited is blanked whole.
+//! - **Exif that cannot be walked** (bounds that do not add up): zeroed whole if a reader
+//!   could still reach a GPS IFD through it, left as it is if not.
+//!
+//! # What cannot be understood (the safe default)
+//!
+//! - A recognised image whose header is malformed, truncated or larger than
+//!   `max_header_bytes` gets no XMP and no structural change at all: only the in-place
+//!   scrub of its metadata blocks runs. Such a file is byte-identical unless it carries
+//!   metadata, and never half-modified (a WebP header is rewritten only once its `VP8X`,
+//!   first chunks and bitstream header validate).
+//! - A body that ends inside a metadata block has the part that came zeroed.
+//! - HEIF/AVIF whose items cannot be located before the body streams past them (`mdat`
+//!   before `meta`, items built from items, overlapping items, `meta` over the limit), and
+//!   any `image/*` body in a container that carries Exif but that Lenscap does not parse
+//!   (TIFF and TIFF-based raw, other ISO-BMFF such as CR3 or JPEG 2000, the JPEG XL
+//!   container, Photoshop, Fujifilm raw) are **withheld**: the response becomes a `403`
+//!   with a short `text/plain` body, `Cache-Control: no-store`, no `ETag`, marked
+//!   [`StampOutcome::Scrubbed`] and [`Withheld`]. [`stamp_bytes`] returns no bytes for them.
+//! - Formats with no place a camera writes a position into (GIF, BMP, ICO, SVG, …) pass as
+//!   they are. GIF XMP application extensions and SVG metadata are not scanned.
+//!
+//! The outcome, and so the `ETag`, is decided on the header alone, before the rest of the
+//! body is seen; it does not depend on how the body is chunked. A block the header does not
+//! announce (an `XMP ` chunk in a WebP whose `VP8X` already has the XMP flag, PNG metadata
+//! after `IDAT`, an appended JPEG) is scrubbed all the same when it streams by, even under
+//! [`StampOutcome::PassedThrough`]; the response then keeps the inner service's `ETag`.
+//! [`stamp_bytes`], which sees the whole image, reports [`StampOutcome::Scrubbed`] then.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,9 +94,7 @@
 //!   the first `IDAT`. Chunks are buffered up to the first `IDAT`.
 //! - **WebP**: an `XMP ` chunk appended at the end of the RIFF payload, the `VP8X` XMP flag
 //!   set (a simple `VP8 `/`VP8L` file is converted to the extended layout first) and the
-//!   RIFF size updated. Only the first chunk is buffered; the body then streams through a
-//!   chunk walker that scrubs the `EXIF` chunk (which follows the image data) in place and
-//!   appends the XMP chunk when the RIFF payload ends.
+//!   RIFF size updated.
 //!
 //! # Images that already carry XMP
 //!
@@ -58,17 +109,17 @@
 //!   (`end="w"`), has enough padding, does not bind the `plus` prefix already and the
 //!   configured value is not `DMI-PROHIBITED-SEECONSTRAINT` (whose lang-alt
 //!   `plus:OtherConstraints` cannot be an attribute);
-//! - otherwise the packet is left alone and only the Exif scrub applies.
+//! - otherwise the packet is left alone and only the scrub applies.
 //!
-//! With `scrub_gps`, `exif:GPS…` attributes and elements of an existing packet are blanked
-//! with spaces (same length). Copyright, credit and web statement are never merged into an
-//! existing packet: the image's own rights data wins. WebP files whose `VP8X` already has
-//! the XMP flag are left alone (XMP-wise). JPEG Extended XMP is never touched.
+//! Copyright, credit and web statement are never merged into an existing packet: the
+//! image's own rights data wins. WebP files whose `VP8X` already has the XMP flag get no
+//! second packet.
 //!
 //! # Location and serial scrub
 //!
-//! See the `exif` submodule: the GPS IFD is removed from IFD0 without moving any other byte,
-//! and with `scrub_serials` the serial numbers and owner names are blanked.
+//! See the `exif` submodule: each GPS IFD is removed from the IFD that points at it without
+//! moving any other byte, and with `scrub_serials` (the default) the serial numbers and
+//! owner and artist names are blanked. Maker notes are not touched.
 //!
 //! # Caches and conditional requests
 //!
@@ -80,22 +131,24 @@
 //!
 //! # Unsupported (passed through, or left as is)
 //!
-//! - Anything not recognised, truncated, malformed, or whose header is larger than
-//!   `max_header_bytes` passes through byte-identical.
-//! - An Exif block that cannot be parsed safely is left untouched; the XMP is still added.
-//! - PNG `eXIf` or XMP `iTXt` after the first `IDAT` (out of spec) is not seen: such a file
-//!   gets a second XMP packet before `IDAT` and keeps its late `eXIf`.
-//! - WebP: a late `EXIF` chunk larger than `max_header_bytes` passes unscrubbed. Because it
-//!   follows the image data, [`StampOutcome::Scrubbed`] for WebP means "scrub armed": the
-//!   headers are sent before the chunk is seen.
-//! - Location text (city, `Iptc4xmpExt:LocationShown`) and maker notes are not touched.
+//! - Anything not recognised passes through byte-identical (see above for what is withheld).
+//! - Location text (city names outside IPTC location structures) and maker notes are not
+//!   touched; a JPEG Extended XMP property split across two segments is not seen whole.
+//! - HEIF/AVIF image sequences: a `moov` box's user data is not scanned.
+//! - A WebP whose first chunks validate but whose later chunk sizes do not add up still
+//!   gets its XMP flag and tail, decided before that chunk streamed by.
 //! - A Range request, a `206`, any status but `200`, and any `Content-Encoding` other than
-//!   `identity` pass through untouched.
+//!   `identity` pass through untouched (whole-image stamping of ranges belongs to the
+//!   layer and the static cache).
 
+mod bmff;
 mod body;
 mod exif;
 mod jpeg;
+mod jpeg_walk;
 mod png;
+mod png_walk;
+mod riff_walk;
 mod walk;
 mod webp;
 mod xmp;
@@ -150,7 +203,7 @@ pub struct StampConfig {
     pub web_statement: Option<String>,
     /// Remove the GPS IFD from Exif and blank `exif:GPS…` in existing XMP (default `true`).
     pub scrub_gps: bool,
-    /// Blank camera and lens serial numbers, camera owner and artist names (default `false`).
+    /// Blank camera and lens serial numbers, camera owner and artist names (default `true`).
     pub scrub_serials: bool,
     /// How many bytes of an image header may be buffered before giving up and passing the
     /// image through untouched (default 1 MiB).
@@ -167,7 +220,7 @@ impl Default for StampConfig {
             credit: None,
             web_statement: None,
             scrub_gps: true,
-            scrub_serials: false,
+            scrub_serials: true,
             max_header_bytes: 1 << 20,
         }
     }
@@ -367,6 +420,10 @@ pub enum Format {
     Png,
     /// WebP (simple lossy, lossless, or extended).
     Webp,
+    /// HEIF, HEIC and their sequences (ISO-BMFF): scrubbed, never stamped.
+    Heif,
+    /// AVIF (ISO-BMFF): scrubbed, never stamped.
+    Avif,
 }
 
 impl Format {
@@ -380,7 +437,7 @@ impl Format {
         } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
             Some(Format::Webp)
         } else {
-            None
+            bmff::sniff(head)
         }
     }
 
@@ -398,6 +455,20 @@ impl Format {
             Some(Format::Png)
         } else if essence.eq_ignore_ascii_case("image/webp") {
             Some(Format::Webp)
+        } else if [
+            "image/heic",
+            "image/heif",
+            "image/heic-sequence",
+            "image/heif-sequence",
+        ]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+        {
+            Some(Format::Heif)
+        } else if essence.eq_ignore_ascii_case("image/avif")
+            || essence.eq_ignore_ascii_case("image/avif-sequence")
+        {
+            Some(Format::Avif)
         } else {
             None
         }
@@ -412,6 +483,8 @@ impl Format {
             "jpg" | "jpeg" | "jpe" | "jfif" => Some(Format::Jpeg),
             "png" | "apng" => Some(Format::Png),
             "webp" => Some(Format::Webp),
+            "heic" | "heif" | "hif" | "heics" | "heifs" => Some(Format::Heif),
+            "avif" | "avifs" => Some(Format::Avif),
             _ => None,
         }
     }
@@ -501,6 +574,26 @@ pub(crate) enum Step {
     Pass(PassReason),
     /// Rewrite the header.
     Plan(Plan),
+    /// Serve nothing of this image: it may carry a location we cannot remove.
+    Withhold,
+}
+
+/// A [`Step`] that is not a plan, small enough to be an `Err`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Halt {
+    NeedMore(usize),
+    Pass(PassReason),
+    Withhold,
+}
+
+impl From<Halt> for Step {
+    fn from(halt: Halt) -> Step {
+        match halt {
+            Halt::NeedMore(n) => Step::NeedMore(n),
+            Halt::Pass(reason) => Step::Pass(reason),
+            Halt::Withhold => Step::Withhold,
+        }
+    }
 }
 
 /// A header rewrite: original bytes `[0, consumed)` become `head`; the rest of the stream
@@ -526,7 +619,15 @@ pub(crate) struct Decision {
     /// The rest of the stream goes through this, if any.
     pub(crate) walker: Option<Walker>,
     pub(crate) outcome: StampOutcome,
+    /// The image must not be served at all (see [`Withheld`]).
+    pub(crate) withheld: bool,
 }
+
+/// On a response (with [`StampOutcome::Scrubbed`]): the image was not served, because it
+/// may carry a location Lenscap cannot remove. The response is a `403` with a short
+/// `text/plain` explanation instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Withheld;
 
 /// The push-based front of the stamper: feed it body chunks until it decides.
 #[derive(Debug)]
@@ -554,7 +655,7 @@ impl Stamper {
             // Common case: the first frame holds the whole header; parse it without a copy.
             match self.step(stamp, &chunk) {
                 Step::NeedMore(n) => self.need = n,
-                step => return Some(decide_on(step, chunk)),
+                step => return Some(decide_on(step, chunk, stamp)),
             }
             self.buf.extend_from_slice(&chunk);
             return self.check_limit(stamp);
@@ -570,79 +671,175 @@ impl Stamper {
             }
             step => {
                 let all = std::mem::take(&mut self.buf).freeze();
-                Some(decide_on(step, all))
+                Some(decide_on(step, all, stamp))
             }
         }
     }
 
-    /// The body ended before a decision: pass what was buffered.
-    pub(crate) fn finish(&mut self) -> Decision {
-        let reason = if self.buf.len() >= 12 && Format::sniff(&self.buf).is_none() {
+    /// The body ended before a decision: what was buffered is all there is. Metadata in it
+    /// is scrubbed (a partial block zeroed); otherwise it passes as it was.
+    pub(crate) fn finish(&mut self, stamp: &Stamp) -> Decision {
+        let all = std::mem::take(&mut self.buf).freeze();
+        let reason = if all.len() >= 12 && Format::sniff(&all).is_none() {
             PassReason::UnknownFormat
         } else {
             PassReason::Truncated
         };
-        let all = std::mem::take(&mut self.buf).freeze();
-        pass(all, reason)
+        let mut decision = decide_on(Step::Pass(reason), all, stamp);
+        if let Some(mut walker) = decision.walker.take() {
+            walker.finish(&mut decision.head);
+            if walker.changed() && !decision.outcome.is_modified() {
+                decision.outcome = StampOutcome::Scrubbed;
+            }
+        }
+        decision
     }
 
     fn check_limit(&mut self, stamp: &Stamp) -> Option<Decision> {
         if self.need > stamp.max_header_bytes || self.buf.len() > stamp.max_header_bytes {
             let all = std::mem::take(&mut self.buf).freeze();
-            Some(pass(all, PassReason::HeaderTooLarge))
+            Some(decide_on(
+                Step::Pass(PassReason::HeaderTooLarge),
+                all,
+                stamp,
+            ))
         } else {
             None
         }
     }
 
     fn step(&self, stamp: &Stamp, data: &[u8]) -> Step {
-        if data.len() < 12 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            // Twelve bytes sniff any format; until then, keep going while a magic still fits.
+        if data.len() < 16 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            // Sixteen bytes sniff any format; until then, keep going while a magic still fits.
             let fits = |magic: &[u8]| {
                 let n = data.len().min(magic.len());
                 data[..n] == magic[..n]
             };
-            if fits(&[0xFF, 0xD8, 0xFF]) || fits(png::SIGNATURE) || fits(b"RIFF") {
-                return Step::NeedMore(12);
+            // An ISO-BMFF file opens with a small box size, then `ftyp`.
+            let ftyp =
+                data.iter().take(3).all(|b| *b == 0) && (data.len() < 8 || &data[4..8] == b"ftyp");
+            if fits(&[0xFF, 0xD8, 0xFF]) || fits(png::SIGNATURE) || fits(b"RIFF") || ftyp {
+                return Step::NeedMore(16);
             }
-            return Step::Pass(PassReason::UnknownFormat);
+            return unknown(data);
         }
         match Format::sniff(data) {
             Some(Format::Jpeg) => jpeg::plan(data, stamp),
             Some(Format::Png) => png::plan(data, stamp),
             Some(Format::Webp) => webp::plan(data, stamp, self.expected_len),
-            None => Step::Pass(PassReason::UnknownFormat),
+            Some(Format::Heif | Format::Avif) => bmff::plan(data, stamp, self.expected_len),
+            None => unknown(data),
         }
     }
 }
 
-fn decide_on(step: Step, all: Bytes) -> Decision {
-    match step {
-        Step::NeedMore(_) => pass(all, PassReason::Truncated),
-        Step::Pass(reason) => pass(all, reason),
-        Step::Plan(plan) => {
-            if !plan.stamped && !plan.scrubbed {
-                return pass(all, PassReason::NothingToDo);
-            }
-            let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
-                return pass(all, PassReason::Malformed);
-            };
-            let head_len = plan.head.len() as u64;
-            let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
-            let mut walker = plan.walker;
-            let mut head = vec![Bytes::from(plan.head)];
-            match walker.as_mut() {
-                Some(w) => w.push(rest, &mut head),
-                None if rest.is_empty() => {}
-                None => head.push(rest),
-            }
-            Decision {
+/// Containers we do not parse but whose files carry Exif or XMP as a rule: TIFF and the
+/// TIFF-based raw formats, other ISO-BMFF files (CR3, JPEG 2000 family, video), JPEG XL's
+/// container, Photoshop, Fujifilm raw. Their images are withheld, everything else passes.
+fn unknown(data: &[u8]) -> Step {
+    let metadata_container = data.starts_with(b"II*\0")
+        || data.starts_with(b"MM\0*")
+        || data.starts_with(b"IIRO")
+        || data.starts_with(b"IIU\0")
+        || data.starts_with(b"8BPS")
+        || data.starts_with(b"FUJIFILMCCD-RAW")
+        || data.get(4..8) == Some(b"ftyp")
+        || data.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n")
+        || data.starts_with(b"\0\0\0\x0cjP  \r\n\x87\n");
+    if metadata_container {
+        Step::Withhold
+    } else {
+        Step::Pass(PassReason::UnknownFormat)
+    }
+}
+
+/// The scrub-only plan for a recognised image whose header could not be used (malformed,
+/// truncated, too large): nothing structural changes, metadata is scrubbed in place.
+fn salvage(all: &[u8], stamp: &Stamp, reason: PassReason) -> Option<Step> {
+    match Format::sniff(all)? {
+        Format::Jpeg => jpeg::scrub_only(stamp).map(Step::Plan),
+        Format::Png => png::scrub_only(stamp).map(Step::Plan),
+        Format::Webp => webp::scrub_only(all, stamp).map(Step::Plan),
+        Format::Heif | Format::Avif if !stamp.scrub.any() => None,
+        // A truncated file is all here: zero it from the first metadata marker on.
+        Format::Heif | Format::Avif if reason == PassReason::Truncated => {
+            let at = walk::first_marker(all)?;
+            let mut head = all.to_vec();
+            head[at..].fill(0);
+            Some(Step::Plan(Plan {
+                consumed: all.len(),
                 head,
-                added,
-                walker,
-                outcome: StampOutcome::from_flags(plan.stamped, plan.scrubbed),
-            }
+                added: 0,
+                walker: None,
+                stamped: false,
+                scrubbed: true,
+            }))
         }
+        // The rest of the file is not here: its items cannot be found.
+        Format::Heif | Format::Avif => Some(Step::Withhold),
+    }
+}
+
+fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
+    let (step, fallback) = match step {
+        Step::Pass(
+            reason @ (PassReason::Malformed | PassReason::Truncated | PassReason::HeaderTooLarge),
+        ) => match salvage(&all, stamp, reason) {
+            Some(step) => (step, reason),
+            None => return pass(all, reason),
+        },
+        Step::NeedMore(_) => return pass(all, PassReason::Truncated),
+        Step::Pass(reason) => return pass(all, reason),
+        step => (step, PassReason::NothingToDo),
+    };
+    let plan = match step {
+        Step::Plan(plan) => plan,
+        Step::Withhold => {
+            return Decision {
+                head: Vec::new(),
+                added: 0,
+                walker: None,
+                outcome: StampOutcome::Scrubbed,
+                withheld: true,
+            };
+        }
+        Step::NeedMore(_) | Step::Pass(_) => return pass(all, fallback),
+    };
+    if !plan.stamped && !plan.scrubbed && plan.walker.is_none() {
+        return pass(all, fallback);
+    }
+    let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
+        return pass(all, PassReason::Malformed);
+    };
+    let head_len = plan.head.len() as u64;
+    let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
+    let mut walker = plan.walker;
+    let mut head = vec![Bytes::from(plan.head)];
+    match walker.as_mut() {
+        Some(w) => w.push(rest, &mut head),
+        None if rest.is_empty() => {}
+        None => head.push(rest),
+    }
+    // The outcome (and so the ETag) follows from the header alone: what the walker finds
+    // later, even within this first buffer, must not make it depend on the chunking.
+    let outcome = match StampOutcome::from_flags(plan.stamped, plan.scrubbed) {
+        StampOutcome::PassedThrough(_) => StampOutcome::PassedThrough(fallback),
+        outcome => outcome,
+    };
+    if !outcome.is_modified()
+        && walker
+            .as_ref()
+            .is_none_or(|w| w.held() == 0 && !w.changed())
+    {
+        // Nothing changed and nothing is held: the buffered bytes go out as they came.
+        head = vec![all];
+    }
+    Decision {
+        head,
+        added,
+        walker,
+        outcome,
+        withheld: false,
     }
 }
 
@@ -656,6 +853,7 @@ fn pass(all: Bytes, reason: PassReason) -> Decision {
         added: 0,
         walker: None,
         outcome: StampOutcome::PassedThrough(reason),
+        withheld: false,
     }
 }
 
@@ -673,7 +871,11 @@ pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
     let mut stamper = Stamper::new(Some(input.len() as u64));
     let decision = stamper
         .push(stamp, Bytes::copy_from_slice(input))
-        .unwrap_or_else(|| stamper.finish());
+        .unwrap_or_else(|| stamper.finish(stamp));
+    if decision.withheld {
+        return (Vec::new(), decision.outcome);
+    }
+    let mut outcome = decision.outcome;
     let mut out = Vec::with_capacity(input.len() + decision.added as usize);
     for b in &decision.head {
         out.extend_from_slice(b);
@@ -684,8 +886,12 @@ pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
         for b in &tail {
             out.extend_from_slice(b);
         }
+        // Here the whole image was seen: a late scrub makes the outcome say so.
+        if walker.changed() && !outcome.is_modified() {
+            outcome = StampOutcome::Scrubbed;
+        }
     }
-    (out, decision.outcome)
+    (out, outcome)
 }
 
 /// Bounds-checked big-endian and little-endian reads shared by the format parsers.
@@ -758,7 +964,7 @@ mod tests {
     fn etag_suffix_tracks_config() {
         let a = Stamp::compile(&StampConfig::default()).unwrap();
         let b = Stamp::compile(&StampConfig {
-            scrub_serials: true,
+            scrub_serials: false,
             ..StampConfig::default()
         })
         .unwrap();

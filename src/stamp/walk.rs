@@ -1,229 +1,237 @@
-//! The streaming part of WebP stamping: walks RIFF chunks after the header, scrubs the
-//! `EXIF` chunk in place (same length) and inserts the XMP chunk where the RIFF payload ends.
+//! The streaming half of stamping: what runs over the body after the header was decided.
 //!
-//! Bytes pass as zero-copy slices of the input; only an `EXIF` chunk is copied (up to
-//! `max_header_bytes`, larger ones pass unscrubbed). A chunk whose size overruns the RIFF
-//! payload stops the walk: the rest passes raw, and the tail still goes at the RIFF end.
+//! Every walker keeps the stream's length: metadata it finds is scrubbed in place, a block
+//! it cannot scrub is zeroed, and bytes pass as zero-copy slices of the input wherever
+//! nothing changes. Zero runs are slices of one static buffer, so blanking allocates nothing.
+//!
+//! - [`RiffWalker`]: WebP chunks after the header (`EXIF`, `XMP `), then the XMP tail.
+//! - [`JpegWalker`]: scan data, later segments, images appended after `EOI` (MPF).
+//! - [`PngWalker`]: chunks after the first `IDAT` (`eXIf`, XMP and raw-profile text).
+//! - [`BmffWalker`]: the Exif and XMP items of a HEIF/AVIF file, by file offset.
+//!
+//! Bytes after the end of a format's structure go through a [`Guard`].
 
 use bytes::Bytes;
+use memchr::memmem;
 
-use super::exif::{self, ScrubOptions};
-
-#[derive(Debug)]
-pub(crate) struct Walker {
-    /// Offset in the original stream of the next byte pushed.
-    pos: u64,
-    riff_end: u64,
-    tail: Option<Bytes>,
-    scrub: ScrubOptions,
-    max_capture: usize,
-    state: State,
-}
+pub(crate) use super::bmff::BmffWalker;
+pub(crate) use super::jpeg_walk::JpegWalker;
+pub(crate) use super::png_walk::PngWalker;
+pub(crate) use super::riff_walk::RiffWalker;
 
 #[derive(Debug)]
-enum State {
-    Header { buf: [u8; 8], have: usize },
-    Skip(u64),
-    Capture { buf: Vec<u8>, need: usize, pad: u64 },
-    Raw,
+pub(crate) enum Walker {
+    Riff(RiffWalker),
+    Jpeg(JpegWalker),
+    Png(PngWalker),
+    Bmff(BmffWalker),
 }
-
-const HEADER: State = State::Header {
-    buf: [0; 8],
-    have: 0,
-};
 
 impl Walker {
-    /// A walker positioned at chunk boundary `pos` of a RIFF payload ending at `riff_end`.
-    pub(crate) fn new(
-        pos: u64,
-        riff_end: u64,
-        tail: Option<Bytes>,
-        scrub: ScrubOptions,
-        max_capture: usize,
-    ) -> Self {
-        Walker {
-            pos,
-            riff_end,
-            tail,
-            scrub,
-            max_capture,
-            state: if pos < riff_end { HEADER } else { State::Raw },
-        }
-    }
-
-    /// Starts mid-chunk, with `n` bytes of the current chunk still to pass.
-    pub(crate) fn skipping(mut self, n: u64) -> Self {
-        if n > 0 && matches!(self.state, State::Header { .. }) {
-            self.state = State::Skip(n);
-        }
-        self
-    }
-
     /// Feeds bytes of the original stream; appends output to `out`.
-    pub(crate) fn push(&mut self, mut input: Bytes, out: &mut impl Extend<Bytes>) {
-        while !input.is_empty() {
-            if self.pos >= self.riff_end {
-                self.emit_tail(out);
-                self.pos = self.pos.saturating_add(input.len() as u64);
-                out.extend(Some(input));
-                return;
-            }
-            let room = self.riff_end - self.pos;
-            let take = usize::try_from(room).unwrap_or(usize::MAX).min(input.len());
-            let seg = input.split_to(take);
-            self.walk(&seg, out);
-            self.pos += take as u64;
-        }
-        if self.pos == self.riff_end {
-            self.emit_tail(out);
+    pub(crate) fn push(&mut self, input: Bytes, out: &mut impl Extend<Bytes>) {
+        match self {
+            Walker::Riff(w) => w.push(input, out),
+            Walker::Jpeg(w) => w.push(input, out),
+            Walker::Png(w) => w.push(input, out),
+            Walker::Bmff(w) => w.push(input, out),
         }
     }
 
-    /// The input ended: flush a partial capture as it was.
+    /// The input ended: flush what is held (a partial capture comes out blanked).
     pub(crate) fn finish(&mut self, out: &mut impl Extend<Bytes>) {
-        if let State::Capture { buf, .. } = std::mem::replace(&mut self.state, State::Raw)
-            && !buf.is_empty()
-        {
-            out.extend(Some(Bytes::from(buf)));
-        }
-        if self.pos == self.riff_end {
-            self.emit_tail(out);
+        match self {
+            Walker::Riff(w) => w.finish(out),
+            Walker::Jpeg(w) => w.finish(out),
+            Walker::Png(w) => w.finish(out),
+            Walker::Bmff(w) => w.finish(out),
         }
     }
 
-    /// Whether nothing is held back (a tail or a partial capture still to come out).
+    /// Whether nothing is held back.
     pub(crate) fn is_drained(&self) -> bool {
-        self.tail.is_none() && !matches!(&self.state, State::Capture { buf, .. } if !buf.is_empty())
+        self.held() == 0
     }
 
-    /// Bytes held back: the tail still to come and a partial capture.
+    /// Bytes held back (a capture in progress, the WebP XMP tail).
     pub(crate) fn held(&self) -> u64 {
-        let capture = match &self.state {
-            State::Capture { buf, .. } => buf.len() as u64,
-            _ => 0,
-        };
-        self.tail.as_ref().map_or(0, |t| t.len() as u64) + capture
-    }
-
-    fn emit_tail(&mut self, out: &mut impl Extend<Bytes>) {
-        if let Some(tail) = self.tail.take() {
-            out.extend(Some(tail));
+        match self {
+            Walker::Riff(w) => w.held(),
+            Walker::Jpeg(w) => w.held(),
+            Walker::Png(w) => w.held(),
+            Walker::Bmff(w) => w.held(),
         }
     }
 
-    fn walk(&mut self, seg: &Bytes, out: &mut impl Extend<Bytes>) {
-        let mut run = 0;
-        let mut i = 0;
-        while i < seg.len() {
-            let left = seg.len() - i;
-            match &mut self.state {
-                State::Header { buf, have } => {
-                    let n = (8 - *have).min(left);
-                    buf[*have..*have + n].copy_from_slice(&seg[i..i + n]);
-                    *have += n;
-                    i += n;
-                    if *have == 8 {
-                        let kind = [buf[0], buf[1], buf[2], buf[3]];
-                        let size = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                        let pad = u64::from(size & 1);
-                        let padded = u64::from(size) + pad;
-                        let at = self.pos + i as u64;
-                        self.state = if at.saturating_add(padded) > self.riff_end {
-                            State::Raw
-                        } else if &kind == b"EXIF"
-                            && self.scrub.any()
-                            && (size as usize) <= self.max_capture
-                            && size > 0
-                        {
-                            if run < i {
-                                out.extend(Some(seg.slice(run..i)));
-                            }
-                            run = i;
-                            State::Capture {
-                                buf: Vec::with_capacity(size as usize),
-                                need: size as usize,
-                                pad,
-                            }
-                        } else if padded == 0 {
-                            HEADER
-                        } else {
-                            State::Skip(padded)
-                        };
-                    }
+    /// Whether the walker changed any byte so far.
+    pub(crate) fn changed(&self) -> bool {
+        match self {
+            Walker::Riff(w) => w.changed(),
+            Walker::Jpeg(w) => w.changed(),
+            Walker::Png(w) => w.changed(),
+            Walker::Bmff(w) => w.changed(),
+        }
+    }
+}
+
+static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+
+/// Appends `n` zero bytes as slices of a static buffer.
+pub(crate) fn zeros(mut n: u64, out: &mut impl Extend<Bytes>) {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        out.extend(Some(Bytes::from_static(&ZEROS[..k])));
+        n -= k as u64;
+    }
+}
+
+/// Byte strings that open a metadata block able to hold a position: Exif/TIFF headers, XMP
+/// packets, QuickTime/MP4 location atoms.
+const MARKERS: [&[u8]; 8] = [
+    b"Exif\0\0",
+    b"II*\0",
+    b"MM\0*",
+    b"<x:xmpmeta",
+    b"<?xpacket",
+    b"<rdf:RDF",
+    b"\xA9xyz",
+    b"ISO6709",
+];
+const LONGEST_MARKER: usize = 10;
+
+/// Passes bytes nothing structured describes (data after a JPEG's last `EOI`, a PNG's
+/// `IEND`, a WebP's RIFF end) unchanged until one of [`MARKERS`] appears, and zeros from
+/// the marker on. The last few bytes are held back, so a marker split across two pushes is
+/// caught where it starts and the output does not depend on how the body was chunked.
+#[derive(Debug, Default)]
+pub(crate) struct Guard {
+    tripped: bool,
+    /// Bytes not emitted yet: fewer than the longest marker.
+    pending: Vec<u8>,
+    changed: bool,
+}
+
+impl Guard {
+    pub(crate) fn pass(&mut self, seg: Bytes, out: &mut impl Extend<Bytes>) {
+        if seg.is_empty() {
+            return;
+        }
+        if self.tripped {
+            self.blank(seg.len(), out);
+            return;
+        }
+        let p = self.pending.len();
+        let mut joined = self.pending.clone();
+        joined.extend_from_slice(&seg[..seg.len().min(LONGEST_MARKER)]);
+        let straddle = MARKERS
+            .iter()
+            .filter_map(|m| memmem::find(&joined, m))
+            .filter(|at| *at < p)
+            .min();
+        let hit = straddle.or_else(|| {
+            MARKERS
+                .iter()
+                .filter_map(|m| memmem::find(&seg, m))
+                .min()
+                .map(|at| at + p)
+        });
+        if let Some(at) = hit {
+            let pending = std::mem::take(&mut self.pending);
+            if at < p {
+                out.extend(Some(Bytes::copy_from_slice(&pending[..at])));
+            } else {
+                if p > 0 {
+                    out.extend(Some(Bytes::from(pending)));
                 }
-                State::Skip(n) => {
-                    let k = usize::try_from(*n).unwrap_or(usize::MAX).min(left);
-                    i += k;
-                    *n -= k as u64;
-                    if *n == 0 {
-                        self.state = HEADER;
-                    }
+                if at > p {
+                    out.extend(Some(seg.slice(..at - p)));
                 }
-                State::Capture { buf, need, pad } => {
-                    let k = (*need - buf.len()).min(left);
-                    buf.extend_from_slice(&seg[i..i + k]);
-                    i += k;
-                    run = i;
-                    if buf.len() == *need {
-                        let pad = *pad;
-                        let mut data = std::mem::take(buf);
-                        if let Err(error) = exif::scrub_block(&mut data, self.scrub) {
-                            tracing::debug!(%error, "webp EXIF left untouched");
-                        }
-                        out.extend(Some(Bytes::from(data)));
-                        self.state = if pad == 0 { HEADER } else { State::Skip(pad) };
-                    }
-                }
-                State::Raw => i = seg.len(),
             }
+            self.tripped = true;
+            tracing::debug!("metadata found after the end of the image: blanked");
+            self.blank(p + seg.len() - at, out);
+            return;
         }
-        if run < seg.len() {
-            out.extend(Some(seg.slice(run..)));
+        let keep = LONGEST_MARKER - 1;
+        let total = p + seg.len();
+        if total <= keep {
+            self.pending.extend_from_slice(&seg);
+            return;
+        }
+        let emit = total - keep;
+        if emit <= p {
+            out.extend(Some(Bytes::copy_from_slice(&self.pending[..emit])));
+            self.pending.drain(..emit);
+            self.pending.extend_from_slice(&seg);
+        } else {
+            if p > 0 {
+                out.extend(Some(Bytes::from(std::mem::take(&mut self.pending))));
+            }
+            out.extend(Some(seg.slice(..emit - p)));
+            self.pending = seg[emit - p..].to_vec();
         }
     }
+
+    /// The input ended: what was held back goes out.
+    pub(crate) fn finish(&mut self, out: &mut impl Extend<Bytes>) {
+        if !self.pending.is_empty() {
+            out.extend(Some(Bytes::from(std::mem::take(&mut self.pending))));
+        }
+    }
+
+    pub(crate) fn held(&self) -> u64 {
+        self.pending.len() as u64
+    }
+
+    fn blank(&mut self, n: usize, out: &mut impl Extend<Bytes>) {
+        self.changed = true;
+        zeros(n as u64, out);
+    }
+
+    pub(crate) fn changed(&self) -> bool {
+        self.changed
+    }
+}
+
+/// Whether some bytes hold one of the metadata [`MARKERS`].
+pub(crate) fn has_marker(data: &[u8]) -> bool {
+    first_marker(data).is_some()
+}
+
+/// Where the first of the metadata [`MARKERS`] starts.
+pub(crate) fn first_marker(data: &[u8]) -> Option<usize> {
+    MARKERS.iter().filter_map(|m| memmem::find(data, m)).min()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut c = kind.to_vec();
-        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        c.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            c.push(0);
-        }
-        c
-    }
-
     #[test]
-    fn scrubs_exif_and_appends_tail_in_any_chunking() {
-        let tiff = exif::sample_tiff(true);
-        let mut body = chunk(b"VP8L", &[1, 2, 3]);
-        body.extend(chunk(b"EXIF", &tiff));
-        let mut expected_exif = tiff.clone();
-        let opts = ScrubOptions {
-            gps: true,
-            serials: false,
-        };
-        exif::scrub(&mut expected_exif, opts).unwrap();
-        let mut expected = chunk(b"VP8L", &[1, 2, 3]);
-        expected.extend(chunk(b"EXIF", &expected_exif));
-        expected.extend_from_slice(b"TAIL");
-        expected.extend_from_slice(b"junk");
-        let riff_end = 12 + body.len() as u64;
-        body.extend_from_slice(b"junk");
-        for size in [1, 3, 7, 64, body.len()] {
-            let mut w = Walker::new(12, riff_end, Some(Bytes::from_static(b"TAIL")), opts, 4096);
+    fn guard_blanks_from_a_marker_even_across_pushes() {
+        let mut input = b"padding-padding".to_vec();
+        input.extend_from_slice(b"Exif\0\0MM\0*GPSDATA");
+        for size in [1, 2, 5, input.len()] {
+            let mut g = Guard::default();
             let mut out: Vec<Bytes> = Vec::new();
-            for part in body.chunks(size) {
-                w.push(Bytes::copy_from_slice(part), &mut out);
+            for part in input.chunks(size) {
+                g.pass(Bytes::copy_from_slice(part), &mut out);
             }
-            w.finish(&mut out);
-            assert!(w.is_drained());
-            assert_eq!(out.concat(), expected, "chunk size {size}");
+            g.finish(&mut out);
+            let out = out.concat();
+            assert_eq!(out.len(), input.len());
+            assert!(!out.windows(7).any(|w| w == b"GPSDATA"), "size {size}");
+            // Blanked from where the marker starts, whatever the chunking.
+            assert_eq!(&out[..15], b"padding-padding", "size {size}");
+            assert!(out[15..].iter().all(|b| *b == 0), "size {size}");
+            assert!(g.changed());
         }
+        let mut g = Guard::default();
+        let mut out: Vec<Bytes> = Vec::new();
+        g.pass(Bytes::from_static(b"nothing here"), &mut out);
+        assert_eq!(g.held(), 9);
+        g.finish(&mut out);
+        assert_eq!(out.concat(), b"nothing here");
+        assert!(!g.changed());
     }
 }

@@ -1,25 +1,35 @@
 //! WebP: an `XMP ` chunk at the end of the RIFF payload, `VP8X` with the XMP flag.
 //!
-//! Only the RIFF header and the first chunk are parsed up front:
-//! - `VP8X` without the XMP flag: the flag is set, the RIFF size grows by the XMP chunk,
-//!   and the walker appends the chunk at the RIFF end (after image data and `EXIF`, as the
-//!   container spec orders them). With the flag already set, XMP is left alone.
-//! - simple `VP8 ` or `VP8L`: a `VP8X` chunk is inserted before it, with the canvas size
-//!   read from the VP8 frame header or the VP8L header (and the alpha flag from VP8L's
-//!   `alpha_is_used` bit), and the XMP chunk appended as above.
+//! The RIFF header and the first chunks are parsed and validated up front; the header is
+//! only rewritten once everything a decoder checks first adds up (12.11: an undecodable
+//! file must never come out half-modified):
+//! - `VP8X` (exactly 10 bytes, reserved bits clear, canvas within 2^32 pixels), then an
+//!   optional `ICCP` (only with its flag), then `ANIM` when the animation flag is set, or
+//!   `ALPH` and/or a `VP8 `/`VP8L` bitstream whose frame header is valid and whose size is
+//!   the canvas. Without the XMP flag: the flag is set, the RIFF size grows by the XMP
+//!   chunk, and the walker appends the chunk at the RIFF end (after image data and `EXIF`,
+//!   as the container spec orders them). With the flag already set, XMP is not added.
+//! - simple `VP8 ` or `VP8L` filling the whole RIFF payload: a `VP8X` chunk is inserted
+//!   before it, with the canvas size read from the VP8 frame header or the VP8L header (and
+//!   the alpha flag from VP8L's `alpha_is_used` bit), and the XMP chunk appended as above.
 //!
-//! `EXIF` (after the image data) is scrubbed in stream by the walker when `VP8X` flags it.
-//! A body whose declared `Content-Length` is shorter than the RIFF size passes through.
+//! Whatever the header, the [`RiffWalker`] scrubs every `EXIF` and `XMP ` chunk in place as
+//! the body streams, flags or not. A file that fails validation, is truncated, or whose
+//! header is too large gets only that in-place scrub: its header bytes are never changed,
+//! so such a file is byte-identical unless it carries metadata to scrub.
 
 use bytes::Bytes;
 
 use super::read::{le16, le32};
-use super::walk::Walker;
-use super::{PassReason, Plan, Stamp, Step};
+use super::walk::{RiffWalker, Walker};
+use super::{Halt, PassReason, Plan, Stamp, Step};
 
+const FLAG_ICC: u8 = 0x20;
 const FLAG_ALPHA: u8 = 0x10;
 const FLAG_EXIF: u8 = 0x08;
 const FLAG_XMP: u8 = 0x04;
+const FLAG_ANIM: u8 = 0x02;
+const FLAGS_RESERVED: u8 = 0xC1;
 
 /// `XMP ` + little-endian size + packet + a pad byte when the size is odd.
 pub(crate) fn xmp_chunk(packet: &[u8]) -> Bytes {
@@ -33,7 +43,81 @@ pub(crate) fn xmp_chunk(packet: &[u8]) -> Bytes {
     Bytes::from(c)
 }
 
-/// Parses the RIFF header and first chunk; see [`Step`].
+/// Scrub only: the header is kept and every chunk from the first goes through the walker.
+pub(crate) fn scrub_only(data: &[u8], stamp: &Stamp) -> Option<Plan> {
+    if !stamp.scrub.any() || data.len() < 12 {
+        return None;
+    }
+    let riff_end = 8 + u64::from(le32(data, 4)?);
+    Some(Plan {
+        consumed: 12,
+        head: data[..12].to_vec(),
+        added: 0,
+        walker: Some(Walker::Riff(RiffWalker::new(
+            12,
+            riff_end.max(12),
+            None,
+            stamp.scrub,
+            stamp.max_header_bytes,
+        ))),
+        stamped: false,
+        scrubbed: false,
+    })
+}
+
+fn chunk_at(data: &[u8], at: usize) -> Result<([u8; 4], u32), Halt> {
+    match (data.get(at..at + 4), le32(data, at + 4)) {
+        (Some(k), Some(size)) => Ok(([k[0], k[1], k[2], k[3]], size)),
+        _ => Err(Halt::NeedMore(at + 8)),
+    }
+}
+
+/// Checks the chunks after a `VP8X` up to the first image bitstream header.
+fn check_extended(
+    data: &[u8],
+    flags: u8,
+    width: u32,
+    height: u32,
+    riff_end: u64,
+) -> Result<(), Halt> {
+    let malformed = Halt::Pass(PassReason::Malformed);
+    let mut at = 30usize;
+    let mut seen_alpha = false;
+    let mut first = true;
+    loop {
+        let (kind, size) = chunk_at(data, at)?;
+        let padded = u64::from(size) + u64::from(size & 1);
+        if at as u64 + 8 + padded > riff_end {
+            return Err(malformed);
+        }
+        let next = at + 8 + padded as usize;
+        match &kind {
+            b"ICCP" if first && flags & FLAG_ICC != 0 => {}
+            b"ANIM" if flags & FLAG_ANIM != 0 && !seen_alpha => {
+                return if size == 6 { Ok(()) } else { Err(malformed) };
+            }
+            b"ALPH" if flags & FLAG_ANIM == 0 && !seen_alpha && size > 0 => seen_alpha = true,
+            b"VP8 " | b"VP8L" if flags & FLAG_ANIM == 0 => {
+                let min = if &kind == b"VP8 " { 10 } else { 5 };
+                if size < min {
+                    return Err(malformed);
+                }
+                if data.len() < at + 8 + min as usize {
+                    return Err(Halt::NeedMore(at + 8 + min as usize));
+                }
+                return match bitstream(&kind, &data[at..], size) {
+                    Some((w, h, _)) if (w, h) == (width, height) => Ok(()),
+                    _ => Err(malformed),
+                };
+            }
+            _ => return Err(malformed),
+        }
+        first = false;
+        at = next;
+    }
+}
+
+/// Parses the RIFF header and first chunks; see [`Step`].
 pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Step {
     if data.len() < 20 {
         return Step::NeedMore(20);
@@ -61,47 +145,60 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
     let xmp_len = stamp.webp_chunk.len() as u32;
     match kind {
         b"VP8X" => {
-            if size < 10 {
+            if size != 10 {
                 return Step::Pass(PassReason::Malformed);
             }
-            // Header and flags are all we need; the rest of VP8X passes through the walker.
-            let Some(&flags) = data.get(20) else {
-                return Step::NeedMore(21);
-            };
-            let has_xmp = flags & FLAG_XMP != 0;
-            let add_xmp = stamp.xmp && !has_xmp;
-            let scrub = flags & FLAG_EXIF != 0 && stamp.scrub.any();
-            if !add_xmp && !scrub {
-                return Step::Plan(nothing());
+            if data.len() < 30 {
+                return Step::NeedMore(30);
             }
-            let mut head = data[..21].to_vec();
-            let tail = if add_xmp {
-                let Some(new_size) = riff_size.checked_add(xmp_len) else {
-                    return Step::Pass(PassReason::Malformed);
+            let flags = data[20];
+            if flags & FLAGS_RESERVED != 0 || data[21..24] != [0, 0, 0] {
+                return Step::Pass(PassReason::Malformed);
+            }
+            let width = u32::from_le_bytes([data[24], data[25], data[26], 0]) + 1;
+            let height = u32::from_le_bytes([data[27], data[28], data[29], 0]) + 1;
+            if u64::from(width) * u64::from(height) > u64::from(u32::MAX) {
+                return Step::Pass(PassReason::Malformed);
+            }
+            let add_xmp = stamp.xmp && flags & FLAG_XMP == 0;
+            if add_xmp && let Err(halt) = check_extended(data, flags, width, height, riff_end) {
+                return halt.into();
+            }
+            if !add_xmp {
+                // Nothing in the header changes; the walker scrubs whatever chunks follow.
+                return match scrub_only(data, stamp) {
+                    Some(mut plan) => {
+                        plan.scrubbed = flags & FLAG_EXIF != 0;
+                        Step::Plan(plan)
+                    }
+                    None => Step::Plan(nothing()),
                 };
-                head[4..8].copy_from_slice(&new_size.to_le_bytes());
-                head[20] = flags | FLAG_XMP;
-                Some(stamp.webp_chunk.clone())
-            } else {
-                None
+            }
+            let Some(new_size) = riff_size.checked_add(xmp_len) else {
+                return Step::Pass(PassReason::Malformed);
             };
-            let walker = Walker::new(21, riff_end, tail, stamp.scrub, stamp.max_header_bytes);
-            // The walker starts mid-chunk: skip the rest of VP8X's payload and pad.
-            let walker = walker.skipping(u64::from(size) + u64::from(size & 1) - 1);
+            let mut head = data[..21].to_vec();
+            head[4..8].copy_from_slice(&new_size.to_le_bytes());
+            head[20] = flags | FLAG_XMP;
+            let walker = RiffWalker::new(
+                21,
+                riff_end,
+                Some(stamp.webp_chunk.clone()),
+                stamp.scrub,
+                stamp.max_header_bytes,
+            )
+            // The walker starts mid-chunk: skip the rest of VP8X's payload.
+            .skipping(9);
             Step::Plan(Plan {
                 consumed: 21,
                 head,
-                added: u64::from(xmp_len) * u64::from(add_xmp),
-                walker: Some(walker),
-                stamped: add_xmp,
-                scrubbed: scrub,
+                added: u64::from(xmp_len),
+                walker: Some(Walker::Riff(walker)),
+                stamped: true,
+                scrubbed: flags & FLAG_EXIF != 0 && stamp.scrub.any(),
             })
         }
         b"VP8 " | b"VP8L" => {
-            if !stamp.xmp {
-                // A simple file has no room for EXIF: nothing to scrub either.
-                return Step::Plan(nothing());
-            }
             let min = if kind == b"VP8 " { 10 } else { 5 };
             if size < min {
                 return Step::Pass(PassReason::Malformed);
@@ -109,9 +206,18 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
             if data.len() < 20 + min as usize {
                 return Step::NeedMore(20 + min as usize);
             }
-            let Some((width, height, alpha)) = canvas(kind, data) else {
+            let Some((width, height, alpha)) = bitstream(kind, &data[12..], size) else {
                 return Step::Pass(PassReason::Malformed);
             };
+            let whole = 20 + u64::from(size) + u64::from(size & 1) == riff_end;
+            if !stamp.xmp || !whole {
+                // A simple file has no room for metadata; chunks after its bitstream
+                // (out of spec) are still walked and scrubbed.
+                return match scrub_only(data, stamp) {
+                    Some(plan) => Step::Plan(plan),
+                    None => Step::Plan(nothing()),
+                };
+            }
             let Some(new_size) = riff_size.checked_add(18 + xmp_len) else {
                 return Step::Pass(PassReason::Malformed);
             };
@@ -124,7 +230,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
             head.extend_from_slice(&[0, 0, 0]);
             head.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
             head.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
-            let walker = Walker::new(
+            let walker = RiffWalker::new(
                 12,
                 riff_end,
                 Some(stamp.webp_chunk.clone()),
@@ -135,7 +241,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
                 consumed: 12,
                 head,
                 added: u64::from(xmp_len),
-                walker: Some(walker),
+                walker: Some(Walker::Riff(walker)),
                 stamped: true,
                 scrubbed: false,
             })
@@ -155,19 +261,25 @@ fn nothing() -> Plan {
     }
 }
 
-/// Canvas width, height (both ≥ 1) and alpha from a simple file's bitstream header.
-fn canvas(kind: &[u8], data: &[u8]) -> Option<(u32, u32, bool)> {
+/// Canvas width, height (both ≥ 1) and alpha from a bitstream chunk (`chunk` starts at
+/// its fourcc, `size` is its payload size).
+fn bitstream(kind: &[u8], chunk: &[u8], size: u32) -> Option<(u32, u32, bool)> {
     if kind == b"VP8 " {
-        let body = data.get(20..30)?;
-        // Frame tag (3 bytes, bit 0 clear for a key frame), start code, 14-bit sizes.
-        if body[0] & 1 != 0 || body[3..6] != [0x9D, 0x01, 0x2A] {
+        let body = chunk.get(8..18)?;
+        // Frame tag: key frame (bit 0 clear), version ≤ 3, shown, first partition inside.
+        let tag = u32::from(body[0]) | u32::from(body[1]) << 8 | u32::from(body[2]) << 16;
+        let partition = tag >> 5;
+        if tag & 1 != 0 || (tag >> 1) & 7 > 3 || tag & 0x10 == 0 || partition + 10 > size {
+            return None;
+        }
+        if body[3..6] != [0x9D, 0x01, 0x2A] {
             return None;
         }
         let w = u32::from(le16(body, 6)? & 0x3FFF);
         let h = u32::from(le16(body, 8)? & 0x3FFF);
         (w > 0 && h > 0).then_some((w, h, false))
     } else {
-        let body = data.get(20..25)?;
+        let body = chunk.get(8..13)?;
         // Signature 0x2F, then width-1 (14 bits), height-1 (14), alpha (1), version (3).
         if body[0] != 0x2F {
             return None;

@@ -1,5 +1,18 @@
 //! The XMP packet we write, and same-length edits of packets already in an image.
+//!
+//! Location and serial properties are recognised by their local name whatever prefix the
+//! packet binds (readers resolve `ns1:GPSLatitude` as well as `exif:GPSLatitude`):
+//! - location: every name starting with `GPS`/`Gps` (`exif:GPS…`, `exifEX:GPS…`,
+//!   `drone-dji:GpsLatitude`, the `exif:GPS…` fields of IPTC location structures), and the
+//!   IPTC `LocationCreated` / `LocationShown` structures whole;
+//! - serials and owners: `SerialNumber`, `BodySerialNumber`, `CameraSerialNumber`,
+//!   `LensSerialNumber`, `OwnerName`, `CameraOwnerName`.
+//!
+//! Each is blanked with spaces, attribute or element (with its content), so the packet keeps
+//! its length. If such a name is found but its extent cannot be delimited, the whole packet
+//! is blanked: it cannot be left carrying a position.
 
+use super::exif::ScrubOptions;
 use super::{DATA_MINING_VOCABULARY, DATA_MINING_VOCABULARY_URI, StampConfig, StampError};
 
 /// The PLUS namespace that holds `DataMining` and `OtherConstraints`.
@@ -182,16 +195,15 @@ fn tag_end(packet: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Merges `attrs` into the first `rdf:Description` and blanks GPS properties, never
-/// changing the packet's length. `attrs` is `None` when merging is off.
-pub(crate) fn edit_in_place(packet: &mut [u8], attrs: Option<&[u8]>, scrub_gps: bool) -> Edit {
+/// Merges `attrs` into the first `rdf:Description` and blanks location (and, when asked,
+/// serial) properties, never changing the packet's length. `attrs` is `None` when merging
+/// is off.
+pub(crate) fn edit_in_place(packet: &mut [u8], attrs: Option<&[u8]>, scrub: ScrubOptions) -> Edit {
     let mut edit = Edit {
         declared: find(packet, b"DataMining", 0).is_some(),
         ..Edit::default()
     };
-    if scrub_gps {
-        edit.scrubbed = blank_gps(packet);
-    }
+    edit.scrubbed = blank_properties(packet, scrub);
     if let Some(attrs) = attrs
         && !edit.declared
     {
@@ -237,29 +249,81 @@ fn merge(packet: &mut [u8], attrs: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// Replaces every `exif:GPS…` attribute and element with spaces.
-fn blank_gps(packet: &mut [u8]) -> bool {
-    const NAME: &[u8] = b"exif:GPS";
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') || b >= 0x80
+}
+
+fn is_location(local: &[u8]) -> bool {
+    local.len() >= 3 && local[..3].eq_ignore_ascii_case(b"GPS")
+        || local == b"LocationCreated"
+        || local == b"LocationShown"
+}
+
+fn is_serial(local: &[u8]) -> bool {
+    matches!(
+        local,
+        b"SerialNumber"
+            | b"BodySerialNumber"
+            | b"CameraSerialNumber"
+            | b"LensSerialNumber"
+            | b"OwnerName"
+            | b"CameraOwnerName"
+    )
+}
+
+/// Whether some bytes hold a property [`blank_properties`] would blank.
+pub(crate) fn has_properties(packet: &[u8], scrub: ScrubOptions) -> bool {
+    let mut copy = packet.to_vec();
+    blank_properties(&mut copy, scrub)
+}
+
+/// Blanks location (and with `scrub.serials` serial) properties with spaces; see the
+/// module docs. Returns whether anything changed.
+pub(crate) fn blank_properties(packet: &mut [u8], scrub: ScrubOptions) -> bool {
+    if !scrub.any() {
+        return false;
+    }
     let mut changed = false;
     let mut from = 0;
-    while let Some(at) = find(packet, NAME, from) {
-        from = at + NAME.len();
-        let name_len = packet[at..]
+    while let Some(p) = memchr::memchr(b':', &packet[from..]) {
+        let colon = from + p;
+        from = colon + 1;
+        let local_len = packet[colon + 1..]
             .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b':' || **b == b'_')
+            .take_while(|b| is_name_byte(**b))
             .count();
-        let prev = at.checked_sub(1).and_then(|p| packet.get(p)).copied();
-        let range = match prev {
+        let local = &packet[colon + 1..colon + 1 + local_len];
+        if !(scrub.gps && is_location(local) || scrub.serials && is_serial(local)) {
+            continue;
+        }
+        let mut start = colon;
+        while start > 0 && is_name_byte(packet[start - 1]) {
+            start -= 1;
+        }
+        if start == colon {
+            continue;
+        }
+        let name_len = colon + 1 + local_len - start;
+        let range = match start.checked_sub(1).map(|p| packet[p]) {
             // <exif:GPSLatitude>…</exif:GPSLatitude> or <exif:GPSVersionID … />
-            Some(b'<') => element_range(packet, at - 1, name_len),
+            Some(b'<') => element_range(packet, start - 1, name_len),
             // exif:GPSLatitude="…" as an attribute
-            Some(b) if b.is_ascii_whitespace() => attribute_range(packet, at, name_len),
-            _ => None,
+            Some(b) if b.is_ascii_whitespace() => attribute_range(packet, start, name_len),
+            // A closing tag, or the name inside text: not a property.
+            _ => continue,
         };
-        if let Some((start, end)) = range {
-            packet[start..end].fill(b' ');
-            changed = true;
-            from = end;
+        match range {
+            Some((s, e)) => {
+                packet[s..e].fill(b' ');
+                changed = true;
+                from = e;
+            }
+            None => {
+                // A property we cannot delimit: nothing of this packet may stay.
+                tracing::debug!("xmp packet blanked: a location property could not be delimited");
+                packet.fill(b' ');
+                return true;
+            }
         }
     }
     changed
@@ -319,6 +383,56 @@ pub fn find_packet(data: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
+    const GPS: ScrubOptions = ScrubOptions {
+        gps: true,
+        serials: false,
+    };
+    const NONE: ScrubOptions = ScrubOptions {
+        gps: false,
+        serials: false,
+    };
+    const ALL: ScrubOptions = ScrubOptions {
+        gps: true,
+        serials: true,
+    };
+
+    #[test]
+    fn blanks_any_prefix_structures_and_serials() {
+        let mut p = b"<rdf:Description xmlns:ns1=\"http://ns.adobe.com/exif/1.0/\" ns1:GPSLatitude=\"52,22N\" drone-dji:GpsLongitude=\"+4.9\" aux:SerialNumber=\"123\" tiff:Make=\"X\">\n<Iptc4xmpExt:LocationCreated><rdf:Bag><rdf:li rdf:parseType=\"Resource\"><Iptc4xmpExt:City>Gouda</Iptc4xmpExt:City><exif:GPSLongitude>4,42E</exif:GPSLongitude></rdf:li></rdf:Bag></Iptc4xmpExt:LocationCreated>\n<exifEX:LensSerialNumber>L9</exifEX:LensSerialNumber></rdf:Description>".to_vec();
+        let len = p.len();
+        assert!(blank_properties(&mut p, ALL));
+        assert_eq!(p.len(), len);
+        let s = String::from_utf8(p).unwrap();
+        for gone in [
+            "GPS", "Gps", "52,22N", "Gouda", "4,42E", "123", "L9", "Location",
+        ] {
+            assert!(!s.contains(gone), "{gone} left in {s}");
+        }
+        assert!(
+            s.contains("tiff:Make=\"X\">") && s.ends_with("</rdf:Description>"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn serials_kept_unless_asked_and_undelimited_property_blanks_packet() {
+        let mut p = b"<a aux:SerialNumber=\"1\" exif:GPSAltitude=\"3\"/>".to_vec();
+        assert!(blank_properties(&mut p, GPS));
+        let s = String::from_utf8_lossy(&p).into_owned();
+        assert!(
+            s.starts_with("<a aux:SerialNumber=\"1\" ") && s.ends_with(" />") && !s.contains("GPS"),
+            "{s}"
+        );
+        let mut broken = b"<x><exif:GPSLatitude>52,22N</x>".to_vec();
+        assert!(blank_properties(&mut broken, GPS));
+        assert!(broken.iter().all(|b| *b == b' '));
+        let mut closing = b"text exif:GPS is off </exif:GPSLatitude".to_vec();
+        let orig = closing.clone();
+        // "exif:GPS is" as text: not an attribute (no '='), so the packet is blanked whole.
+        assert!(blank_properties(&mut closing, GPS));
+        assert_ne!(closing, orig);
+    }
+
     fn adobe_like(padding: usize, extra: &str) -> Vec<u8> {
         let mut s = String::from(
             "<?xpacket begin=\"\u{FEFF}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\n<x:xmpmeta xmlns:x=\"adobe:ns:meta/\">\n <rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\n  <rdf:Description rdf:about=\"\" xmlns:exif=\"http://ns.adobe.com/exif/1.0/\" xmlns:xmp=\"http://ns.adobe.com/xap/1.0/\" xmp:CreatorTool=\"a > b\"",
@@ -365,7 +479,7 @@ mod tests {
         let attrs = b" xmlns:plus=\"http://ns.useplus.org/ldf/xmp/1.0/\" plus:DataMining=\"http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED\"";
         let mut p = adobe_like(500, "");
         let before = p.len();
-        let edit = edit_in_place(&mut p, Some(attrs), true);
+        let edit = edit_in_place(&mut p, Some(attrs), GPS);
         assert_eq!(p.len(), before);
         assert!(edit.merged && edit.scrubbed && !edit.declared);
         let s = String::from_utf8(p).unwrap();
@@ -379,12 +493,12 @@ mod tests {
         let attrs = b" plus:DataMining=\"x\"";
         let mut p = adobe_like(3, "");
         let orig = p.clone();
-        let edit = edit_in_place(&mut p, Some(attrs), false);
+        let edit = edit_in_place(&mut p, Some(attrs), NONE);
         assert!(!edit.merged);
         assert_eq!(p, orig);
         let mut p = adobe_like(500, " plus:DataMining=\"y\"");
         let orig = p.clone();
-        let edit = edit_in_place(&mut p, Some(attrs), false);
+        let edit = edit_in_place(&mut p, Some(attrs), NONE);
         assert!(edit.declared && !edit.merged);
         assert_eq!(p, orig);
     }
@@ -393,7 +507,7 @@ mod tests {
     fn blanks_gps_attributes() {
         let mut p =
             b"<rdf:Description exif:GPSLatitude='1' exif:GPSLongitude=\"2\" a=\"b\"/>".to_vec();
-        assert!(blank_gps(&mut p));
+        assert!(blank_properties(&mut p, GPS));
         let s = String::from_utf8(p).unwrap();
         assert!(!s.contains("GPS") && s.contains("a=\"b\"/>"), "{s}");
     }

@@ -5,6 +5,7 @@
 //! `cjpeg -progressive -quality 90` and `cwebp -q 80` from a 16x12 gradient (`fixtures`).
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod fixtures;
 
 use std::io::Write;
