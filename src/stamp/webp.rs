@@ -117,6 +117,39 @@ fn check_extended(
     }
 }
 
+/// Whether the XMP chunk may be added, which changes the file's layout: only when the file's
+/// length is known and holds the whole RIFF payload, and, for a payload small enough to hold
+/// whole (`max_header_bytes`), when every chunk boundary lines up with the RIFF end. A length
+/// that lies anywhere would otherwise send a reader of the rewritten file astray.
+fn layout_holds(
+    data: &[u8],
+    riff_end: u64,
+    expected_len: Option<u64>,
+    hold: usize,
+) -> Result<bool, Halt> {
+    let Some(len) = expected_len else {
+        return Ok(false);
+    };
+    if len < riff_end {
+        return Ok(false);
+    }
+    if riff_end > hold as u64 {
+        // Too large to look at whole: the first chunks were checked.
+        return Ok(true);
+    }
+    if (data.len() as u64) < riff_end {
+        return Err(Halt::NeedMore(riff_end as usize));
+    }
+    let mut at = 12u64;
+    while at < riff_end {
+        let Some(size) = le32(data, at as usize + 4) else {
+            return Ok(false);
+        };
+        at += 8 + u64::from(size) + u64::from(size & 1);
+    }
+    Ok(at == riff_end)
+}
+
 /// Parses the RIFF header and first chunks; see [`Step`].
 pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Step {
     if data.len() < 20 {
@@ -160,9 +193,15 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
             if u64::from(width) * u64::from(height) > u64::from(u32::MAX) {
                 return Step::Pass(PassReason::Malformed);
             }
-            let add_xmp = stamp.xmp && flags & FLAG_XMP == 0;
+            let mut add_xmp = stamp.xmp && flags & FLAG_XMP == 0;
             if add_xmp && let Err(halt) = check_extended(data, flags, width, height, riff_end) {
                 return halt.into();
+            }
+            if add_xmp {
+                match layout_holds(data, riff_end, expected_len, stamp.max_header_bytes) {
+                    Ok(holds) => add_xmp = holds,
+                    Err(halt) => return halt.into(),
+                }
             }
             if !add_xmp {
                 // Nothing in the header changes; the walker scrubs whatever chunks follow.
@@ -210,7 +249,11 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
                 return Step::Pass(PassReason::Malformed);
             };
             let whole = 20 + u64::from(size) + u64::from(size & 1) == riff_end;
-            if !stamp.xmp || !whole {
+            let holds = match layout_holds(data, riff_end, expected_len, stamp.max_header_bytes) {
+                Ok(holds) => holds,
+                Err(halt) => return halt.into(),
+            };
+            if !stamp.xmp || !whole || !holds {
                 // A simple file has no room for metadata; chunks after its bitstream
                 // (out of spec) are still walked and scrubbed.
                 return match scrub_only(data, stamp) {
