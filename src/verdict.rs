@@ -1,6 +1,6 @@
 //! The verdict's vocabulary: what Lenscap can decide about a request ([`Action`]), the named
 //! signals behind it ([`Reason`], [`Reasons`]) and the decision itself ([`Verdict`]). The
-//! deciding is done by [`decide`](crate::decide); this module only names things, so every
+//! deciding is done by the decide stage (`src/decide.rs`); this module only names things, so every
 //! stage can speak of reasons without importing the stage that weighs them.
 //!
 //! A [`Verdict`] carries the [`Action`] (allow, throttle, tarpit, block), the summed score of
