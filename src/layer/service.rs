@@ -290,20 +290,21 @@ where
             request.headers_mut().insert(VERDICT, value);
         }
         request.extensions_mut().insert(verdict);
-        let head = request.method() == Method::HEAD;
         if found.image_path
-            && request.method() == Method::GET
+            && matches!(*request.method(), Method::GET | Method::HEAD)
             && let Some(stamp) = &policy.tag.stamp
         {
             // Lets an inner service that caches stamped images answer with them.
             request.extensions_mut().insert(StampHint(stamp.clone()));
         }
+        let (mut parts, body) = request.into_parts();
         let tagging = Tagging::new(
             policy.tag.clone(),
-            head,
+            &mut parts.method,
             found.image_path,
-            request.headers_mut(),
+            &mut parts.headers,
         );
+        let request = Request::from_parts(parts, body);
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
 }

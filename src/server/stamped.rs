@@ -2,7 +2,8 @@
 //! the stamper.
 //!
 //! The Lenscap layer stamps every image `200` it passes on (XMP, scrubs, `Content-Length`,
-//! `ETag` suffix, `Accept-Ranges: none`). For a file that has not changed, the result is the
+//! `ETag` suffix); ranges and HEAD are cut from that stamped answer by the layer
+//! (`tag::range`), which asks this service for the whole image. For a file that has not changed, the result is the
 //! same every time. [`StaticSite`] keeps that result per URI path: the headers `ServeDir`
 //! gives a plain `GET` of the file after the stamper's corrections, the stamped bytes and the
 //! [`StampOutcome`], valid for one file version (modification time, length, inode: one
