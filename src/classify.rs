@@ -85,6 +85,8 @@ pub(crate) struct Classification {
     pub(crate) fetch_dest_image: bool,
     /// Page, image, robots.txt or other.
     pub(crate) kind: Kind,
+    /// A top-level navigation to an image ([`direct_open`]): counted as a page view.
+    pub(crate) direct_open: bool,
     /// The catalog agent the User-Agent names (an index into the catalog).
     pub(crate) agent: Option<usize>,
     /// What the client is.
@@ -231,12 +233,19 @@ impl Classifier {
             }
             None => Category::Browser,
         };
+        let direct_open = view.image && direct_open(headers, secure, fetch_dest_image);
+        let kind = if direct_open {
+            Kind::Page
+        } else {
+            request_kind(request.method, request.path, headers, view.image)
+        };
         Classification {
             client,
             secure,
             image_path,
             fetch_dest_image,
-            kind: request_kind(request.method, request.path, headers, view.image),
+            kind,
+            direct_open,
             agent,
             category,
             reasons,
@@ -247,6 +256,24 @@ impl Classifier {
     pub(crate) fn agent_name(&self, index: usize) -> Arc<str> {
         self.catalog.agents()[index].shared_name().clone()
     }
+}
+
+/// A browser tab opening an image (a shared photo link): `Accept` starting with `text/html`,
+/// or `Sec-Fetch-Dest: document` where browsers send fetch metadata (secure origins). A person
+/// opening links one after another is browsing pages, so it is charged as a page view (page
+/// pace, page quotas) rather than as an image no page embedded.
+fn direct_open(headers: &HeaderMap, secure: bool, fetch_dest_image: bool) -> bool {
+    if fetch_dest_image {
+        return false;
+    }
+    let html_first = headers
+        .get(header::ACCEPT)
+        .is_some_and(|a| crate::tag::starts_with_ignore_case(a.as_bytes(), b"text/html"));
+    let document = secure
+        && headers
+            .get(crate::signals::SEC_FETCH_DEST)
+            .is_some_and(|d| d.as_bytes().eq_ignore_ascii_case(b"document"));
+    html_first || document
 }
 
 /// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
