@@ -263,7 +263,9 @@ pub fn exiftool_gps(bytes: &[u8], label: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let file = dir.join(format!("{safe}.bin"));
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("{n}-{safe}.bin"));
     std::fs::write(&file, bytes).unwrap();
     let output = std::process::Command::new("exiftool")
         .args(["-gps:all", "-s", "-s", "-m", "-q"])
