@@ -308,7 +308,7 @@ const STYLE: &str = "*{box-sizing:border-box}\
 body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#222;background:#faf8f5}\
 header,main,footer{max-width:1100px;margin:0 auto;padding:0 14px}\
 header{padding-top:18px}h1{font-size:1.6rem;margin:0 0 4px}h2{font-size:1.2rem;margin:22px 0 10px}\
-nav a,footer a{color:#7a3b00}p.crumbs{margin:0;color:#666}\
+nav a,footer a,.crumbs a{color:#7a3b00}p.crumbs{margin:0;color:#666}\
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:8px;list-style:none;margin:0;padding:0}\
 .albums{grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:14px}\
 .grid a{display:block;color:inherit;text-decoration:none}\
