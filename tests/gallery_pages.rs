@@ -315,6 +315,9 @@ async fn dot_files_and_links_out_of_the_folder_answer_404() {
     let mut browser = Browser::new(server.local_addr());
     for path in [
         "/.env",
+        "//.env",
+        "/./.env",
+        "/Quiz%20Night%2F.hidden.jpg",
         "/.git/config",
         "/%2Eenv",
         "/Quiz%20Night/.hidden.jpg",

@@ -60,20 +60,18 @@ pub(crate) fn photo_kind(name: &str) -> Option<PhotoKind> {
 
 // === paths ===
 
-/// The folder-relative path a URI path names, decoded; `None` for anything that is not a
-/// plain walk down the folder (`..`, `.`, empty segments inside, backslashes, NUL, invalid
-/// UTF-8). Dot files come back as they are; [`is_hidden`] tells them.
+/// The folder-relative path a URI path names, read as `ServeDir` reads it: decoded first,
+/// then split, empty and `.` segments skipped (so `//.env` and `/./.env` name `.env`).
+/// `None` for what `ServeDir` refuses or no file can be named by (`..`, backslashes, NUL,
+/// invalid UTF-8). Dot files come back as they are; [`is_hidden`] tells them.
 pub(crate) fn relative_path(uri_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(uri_path.strip_prefix('/')?)?;
     let mut rel = PathBuf::new();
-    let trimmed = decoded.strip_suffix('/').unwrap_or(&decoded);
-    if trimmed.is_empty() {
-        return Some(rel);
-    }
-    for segment in trimmed.split('/') {
-        if segment.is_empty()
-            || segment == "."
-            || segment == ".."
+    for segment in decoded.split('/') {
+        if segment.is_empty() || segment == "." {
+            continue;
+        }
+        if segment == ".."
             || segment.contains(['\\', '\0'])
             || (cfg!(windows) && segment.contains(':'))
         {
@@ -144,8 +142,8 @@ fn escape(text: &str) -> String {
 /// link out of the folder (unless allowed). `root` is the folder, canonical.
 pub(crate) fn admissible(root: &Path, uri_path: &str, options: &StaticOptions) -> bool {
     let Some(rel) = relative_path(uri_path) else {
-        // ServeDir refuses these itself.
-        return true;
+        // ServeDir refuses these too.
+        return false;
     };
     if !options.dotfiles && is_hidden(&rel) {
         return false;
@@ -524,7 +522,7 @@ mod tests {
         for bad in [
             "/../x",
             "/a/%2e%2e/x",
-            "/a//b",
+            "/a/..%2Fx",
             "/a\\b",
             "/%ff",
             "/%zz",
@@ -532,8 +530,16 @@ mod tests {
         ] {
             assert_eq!(relative_path(bad), None, "{bad}");
         }
-        assert!(is_hidden(&relative_path("/.git/config").unwrap()));
-        assert!(is_hidden(&relative_path("/a/%2Eenv").unwrap()));
+        assert_eq!(relative_path("/a//b/./c"), Some(PathBuf::from("a/b/c")));
+        for hidden in [
+            "/.git/config",
+            "//.env",
+            "/./.env",
+            "/a%2F.env",
+            "/a/%2Eenv",
+        ] {
+            assert!(is_hidden(&relative_path(hidden).unwrap()), "{hidden}");
+        }
         assert!(!is_hidden(&relative_path("/a/b.env").unwrap()));
     }
 
