@@ -21,11 +21,22 @@ type App = tower::util::BoxCloneService<
     Infallible,
 >;
 
-async fn photo(_request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The photo, with the layer's verdict on it (as `x-test-action`) for the assertions.
+async fn photo(request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(b"jpeg bytes")));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    if let Some(verdict) = request.extensions().get::<lenscap::Verdict>() {
+        let seen = format!(
+            "{} {}",
+            verdict.action.as_str(),
+            verdict.reasons.names().collect::<Vec<_>>().join(",")
+        );
+        response
+            .headers_mut()
+            .insert("x-test-action", HeaderValue::from_str(&seen).unwrap());
+    }
     Ok(response)
 }
 
@@ -100,6 +111,9 @@ async fn guest_opens_thirty_links(https: bool, browser: &str, keeps_cookies: boo
             "open {n} of 30 (https: {https}) refused: {:?}",
             response.headers()
         );
+        // Not refused, and not even held as a suspect.
+        let action = response.headers()["x-test-action"].to_str().unwrap();
+        assert!(action.starts_with("allow"), "open {n}: {action}");
         if keeps_cookies && let Some(set) = response.headers().get(header::SET_COOKIE) {
             jar = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
         }
