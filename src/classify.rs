@@ -292,17 +292,22 @@ fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -
     if method != Method::GET && method != Method::HEAD {
         return Kind::Other;
     }
+    if is_page_path(path) {
+        Kind::Page
+    } else {
+        Kind::Other
+    }
+}
+
+/// Whether a path (without query) names a page: its last segment has no extension, or an
+/// HTML-ish one (`/`, `/gallery/2`, `/visit.html`). Replay reads access logs by it.
+pub(crate) fn is_page_path(path: &str) -> bool {
     let file = path.rsplit('/').next().unwrap_or(path);
     match file.rsplit_once('.') {
-        None => Kind::Page,
-        Some((_, ext))
-            if ["html", "htm", "php", "asp", "aspx", "shtml"]
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(ext)) =>
-        {
-            Kind::Page
-        }
-        Some(_) => Kind::Other,
+        None => true,
+        Some((_, ext)) => ["html", "htm", "php", "asp", "aspx", "shtml"]
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(ext)),
     }
 }
 

@@ -647,17 +647,10 @@ fn cookie_pair(set_cookie: &HeaderValue) -> HeaderValue {
     HeaderValue::from_bytes(&bytes[..end]).unwrap_or_else(|_| set_cookie.clone())
 }
 
-/// Whether a request target names a page (what a browser navigates to): `/`, a last
-/// segment without an extension, or an HTML-ish one.
+/// Whether a request target names a page, by its path as the classifier reads it.
 fn is_page_target(target: &str) -> bool {
     let path = target.split(['?', '#']).next().unwrap_or(target);
-    let last = path.rsplit('/').next().unwrap_or(path);
-    match last.rsplit_once('.') {
-        None => true,
-        Some((_, ext)) => ["html", "htm", "php", "asp", "aspx", "shtml", "xhtml"]
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(ext)),
-    }
+    crate::classify::is_page_path(path)
 }
 
 /// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`,
