@@ -85,6 +85,8 @@ pub(crate) struct Classification {
     pub(crate) fetch_dest_image: bool,
     /// Page, image, robots.txt or other.
     pub(crate) kind: Kind,
+    /// A top-level navigation to an image ([`direct_open`]): counted as a page view.
+    pub(crate) direct_open: bool,
     /// The catalog agent the User-Agent names (an index into the catalog).
     pub(crate) agent: Option<usize>,
     /// What the client is.
@@ -231,12 +233,19 @@ impl Classifier {
             }
             None => Category::Browser,
         };
+        let direct_open = view.image && direct_open(headers, secure, fetch_dest_image);
+        let kind = if direct_open {
+            Kind::Page
+        } else {
+            request_kind(request.method, request.path, headers, view.image)
+        };
         Classification {
             client,
             secure,
             image_path,
             fetch_dest_image,
-            kind: request_kind(request.method, request.path, headers, view.image),
+            kind,
+            direct_open,
             agent,
             category,
             reasons,
@@ -247,6 +256,24 @@ impl Classifier {
     pub(crate) fn agent_name(&self, index: usize) -> Arc<str> {
         self.catalog.agents()[index].shared_name().clone()
     }
+}
+
+/// A browser tab opening an image (a shared photo link): `Accept` starting with `text/html`,
+/// or `Sec-Fetch-Dest: document` where browsers send fetch metadata (secure origins). A person
+/// opening links one after another is browsing pages, so it is charged as a page view (page
+/// pace, page quotas) rather than as an image no page embedded.
+fn direct_open(headers: &HeaderMap, secure: bool, fetch_dest_image: bool) -> bool {
+    if fetch_dest_image {
+        return false;
+    }
+    let html_first = headers
+        .get(header::ACCEPT)
+        .is_some_and(|a| crate::tag::starts_with_ignore_case(a.as_bytes(), b"text/html"));
+    let document = secure
+        && headers
+            .get(crate::signals::SEC_FETCH_DEST)
+            .is_some_and(|d| d.as_bytes().eq_ignore_ascii_case(b"document"));
+    html_first || document
 }
 
 /// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
@@ -265,17 +292,22 @@ fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -
     if method != Method::GET && method != Method::HEAD {
         return Kind::Other;
     }
+    if is_page_path(path) {
+        Kind::Page
+    } else {
+        Kind::Other
+    }
+}
+
+/// Whether a path (without query) names a page: its last segment has no extension, or an
+/// HTML-ish one (`/`, `/gallery/2`, `/visit.html`). Replay reads access logs by it.
+pub(crate) fn is_page_path(path: &str) -> bool {
     let file = path.rsplit('/').next().unwrap_or(path);
     match file.rsplit_once('.') {
-        None => Kind::Page,
-        Some((_, ext))
-            if ["html", "htm", "php", "asp", "aspx", "shtml"]
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(ext)) =>
-        {
-            Kind::Page
-        }
-        Some(_) => Kind::Other,
+        None => true,
+        Some((_, ext)) => ["html", "htm", "php", "asp", "aspx", "shtml"]
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(ext)),
     }
 }
 

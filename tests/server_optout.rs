@@ -168,21 +168,33 @@ async fn conditional_and_range_requests_stay_correct() {
     let original = std::fs::read(gallery().join("photos").join(name)).unwrap();
 
     let full = get(addr, &path, &[]).await;
-    assert_eq!(full.headers["accept-ranges"], "none");
+    assert_eq!(full.headers["accept-ranges"], "bytes");
     let etag = full.headers["etag"].to_str().unwrap().to_owned();
     let again = get(addr, &path, &[("if-none-match", &etag)]).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers["etag"], etag.as_str());
     assert!(again.body.is_empty());
 
-    // A Range answer is a slice of the file as stored, passed through unstamped.
+    // A Range answer is a slice of the stamped image, never of the file as stored.
+    assert_ne!(full.body, original);
     let part = get(addr, &path, &[("range", "bytes=0-99")]).await;
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(&part.body[..], &original[..100]);
-    // Resuming with the stamped validator never splices: the whole stamped image comes back.
+    assert_eq!(&part.body[..], &full.body[..100]);
+    assert_eq!(part.headers["etag"], etag.as_str());
+    // Resuming with the stamped validator splices onto the same stamped bytes …
     let resumed = get(addr, &path, &[("range", "bytes=100-"), ("if-range", &etag)]).await;
-    assert_eq!(resumed.status, StatusCode::OK);
-    assert_eq!(resumed.body, full.body);
+    assert_eq!(resumed.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&resumed.body[..], &full.body[100..]);
+    // … and with the file's own (unstamped) validator gets the whole stamped image.
+    let unstamped = etag.split("-lc").next().unwrap().to_owned() + "\"";
+    let whole = get(
+        addr,
+        &path,
+        &[("range", "bytes=100-"), ("if-range", &unstamped)],
+    )
+    .await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.body, full.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +359,7 @@ async fn cached_stamped_images_answer_exactly_as_the_stamper_does() {
         let uncached = get(addr, &path, &[UNCACHED]).await;
         assert_eq!(uncached.status, StatusCode::OK);
         assert_eq!(
-            uncached.headers["accept-ranges"], "none",
+            uncached.headers["accept-ranges"], "bytes",
             "{path} is stamped"
         );
         let miss = get(addr, &path, &[]).await;
@@ -398,21 +410,29 @@ async fn a_replaced_photo_is_stamped_afresh_and_validators_follow_it() {
     assert_eq!(fresh.headers["etag"], new_etag.as_str());
     assert!(fresh.body.is_empty());
 
-    // Ranges are slices of the stored file, unstamped; a resume with the stamped tag gets
-    // the whole stamped image.
+    // Ranges are slices of the new stamped image; a resume with the old tag gets the whole
+    // new image, one with the new tag the rest of it.
     let part = get(addr, &path, &[("range", "bytes=0-99")]).await;
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(&part.body[..], &replacement[..100]);
+    assert_eq!(&part.body[..], &new.body[..100]);
+    let stale_resume = get(
+        addr,
+        &path,
+        &[("range", "bytes=100-"), ("if-range", &old_etag)],
+    )
+    .await;
+    assert_eq!(stale_resume.status, StatusCode::OK);
+    assert_eq!(stale_resume.body, new.body);
     let resumed = get(
         addr,
         &path,
         &[("range", "bytes=100-"), ("if-range", &new_etag)],
     )
     .await;
-    assert_eq!(resumed.status, StatusCode::OK);
-    assert_eq!(resumed.body, new.body);
+    assert_eq!(resumed.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&resumed.body[..], &new.body[100..]);
 
-    // HEAD keeps the stored length (it has no body to stamp), as before.
+    // HEAD describes the stamped image: its length and its tag.
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let head = client
         .request(
@@ -428,8 +448,10 @@ async fn a_replaced_photo_is_stamped_afresh_and_validators_follow_it() {
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(
         head.headers()["content-length"],
-        replacement.len().to_string().as_str()
+        new.body.len().to_string().as_str()
     );
+    assert_ne!(new.body.len(), replacement.len());
+    assert_eq!(head.headers()["etag"], new_etag.as_str());
 
     // Same bytes, a new modification time: a new tag.
     let later = std::time::SystemTime::now() + Duration::from_secs(10);

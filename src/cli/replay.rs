@@ -3,15 +3,25 @@
 //! Every line goes through the same classifier, behaviour tracker and rate limiters as live
 //! traffic, on a clock that follows the log's timestamps, so the summary shows what would
 //! have been allowed, throttled, rate-limited or blocked, and when each scraper would have
-//! been stopped. Log clients never carry the visitor cookie: each address is one client.
+//! been stopped.
+//!
+//! **Visitors.** Live, every browser keeps the visitor cookie its first page view is given,
+//! so people behind one address are told apart. A log has no such cookies, so replay hands
+//! the cookie Lenscap would have set to the next requests of the same visitor, and tells
+//! visitors apart as well as the log allows: by address and User-Agent. Where one address
+//! carried several User-Agents that is a guess (two people with the same phone look like
+//! one; one script changing its User-Agent looks like several), and the summary says so.
 //!
 //! Formats:
 //! - `--format jsonl` (default): one JSON object per line —
 //!   `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
 //!   every field optional but `path`, header names case-insensitive, `t` in seconds.
-//! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers,
-//!   so the signals about those are neutral in replay; User-Agent, Referer, protocol, path and
-//!   timing count.
+//! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers:
+//!   a page view is known by its path (`/`, no extension, `.html`/`.htm`/`.php`…) and
+//!   replayed as a browser navigation, anything else with a neutral `Accept: */*`; the other
+//!   `Accept*` signals are neutral. User-Agent, Referer, protocol, path and timing count.
+//! - `--format vhost-combined` (or `vhost_combined`): Apache's `vhost_combined`, the same
+//!   with `host:port` first (sent as the `Host`).
 //!
 //! Output: a summary a person can read (default), `--json` for machines, or `--verdicts`: one
 //! JSON verdict per input line, in order, `{"line": N, "error": "…"}` in place of an
@@ -43,6 +53,9 @@ enum Format {
     Jsonl,
     /// nginx/Apache combined access log.
     Combined,
+    /// Apache `vhost_combined`: `host:port` then the combined fields.
+    #[value(alias = "vhost_combined")]
+    VhostCombined,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,8 +148,20 @@ struct Stop {
     reasons: Vec<&'static str>,
 }
 
+/// A visitor as the log shows it: an address and a User-Agent (hashed; 0 for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct VisitorKey {
+    ip: IpAddr,
+    user_agent: u64,
+}
+
+/// Most visitor cookies replay keeps at once (a log of millions of addresses stays bounded).
+const MAX_JAR: usize = 1 << 20;
+
 #[derive(Clone, Debug, Default)]
 struct ClientStats {
+    /// The User-Agent, shortened, for the summary.
+    user_agent: String,
     tally: Tally,
     images_served: u64,
     category: Option<Category>,
@@ -155,7 +180,11 @@ struct Replay {
     bad: usize,
     first_errors: Vec<String>,
     by_category: BTreeMap<Category, Tally>,
-    clients: HashMap<IpAddr, ClientStats>,
+    clients: HashMap<VisitorKey, ClientStats>,
+    /// The visitor cookie each visitor was given last (what its browser would send).
+    jar: HashMap<VisitorKey, HeaderValue>,
+    /// Per address: the first User-Agent seen without a cookie, and whether another came.
+    agents_by_address: HashMap<IpAddr, (u64, bool)>,
     total: Tally,
 }
 
@@ -179,6 +208,8 @@ impl Replay {
             first_errors: Vec::new(),
             by_category: BTreeMap::new(),
             clients: HashMap::new(),
+            jar: HashMap::new(),
+            agents_by_address: HashMap::new(),
             total: Tally::default(),
         }
     }
@@ -190,13 +221,32 @@ impl Replay {
         self.last = t.max(self.last);
         self.clock
             .set(Duration::from_secs_f64((self.last - start).max(0.0)));
-        let (client, verdict, outcome, image) = judge(&self.limits, &self.policy, &parsed.request);
+        let mut request = parsed.request;
+        let key = self.visitor(&mut request);
+        let mut given = None;
+        let (_client, verdict, outcome, image) =
+            judge(&self.limits, &self.policy, &request, &mut |cookie| {
+                given = Some(cookie)
+            });
+        if let (Some(cookie), Some(key)) = (given, key) {
+            if self.jar.len() >= MAX_JAR {
+                self.jar.clear();
+            }
+            self.jar.insert(key, cookie);
+        }
         self.total.add(outcome, image);
         self.by_category
             .entry(verdict.category)
             .or_default()
             .add(outcome, image);
-        let stats = self.clients.entry(client.ip()).or_default();
+        let key = key.unwrap_or(VisitorKey {
+            ip: peer_of(&request),
+            user_agent: user_agent_hash(&request),
+        });
+        let stats = self.clients.entry(key).or_insert_with(|| ClientStats {
+            user_agent: short_user_agent(&request),
+            ..ClientStats::default()
+        });
         stats.tally.add(outcome, image);
         stats.category.get_or_insert(verdict.category);
         if stats.agent.is_none() {
@@ -218,6 +268,40 @@ impl Replay {
         (verdict, outcome)
     }
 
+    /// Who sent `request`, for a request without its own cookie: its address and
+    /// User-Agent; the cookie this visitor was given earlier goes on the request, as a
+    /// browser would send it. `None` when the line carries a cookie of its own.
+    fn visitor(&mut self, request: &mut Request<()>) -> Option<VisitorKey> {
+        if request.headers().contains_key(header::COOKIE) {
+            return None;
+        }
+        let key = VisitorKey {
+            ip: peer_of(request),
+            user_agent: user_agent_hash(request),
+        };
+        let seen = self
+            .agents_by_address
+            .entry(key.ip)
+            .or_insert((key.user_agent, false));
+        if seen.0 != key.user_agent {
+            seen.1 = true;
+        }
+        if let Some(cookie) = self.jar.get(&key) {
+            request
+                .headers_mut()
+                .insert(header::COOKIE, cookie_pair(cookie));
+        }
+        Some(key)
+    }
+
+    /// Addresses where visitors were told apart by User-Agent alone (a guess).
+    fn guessed_addresses(&self) -> usize {
+        self.agents_by_address
+            .values()
+            .filter(|(_, many)| *many)
+            .count()
+    }
+
     fn error(&mut self, line: usize, error: &str) {
         self.bad += 1;
         if self.first_errors.len() < 5 {
@@ -225,7 +309,7 @@ impl Replay {
         }
     }
 
-    fn top_clients(&self, top: usize) -> Vec<(&IpAddr, &ClientStats)> {
+    fn top_clients(&self, top: usize) -> Vec<(&VisitorKey, &ClientStats)> {
         let mut clients: Vec<_> = self.clients.iter().collect();
         clients.sort_by(|a, b| {
             b.1.tally
@@ -246,9 +330,10 @@ impl Replay {
         let clients: Vec<serde_json::Value> = self
             .top_clients(top)
             .into_iter()
-            .map(|(ip, s)| {
+            .map(|(key, s)| {
                 serde_json::json!({
-                    "client": ip.to_string(),
+                    "client": key.ip.to_string(),
+                    "user_agent": s.user_agent,
                     "category": s.category.map(Category::as_str),
                     "agent": s.agent,
                     "counts": s.tally,
@@ -262,6 +347,7 @@ impl Replay {
             "duration_secs": self.start.map_or(0.0, |s| self.last - s),
             "clients": self.clients.len(),
             "stopped_clients": self.clients.values().filter(|c| c.stopped.is_some()).count(),
+            "addresses_split_by_user_agent": self.guessed_addresses(),
             "total": self.total,
             "categories": categories,
             "top_clients": clients,
@@ -307,14 +393,14 @@ impl Replay {
         out.push('\n');
         let _ = writeln!(out, "\ntop clients by requests");
         header(&mut out, "client");
-        for (ip, stats) in self.top_clients(top) {
-            row(&mut out, &ip.to_string(), &stats.tally);
+        for (key, stats) in self.top_clients(top) {
+            row(&mut out, &key.ip.to_string(), &stats.tally);
             let what = stats
                 .agent
                 .clone()
                 .or(stats.category.map(|c| c.as_str().to_owned()))
                 .unwrap_or_default();
-            let _ = writeln!(out, "  {what}");
+            let _ = writeln!(out, "  {what}  {}", stats.user_agent);
             if let Some(stop) = &stats.stopped {
                 let _ = writeln!(
                     out,
@@ -338,6 +424,13 @@ impl Replay {
             "\n{stopped} of {} clients would have been stopped",
             self.clients.len()
         );
+        let guessed = self.guessed_addresses();
+        if guessed > 0 {
+            let _ = writeln!(
+                out,
+                "guessed: the log has no visitor cookies, so on {guessed} address(es) that carried several User-Agents, visitors were told apart by address and User-Agent"
+            );
+        }
         out
     }
 }
@@ -413,7 +506,8 @@ fn replay(
         replay.lines += 1;
         let parsed = match format {
             Format::Jsonl => parse_jsonl(text, &mut headers),
-            Format::Combined => parse_combined(text),
+            Format::Combined => parse_combined(text, false),
+            Format::VhostCombined => parse_combined(text, true),
         };
         match parsed {
             Ok(parsed) => {
@@ -519,9 +613,56 @@ fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
     Ok(Parsed { request, t: line.t })
 }
 
-/// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`
-fn parse_combined(text: &str) -> Result<Parsed, String> {
+/// The request's client address (unknown: unspecified).
+fn peer_of(request: &Request<()>) -> IpAddr {
+    request
+        .extensions()
+        .get::<PeerAddr>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
+}
+
+fn user_agent_hash(request: &Request<()>) -> u64 {
+    request
+        .headers()
+        .get(header::USER_AGENT)
+        .map_or(0, |ua| crate::fingerprint::fnv1a64(&[ua.as_bytes()]))
+}
+
+fn short_user_agent(request: &Request<()>) -> String {
+    let ua = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    match ua.char_indices().nth(48) {
+        Some((at, _)) => format!("{}…", &ua[..at]),
+        None => ua.to_owned(),
+    }
+}
+
+/// `name=value` of a `Set-Cookie` value.
+fn cookie_pair(set_cookie: &HeaderValue) -> HeaderValue {
+    let bytes = set_cookie.as_bytes();
+    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+    HeaderValue::from_bytes(&bytes[..end]).unwrap_or_else(|_| set_cookie.clone())
+}
+
+/// Whether a request target names a page, by its path as the classifier reads it.
+fn is_page_target(target: &str) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or(target);
+    crate::classify::is_page_path(path)
+}
+
+/// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`,
+/// after `host:port ` when `vhost` (Apache's `vhost_combined`).
+fn parse_combined(text: &str, vhost: bool) -> Result<Parsed, String> {
     let bad = |what: &str| format!("not a combined log line ({what})");
+    let (host, text) = if vhost {
+        let (host, rest) = text.split_once(' ').ok_or_else(|| bad("no virtual host"))?;
+        (Some(host), rest)
+    } else {
+        (None, text)
+    };
     let (ip, rest) = text.split_once(' ').ok_or_else(|| bad("no address"))?;
     let ip: IpAddr = ip
         .parse()
@@ -544,9 +685,27 @@ fn parse_combined(text: &str) -> Result<Parsed, String> {
     let (referer, rest) = quoted(rest).ok_or_else(|| bad("no referer"))?;
     let (ua, _) = quoted(rest).ok_or_else(|| bad("no user agent"))?;
     let mut headers = HeaderMap::new();
-    // Combined logs do not record these: neutral placeholders, so their absence is not held
-    // against anyone.
-    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    // Combined logs do not record these. A page is known by its path and replayed as the
+    // navigation a browser makes (it earns image credit, as it would live); the rest get
+    // neutral placeholders, so their absence is not held against anyone.
+    let accept = if method == Method::GET && is_page_target(target) {
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    } else {
+        "*/*"
+    };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    if let Some(host) = host {
+        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        if let Ok(v) = HeaderValue::from_str(name) {
+            headers.insert(header::HOST, v);
+        }
+    }
     headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("*"));
     headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     if ua != "-"
@@ -671,18 +830,42 @@ mod tests {
     }
 
     #[test]
+    fn pages_are_known_by_path_and_vhosts_are_read() {
+        for page in ["/", "/gallery/2", "/events/quiz.html", "/a.php?x=1.jpg"] {
+            assert!(is_page_target(page), "{page}");
+        }
+        for asset in ["/a.jpg", "/style.css", "/p/IMG_1.JPG?size=thumb"] {
+            assert!(!is_page_target(asset), "{asset}");
+        }
+        let line = r#"thecrown.example:443 203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /events/ HTTP/1.1" 200 2326 "-" "Mozilla/5.0""#;
+        let parsed = parse_combined(line, true).unwrap();
+        assert_eq!(parsed.request.headers()[header::HOST], "thecrown.example");
+        assert!(
+            parsed.request.headers()[header::ACCEPT]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let image = r#"203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /a.jpg HTTP/1.1" 200 2326 "-" "Mozilla/5.0""#;
+        assert_eq!(
+            parse_combined(image, false).unwrap().request.headers()[header::ACCEPT],
+            "*/*"
+        );
+    }
+
+    #[test]
     fn combined_lines_parse() {
         let line = r#"203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /photos/IMG_0001.jpg HTTP/1.1" 200 2326 "http://pub.example/gallery" "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0""#;
-        let parsed = parse_combined(line).unwrap();
+        let parsed = parse_combined(line, false).unwrap();
         assert_eq!(parsed.t, Some(971_211_336.0));
         assert_eq!(parsed.request.uri().path(), "/photos/IMG_0001.jpg");
         assert_eq!(
             parsed.request.headers()[header::REFERER],
             "http://pub.example/gallery"
         );
-        assert!(parse_combined("garbage").is_err());
+        assert!(parse_combined("garbage", false).is_err());
         let quoted_ua = r#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "GET / HTTP/1.0" 200 1 "-" "a \"quoted\" agent""#;
-        let parsed = parse_combined(quoted_ua).unwrap();
+        let parsed = parse_combined(quoted_ua, false).unwrap();
         assert_eq!(
             parsed.request.headers()[header::USER_AGENT],
             "a \"quoted\" agent"
@@ -730,10 +913,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(replay.bad, 0);
-        let person = &replay.clients[&"198.51.100.1".parse::<IpAddr>().unwrap()];
+        let by_ip = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut found = replay.clients.iter().filter(|(k, _)| k.ip == ip);
+            let (_, stats) = found.next().unwrap();
+            assert!(found.next().is_none(), "one visitor on {ip}");
+            stats
+        };
+        let person = by_ip("198.51.100.1");
         assert!(person.stopped.is_none(), "{person:?}");
         assert_eq!(person.tally.allowed, 27);
-        let scraper = &replay.clients[&"192.0.2.66".parse::<IpAddr>().unwrap()];
+        let scraper = by_ip("192.0.2.66");
         let stop = scraper.stopped.as_ref().unwrap();
         assert!(stop.images_before <= 10, "{stop:?}");
         assert!(stop.reasons.contains(&"over-quota"));

@@ -8,6 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::stamp::StampBody;
+use crate::tag::range::Sliced;
 use crate::tag::{HtmlBody, TaggedBody};
 
 pin_project! {
@@ -23,7 +24,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B: Body> {
         Inner { #[pin] body: B },
-        Stamped { #[pin] body: StampBody<B> },
+        Stamped { #[pin] body: Sliced<StampBody<B>> },
+        Sliced { #[pin] body: Sliced<B> },
         Html { #[pin] body: HtmlBody<B> },
         Full { data: Option<Bytes> },
     }
@@ -37,7 +39,7 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn stamped(body: StampBody<B>) -> Self {
+    pub(crate) fn stamped(body: Sliced<StampBody<B>>) -> Self {
         ResponseBody {
             kind: Kind::Stamped { body },
         }
@@ -47,6 +49,7 @@ impl<B: Body> ResponseBody<B> {
         let kind = match body {
             TaggedBody::Inner(body) => Kind::Inner { body },
             TaggedBody::Html(body) => Kind::Html { body },
+            TaggedBody::Sliced(body) => Kind::Sliced { body },
         };
         ResponseBody { kind }
     }
@@ -87,6 +90,7 @@ where
                 })
             }),
             KindProj::Stamped { body } => body.poll_frame(cx),
+            KindProj::Sliced { body } => body.poll_frame(cx),
             KindProj::Html { body } => body.poll_frame(cx),
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
@@ -96,6 +100,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Stamped { body } => body.is_end_stream(),
+            Kind::Sliced { body } => body.is_end_stream(),
             Kind::Html { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
         }
@@ -105,6 +110,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Stamped { body } => body.size_hint(),
+            Kind::Sliced { body } => body.size_hint(),
             Kind::Html { body } => body.size_hint(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))

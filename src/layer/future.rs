@@ -16,6 +16,7 @@ use tokio::time::Sleep;
 use super::{ResponseBody, Shared};
 use crate::limit::AfterResponse;
 use crate::stamp::StampFuture;
+use crate::tag::range::Slicing;
 use crate::tag::{Tagged, TaggedBody, Tagging, finish_stamped};
 
 /// One request held in the tarpit; frees its place when dropped.
@@ -49,7 +50,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B: Body> {
         Inner { #[pin] future: F, tagging: Option<Tagging>, tarpit: Option<(TarpitSlot, Duration)>, after: AfterResponse },
-        Stamping { #[pin] future: StampFuture<B>, tarpit: Option<(TarpitSlot, Duration)> },
+        Stamping { #[pin] future: StampFuture<B>, tarpit: Option<(TarpitSlot, Duration)>, slicing: Slicing },
         Held { #[pin] sleep: Sleep, response: Option<Response<ResponseBody<B>>>, slot: Option<TarpitSlot> },
         Ready { response: Option<Response<ResponseBody<B>>> },
     }
@@ -134,14 +135,22 @@ where
                             this.state
                                 .set(held(response.map(ResponseBody::tagged), slot, delay))
                         }
-                        (Tagged::Stamping(future), tarpit) => {
-                            this.state.set(State::Stamping { future, tarpit })
+                        (Tagged::Stamping(future, slicing), tarpit) => {
+                            this.state.set(State::Stamping {
+                                future,
+                                tarpit,
+                                slicing,
+                            })
                         }
                     }
                 }
-                StateProj::Stamping { future, tarpit } => {
+                StateProj::Stamping {
+                    future,
+                    tarpit,
+                    slicing,
+                } => {
                     let response =
-                        finish_stamped(ready!(future.poll(cx))).map(ResponseBody::stamped);
+                        finish_stamped(ready!(future.poll(cx)), slicing).map(ResponseBody::stamped);
                     match tarpit.take() {
                         None => return Poll::Ready(Ok(response)),
                         Some((slot, delay)) => this.state.set(held(response, slot, delay)),

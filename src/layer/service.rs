@@ -172,6 +172,7 @@ pub(crate) fn judge<B>(
     limits: &Limits,
     policy: &Policy,
     request: &Request<B>,
+    request_cookie: &mut dyn FnMut(HeaderValue),
 ) -> (ClientId, Verdict, Outcome, bool) {
     match pass(limits, policy, request, true) {
         Pass::Document(_) => {
@@ -189,12 +190,22 @@ pub(crate) fn judge<B>(
             };
             (found.client, verdict, outcome, found.kind == Kind::Image)
         }
-        Pass::Admitted { found, verdict, .. } => {
+        Pass::Admitted {
+            found,
+            verdict,
+            mut after,
+        } => {
             let outcome = match verdict.action {
                 Action::Allow => Outcome::Allowed,
                 Action::Throttle | Action::Tarpit => Outcome::Throttled,
                 Action::Block => Outcome::Blocked,
             };
+            // The visitor cookie the answer would set (replay hands it to the next request).
+            let mut answer = Response::new(());
+            after.apply(&mut answer);
+            if let Some(cookie) = answer.headers_mut().remove(http::header::SET_COOKIE) {
+                request_cookie(cookie);
+            }
             (found.client, verdict, outcome, found.kind == Kind::Image)
         }
     }
@@ -290,20 +301,21 @@ where
             request.headers_mut().insert(VERDICT, value);
         }
         request.extensions_mut().insert(verdict);
-        let head = request.method() == Method::HEAD;
         if found.image_path
-            && request.method() == Method::GET
+            && matches!(*request.method(), Method::GET | Method::HEAD)
             && let Some(stamp) = &policy.tag.stamp
         {
             // Lets an inner service that caches stamped images answer with them.
             request.extensions_mut().insert(StampHint(stamp.clone()));
         }
+        let (mut parts, body) = request.into_parts();
         let tagging = Tagging::new(
             policy.tag.clone(),
-            head,
+            &mut parts.method,
             found.image_path,
-            request.headers_mut(),
+            &mut parts.headers,
         );
+        let request = Request::from_parts(parts, body);
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
 }

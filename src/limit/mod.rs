@@ -386,9 +386,19 @@ pub(crate) fn admit<B>(
             config::OverQuota::Reject => {}
         }
     }
-    Ok(after_response(
-        limits, ls, &seen, verdict, &tracked, subnet, subnet_key,
-    ))
+    let after = after_response(limits, ls, &seen, verdict, &tracked, subnet, subnet_key);
+    Ok(direct_open_stays_a_page(after, found))
+}
+
+/// A direct open of a photo (classify's `direct_open`: a browser tab on an image URL) is a
+/// page view that answers with an image by design: it must not mark the client as one whose
+/// "pages" are images (`/photo?id=17` harvesting), or a guest opening shared links would
+/// have every later page charged as an image.
+fn direct_open_stays_a_page(mut after: AfterResponse, found: &Classification) -> AfterResponse {
+    if found.direct_open {
+        after.late = None;
+    }
+    after
 }
 
 /// A trap path: observe it and mark the client (by address: a trap answer sets no cookie).

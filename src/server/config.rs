@@ -88,6 +88,19 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// Reload the policy when the file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// Static folders without an `index.html`: `"auto"` answers them with generated album
+    /// pages and thumbnails, `"off"` leaves them to 404.
+    pub gallery: Spanned<String>,
+    /// Where generated thumbnails are kept (default: `lenscap-gallery` in the system temp
+    /// folder).
+    pub gallery_cache: Option<PathBuf>,
+    /// Most bytes of thumbnails kept on disk; the oldest go first.
+    pub gallery_cache_max_bytes: u64,
+    /// Serve dot files (`/.env`, `/.git/…`) from static folders; Lenscap's own `/.well-known/`
+    /// answers are unaffected.
+    pub dotfiles: bool,
+    /// Follow symbolic links that lead out of a static folder.
+    pub outside_symlinks: bool,
 }
 
 impl Default for ServerSection {
@@ -111,6 +124,11 @@ impl Default for ServerSection {
             tls_cert: None,
             tls_key: None,
             watch: true,
+            gallery: Spanned::new(0..0, "auto".into()),
+            gallery_cache: None,
+            gallery_cache_max_bytes: 256 * 1024 * 1024,
+            dotfiles: false,
+            outside_symlinks: false,
         }
     }
 }
@@ -232,6 +250,33 @@ pub struct ProxySettings {
     pub request_body_min_rate: u64,
 }
 
+/// How static folders are served, resolved from `[server]`.
+#[derive(Clone, Debug)]
+pub struct StaticOptions {
+    /// Generated album pages for folders without `index.html`.
+    pub gallery: bool,
+    /// The thumbnail cache folder.
+    pub gallery_cache: PathBuf,
+    /// The thumbnail cache's size bound, in bytes.
+    pub gallery_cache_max_bytes: u64,
+    /// Dot files are served.
+    pub dotfiles: bool,
+    /// Symbolic links out of the folder are followed.
+    pub outside_symlinks: bool,
+}
+
+impl Default for StaticOptions {
+    fn default() -> Self {
+        StaticOptions {
+            gallery: true,
+            gallery_cache: std::env::temp_dir().join("lenscap-gallery"),
+            gallery_cache_max_bytes: 256 * 1024 * 1024,
+            dotfiles: false,
+            outside_symlinks: false,
+        }
+    }
+}
+
 /// Everything the server runs with, resolved from the file and the command line.
 #[derive(Debug)]
 pub struct Settings {
@@ -266,6 +311,8 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Reload on file change.
     pub watch: bool,
+    /// Static folders: gallery, dot files, symbolic links.
+    pub statics: StaticOptions,
     /// Proxy settings shared by every proxied site.
     pub proxy: ProxySettings,
     /// The sites; the first matching host wins.
@@ -478,6 +525,26 @@ impl Settings {
         let send_timeout = source.positive_duration("server.send_timeout", &server.send_timeout)?;
         let reload_settle_time =
             source.duration("server.reload_settle_time", &server.reload_settle_time)?;
+        let gallery = match server.gallery.get_ref().as_str() {
+            "auto" => true,
+            "off" => false,
+            other => {
+                return Err(source.invalid(
+                    server.gallery.span(),
+                    format!("server.gallery = {other:?} must be \"auto\" or \"off\""),
+                ));
+            }
+        };
+        let statics = StaticOptions {
+            gallery,
+            gallery_cache: server.gallery_cache.as_deref().map_or_else(
+                || StaticOptions::default().gallery_cache,
+                |p| source.resolve(p),
+            ),
+            gallery_cache_max_bytes: server.gallery_cache_max_bytes,
+            dotfiles: server.dotfiles,
+            outside_symlinks: server.outside_symlinks,
+        };
         let admin_max_connections = *server.admin_max_connections.get_ref();
         if admin_max_connections == 0 {
             return Err(source.invalid(
@@ -674,6 +741,7 @@ impl Settings {
             reload_settle_time,
             grace_period,
             watch: server.watch,
+            statics,
             proxy,
             sites: specs,
             default_site,

@@ -57,13 +57,14 @@ impl FileMeta {
     }
 }
 
+/// The inode of a `stat` (0 where there is none).
 #[cfg(unix)]
-fn inode(meta: &std::fs::Metadata) -> u64 {
+pub(crate) fn inode(meta: &std::fs::Metadata) -> u64 {
     std::os::unix::fs::MetadataExt::ino(meta)
 }
 
 #[cfg(not(unix))]
-fn inode(_meta: &std::fs::Metadata) -> u64 {
+pub(crate) fn inode(_meta: &std::fs::Metadata) -> u64 {
     0
 }
 

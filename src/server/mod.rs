@@ -41,6 +41,8 @@ mod client_body;
 mod connection;
 mod descriptors;
 mod files;
+mod gallery;
+mod gallery_thumbs;
 mod proxy;
 mod reload;
 mod site;
@@ -65,7 +67,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-pub use config::{Content, Overrides, Settings};
+pub use config::{Content, Overrides, Settings, StaticOptions};
 
 use crate::client::{PeerAddr, Tls};
 use crate::layer::{LenscapLayer, PolicyHandle, ResponseBody};
@@ -309,7 +311,18 @@ impl Server {
             let site_metrics = metrics.site(&spec.name);
             let service = match &spec.content {
                 Content::Static(root) => {
-                    SiteService::Static(Arc::new(stamped::StaticSite::new(root)))
+                    tracing::info!(
+                        target: "lenscap::server",
+                        site = %spec.name,
+                        "static folder {} is served as {}",
+                        root.display(),
+                        gallery::mode_of(root, &settings.statics),
+                    );
+                    SiteService::Static(Arc::new(stamped::StaticSite::new(
+                        root,
+                        &settings.statics,
+                        handle.clone(),
+                    )))
                 }
                 Content::Proxy(origin) => SiteService::Proxy(Arc::new(proxy::Upstream::new(
                     origin,

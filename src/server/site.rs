@@ -11,10 +11,10 @@ use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
 use tower_service::Service;
 
-use super::body::SiteBody;
+use super::body::{SiteBody, text_response};
 use super::config::host_part;
 use super::proxy::Upstream;
-use super::stamped::{Lookup, StaticSite};
+use super::stamped::{Lookup, Route, StaticSite};
 use crate::layer::{Lenscap, PolicyHandle};
 use crate::metrics::SiteMetrics;
 
@@ -38,23 +38,44 @@ impl Service<Request<Incoming>> for SiteService {
 
     fn call(&mut self, request: Request<Incoming>) -> SiteFuture {
         match self {
-            SiteService::Static(site) => match site.lookup(&request) {
-                Lookup::Hit(response) => Box::pin(std::future::ready(Ok(response))),
-                Lookup::Miss(miss) => {
+            SiteService::Static(site) => match site.route(&request) {
+                Route::NotFound => Box::pin(std::future::ready(Ok(text_response(
+                    http::StatusCode::NOT_FOUND,
+                    "404 Not Found\n",
+                )))),
+                Route::Page(folder, page, validator) => {
                     let site = site.clone();
-                    Box::pin(async move { Ok(site.fill(miss).await) })
+                    Box::pin(async move { Ok(site.page(folder, page, validator).await) })
                 }
-                Lookup::Pass => {
-                    let future = site.dir().clone().call(request);
-                    Box::pin(async move {
-                        let response = future.await?;
-                        Ok(response.map(SiteBody::file))
-                    })
+                Route::Thumb(photo, size, validator) => {
+                    let site = site.clone();
+                    Box::pin(async move { Ok(site.thumb(photo, size, validator).await) })
                 }
+                Route::Files => Self::files(site, request),
             },
             SiteService::Proxy(upstream) => {
                 let upstream = upstream.clone();
                 Box::pin(async move { Ok(upstream.forward(request).await) })
+            }
+        }
+    }
+}
+
+impl SiteService {
+    /// A static folder's files: the stamped cache, else `ServeDir`.
+    fn files(site: &Arc<StaticSite>, request: Request<Incoming>) -> SiteFuture {
+        match site.lookup(&request) {
+            Lookup::Hit(response) => Box::pin(std::future::ready(Ok(response))),
+            Lookup::Miss(miss) => {
+                let site = site.clone();
+                Box::pin(async move { Ok(site.fill(miss).await) })
+            }
+            Lookup::Pass => {
+                let future = site.dir().clone().call(request);
+                Box::pin(async move {
+                    let response = future.await?;
+                    Ok(response.map(SiteBody::file))
+                })
             }
         }
     }

@@ -2,7 +2,8 @@
 //! the stamper.
 //!
 //! The Lenscap layer stamps every image `200` it passes on (XMP, scrubs, `Content-Length`,
-//! `ETag` suffix, `Accept-Ranges: none`). For a file that has not changed, the result is the
+//! `ETag` suffix); ranges and HEAD are cut from that stamped answer by the layer
+//! (`tag::range`), which asks this service for the whole image. For a file that has not changed, the result is the
 //! same every time. [`StaticSite`] keeps that result per URI path: the headers `ServeDir`
 //! gives a plain `GET` of the file after the stamper's corrections, the stamped bytes and the
 //! [`StampOutcome`], valid for one file version (modification time, length, inode: one
@@ -39,7 +40,11 @@ use super::body::{SiteBody, text_response};
 #[cfg(test)]
 use super::cache::MAX_TOTAL_BYTES;
 use super::cache::{Budgeted, Cost};
+use super::config::StaticOptions;
 use super::files::{FileCache, FileMeta, MAX_FILE_BYTES};
+use super::gallery::{self, PageContext};
+use super::gallery_thumbs::{Size, Thumbnails};
+use crate::layer::PolicyHandle;
 use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, stamp_response};
 use crate::tag::starts_with_ignore_case;
 
@@ -68,11 +73,29 @@ impl Cost for Entry {
     }
 }
 
-/// A static site: `ServeDir` on the [`FileCache`] backend, and the stamped answers.
+/// A static site: `ServeDir` on the [`FileCache`] backend, the stamped answers, and the
+/// gallery for folders without `index.html`.
 pub(crate) struct StaticSite {
     dir: ServeDir<DefaultServeDirFallback, FileCache>,
     root: PathBuf,
+    /// `root`, canonical: symbolic links are judged against it.
+    real_root: PathBuf,
     entries: RwLock<Entries>,
+    options: StaticOptions,
+    thumbnails: Thumbnails,
+    policy: PolicyHandle,
+}
+
+/// Where [`StaticSite::route`] sends a request.
+pub(crate) enum Route {
+    /// A dot file, a link out of the folder, a gallery page that does not exist: 404.
+    NotFound,
+    /// A gallery page: folder and page number.
+    Page(PathBuf, usize, Option<http::HeaderValue>),
+    /// A thumbnail or display size of a photo.
+    Thumb(PathBuf, Size, Option<http::HeaderValue>),
+    /// The files, as usual ([`StaticSite::lookup`], then `ServeDir`).
+    Files,
 }
 
 /// What [`StaticSite::lookup`] found.
@@ -95,15 +118,119 @@ pub(crate) struct Miss {
 }
 
 impl StaticSite {
-    pub(crate) fn new(root: &Path) -> StaticSite {
+    pub(crate) fn new(root: &Path, options: &StaticOptions, policy: PolicyHandle) -> StaticSite {
         StaticSite {
             dir: ServeDir::with_backend(root, FileCache::default())
                 .precompressed_gzip()
                 .precompressed_br()
                 .append_index_html_on_directories(true),
             root: root.to_path_buf(),
+            real_root: std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
             entries: RwLock::default(),
+            options: options.clone(),
+            thumbnails: Thumbnails::new(options),
+            policy,
         }
+    }
+
+    /// Confinement first (dot files, links out of the folder: 404), then the gallery's own
+    /// answers (pages for folders without `index.html`, thumbnails), then the files.
+    pub(crate) fn route<B>(&self, request: &Request<B>) -> Route {
+        let uri = request.uri();
+        if !gallery::admissible(&self.real_root, uri.path(), &self.options) {
+            return Route::NotFound;
+        }
+        if !self.options.gallery || !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return Route::Files;
+        }
+        let Some(rel) = gallery::relative_path(uri.path()) else {
+            return Route::Files;
+        };
+        let validator = request.headers().get(header::IF_NONE_MATCH).cloned();
+        if let Some(size) = Size::from_query(uri.query())
+            && gallery::photo_kind(uri.path()) == Some(gallery::PhotoKind::Thumbed)
+        {
+            return Route::Thumb(self.root.join(rel), size, validator);
+        }
+        if uri.path().ends_with('/') {
+            let folder = self.root.join(&rel);
+            if folder.is_dir() && !folder.join("index.html").exists() {
+                return match gallery::page_of(uri.query()) {
+                    Some(page) => Route::Page(rel, page, validator),
+                    None => Route::NotFound,
+                };
+            }
+        }
+        Route::Files
+    }
+
+    /// A gallery page, rendered off the worker thread (it reads folders).
+    pub(crate) async fn page(
+        self: Arc<Self>,
+        rel: PathBuf,
+        page: usize,
+        validator: Option<http::HeaderValue>,
+    ) -> Response<SiteBody> {
+        let site = self.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let policy = site.policy.load();
+            let reservation = policy.reservation();
+            let context = PageContext {
+                site_name: reservation.site_name.as_deref(),
+                policy_path: &reservation.policy_path,
+                trap_path: policy.trap_paths().first().map(String::as_str),
+            };
+            gallery::render(&site.root, &rel, page, &site.options, &context)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(html) = rendered else {
+            return text_response(StatusCode::NOT_FOUND, "404 Not Found\n");
+        };
+        let etag = format!(
+            "W/\"p{:016x}\"",
+            crate::fingerprint::fnv1a64(&[html.as_bytes()])
+        );
+        let etag = http::HeaderValue::from_str(&etag).expect("hex is a header value");
+        let fresh = validator.is_some_and(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii() == etag.as_bytes())
+        });
+        let mut response = if fresh {
+            let mut response = Response::new(SiteBody::full(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+        } else {
+            let len = html.len();
+            let mut response = Response::new(SiteBody::full(html));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, http::HeaderValue::from(len));
+            response
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, etag);
+        headers.insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+
+    /// A thumbnail or display size.
+    pub(crate) async fn thumb(
+        &self,
+        photo: PathBuf,
+        size: Size,
+        validator: Option<http::HeaderValue>,
+    ) -> Response<SiteBody> {
+        self.thumbnails.answer(photo, size, validator).await
     }
 
     /// `ServeDir`, for the requests this cache does not answer.

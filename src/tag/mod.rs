@@ -15,14 +15,16 @@
 pub mod headers;
 #[cfg(feature = "html")]
 pub mod html;
+pub mod range;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body::Body;
 
-use crate::stamp::{Prestamped, Stamp, StampFuture, StampOutcome, stamp_response};
+use crate::stamp::{Prestamped, Stamp, StampBody, StampFuture, stamp_response};
 use headers::OptOutHeaders;
+use range::{Sliced, Slicing};
 
 /// The tag stage, compiled: what goes on images and pages.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub(crate) struct TagSettings {
 /// A response once tagged: the inner body as it was, or with meta tags injected.
 pub(crate) enum TaggedBody<B: Body> {
     Inner(B),
+    /// An image answered over its stamped bytes (a range, a HEAD, a prestamped answer).
+    Sliced(Sliced<B>),
     #[cfg_attr(not(feature = "html"), allow(dead_code))]
     Html(HtmlBody<B>),
 }
@@ -70,15 +74,18 @@ impl<B: Body> Body for HtmlBody<B> {
 pub(crate) struct Tagging {
     settings: Arc<TagSettings>,
     image_path: bool,
+    /// The inner service was asked a `HEAD`.
     head: bool,
     /// The request's validators had the stamp's ETag suffix removed for the inner service.
     stripped: bool,
+    /// A stamped image path: the client's range and method, answered over the stamped bytes.
+    slicing: Option<Slicing>,
 }
 
-/// A tagged response, or one still being stamped.
+/// A tagged response, or one still being stamped (and then cut by its [`Slicing`]).
 pub(crate) enum Tagged<B: Body> {
     Done(Response<TaggedBody<B>>),
-    Stamping(StampFuture<B>),
+    Stamping(StampFuture<B>, Slicing),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,19 +97,18 @@ enum Kind {
 
 impl Tagging {
     /// Prepares tagging for a request; removes stamped ETag suffixes from its validators so
-    /// the inner service recognises its own tags.
+    /// the inner service recognises its own tags. For an image path with stamping on, the
+    /// inner service is asked for the whole image (`Range` and `If-Range` taken off, `HEAD`
+    /// made `GET`): ranges and HEAD are answered over the stamped bytes ([`range`]).
     pub(crate) fn new(
         settings: Arc<TagSettings>,
-        head: bool,
+        method: &mut Method,
         image_path: bool,
         headers: &mut HeaderMap,
     ) -> Self {
-        // A resumed download must not splice an unstamped slice onto stamped bytes: with a
-        // validator attached, the whole (stamped) image is sent instead of the range.
-        if settings.stamp.is_some() && image_path && headers.contains_key(header::IF_RANGE) {
-            headers.remove(header::IF_RANGE);
-            headers.remove(header::RANGE);
-        }
+        let slicing =
+            (settings.stamp.is_some() && image_path).then(|| Slicing::take(method, headers));
+        let head = *method == Method::HEAD;
         let stripped = match &settings.stamp {
             Some(stamp)
                 if headers.contains_key(header::IF_NONE_MATCH)
@@ -117,6 +123,7 @@ impl Tagging {
             image_path,
             head,
             stripped,
+            slicing,
         }
     }
 
@@ -134,13 +141,24 @@ impl Tagging {
         }
     }
 
-    pub(crate) fn tag<B>(&self, mut response: Response<B>) -> Tagged<B>
+    pub(crate) fn tag<B>(mut self, mut response: Response<B>) -> Tagged<B>
     where
         B: Body + Unpin,
     {
         let status = response.status();
+        if status == StatusCode::PARTIAL_CONTENT
+            && self.settings.stamp.is_some()
+            && self.kind(&response) == Kind::Image
+        {
+            // No range was asked of the inner service for a stamped path: this slice of the
+            // stored file cannot be stamped, and might carry a location.
+            return Tagged::Done(Slicing::refuse_unstamped(response).map(TaggedBody::Sliced));
+        }
         if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
-            return Tagged::Done(response.map(TaggedBody::Inner));
+            return match self.slicing.take() {
+                Some(slicing) => Tagged::Done(slicing.answer(response).map(TaggedBody::Sliced)),
+                None => Tagged::Done(response.map(TaggedBody::Inner)),
+            };
         }
         let settings = &self.settings;
         match self.kind(&response) {
@@ -155,16 +173,23 @@ impl Tagging {
                         // The inner service answered with bytes it stamped earlier with this
                         // very stamp (the static server's cache): stamping again would add
                         // a second suffix to the ETag.
+                        let slicing = self.slicing.take().unwrap_or_default();
                         if response
                             .extensions()
                             .get::<Prestamped>()
                             .is_some_and(|done| Arc::ptr_eq(&done.0, stamp))
                         {
-                            return Tagged::Done(finish_stamped(response).map(TaggedBody::Inner));
+                            return Tagged::Done(slicing.answer(response).map(TaggedBody::Sliced));
                         }
-                        Tagged::Stamping(stamp_response(response, stamp.clone()))
+                        Tagged::Stamping(stamp_response(response, stamp.clone()), slicing)
                     }
-                    _ => Tagged::Done(response.map(TaggedBody::Inner)),
+                    _ => match self.slicing.take() {
+                        // A HEAD made GET (or a range) answered otherwise: no body of it.
+                        Some(slicing) => {
+                            Tagged::Done(slicing.answer(response).map(TaggedBody::Sliced))
+                        }
+                        None => Tagged::Done(response.map(TaggedBody::Inner)),
+                    },
                 }
             }
             Kind::Html => {
@@ -185,18 +210,12 @@ impl Tagging {
     }
 }
 
-/// A stamped image's bytes differ from the stored file's: offer no ranges of them.
-pub(crate) fn finish_stamped<B>(mut response: Response<B>) -> Response<B> {
-    if response
-        .extensions()
-        .get::<StampOutcome>()
-        .is_some_and(StampOutcome::is_modified)
-    {
-        response
-            .headers_mut()
-            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
-    }
-    response
+/// A stamped image cut as the client asked: a range of the stamped bytes, or none for HEAD.
+pub(crate) fn finish_stamped<B: Body>(
+    response: Response<StampBody<B>>,
+    slicing: &Slicing,
+) -> Response<Sliced<StampBody<B>>> {
+    slicing.answer(response)
 }
 
 /// Whether `haystack` starts with `prefix`, ASCII case ignored (header values).
