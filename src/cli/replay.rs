@@ -8,7 +8,13 @@
 //! Formats:
 //! - `--format jsonl` (default): one JSON object per line —
 //!   `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
-//!   every field optional but `path`, header names case-insensitive, `t` in seconds.
+//!   every field optional but `path`, header names case-insensitive, `t` in seconds; an
+//!   optional `version` (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`). Other fields are ignored, so the
+//!   server's access log (`[server] access_log`) replays as it is.
+//!
+//! The replay clock counts milliseconds from the UTC midnight before the first line, as the
+//! server's clock does when it writes an access log, so the behaviour tracker's windows fall
+//! on the same milliseconds as they did live.
 //! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers,
 //!   so the signals about those are neutral in replay; User-Agent, Referer, protocol, path and
 //!   timing count.
@@ -80,6 +86,8 @@ struct Line<'a> {
     headers: BTreeMap<Cow<'a, str>, HeaderField<'a>>,
     #[serde(default)]
     t: Option<f64>,
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -188,8 +196,11 @@ impl Replay {
         let t = parsed.t.unwrap_or(self.last);
         let start = *self.start.get_or_insert(t);
         self.last = t.max(self.last);
-        self.clock
-            .set(Duration::from_secs_f64((self.last - start).max(0.0)));
+        // Milliseconds since the UTC midnight before the first line, rounded (not truncated):
+        // a log written to the millisecond reads back to the same millisecond.
+        let midnight = (start / 86_400.0).floor() * 86_400.0;
+        let ms = ((self.last - midnight).max(0.0) * 1000.0).round();
+        self.clock.set(Duration::from_millis(ms as u64));
         let (client, verdict, outcome, image) = judge(&self.limits, &self.policy, &parsed.request);
         self.total.add(outcome, image);
         self.by_category
@@ -508,11 +519,19 @@ fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
     {
         return Err("bad t".into());
     }
+    let version = match line.version.as_deref() {
+        None | Some("HTTP/1.1") => Version::HTTP_11,
+        Some("HTTP/1.0") => Version::HTTP_10,
+        Some("HTTP/0.9") => Version::HTTP_09,
+        Some("HTTP/2" | "HTTP/2.0") => Version::HTTP_2,
+        Some("HTTP/3" | "HTTP/3.0") => Version::HTTP_3,
+        Some(other) => return Err(format!("bad version {other:?}")),
+    };
     let request = build(
         ip,
         method,
         &line.path,
-        Version::HTTP_11,
+        version,
         std::mem::take(headers),
         tls,
     )?;

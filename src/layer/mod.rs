@@ -123,6 +123,13 @@ impl LenscapLayer {
         self
     }
 
+    /// Names this layer's site in its verdict events (`site` field) without counting metrics;
+    /// [`with_metrics`](Self::with_metrics) names it too. The first name wins.
+    pub fn with_site_name(self, site: &str) -> LenscapLayer {
+        self.shared.record.set_site(site);
+        self
+    }
+
     /// Reads time from `clock` (tests, replays). Call before cloning the layer.
     pub fn with_clock(self, clock: impl Clock) -> LenscapLayer {
         self.with_limits(|limits| limits.set_clock(clock))

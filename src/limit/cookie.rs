@@ -60,6 +60,12 @@ impl CookieSettings {
         }
     }
 
+    /// The cookie's name (the server's access log hashes its value into a visitor id).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The visitor cookie of a request, if present, well formed and not expired.
     pub(crate) fn read(&self, headers: &HeaderMap, now_unix: u64) -> Option<Visitor> {
         if !self.enabled {
