@@ -61,6 +61,16 @@ async fn start(dir: &Path, config: &str) -> Result<RunningServer, ServerError> {
 
 /// Sends exactly `headers` (hyper adds nothing but Host when it is missing).
 async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let (status, _, body) = exchange(addr, path, headers).await;
+    (status, body)
+}
+
+/// [`send`], with the response's visitor cookie (`name=value`) if it set one.
+async fn exchange(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<String>, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut request = Request::get(format!("http://{addr}{path}"))
         .body(Empty::new())
@@ -76,12 +86,18 @@ async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (Status
         .expect("guard")
         .expect("response");
     let status = response.status();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
     let body = tokio::time::timeout(GUARD, response.into_body().collect())
         .await
         .expect("guard")
         .expect("body")
         .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, cookie, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn person(ip: &str, page: bool) -> Vec<(&'static str, String)> {
@@ -141,8 +157,27 @@ impl Run {
         path: &str,
         headers: &[(&'static str, String)],
     ) -> StatusCode {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let (status, _) = send(addr, path, &headers).await;
+        self.get_with(addr, who, path, headers, &mut None).await
+    }
+
+    /// [`get`](Self::get) for a client that keeps the visitor cookie in `jar`.
+    async fn get_with(
+        &mut self,
+        addr: SocketAddr,
+        who: &'static str,
+        path: &str,
+        headers: &[(&'static str, String)],
+        jar: &mut Option<String>,
+    ) -> StatusCode {
+        let mut headers: Vec<(&str, &str)> =
+            headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Some(cookie) = jar.as_deref() {
+            headers.push(("cookie", cookie));
+        }
+        let (status, set, _) = exchange(addr, path, &headers).await;
+        if set.is_some() {
+            *jar = set;
+        }
         if matches!(
             status,
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
@@ -167,6 +202,36 @@ async fn play(addr: SocketAddr) -> Run {
             assert_eq!(status, StatusCode::OK, "a person's photo {path}");
         }
     }
+    // A crowd on the pub's Wi-Fi: one address, each person with their own visitor cookie,
+    // looking at photos at the same time.
+    let mut jars = vec![None; 6];
+    for round in 0..2 {
+        // Everyone opens a page of their own, then everyone looks at its photos.
+        for (k, jar) in jars.iter_mut().enumerate() {
+            let page = format!("/?page={round}-{k}");
+            let status = run
+                .get_with(addr, "crowd", &page, &person("198.51.100.77", true), jar)
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        for (k, jar) in jars.iter_mut().enumerate() {
+            let mut headers = person("198.51.100.77", false);
+            for (name, value) in &mut headers {
+                if *name == "referer" {
+                    *value = format!("http://{HOST}/?page={round}-{k}");
+                }
+            }
+            for n in 1..=6 {
+                let path = format!("/photos/{n}.jpg?v={round}");
+                let status = run.get_with(addr, "crowd", &path, &headers, jar).await;
+                assert_eq!(status, StatusCode::OK, "a person on the Wi-Fi: {path}");
+            }
+        }
+    }
+    assert!(
+        jars.iter().all(Option::is_some),
+        "every person kept a cookie"
+    );
     // GPTBot reads robots.txt (answered to everyone), then takes photos: refused.
     let robots = run
         .get(
@@ -234,6 +299,26 @@ fn read_log(path: &Path, lines: usize) -> Vec<serde_json::Value> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `lenscap replay --verdicts` on `log`.
+fn replay(config: &Path, log: &Path) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lenscap"))
+        .args(["replay", "--verdicts", "--config"])
+        .arg(config)
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn config(log: &Path) -> String {
@@ -340,7 +425,7 @@ async fn the_dashboard_shows_what_was_stopped_and_the_log_replays_the_same() {
     // Documents are not browsing: 3 people × 5 requests, plus the script's requests that
     // were served without suspicion.
     let people = day["people"].as_u64().unwrap();
-    assert!(people >= 15, "{summary}");
+    assert!(people >= 15 + 84, "{summary}");
     assert_eq!(
         people + day["crawlers"].as_u64().unwrap(),
         run.sent.len() as u64 - 1,
@@ -366,22 +451,8 @@ async fn the_dashboard_shows_what_was_stopped_and_the_log_replays_the_same() {
     assert_eq!(refused_in_log, stopped);
 
     // Replay on the log gives the same action and outcome for every line.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lenscap"))
-        .args(["replay", "--verdicts", "--config"])
-        .arg(dir.join("lenscap.toml"))
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let replayed: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert!(lines.iter().any(|l| l["visitor"].is_string()));
+    let replayed = replay(&dir.join("lenscap.toml"), &log);
     assert_eq!(replayed.len(), lines.len());
     for (n, (live, again)) in lines.iter().zip(&replayed).enumerate() {
         assert_eq!(
@@ -391,6 +462,28 @@ async fn the_dashboard_shows_what_was_stopped_and_the_log_replays_the_same() {
             n + 1
         );
     }
+
+    // Without the visitor ids, replay takes the crowd for one client and refuses some of it:
+    // the ids are what keep its people apart.
+    let anonymous = dir.join("anonymous.jsonl");
+    let stripped: String = lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.as_object_mut().unwrap().remove("visitor");
+            l.as_object_mut().unwrap().remove("set_visitor");
+            format!("{l}\n")
+        })
+        .collect();
+    std::fs::write(&anonymous, stripped).unwrap();
+    let without = replay(&dir.join("lenscap.toml"), &anonymous);
+    assert!(
+        lines
+            .iter()
+            .zip(&without)
+            .any(|(live, again)| live["outcome"] != again["outcome"]),
+        "the crowd replays the same without its visitor ids: the test does not exercise them"
+    );
 
     // The metrics: what was done, one meaning each.
     let (_, metrics) = send(admin, "/metrics", &[]).await;

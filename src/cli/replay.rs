@@ -88,6 +88,15 @@ struct Line<'a> {
     t: Option<f64>,
     #[serde(borrow, default)]
     version: Option<Cow<'a, str>>,
+    /// The access log's opaque id of the visitor cookie the request carried.
+    #[serde(borrow, default)]
+    visitor: Option<Cow<'a, str>>,
+    /// The access log's opaque id of the visitor cookie the response set.
+    #[serde(borrow, default)]
+    set_visitor: Option<Cow<'a, str>>,
+    /// The response's Content-Type, as the access log has it.
+    #[serde(borrow, default)]
+    content_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -165,12 +174,17 @@ struct Replay {
     by_category: BTreeMap<Category, Tally>,
     clients: HashMap<IpAddr, ClientStats>,
     total: Tally,
+    /// Access-log visitor id → the `name=value` cookie replay's limiter set for it.
+    visitors: HashMap<String, HeaderValue>,
 }
 
 /// One request read from a log line.
 struct Parsed {
     request: Request<()>,
     t: Option<f64>,
+    visitor: Option<String>,
+    set_visitor: Option<String>,
+    content_type: Option<HeaderValue>,
 }
 
 impl Replay {
@@ -188,11 +202,12 @@ impl Replay {
             by_category: BTreeMap::new(),
             clients: HashMap::new(),
             total: Tally::default(),
+            visitors: HashMap::new(),
         }
     }
 
     /// Runs one parsed request in its own time.
-    fn step(&mut self, line: usize, parsed: Parsed) -> (Verdict, Outcome) {
+    fn step(&mut self, line: usize, mut parsed: Parsed) -> (Verdict, Outcome) {
         let t = parsed.t.unwrap_or(self.last);
         let start = *self.start.get_or_insert(t);
         self.last = t.max(self.last);
@@ -201,7 +216,28 @@ impl Replay {
         let midnight = (start / 86_400.0).floor() * 86_400.0;
         let ms = ((self.last - midnight).max(0.0) * 1000.0).round();
         self.clock.set(Duration::from_millis(ms as u64));
-        let (client, verdict, outcome, image) = judge(&self.limits, &self.policy, &parsed.request);
+        if let Some(cookie) = parsed.visitor.and_then(|v| self.visitors.get(&v)) {
+            parsed
+                .request
+                .headers_mut()
+                .insert(header::COOKIE, cookie.clone());
+        }
+        let (client, verdict, outcome, image, set_cookie) = judge(
+            &self.limits,
+            &self.policy,
+            &parsed.request,
+            parsed.content_type.as_ref(),
+        );
+        if let (Some(id), Some(set)) = (parsed.set_visitor, set_cookie) {
+            let pair = set
+                .as_bytes()
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default();
+            if let Ok(pair) = HeaderValue::from_bytes(pair.trim_ascii()) {
+                self.visitors.insert(id, pair);
+            }
+        }
         self.total.add(outcome, image);
         self.by_category
             .entry(verdict.category)
@@ -535,7 +571,15 @@ fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
         std::mem::take(headers),
         tls,
     )?;
-    Ok(Parsed { request, t: line.t })
+    Ok(Parsed {
+        request,
+        t: line.t,
+        visitor: line.visitor.map(Cow::into_owned),
+        set_visitor: line.set_visitor.map(Cow::into_owned),
+        content_type: line
+            .content_type
+            .and_then(|c| HeaderValue::from_str(&c).ok()),
+    })
 }
 
 /// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`
@@ -582,6 +626,9 @@ fn parse_combined(text: &str) -> Result<Parsed, String> {
     Ok(Parsed {
         request,
         t: Some(t),
+        visitor: None,
+        set_visitor: None,
+        content_type: None,
     })
 }
 

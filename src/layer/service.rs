@@ -141,17 +141,20 @@ fn limit_inputs(policy: &Policy, enforce: bool) -> Inputs<'_> {
 
 #[cfg(feature = "cli")]
 /// Runs the stages before the inner service as the layer would under enforcement, without
-/// calling anything: the client, its verdict, what the request would have met, and whether it
-/// was an image. Lenscap's documents count as allowed.
+/// calling anything: the client, its verdict, what the request would have met, whether it
+/// was an image, and the visitor cookie the response would set. The work left for the
+/// response is done on a response with `content_type` (what the live one had, when known).
+/// Lenscap's documents count as allowed.
 pub(crate) fn judge<B>(
     limits: &Limits,
     policy: &Policy,
     request: &Request<B>,
-) -> (ClientId, Verdict, Outcome, bool) {
+    content_type: Option<&HeaderValue>,
+) -> (ClientId, Verdict, Outcome, bool, Option<HeaderValue>) {
     match pass(limits, policy, request, true) {
         Pass::Document(_) => {
             let (client, verdict) = policy.verdict_for(request);
-            (client, verdict, Outcome::Allowed, false)
+            (client, verdict, Outcome::Allowed, false, None)
         }
         Pass::Refused {
             found,
@@ -162,11 +165,37 @@ pub(crate) fn judge<B>(
                 Refusal::OverQuota(_) => Outcome::Limited,
                 Refusal::Trap => Outcome::Blocked,
             };
-            (found.client, verdict, outcome, found.kind == Kind::Image)
+            (
+                found.client,
+                verdict,
+                outcome,
+                found.kind == Kind::Image,
+                None,
+            )
         }
-        Pass::Admitted { found, verdict, .. } => {
+        Pass::Admitted {
+            found,
+            verdict,
+            mut after,
+        } => {
             let outcome = Outcome::of(verdict.action);
-            (found.client, verdict, outcome, found.kind == Kind::Image)
+            let mut response = Response::new(());
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, content_type.clone());
+            }
+            if outcome != Outcome::Blocked {
+                after.apply(&mut response);
+            }
+            let set_cookie = response.headers().get(http::header::SET_COOKIE).cloned();
+            (
+                found.client,
+                verdict,
+                outcome,
+                found.kind == Kind::Image,
+                set_cookie,
+            )
         }
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Request, Response, header};
+use http::{Request, Response, header};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -166,6 +166,7 @@ pub(crate) struct Pending {
     headers: BTreeMap<&'static str, Vec<String>>,
     host: Option<String>,
     visitor: Option<String>,
+    cookie_name: String,
     slot: DecisionSlot,
     started: Instant,
 }
@@ -192,6 +193,8 @@ struct Line<'a> {
     reasons: Vec<&'static str>,
     client: Option<String>,
     visitor: Option<&'a str>,
+    set_visitor: Option<String>,
+    content_type: Option<&'a str>,
     enforced: Option<bool>,
 }
 
@@ -300,7 +303,8 @@ impl AccessLog {
             version,
             headers: kept,
             host,
-            visitor: visitor_id(headers, cookie_name),
+            visitor: visitor_id(headers.get_all(header::COOKIE), cookie_name),
+            cookie_name: cookie_name.to_owned(),
             slot,
             started: Instant::now(),
         }
@@ -357,6 +361,14 @@ impl AccessLog {
             reasons: decision.map_or_else(Vec::new, |d| d.verdict.reasons.names().collect()),
             client: decision.map(|d| d.client.to_string()),
             visitor: pending.visitor.as_deref(),
+            set_visitor: visitor_id(
+                response.headers().get_all(header::SET_COOKIE),
+                &pending.cookie_name,
+            ),
+            content_type: response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             enforced: decision.map(|d| d.enforced),
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
@@ -369,9 +381,10 @@ impl AccessLog {
     }
 }
 
-/// An opaque id for the visitor cookie named `name`, when the request carries one.
-fn visitor_id(headers: &HeaderMap, name: &str) -> Option<String> {
-    for line in headers.get_all(header::COOKIE) {
+/// An opaque id for the visitor cookie named `name`, in `Cookie` lines (every pair) or
+/// `Set-Cookie` lines (the first pair of each), when there is one.
+fn visitor_id(lines: http::header::GetAll<'_, http::HeaderValue>, name: &str) -> Option<String> {
+    for line in lines {
         for pair in line.as_bytes().split(|&b| b == b';') {
             let pair = pair.trim_ascii();
             if let Some(value) = pair
@@ -433,12 +446,22 @@ mod tests {
 
     #[test]
     fn visitor_ids_are_opaque_and_stable() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.insert(header::COOKIE, "theme=dark; lenscap=AbCd".parse().unwrap());
-        let id = visitor_id(&headers, "lenscap").unwrap();
+        let id = visitor_id(headers.get_all(header::COOKIE), "lenscap").unwrap();
         assert_eq!(id.len(), 16);
         assert!(!id.contains("AbCd"));
-        assert_eq!(visitor_id(&headers, "lenscap"), Some(id));
-        assert_eq!(visitor_id(&headers, "other"), None);
+        assert_eq!(visitor_id(headers.get_all(header::COOKIE), "other"), None);
+        // The id of the cookie a response sets is the id of the cookie sent back.
+        headers.insert(
+            header::SET_COOKIE,
+            "lenscap=AbCd; Path=/; HttpOnly; SameSite=Lax"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            visitor_id(headers.get_all(header::SET_COOKIE), "lenscap"),
+            Some(id)
+        );
     }
 }

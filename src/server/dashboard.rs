@@ -22,7 +22,8 @@ nav a{margin-right:.8rem}nav a[aria-current]{font-weight:700;text-decoration:non
 table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:left;padding:.3rem .4rem;border-bottom:1px solid var(--rule);vertical-align:top}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.wrap{overflow-x:auto}\
 svg{width:100%;height:auto;display:block}svg text{fill:var(--muted);font-size:11px}\
-.p{fill:var(--people)}.c{fill:var(--crawl)}.s{fill:var(--stop)}.key span{margin-right:1rem}.key i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-.1rem}";
+.p{fill:var(--people)}.c{fill:var(--crawl)}.s{fill:var(--stop)}.key span{margin-right:1rem}.key i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-.1rem}\
+.key .p{background:var(--people)}.key .c{background:var(--crawl)}.key .s{background:var(--stop)}svg.h text{font-size:13px}";
 
 /// The page for `summary`; `query` may name a site (`site=NAME`).
 pub(super) fn html(summary: &Summary, query: Option<&str>) -> String {
@@ -252,7 +253,7 @@ fn hbars(out: &mut String, list: &[Named], words: fn(&str) -> String) {
     let h = row * list.len() as f64;
     let _ = write!(
         out,
-        "<svg viewBox=\"0 0 360 {h}\" role=\"img\" aria-label=\"stopped by kind of client\">"
+        "<svg class=\"h\" viewBox=\"0 0 360 {h}\" role=\"img\" aria-label=\"stopped by kind of client\">"
     );
     for (i, named) in list.iter().enumerate() {
         let y = i as f64 * row;
