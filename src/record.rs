@@ -250,3 +250,70 @@ impl Recorder {
         );
     }
 }
+
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::catalog::Category;
+    use crate::verdict::Reasons;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn verdict_events_name_the_site_and_the_host_and_allows_log_nothing() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let recorder = Recorder::default();
+        recorder.set_site("crown");
+        let request = Request::get("/photos/1.jpg")
+            .header("host", "thecrown.example")
+            .body(())
+            .unwrap();
+        let verdict = |action| Verdict {
+            action,
+            score: 40,
+            category: Category::AiTraining,
+            agent: Some("GPTBot".into()),
+            reasons: Reasons::default(),
+        };
+        fn seen(verdict: &Verdict) -> Seen<'_> {
+            Seen {
+                client: ClientId::new("203.0.113.9".parse().unwrap()),
+                verdict,
+                image: true,
+                refused: None,
+                document: false,
+                enforced: true,
+            }
+        }
+        let (allow, block) = (verdict(Action::Allow), verdict(Action::Block));
+        tracing::subscriber::with_default(subscriber, || {
+            recorder.seen(seen(&allow), &request, "verdict");
+            assert!(captured.0.lock().unwrap().is_empty(), "an allow logged");
+            recorder.seen(seen(&block), &request, "verdict");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("site=\"crown\""), "{text}");
+        assert!(text.contains("host=\"thecrown.example\""), "{text}");
+        assert!(text.contains("agent=\"GPTBot\""), "{text}");
+        assert!(!text.contains('\u{1b}'), "colour codes: {text}");
+    }
+}

@@ -407,6 +407,11 @@ async fn the_dashboard_shows_what_was_stopped_and_the_log_replays_the_same() {
     );
     assert!(page.contains("a known crawler"), "reasons in plain words");
 
+    // One site's page has the same figures here (the server has one site).
+    let (_, one) = send(admin, "/?site=default", &[]).await;
+    assert!(one.contains("site default"), "{one}");
+    assert_eq!(number(&one, "stopped"), [stopped, stopped]);
+
     // The same figures as JSON.
     let (status, json) = send(admin, "/api/summary", &[]).await;
     assert_eq!(status, StatusCode::OK);
