@@ -3,7 +3,10 @@
 //! (`with_metrics`), on the same allowed image request from a known person, interleaved in
 //! one run. Prints both and the ratio.
 //!
-//! `cargo bench --bench record`.
+//! `cargo bench --bench record`. Instructions per request: `LENSCAP_BENCH_ROUNDS=4 valgrind
+//! --tool=callgrind target/release/deps/record-…`, then `callgrind_annotate --inclusive=yes`
+//! on `drive_alone` and `drive_recorded` ((rounds − 3) × 20 000 requests each, plus three
+//! warm-up rounds).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -102,7 +105,7 @@ fn service(
     (service, cookie)
 }
 
-#[inline(never)]
+#[inline(always)]
 fn drive<S, B>(service: &mut S, requests: Vec<Request<()>>)
 where
     S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
@@ -116,12 +119,34 @@ where
     assert_eq!(refused, 0, "every request is on the allow path");
 }
 
+// One named function per contender, so callgrind can attribute instructions to each.
+#[inline(never)]
+fn drive_alone<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(0);
+    drive(s, r)
+}
+#[inline(never)]
+fn drive_recorded<S, B>(s: &mut S, r: Vec<Request<()>>)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    black_box(1);
+    drive(s, r)
+}
+
 fn main() {
     let metrics = Metrics::new();
     let (mut alone, alone_cookie) = service(None);
     let (mut recorded, recorded_cookie) = service(Some(&metrics));
     const BATCH: usize = 20_000;
-    let rounds = 30;
+    let rounds: usize = std::env::var("LENSCAP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30)
+        .max(4);
     let mut totals = [Duration::ZERO; 2];
     for round in 0..rounds {
         call(&mut alone, request("/gallery/1", Some(&alone_cookie), true));
@@ -140,9 +165,9 @@ fn main() {
                 .collect();
             let start = Instant::now();
             if i == 0 {
-                drive(&mut alone, requests);
+                drive_alone(&mut alone, requests);
             } else {
-                drive(&mut recorded, requests);
+                drive_recorded(&mut recorded, requests);
             }
             if round > 2 {
                 *total += start.elapsed();
