@@ -153,6 +153,9 @@ pub(crate) struct Recorder {
     metrics: OnceLock<crate::metrics::SiteMetrics>,
     /// The site's name, for the verdict events.
     site: OnceLock<std::sync::Arc<str>>,
+    /// Requests may carry a [`DecisionSlot`] (the server's access log is on): look for it.
+    #[cfg(feature = "cli")]
+    slots: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
@@ -168,11 +171,27 @@ impl Recorder {
         let _ = self.site.set(std::sync::Arc::from(name));
     }
 
+    /// Fills the [`DecisionSlot`] of requests that carry one from now on.
+    #[cfg(feature = "cli")]
+    pub(crate) fn fill_slots(&self) {
+        self.slots.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "cli")]
+    fn slot<'r, B>(&self, request: &'r Request<B>) -> Option<&'r DecisionSlot> {
+        // Looked up only when asked for: the allow path of a layer without an access log
+        // does not pay for the extensions lookup.
+        if !self.slots.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        request.extensions().get::<DecisionSlot>()
+    }
+
     /// Whether a document request should be judged for the record: only when the server's
     /// access log waits for its decision (documents are otherwise not judged at all).
     pub(crate) fn wants_document<B>(&self, request: &Request<B>) -> bool {
         #[cfg(feature = "cli")]
-        return request.extensions().get::<DecisionSlot>().is_some();
+        return self.slot(request).is_some();
         #[cfg(not(feature = "cli"))]
         {
             let _ = request;
@@ -206,7 +225,7 @@ impl Recorder {
             });
         }
         #[cfg(feature = "cli")]
-        if let Some(slot) = request.extensions().get::<DecisionSlot>() {
+        if let Some(slot) = self.slot(request) {
             slot.fill(Decision {
                 client: seen.client,
                 verdict: seen.verdict.clone(),

@@ -130,6 +130,14 @@ impl LenscapLayer {
         self
     }
 
+    /// Hands each decision to the server's access log through the request's
+    /// [`DecisionSlot`](crate::record::DecisionSlot).
+    #[cfg(feature = "cli")]
+    pub(crate) fn with_decision_slots(self) -> LenscapLayer {
+        self.shared.record.fill_slots();
+        self
+    }
+
     /// Reads time from `clock` (tests, replays). Call before cloning the layer.
     pub fn with_clock(self, clock: impl Clock) -> LenscapLayer {
         self.with_limits(|limits| limits.set_clock(clock))

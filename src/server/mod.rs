@@ -348,7 +348,9 @@ impl Server {
             let mut layer = LenscapLayer::with_handle(handle.clone());
             if let Some(log) = &access_log {
                 // The limiter's clock, read back for each line, so replay sees its times.
-                layer = layer.with_clock(access_log::SharedLogClock(log.clock.clone()));
+                layer = layer
+                    .with_clock(access_log::SharedLogClock(log.clock.clone()))
+                    .with_decision_slots();
             }
             let layer = layer.with_metrics(&metrics, &spec.name);
             let service = tower_layer::Layer::layer(&layer, service);
