@@ -1,8 +1,10 @@
-//! Record: one structured `tracing` event for every verdict that is not a plain allow, and
-//! the Prometheus counters (with the `metrics` feature).
+//! Record: one structured `tracing` event for every verdict that is not a plain allow, the
+//! Prometheus counters and the dashboard's aggregates (with the `metrics` feature), and the
+//! decision handed to the server's access log when the request asks for it.
 //!
-//! Events go to the target `lenscap::verdict` with the fields `client`, `agent`, `category`,
-//! `action`, `score`, `reasons`, `path` and `enforced`; the allow path logs nothing.
+//! Events go to the target `lenscap::verdict` with the fields `site` (the name given to
+//! `with_metrics`, else `-`), `host`, `client`, `agent`, `category`, `action`, `score`,
+//! `reasons`, `path` and `enforced`; the allow path logs nothing.
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {
@@ -31,69 +33,306 @@
 //! # }
 //! ```
 
-use crate::catalog::Category;
+use std::sync::OnceLock;
+
+use http::Request;
+
 use crate::client::ClientId;
 use crate::verdict::{Action, Verdict};
+
+/// What a request met, as enforcement has it (what `lenscap replay` reports too).
+// Read by the metrics and the access log only.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Outcome {
+    /// Served.
+    Allowed,
+    /// Served, under the suspects' quotas (or after a tarpit delay).
+    Throttled,
+    /// Refused: over a rate limit (429).
+    Limited,
+    /// Refused: blocked, or answered by a trap.
+    Blocked,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Throttled => "throttled",
+            Outcome::Limited => "limited",
+            Outcome::Blocked => "blocked",
+        }
+    }
+
+    /// What a verdict that was not refused meets.
+    pub(crate) fn of(action: Action) -> Outcome {
+        match action {
+            Action::Allow => Outcome::Allowed,
+            Action::Throttle | Action::Tarpit => Outcome::Throttled,
+            Action::Block => Outcome::Blocked,
+        }
+    }
+}
+
+/// Why the layer answered a request itself instead of serving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A block verdict.
+    Block,
+    /// A tarpit verdict with the tarpit full.
+    TarpitFull,
+    /// Over a rate limit (429).
+    RateLimit,
+    /// A trap path.
+    Trap,
+}
+
+/// One request the layer has dealt with, as the record stage reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seen<'a> {
+    pub(crate) client: ClientId,
+    pub(crate) verdict: &'a Verdict,
+    /// An image request.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) image: bool,
+    /// Answered by the layer instead of the inner service.
+    pub(crate) refused: Option<Refused>,
+    /// One of Lenscap's documents (robots.txt, …): not counted as browsing.
+    pub(crate) document: bool,
+    /// The policy enforces (not `report-only`).
+    pub(crate) enforced: bool,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+impl Seen<'_> {
+    /// What the request met under enforcement.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self.refused {
+            Some(Refused::RateLimit) => Outcome::Limited,
+            Some(Refused::Block | Refused::TarpitFull | Refused::Trap) => Outcome::Blocked,
+            None if self.document => Outcome::Allowed,
+            None => Outcome::of(self.verdict.action),
+        }
+    }
+}
+
+/// What the layer decided about one request, for the server's access log: the server puts
+/// an empty slot in the request's extensions and reads it once the response is ready.
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DecisionSlot(std::sync::Arc<std::sync::Mutex<Option<Decision>>>);
+
+/// One filled [`DecisionSlot`].
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug)]
+pub(crate) struct Decision {
+    pub(crate) client: ClientId,
+    pub(crate) verdict: Verdict,
+    pub(crate) outcome: Outcome,
+    pub(crate) enforced: bool,
+}
+
+#[cfg(feature = "cli")]
+impl DecisionSlot {
+    /// What was put in it, if anything.
+    pub(crate) fn take(&self) -> Option<Decision> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn fill(&self, decision: Decision) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(decision);
+    }
+}
 
 /// Where one layer's requests are counted: nowhere, or one site's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     #[cfg(feature = "metrics")]
-    metrics: std::sync::OnceLock<crate::metrics::SiteMetrics>,
+    metrics: OnceLock<crate::metrics::SiteMetrics>,
+    /// The site's name, for the verdict events.
+    site: OnceLock<std::sync::Arc<str>>,
+    /// Requests may carry a [`DecisionSlot`] (the server's access log is on): look for it.
+    #[cfg(feature = "cli")]
+    slots: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
     /// Counts into `site` from now on. The first call wins: a layer belongs to one site.
     #[cfg(feature = "metrics")]
     pub(crate) fn set(&self, site: crate::metrics::SiteMetrics) {
+        let _ = self.site.set(site.name().clone());
         let _ = self.metrics.set(site);
     }
 
-    /// A request that reached the decision, with its verdict's action and category.
-    pub(crate) fn request(&self, action: Action, category: Category) {
-        #[cfg(feature = "metrics")]
-        if let Some(metrics) = self.metrics.get() {
-            metrics.request(action, category);
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = (action, category);
+    /// Names the site in the verdict events. The first name wins.
+    pub(crate) fn set_site(&self, name: &str) {
+        let _ = self.site.set(std::sync::Arc::from(name));
     }
 
-    /// A request answered with the block status.
-    pub(crate) fn block(&self) {
-        #[cfg(feature = "metrics")]
-        if let Some(metrics) = self.metrics.get() {
-            metrics.block();
+    /// Fills the [`DecisionSlot`] of requests that carry one from now on.
+    #[cfg(feature = "cli")]
+    pub(crate) fn fill_slots(&self) {
+        self.slots.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "cli")]
+    fn slot<'r, B>(&self, request: &'r Request<B>) -> Option<&'r DecisionSlot> {
+        // Looked up only when asked for: the allow path of a layer without an access log
+        // does not pay for the extensions lookup.
+        if !self.slots.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        request.extensions().get::<DecisionSlot>()
+    }
+
+    /// Whether a document request should be judged for the record: only when the server's
+    /// access log waits for its decision (documents are otherwise not judged at all).
+    pub(crate) fn wants_document<B>(&self, request: &Request<B>) -> bool {
+        #[cfg(feature = "cli")]
+        return self.slot(request).is_some();
+        #[cfg(not(feature = "cli"))]
+        {
+            let _ = request;
+            false
         }
     }
 
-    /// A request refused over quota.
-    pub(crate) fn throttle(&self) {
+    /// Records one request: counters, the dashboard, the access log's slot, and the verdict
+    /// event (`message`) when it was not a plain allow.
+    pub(crate) fn seen<B>(&self, seen: Seen<'_>, request: &Request<B>, message: &'static str) {
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = self.metrics.get() {
-            metrics.throttle();
+        let outcome = seen.outcome();
+        #[cfg(feature = "metrics")]
+        if !seen.document
+            && let Some(metrics) = self.metrics.get()
+        {
+            metrics.request(seen.verdict.action, seen.verdict.category);
+            match seen.refused {
+                Some(Refused::Block | Refused::TarpitFull) => metrics.block(),
+                Some(Refused::RateLimit) => metrics.rate_limited(),
+                Some(Refused::Trap) => metrics.trap(),
+                None => {}
+            }
+            metrics.board(&crate::metrics::board::Entry {
+                client: seen.client,
+                verdict: seen.verdict,
+                outcome: outcome.as_str(),
+                stopped: matches!(outcome, Outcome::Limited | Outcome::Blocked),
+                image: seen.image,
+                path: request.uri().path(),
+            });
         }
+        #[cfg(feature = "cli")]
+        if let Some(slot) = self.slot(request) {
+            slot.fill(Decision {
+                client: seen.client,
+                verdict: seen.verdict.clone(),
+                outcome,
+                enforced: seen.enforced,
+            });
+        }
+        if !seen.document && (seen.verdict.action != Action::Allow || seen.refused.is_some()) {
+            self.event(seen.client, seen.verdict, request, seen.enforced, message);
+        }
+    }
+
+    /// One structured event per non-allow verdict (never for the allow path).
+    fn event<B>(
+        &self,
+        client: ClientId,
+        verdict: &Verdict,
+        request: &Request<B>,
+        enforced: bool,
+        message: &'static str,
+    ) {
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().host())
+            .unwrap_or("-");
+        tracing::info!(
+            target: "lenscap::verdict",
+            site = self.site.get().map_or("-", |s| &**s),
+            host,
+            %client,
+            agent = verdict.agent.as_deref().unwrap_or("-"),
+            category = %verdict.category,
+            action = %verdict.action,
+            score = verdict.score,
+            reasons = %verdict.reasons,
+            path = request.uri().path(),
+            enforced,
+            "{message}"
+        );
     }
 }
 
-/// One structured event per non-allow verdict (never for the allow path).
-pub(crate) fn verdict_event(
-    client: ClientId,
-    verdict: &Verdict,
-    path: &str,
-    enforced: bool,
-    message: &'static str,
-) {
-    tracing::info!(
-        target: "lenscap::verdict",
-        %client,
-        agent = verdict.agent.as_deref().unwrap_or("-"),
-        category = %verdict.category,
-        action = %verdict.action,
-        score = verdict.score,
-        reasons = %verdict.reasons,
-        path,
-        enforced,
-        "{message}"
-    );
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::catalog::Category;
+    use crate::verdict::Reasons;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn verdict_events_name_the_site_and_the_host_and_allows_log_nothing() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let recorder = Recorder::default();
+        recorder.set_site("crown");
+        let request = Request::get("/photos/1.jpg")
+            .header("host", "thecrown.example")
+            .body(())
+            .unwrap();
+        let verdict = |action| Verdict {
+            action,
+            score: 40,
+            category: Category::AiTraining,
+            agent: Some("GPTBot".into()),
+            reasons: Reasons::default(),
+        };
+        fn seen(verdict: &Verdict) -> Seen<'_> {
+            Seen {
+                client: ClientId::new("203.0.113.9".parse().unwrap()),
+                verdict,
+                image: true,
+                refused: None,
+                document: false,
+                enforced: true,
+            }
+        }
+        let (allow, block) = (verdict(Action::Allow), verdict(Action::Block));
+        tracing::subscriber::with_default(subscriber, || {
+            recorder.seen(seen(&allow), &request, "verdict");
+            assert!(captured.0.lock().unwrap().is_empty(), "an allow logged");
+            recorder.seen(seen(&block), &request, "verdict");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("site=\"crown\""), "{text}");
+        assert!(text.contains("host=\"thecrown.example\""), "{text}");
+        assert!(text.contains("agent=\"GPTBot\""), "{text}");
+        assert!(!text.contains('\u{1b}'), "colour codes: {text}");
+    }
 }

@@ -15,13 +15,19 @@
 //! Formats:
 //! - `--format jsonl` (default): one JSON object per line —
 //!   `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
-//!   every field optional but `path`, header names case-insensitive, `t` in seconds.
+//!   every field optional but `path`, header names case-insensitive, `t` in seconds; an
+//!   optional `version` (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`). Other fields are ignored, so the
+//!   server's access log (`[server] access_log`) replays as it is.
 //! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers:
 //!   a page view is known by its path (`/`, no extension, `.html`/`.htm`/`.php`…) and
 //!   replayed as a browser navigation, anything else with a neutral `Accept: */*`; the other
 //!   `Accept*` signals are neutral. User-Agent, Referer, protocol, path and timing count.
 //! - `--format vhost-combined` (or `vhost_combined`): Apache's `vhost_combined`, the same
 //!   with `host:port` first (sent as the `Host`).
+//!
+//! The replay clock counts milliseconds from the UTC midnight before the first line, as the
+//! server's clock does when it writes an access log, so the behaviour tracker's windows fall
+//! on the same milliseconds as they did live.
 //!
 //! Output: a summary a person can read (default), `--json` for machines, or `--verdicts`: one
 //! JSON verdict per input line, in order, `{"line": N, "error": "…"}` in place of an
@@ -93,6 +99,17 @@ struct Line<'a> {
     headers: BTreeMap<Cow<'a, str>, HeaderField<'a>>,
     #[serde(default)]
     t: Option<f64>,
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    /// The access log's opaque id of the visitor cookie the request carried.
+    #[serde(borrow, default)]
+    visitor: Option<Cow<'a, str>>,
+    /// The access log's opaque id of the visitor cookie the response set.
+    #[serde(borrow, default)]
+    set_visitor: Option<Cow<'a, str>>,
+    /// The response's Content-Type, as the access log has it.
+    #[serde(borrow, default)]
+    content_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -186,12 +203,17 @@ struct Replay {
     /// Per address: the first User-Agent seen without a cookie, and whether another came.
     agents_by_address: HashMap<IpAddr, (u64, bool)>,
     total: Tally,
+    /// Access-log visitor id → the `name=value` cookie replay's limiter set for it.
+    visitors: HashMap<String, HeaderValue>,
 }
 
 /// One request read from a log line.
 struct Parsed {
     request: Request<()>,
     t: Option<f64>,
+    visitor: Option<String>,
+    set_visitor: Option<String>,
+    content_type: Option<HeaderValue>,
 }
 
 impl Replay {
@@ -211,28 +233,51 @@ impl Replay {
             jar: HashMap::new(),
             agents_by_address: HashMap::new(),
             total: Tally::default(),
+            visitors: HashMap::new(),
         }
     }
 
     /// Runs one parsed request in its own time.
-    fn step(&mut self, line: usize, parsed: Parsed) -> (Verdict, Outcome) {
+    fn step(&mut self, line: usize, mut parsed: Parsed) -> (Verdict, Outcome) {
         let t = parsed.t.unwrap_or(self.last);
         let start = *self.start.get_or_insert(t);
         self.last = t.max(self.last);
-        self.clock
-            .set(Duration::from_secs_f64((self.last - start).max(0.0)));
+        // Milliseconds since the UTC midnight before the first line, rounded (not truncated):
+        // a log written to the millisecond reads back to the same millisecond.
+        let midnight = (start / 86_400.0).floor() * 86_400.0;
+        let ms = ((self.last - midnight).max(0.0) * 1000.0).round();
+        self.clock.set(Duration::from_millis(ms as u64));
+        // Lenscap's own access log names each visitor: give it the cookie replay issued it.
+        if let Some(cookie) = parsed.visitor.and_then(|v| self.visitors.get(&v)) {
+            parsed
+                .request
+                .headers_mut()
+                .insert(header::COOKIE, cookie.clone());
+        }
         let mut request = parsed.request;
         let key = self.visitor(&mut request);
-        let mut given = None;
-        let (_client, verdict, outcome, image) =
-            judge(&self.limits, &self.policy, &request, &mut |cookie| {
-                given = Some(cookie)
-            });
-        if let (Some(cookie), Some(key)) = (given, key) {
-            if self.jar.len() >= MAX_JAR {
-                self.jar.clear();
+        let (_client, verdict, outcome, image, set_cookie) = judge(
+            &self.limits,
+            &self.policy,
+            &request,
+            parsed.content_type.as_ref(),
+        );
+        if let Some(set) = set_cookie {
+            if let Some(id) = parsed.set_visitor {
+                let pair = set
+                    .as_bytes()
+                    .split(|&b| b == b';')
+                    .next()
+                    .unwrap_or_default();
+                if let Ok(pair) = HeaderValue::from_bytes(pair.trim_ascii()) {
+                    self.visitors.insert(id, pair);
+                }
+            } else if let Some(key) = key {
+                if self.jar.len() >= MAX_JAR {
+                    self.jar.clear();
+                }
+                self.jar.insert(key, set);
             }
-            self.jar.insert(key, cookie);
         }
         self.total.add(outcome, image);
         self.by_category
@@ -602,15 +647,31 @@ fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
     {
         return Err("bad t".into());
     }
+    let version = match line.version.as_deref() {
+        None | Some("HTTP/1.1") => Version::HTTP_11,
+        Some("HTTP/1.0") => Version::HTTP_10,
+        Some("HTTP/0.9") => Version::HTTP_09,
+        Some("HTTP/2" | "HTTP/2.0") => Version::HTTP_2,
+        Some("HTTP/3" | "HTTP/3.0") => Version::HTTP_3,
+        Some(other) => return Err(format!("bad version {other:?}")),
+    };
     let request = build(
         ip,
         method,
         &line.path,
-        Version::HTTP_11,
+        version,
         std::mem::take(headers),
         tls,
     )?;
-    Ok(Parsed { request, t: line.t })
+    Ok(Parsed {
+        request,
+        t: line.t,
+        visitor: line.visitor.map(Cow::into_owned),
+        set_visitor: line.set_visitor.map(Cow::into_owned),
+        content_type: line
+            .content_type
+            .and_then(|c| HeaderValue::from_str(&c).ok()),
+    })
 }
 
 /// The request's client address (unknown: unspecified).
@@ -722,6 +783,9 @@ fn parse_combined(text: &str, vhost: bool) -> Result<Parsed, String> {
     Ok(Parsed {
         request,
         t: Some(t),
+        visitor: None,
+        set_visitor: None,
+        content_type: None,
     })
 }
 

@@ -123,6 +123,21 @@ impl LenscapLayer {
         self
     }
 
+    /// Names this layer's site in its verdict events (`site` field) without counting metrics;
+    /// [`with_metrics`](Self::with_metrics) names it too. The first name wins.
+    pub fn with_site_name(self, site: &str) -> LenscapLayer {
+        self.shared.record.set_site(site);
+        self
+    }
+
+    /// Hands each decision to the server's access log through the request's
+    /// [`DecisionSlot`](crate::record::DecisionSlot).
+    #[cfg(feature = "cli")]
+    pub(crate) fn with_decision_slots(self) -> LenscapLayer {
+        self.shared.record.fill_slots();
+        self
+    }
+
     /// Reads time from `clock` (tests, replays). Call before cloning the layer.
     pub fn with_clock(self, clock: impl Clock) -> LenscapLayer {
         self.with_limits(|limits| limits.set_clock(clock))

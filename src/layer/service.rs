@@ -17,8 +17,9 @@ use crate::client::ClientId;
 use crate::client::peer_ip;
 use crate::limit::{AfterResponse, Inputs, Limits, Refusal};
 use crate::policy::{Mode, Policy};
-use crate::record::verdict_event;
 #[cfg(feature = "cli")]
+pub(crate) use crate::record::Outcome;
+use crate::record::{Refused, Seen};
 use crate::signals::behaviour::Kind;
 use crate::stamp::StampHint;
 use crate::tag::Tagging;
@@ -138,46 +139,22 @@ fn limit_inputs(policy: &Policy, enforce: bool) -> Inputs<'_> {
     }
 }
 
-/// What a request would have met, for `lenscap replay`.
-#[cfg(feature = "cli")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Outcome {
-    /// Served.
-    Allowed,
-    /// Served, under the suspects' quotas (or after a tarpit delay).
-    Throttled,
-    /// Refused: over a rate limit (429).
-    Limited,
-    /// Refused: blocked, or answered by a trap.
-    Blocked,
-}
-
-#[cfg(feature = "cli")]
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Throttled => "throttled",
-            Outcome::Limited => "limited",
-            Outcome::Blocked => "blocked",
-        }
-    }
-}
-
 #[cfg(feature = "cli")]
 /// Runs the stages before the inner service as the layer would under enforcement, without
-/// calling anything: the client, its verdict, what the request would have met, and whether it
-/// was an image. Lenscap's documents count as allowed.
+/// calling anything: the client, its verdict, what the request would have met, whether it
+/// was an image, and the visitor cookie the response would set. The work left for the
+/// response is done on a response with `content_type` (what the live one had, when known).
+/// Lenscap's documents count as allowed.
 pub(crate) fn judge<B>(
     limits: &Limits,
     policy: &Policy,
     request: &Request<B>,
-    request_cookie: &mut dyn FnMut(HeaderValue),
-) -> (ClientId, Verdict, Outcome, bool) {
+    content_type: Option<&HeaderValue>,
+) -> (ClientId, Verdict, Outcome, bool, Option<HeaderValue>) {
     match pass(limits, policy, request, true) {
         Pass::Document(_) => {
             let (client, verdict) = policy.verdict_for(request);
-            (client, verdict, Outcome::Allowed, false)
+            (client, verdict, Outcome::Allowed, false, None)
         }
         Pass::Refused {
             found,
@@ -188,25 +165,37 @@ pub(crate) fn judge<B>(
                 Refusal::OverQuota(_) => Outcome::Limited,
                 Refusal::Trap => Outcome::Blocked,
             };
-            (found.client, verdict, outcome, found.kind == Kind::Image)
+            (
+                found.client,
+                verdict,
+                outcome,
+                found.kind == Kind::Image,
+                None,
+            )
         }
         Pass::Admitted {
             found,
             verdict,
             mut after,
         } => {
-            let outcome = match verdict.action {
-                Action::Allow => Outcome::Allowed,
-                Action::Throttle | Action::Tarpit => Outcome::Throttled,
-                Action::Block => Outcome::Blocked,
-            };
-            // The visitor cookie the answer would set (replay hands it to the next request).
-            let mut answer = Response::new(());
-            after.apply(&mut answer);
-            if let Some(cookie) = answer.headers_mut().remove(http::header::SET_COOKIE) {
-                request_cookie(cookie);
+            let outcome = Outcome::of(verdict.action);
+            let mut response = Response::new(());
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, content_type.clone());
             }
-            (found.client, verdict, outcome, found.kind == Kind::Image)
+            if outcome != Outcome::Blocked {
+                after.apply(&mut response);
+            }
+            let set_cookie = response.headers().get(http::header::SET_COOKIE).cloned();
+            (
+                found.client,
+                verdict,
+                outcome,
+                found.kind == Kind::Image,
+                set_cookie,
+            )
         }
     }
 }
@@ -234,6 +223,18 @@ where
         let record = &self.shared.record;
         let (found, verdict, after) = match pass(&self.shared.limits, &policy, &request, enforce) {
             Pass::Document(document) => {
+                if record.wants_document(&request) {
+                    let (client, verdict) = policy.verdict_for(&request);
+                    let seen = Seen {
+                        client,
+                        verdict: &verdict,
+                        image: false,
+                        refused: None,
+                        document: true,
+                        enforced: enforce,
+                    };
+                    record.seen(seen, &request, "document");
+                }
                 return ResponseFuture::ready(document.map(ResponseBody::full));
             }
             Pass::Refused {
@@ -241,17 +242,22 @@ where
                 verdict,
                 refusal,
             } => {
-                let path = request.uri().path();
+                let (refused, message) = match refusal {
+                    Refusal::OverQuota(_) => (Refused::RateLimit, "over quota"),
+                    Refusal::Trap => (Refused::Trap, "trap"),
+                };
+                let seen = Seen {
+                    client: found.client,
+                    verdict: &verdict,
+                    image: found.kind == Kind::Image,
+                    refused: Some(refused),
+                    document: false,
+                    enforced: enforce,
+                };
+                record.seen(seen, &request, message);
                 return ResponseFuture::ready(match refusal {
-                    Refusal::OverQuota(exceeded) => {
-                        verdict_event(found.client, &verdict, path, enforce, "over quota");
-                        record.throttle();
-                        refusal::too_many_requests(exceeded)
-                    }
-                    Refusal::Trap => {
-                        verdict_event(found.client, &verdict, path, enforce, "trap");
-                        refusal::trap()
-                    }
+                    Refusal::OverQuota(exceeded) => refusal::too_many_requests(exceeded),
+                    Refusal::Trap => refusal::trap(),
                 });
             }
             Pass::Admitted {
@@ -260,39 +266,38 @@ where
                 after,
             } => (found, verdict, after),
         };
-        if verdict.action != Action::Allow {
-            verdict_event(
-                found.client,
-                &verdict,
-                request.uri().path(),
-                enforce,
-                "verdict",
-            );
-        }
         let action = if enforce {
             verdict.action
         } else {
             Action::Allow
         };
-        record.request(verdict.action, verdict.category);
         let enforcement = &policy.enforcement;
         let mut tarpit = None;
-        match action {
-            Action::Block => {
-                record.block();
-                return ResponseFuture::ready(refusal::block(enforcement));
-            }
+        let refused = match action {
+            Action::Block => Some(Refused::Block),
             Action::Tarpit => {
                 match TarpitSlot::acquire(&self.shared, enforcement.tarpit_max_held) {
-                    Some(slot) => tarpit = Some((slot, enforcement.tarpit_delay)),
-                    // A full tarpit must not hold more connections open: refuse outright.
-                    None => {
-                        record.block();
-                        return ResponseFuture::ready(refusal::block(enforcement));
+                    Some(slot) => {
+                        tarpit = Some((slot, enforcement.tarpit_delay));
+                        None
                     }
+                    // A full tarpit must not hold more connections open: refuse outright.
+                    None => Some(Refused::TarpitFull),
                 }
             }
-            Action::Throttle | Action::Allow => {}
+            Action::Throttle | Action::Allow => None,
+        };
+        let seen = Seen {
+            client: found.client,
+            verdict: &verdict,
+            image: found.kind == Kind::Image,
+            refused,
+            document: false,
+            enforced: enforce,
+        };
+        record.seen(seen, &request, "verdict");
+        if refused.is_some() {
+            return ResponseFuture::ready(refusal::block(enforcement));
         }
 
         if policy.verdict_header

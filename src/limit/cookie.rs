@@ -59,6 +59,12 @@ impl CookieSettings {
         }
     }
 
+    /// The cookie's name (the server's access log hashes its value into a visitor id).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The visitor cookie of a request, if present, well formed, signed by this policy's key
     /// for `subnet`, and not expired. The signature covers the id, the issue time and the
     /// page, so none of them can be rewritten, and it is checked on every request.

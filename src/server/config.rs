@@ -101,6 +101,20 @@ pub struct ServerSection {
     pub dotfiles: bool,
     /// Follow symbolic links that lead out of a static folder.
     pub outside_symlinks: bool,
+    /// Access log: a file to append one JSON line per request to, or `"-"` for standard
+    /// output; off when absent. Reopened on SIGHUP and SIGUSR1.
+    pub access_log: Option<Spanned<String>>,
+    /// Most access log lines waiting to be written; beyond that lines are dropped (and
+    /// counted), never a request held up.
+    pub access_log_buffer: Spanned<usize>,
+    /// A bearer token the admin listener requires (`Authorization: Bearer …`).
+    pub admin_token: Option<Spanned<String>>,
+    /// With `admin_password`: basic auth the admin listener requires (what a browser asks for).
+    pub admin_user: Option<Spanned<String>>,
+    /// The basic-auth password.
+    pub admin_password: Option<Spanned<String>>,
+    /// Show whole client addresses on the dashboard instead of their /24 (IPv4) or /48 (IPv6).
+    pub dashboard_full_addresses: bool,
 }
 
 impl Default for ServerSection {
@@ -129,6 +143,12 @@ impl Default for ServerSection {
             gallery_cache_max_bytes: 256 * 1024 * 1024,
             dotfiles: false,
             outside_symlinks: false,
+            access_log: None,
+            access_log_buffer: Spanned::new(0..0, 8192),
+            admin_token: None,
+            admin_user: None,
+            admin_password: None,
+            dashboard_full_addresses: false,
         }
     }
 }
@@ -277,6 +297,31 @@ impl Default for StaticOptions {
     }
 }
 
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output (`"-"`).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// What the admin listener asks of a client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminAuth {
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// `Authorization: Basic …` for this user and password.
+    pub basic: Option<(String, String)>,
+}
+
+impl AdminAuth {
+    /// Whether anything is required.
+    pub fn required(&self) -> bool {
+        self.token.is_some() || self.basic.is_some()
+    }
+}
+
 /// Everything the server runs with, resolved from the file and the command line.
 #[derive(Debug)]
 pub struct Settings {
@@ -315,6 +360,14 @@ pub struct Settings {
     pub statics: StaticOptions,
     /// Proxy settings shared by every proxied site.
     pub proxy: ProxySettings,
+    /// The access log, if on.
+    pub access_log: Option<AccessLogTarget>,
+    /// Lines the access log buffers at most.
+    pub access_log_buffer: usize,
+    /// The admin listener's credentials.
+    pub admin_auth: AdminAuth,
+    /// Whole addresses on the dashboard.
+    pub dashboard_full_addresses: bool,
     /// The sites; the first matching host wins.
     pub sites: Vec<SiteSpec>,
     /// Index in `sites` of the site answering unknown hosts.
@@ -555,6 +608,27 @@ impl Settings {
         let header_read_timeout =
             source.duration("server.header_read_timeout", &server.header_read_timeout)?;
         let grace_period = source.duration("server.grace_period", &server.grace_period)?;
+        let admin_auth = admin_auth(&source, server, admin)?;
+        let access_log = match &server.access_log {
+            None => None,
+            Some(value) if value.get_ref() == "-" => Some(AccessLogTarget::Stdout),
+            Some(value) if value.get_ref().is_empty() => {
+                return Err(source.invalid(
+                    value.span(),
+                    "server.access_log must be a file or \"-\" (standard output); leave it out to turn the log off",
+                ));
+            }
+            Some(value) => Some(AccessLogTarget::File(
+                source.resolve(Path::new(value.get_ref())),
+            )),
+        };
+        let access_log_buffer = *server.access_log_buffer.get_ref();
+        if access_log_buffer == 0 {
+            return Err(source.invalid(
+                server.access_log_buffer.span(),
+                "server.access_log_buffer must be at least 1",
+            ));
+        }
 
         let root_table: toml::Table = if config.site.iter().any(|s| s.policy.is_some()) {
             toml::from_str(text).map_err(|e| source.invalid(0..0, e.message()))?
@@ -742,11 +816,62 @@ impl Settings {
             grace_period,
             watch: server.watch,
             statics,
+            access_log,
+            access_log_buffer,
+            admin_auth,
+            dashboard_full_addresses: server.dashboard_full_addresses,
             proxy,
             sites: specs,
             default_site,
         })
     }
+}
+
+/// The admin listener's credentials; an admin listener off the loopback must have some.
+fn admin_auth(
+    source: &Source<'_>,
+    server: &ServerSection,
+    admin: Option<SocketAddr>,
+) -> Result<AdminAuth, ServerError> {
+    let non_empty = |key: &str, value: &Option<Spanned<String>>| match value {
+        Some(v) if v.get_ref().is_empty() => {
+            Err(source.invalid(v.span(), format!("{key} must not be empty")))
+        }
+        Some(v) => Ok(Some(v.get_ref().clone())),
+        None => Ok(None),
+    };
+    let token = non_empty("server.admin_token", &server.admin_token)?;
+    let user = non_empty("server.admin_user", &server.admin_user)?;
+    let password = non_empty("server.admin_password", &server.admin_password)?;
+    let basic = match (user, password) {
+        (Some(user), Some(password)) => {
+            if user.contains(':') {
+                let span = server.admin_user.as_ref().map_or(0..0, |v| v.span());
+                return Err(source.invalid(span, "server.admin_user must not contain ':'"));
+            }
+            Some((user, password))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(source.invalid(
+                0..0,
+                "server.admin_user and server.admin_password must be set together",
+            ));
+        }
+    };
+    let auth = AdminAuth { token, basic };
+    if let Some(addr) = admin
+        && !addr.ip().is_loopback()
+        && !auth.required()
+    {
+        return Err(source.invalid(
+            server.admin.span(),
+            format!(
+                "server.admin = {addr} is not a loopback address: set server.admin_token or server.admin_user and server.admin_password, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(auth)
 }
 
 /// The host part of a `Host` value (no port, no trailing dot), or `None` when malformed:

@@ -34,11 +34,13 @@
 
 pub mod config;
 
+mod access_log;
 mod admin;
 mod body;
 mod cache;
 mod client_body;
 mod connection;
+mod dashboard;
 mod descriptors;
 mod files;
 mod gallery;
@@ -173,6 +175,8 @@ struct Shared {
     router: Router,
     metrics: Metrics,
     ready: AtomicBool,
+    /// The access log, when `[server] access_log` is set.
+    access_log: Option<access_log::AccessLog>,
 }
 
 /// A server that is running; dropping it does not stop it (call [`shutdown`](Self::shutdown)).
@@ -184,9 +188,18 @@ pub struct RunningServer {
     done: JoinHandle<()>,
     reloader: Arc<reload::Reloader>,
     metrics: Metrics,
+    reopen_log: Option<Arc<AtomicBool>>,
 }
 
 impl RunningServer {
+    /// Makes the access log reopen its file before the next line (what SIGHUP and SIGUSR1
+    /// do, for logrotate).
+    pub fn reopen_access_log(&self) {
+        if let Some(flag) = &self.reopen_log {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -275,6 +288,19 @@ impl Server {
         options: ServeOptions,
     ) -> Result<RunningServer, ServerError> {
         let metrics = Metrics::new();
+        metrics.set_full_addresses(settings.dashboard_full_addresses);
+        let access_log = match &settings.access_log {
+            Some(target) => Some(
+                access_log::AccessLog::open(target, settings.access_log_buffer, metrics.clone())
+                    .map_err(|error| {
+                        ServerError::Config(ConfigError::Invalid {
+                            source_name: "server.access_log".to_owned(),
+                            message: format!("cannot open the access log: {error}"),
+                        })
+                    })?,
+            ),
+            None => None,
+        };
         // First, so that the raised limit covers every descriptor the server opens.
         let max_connections = connection_limit(&settings);
         let tls = match &settings.tls {
@@ -332,8 +358,14 @@ impl Server {
                     spec.name.clone(),
                 ))),
             };
-            let layer =
-                LenscapLayer::with_handle(handle.clone()).with_metrics(&metrics, &spec.name);
+            let mut layer = LenscapLayer::with_handle(handle.clone());
+            if let Some(log) = &access_log {
+                // The limiter's clock, read back for each line, so replay sees its times.
+                layer = layer
+                    .with_clock(access_log::SharedLogClock(log.clock.clone()))
+                    .with_decision_slots();
+            }
+            let layer = layer.with_metrics(&metrics, &spec.name);
             let service = tower_layer::Layer::layer(&layer, service);
             let served_hosts = if spec.hosts.is_empty() {
                 "any host".to_owned()
@@ -356,15 +388,21 @@ impl Server {
                 evictions_seen: Default::default(),
             });
         }
+        let reopen_log = access_log.as_ref().map(|log| log.reopen_flag());
+        if let Some(log) = &access_log {
+            watch_reopen_signals(log);
+        }
         let shared = Arc::new(Shared {
             router: Router::new(sites, hosts, settings.default_site),
             metrics: metrics.clone(),
             ready: AtomicBool::new(true),
+            access_log,
         });
         if let Some(addr) = admin_addr {
             tracing::info!(
                 target: "lenscap::server",
-                "admin: http://{addr}/metrics, /healthz, /readyz"
+                "admin: http://{addr}/ (dashboard), /api/summary, /metrics, /healthz, /readyz{}",
+                if settings.admin_auth.required() { " (credentials required)" } else { "" }
             );
         }
 
@@ -396,6 +434,7 @@ impl Server {
                 shared: shared.clone(),
                 limits,
                 connections: Arc::new(Semaphore::new(settings.admin_max_connections)),
+                auth: Arc::new(admin::Credentials::new(&settings.admin_auth)),
             };
             tokio::spawn(admin.serve(l, stop_rx.clone()))
         });
@@ -415,8 +454,31 @@ impl Server {
             done,
             reloader,
             metrics,
+            reopen_log,
         })
     }
+}
+
+/// SIGHUP and SIGUSR1 reopen the access log (SIGHUP also reloads the config, elsewhere).
+fn watch_reopen_signals(log: &access_log::AccessLog) {
+    #[cfg(unix)]
+    for kind in [
+        tokio::signal::unix::SignalKind::hangup(),
+        tokio::signal::unix::SignalKind::user_defined1(),
+    ] {
+        let Ok(mut signal) = tokio::signal::unix::signal(kind) else {
+            tracing::warn!(target: "lenscap::server", "access log: cannot watch signals to reopen it");
+            continue;
+        };
+        let flag = log.reopen_flag();
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                flag.store(true, Ordering::Release);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = log;
 }
 
 /// Raises the open-file limit and decides `max_connections`: the file's value, else what the
@@ -641,14 +703,20 @@ async fn handle(
         request.extensions_mut().insert(Tls);
     }
     let started = Instant::now();
-    let image = site
-        .policy
-        .current
-        .load()
-        .is_image_path(request.uri().path());
+    let (image, pending) = {
+        let policy = site.policy.current.load();
+        let pending = shared.access_log.as_ref().map(|log| {
+            access_log::LogClock::forget();
+            log.begin(&mut request, peer, tls, policy.limits.cookie.name())
+        });
+        (policy.is_image_path(request.uri().path()), pending)
+    };
     let mut service = site.service.clone();
     let static_site = matches!(service.get_ref(), SiteService::Static(_));
-    let mut response = match service.call(request).await {
+    let future = service.call(request);
+    // The layer judged the request inside `call`, on this thread: its clock reading is here.
+    let judged_at = shared.access_log.as_ref().map(|log| log.clock.judged_at());
+    let mut response = match future.await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -667,6 +735,10 @@ async fn handle(
             site.metrics.image_scrubbed();
         }
         Some(StampOutcome::PassedThrough(_)) | None => {}
+    }
+    site.metrics.response(response.status().as_u16());
+    if let (Some(log), Some(pending), Some(at)) = (&shared.access_log, pending, judged_at) {
+        log.finish(pending, at, site.metrics.name(), &response);
     }
     Ok(response)
 }

@@ -1,9 +1,19 @@
-//! Prometheus metrics: requests by site, action and category, a latency histogram, and the
-//! counters the other stages bump (images served, stamped and scrubbed, blocks, throttles,
-//! tracked clients, evictions).
+//! Prometheus metrics: requests by site, verdict action and category, responses by status
+//! class, a latency histogram, the counters the other stages bump (images served, stamped and
+//! scrubbed, blocks, rate-limit refusals, trap answers, tracked clients, evictions), and the
+//! process's own CPU, memory, descriptors and start time (Linux).
 //!
-//! Labels are bounded sets only: the site name, the action, the category, an outcome. Never an
-//! IP address or a User-Agent: those would make the series count grow with the attack.
+//! One meaning per counter: `requests_total{action}` is what was *decided* (the verdict, also
+//! under `report-only`); `blocks_total`, `rate_limited_total` and `traps_total` count what was
+//! *done* instead of serving (a 403 block, a 429, the trap page). The word "throttle" only
+//! ever names the verdict action (served under the suspects' quotas).
+//!
+//! Labels are bounded sets only: the site name, the action, the category, a status class, an
+//! outcome. Never an IP address or a User-Agent: those would make the series count grow with
+//! the attack.
+//!
+//! Besides the counters, each site keeps the dashboard's bounded aggregates ([`board`]): fixed
+//! time buckets for the last hour and day, top-k agents and clients, the latest verdicts.
 //!
 //! ```
 //! use lenscap::metrics::Metrics;
@@ -16,6 +26,7 @@
 //! assert!(text.contains("lenscap_connections_open"));
 //! ```
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -27,6 +38,11 @@ use prometheus_client::registry::Registry;
 
 use crate::catalog::Category;
 use crate::verdict::Action;
+
+pub mod board;
+mod process;
+
+pub use board::{Named, Period, RecentVerdict, SiteSummary, Slot, Summary};
 
 /// A site name as a label value: cheap to clone.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -60,6 +76,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    site: SiteName,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -67,20 +89,35 @@ struct ResultLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    // 100 µs to ~3.3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    // 100 µs to ~14 min: past the 5 s tarpit and the proxy's 10 min total timeout, so a slow
+    // answer lands in a bucket of its own rather than in +Inf.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 24))
+}
+
+/// The status class label of a response status.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 struct Inner {
     registry: Registry,
+    process: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<SiteLabels>,
     images_served: Family<SiteLabels, Counter>,
     images_stamped: Family<SiteLabels, Counter>,
     images_scrubbed: Family<SiteLabels, Counter>,
     blocks: Family<SiteLabels, Counter>,
-    throttles: Family<SiteLabels, Counter>,
+    rate_limited: Family<SiteLabels, Counter>,
+    traps: Family<SiteLabels, Counter>,
+    responses: Family<StatusLabels, Counter>,
     tracked_clients: Family<SiteLabels, Gauge>,
     evictions: Family<SiteLabels, Counter>,
     upstream_errors: Family<OutcomeLabels, Counter>,
@@ -88,6 +125,13 @@ struct Inner {
     connections_total: Counter,
     connections_rejected: Counter,
     reloads: Family<ResultLabels, Counter>,
+    access_log_dropped: Counter,
+    /// Unix seconds of the last reload and whether it succeeded (0: none yet).
+    last_reload: std::sync::atomic::AtomicU64,
+    last_reload_ok: std::sync::atomic::AtomicBool,
+    boards: std::sync::Mutex<Vec<(Arc<str>, Arc<board::Board>)>>,
+    clock: board::BoardClock,
+    full_addresses: std::sync::atomic::AtomicBool,
 }
 
 /// The metrics registry of one Lenscap process. Cloning shares it.
@@ -137,8 +181,18 @@ impl Metrics {
         );
         let images_scrubbed =
             site_counter("images_scrubbed", "Images with metadata (GPS) scrubbed");
-        let blocks = site_counter("blocks", "Requests answered with a block");
-        let throttles = site_counter("throttles", "Requests refused by a rate limit");
+        let blocks = site_counter(
+            "blocks",
+            "Requests answered with the block status (a block verdict, or a full tarpit)",
+        );
+        let rate_limited = site_counter(
+            "rate_limited",
+            "Requests refused with 429 Too Many Requests: over a rate limit",
+        );
+        let traps = site_counter(
+            "traps",
+            "Requests for a trap path, answered with the trap page",
+        );
         let evictions = site_counter(
             "evictions",
             "Tracked clients evicted to stay within max_tracked_clients",
@@ -173,6 +227,21 @@ impl Metrics {
             "Connections closed at once because server.max_connections was reached",
             connections_rejected.clone(),
         );
+        let responses = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "responses",
+            "Responses sent by the server, by site and status class (1xx to 5xx)",
+            responses.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind (its buffer was full)",
+            access_log_dropped.clone(),
+        );
+        // The process metrics keep their standard names, without the `lenscap_` prefix.
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector::new()));
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -182,13 +251,16 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Inner {
                 registry,
+                process,
                 requests,
                 latency,
                 images_served,
                 images_stamped,
                 images_scrubbed,
                 blocks,
-                throttles,
+                rate_limited,
+                traps,
+                responses,
                 tracked_clients,
                 evictions,
                 upstream_errors,
@@ -196,6 +268,12 @@ impl Metrics {
                 connections_total,
                 connections_rejected,
                 reloads,
+                access_log_dropped,
+                last_reload: Default::default(),
+                last_reload_ok: Default::default(),
+                boards: Default::default(),
+                clock: board::BoardClock::new(),
+                full_addresses: Default::default(),
             }),
         }
     }
@@ -203,17 +281,41 @@ impl Metrics {
     /// The metrics in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.inner.registry)
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut out, &self.inner.process)
+            })
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
     }
 
-    /// The handle one site's layer and server use.
+    /// The handle one site's layer and server use. Asking twice for one name shares its
+    /// counters and its dashboard aggregates.
     pub fn site(&self, name: &str) -> SiteMetrics {
         let site = SiteName(Arc::from(name));
         let labels = SiteLabels { site: site.clone() };
         let inner = &self.inner;
+        let board = {
+            let mut boards = inner.boards.lock().unwrap_or_else(|e| e.into_inner());
+            match boards.iter().find(|(n, _)| **n == *name) {
+                Some((_, board)) => board.clone(),
+                None => {
+                    let board = Arc::new(board::Board::new());
+                    boards.push((site.0.clone(), board.clone()));
+                    board
+                }
+            }
+        };
+        let responses = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|status| {
+            inner.responses.get_or_create_owned(&StatusLabels {
+                site: site.clone(),
+                status,
+            })
+        });
         SiteMetrics {
+            board,
+            responses: Arc::new(responses),
             metrics: self.clone(),
             requests: Arc::new(std::array::from_fn(|_| {
                 std::array::from_fn(|_| OnceLock::new())
@@ -223,7 +325,8 @@ impl Metrics {
             images_stamped: inner.images_stamped.get_or_create_owned(&labels),
             images_scrubbed: inner.images_scrubbed.get_or_create_owned(&labels),
             blocks: inner.blocks.get_or_create_owned(&labels),
-            throttles: inner.throttles.get_or_create_owned(&labels),
+            rate_limited: inner.rate_limited.get_or_create_owned(&labels),
+            traps: inner.traps.get_or_create_owned(&labels),
             tracked_clients: inner.tracked_clients.get_or_create_owned(&labels),
             evictions: inner.evictions.get_or_create_owned(&labels),
             site,
@@ -253,6 +356,45 @@ impl Metrics {
             .reloads
             .get_or_create(&ResultLabels { result })
             .inc();
+        self.inner
+            .last_reload
+            .store(self.inner.clock.now_secs(), Ordering::Relaxed);
+        self.inner.last_reload_ok.store(ok, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn access_log_dropped(&self) {
+        self.inner.access_log_dropped.inc();
+    }
+
+    /// Keeps whole client addresses in the dashboard's aggregates instead of their /24
+    /// (IPv4) or /48 (IPv6). Applies to what is recorded from now on.
+    pub fn set_full_addresses(&self, full: bool) {
+        self.inner.full_addresses.store(full, Ordering::Relaxed);
+    }
+
+    /// The dashboard's figures now: every site, and all of them together.
+    pub fn summary(&self) -> Summary {
+        let now = self.inner.clock.now_secs();
+        let boards: Vec<_> = self
+            .inner
+            .boards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let last_reload = self.inner.last_reload.load(Ordering::Relaxed);
+        board::summarise(
+            &boards,
+            now,
+            self.inner.clock.started(),
+            (last_reload > 0).then(|| {
+                (
+                    last_reload,
+                    self.inner.last_reload_ok.load(Ordering::Relaxed),
+                )
+            }),
+            self.inner.full_addresses.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -263,6 +405,8 @@ const CATEGORIES: usize = Category::ALL.len();
 #[derive(Clone)]
 pub struct SiteMetrics {
     metrics: Metrics,
+    board: Arc<board::Board>,
+    responses: Arc<[Counter; 5]>,
     site: SiteName,
     requests: Arc<[[OnceLock<Counter>; CATEGORIES]; ACTIONS]>,
     latency: Histogram,
@@ -270,7 +414,8 @@ pub struct SiteMetrics {
     images_stamped: Counter,
     images_scrubbed: Counter,
     blocks: Counter,
-    throttles: Counter,
+    rate_limited: Counter,
+    traps: Counter,
     tracked_clients: Gauge,
     evictions: Counter,
 }
@@ -335,8 +480,39 @@ impl SiteMetrics {
         self.blocks.inc();
     }
 
-    pub(crate) fn throttle(&self) {
-        self.throttles.inc();
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    pub(crate) fn trap(&self) {
+        self.traps.inc();
+    }
+
+    /// Counts one response by its status class.
+    pub(crate) fn response(&self, status: u16) {
+        let class = match status_class(status) {
+            "1xx" => 0,
+            "2xx" => 1,
+            "3xx" => 2,
+            "4xx" => 3,
+            _ => 4,
+        };
+        self.responses[class].inc();
+    }
+
+    /// The site's name.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.site.0
+    }
+
+    /// Adds one judged request to the dashboard's aggregates.
+    pub(crate) fn board(&self, entry: &board::Entry<'_>) {
+        let inner = &self.metrics.inner;
+        self.board.record(
+            inner.clock.now_secs(),
+            entry,
+            inner.full_addresses.load(Ordering::Relaxed),
+        );
     }
 
     pub(crate) fn set_tracked_clients(&self, count: usize) {
