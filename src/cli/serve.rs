@@ -24,8 +24,9 @@ pub(super) struct Args {
     /// policy).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8080, or server.listen).
-    #[arg(long)]
+    /// Address to listen on, host and port: 127.0.0.1:8081 (this machine only) or
+    /// 0.0.0.0:8081 (every interface). Default: server.listen, else 127.0.0.1:8080.
+    #[arg(long, value_parser = listen_address)]
     listen: Option<SocketAddr>,
     /// Admin address for /metrics, /healthz, /readyz, or `off` (default 127.0.0.1:9090).
     #[arg(long)]
@@ -39,6 +40,16 @@ pub(super) struct Args {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+}
+
+/// `--listen`: a bare port is refused with both forms it could have meant.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.trim().trim_start_matches(':').parse::<u16>() {
+        return Err(format!(
+            "a port alone does not say where to listen: use --listen 127.0.0.1:{port} (this machine only) or --listen 0.0.0.0:{port} (every interface)"
+        ));
+    }
+    crate::server::config::parse_listen(text)
 }
 
 /// The bundled demo gallery: `examples/gallery` under the current folder, else under the
