@@ -390,7 +390,8 @@ impl Acme {
             let key_authorization = challenge.key_authorization();
             match self.settings.challenge {
                 Challenge::TlsAlpn01 => {
-                    let cert = challenge_certificate(name, key_authorization.digest().as_ref())?;
+                    let cert = challenge_certificate(name, key_authorization.digest().as_ref())
+                        .map_err(|e| format!("the TLS-ALPN-01 certificate: {e}"))?;
                     self.certificates.set_challenge(name, cert);
                 }
                 Challenge::Http01 => {
@@ -417,8 +418,16 @@ fn challenge_certificate(name: &str, digest: &[u8]) -> Result<rustls::sign::Cert
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    rustls::sign::CertifiedKey::from_der(vec![cert.der().clone()], key_der, &tls::provider())
-        .map_err(|e| e.to_string())
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
+    // refuses the critical acmeIdentifier extension; the pair is ours, made just above.
+    let signing_key = tls::provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("the challenge key: {e}"))?;
+    Ok(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    ))
 }
 
 fn cache_paths(cache: &Path, name: &str) -> (PathBuf, PathBuf) {

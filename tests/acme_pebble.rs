@@ -1,0 +1,259 @@
+//! Automatic HTTPS end to end: Lenscap orders a certificate from a real Pebble (the ACME test
+//! server, Debian package `pebble`) on loopback, serves it for its SNI name, and after a
+//! restart serves the cached one without ordering again.
+//!
+//! Pebble runs with `PEBBLE_VA_ALWAYS_VALID=1` (no DNS, no validation connection) and its
+//! own HTTPS certificate from a test CA, which Lenscap trusts through `directory_ca`. The
+//! test fails, never skips, when `pebble` is not installed (`scripts/test.sh` installs it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lenscap::server::{Overrides, ServeOptions, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+const NAME: &str = "shop.lenscap.test";
+/// Bounds every wait (Pebble's order, a handshake): a hang is a failure, not a stuck suite.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lenscap-acme-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn pebble_binary() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("pebble"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.expect(
+        "pebble is not installed: `apt-get install pebble` (scripts/test.sh installs it); this test does not skip",
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Pebble, killed when dropped.
+struct Pebble {
+    child: Child,
+    directory: String,
+    management: SocketAddr,
+    ca: PathBuf,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Pebble on loopback with an HTTPS certificate from a fresh test CA (`ca.pem`).
+fn start_pebble(dir: &Path) -> Pebble {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Lenscap test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.as_ref().pem()).unwrap();
+    std::fs::write(dir.join("pebble.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("pebble.key"), leaf_key.serialize_pem()).unwrap();
+
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = serde_json::json!({
+        "pebble": {
+            "listenAddress": listen.to_string(),
+            "managementListenAddress": management.to_string(),
+            "certificate": dir.join("pebble.crt"),
+            "privateKey": dir.join("pebble.key"),
+            "httpPort": free_port(),
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }
+    });
+    let config_path = dir.join("pebble.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
+    let child = Command::new(pebble_binary())
+        .arg("-config")
+        .arg(&config_path)
+        .env("PEBBLE_VA_ALWAYS_VALID", "1")
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        // Pebble refuses 5% of nonces by default to exercise clients; the client's own retry
+        // is not what this test is about.
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting pebble");
+    let pebble = Pebble {
+        child,
+        directory: format!("https://{listen}/dir"),
+        management,
+        ca: ca_path,
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "pebble did not listen on {listen}; see {}",
+            dir.join("pebble.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pebble
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// One HTTP/1.0 GET over TLS; the whole reply.
+async fn https_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    name: &str,
+    path: &str,
+) -> std::io::Result<(Vec<u8>, CertificateDer<'static>)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let server_name = ServerName::try_from(name.to_owned()).unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await?;
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nhost: {name}\r\nuser-agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\naccept: text/html\r\naccept-language: en\r\n\r\n").as_bytes())
+        .await?;
+    let mut reply = Vec::new();
+    // A peer that closes without close_notify still gave its answer.
+    let _ = stream.read_to_end(&mut reply).await;
+    Ok((reply, leaf))
+}
+
+/// Pebble's current root, from its management interface.
+async fn pebble_root(pebble: &Pebble) -> rustls::RootCertStore {
+    let mut test_ca = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&pebble.ca).unwrap();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        test_ca.add(cert.unwrap()).unwrap();
+    }
+    let (reply, _) = https_get(
+        pebble.management,
+        client_config(test_ca),
+        "localhost",
+        "/roots/0",
+    )
+    .await
+    .expect("fetching pebble's root");
+    let reply = String::from_utf8(reply).unwrap();
+    let body = reply.split_once("\r\n\r\n").expect("an HTTP reply").1;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(body.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    assert!(!roots.is_empty(), "no root in {body}");
+    roots
+}
+
+/// Handshakes with `name` until one verifies against `roots` (the certificate is ordered in
+/// the background), then returns the reply to `GET /` and the leaf certificate.
+async fn served_certificate(
+    addr: SocketAddr,
+    roots: &rustls::RootCertStore,
+) -> (String, CertificateDer<'static>) {
+    let started = Instant::now();
+    loop {
+        match https_get(addr, client_config(roots.clone()), NAME, "/").await {
+            Ok((reply, leaf)) => return (String::from_utf8_lossy(&reply).into_owned(), leaf),
+            Err(error) => assert!(
+                started.elapsed() < DEADLINE,
+                "no certificate for {NAME} verified by Pebble's root: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_restarts() {
+    // Lenscap's own log, shown when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("lenscap=info")
+        .with_test_writer()
+        .try_init();
+    let dir = scratch("pebble");
+    let pebble = start_pebble(&dir);
+    let gallery = dir.join("gallery");
+    std::fs::create_dir_all(&gallery).unwrap();
+    std::fs::write(gallery.join("index.html"), "<h1>The Crown</h1>\n").unwrap();
+    let config = dir.join("lenscap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"off\"\n\n[server.acme]\ndirectory = {:?}\ndirectory_ca = \"ca.pem\"\ncontact = \"mailto:owner@lenscap.test\"\ncache = \"acme-cache\"\n\n[[site]]\nname = \"shop\"\nhosts = [{NAME:?}]\nroot = \"gallery\"\n",
+            pebble.directory
+        ),
+    )
+    .unwrap();
+    let options = ServeOptions {
+        config: Some(config.clone()),
+        overrides: Overrides::default(),
+    };
+    let server = Server::bind(options.clone()).await.unwrap();
+    let roots = pebble_root(&pebble).await;
+    let (reply, leaf) = served_certificate(server.local_addr(), &roots).await;
+    assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("The Crown"), "{reply}");
+    // The leaf names the site and was saved, with its key, in the cache.
+    assert!(leaf.as_ref().windows(NAME.len()).any(|w| w == NAME.as_bytes()));
+    let cache = dir.join("acme-cache");
+    for file in [format!("{NAME}.crt"), format!("{NAME}.key"), "account.json".into()] {
+        assert!(cache.join(&file).is_file(), "{file} missing from the cache");
+    }
+    server.shutdown().await;
+
+    // A restart serves the cached certificate from its first handshake: Pebble would sign a
+    // new order with a new serial, so the same bytes mean no new order.
+    let server = Server::bind(options).await.unwrap();
+    let (reply, again) = https_get(server.local_addr(), client_config(roots.clone()), NAME, "/")
+        .await
+        .expect("the cached certificate is served at once");
+    assert!(reply.starts_with(b"HTTP/1."), "{}", String::from_utf8_lossy(&reply));
+    assert_eq!(again, leaf);
+    server.shutdown().await;
+    drop(pebble);
+}
