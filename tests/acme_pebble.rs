@@ -236,12 +236,23 @@ async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_res
     let server = Server::bind(options.clone()).await.unwrap();
     let roots = pebble_root(&pebble).await;
     let (reply, leaf) = served_certificate(server.local_addr(), &roots).await;
-    assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
     assert!(reply.contains("The Crown"), "{reply}");
     // The leaf names the site and was saved, with its key, in the cache.
-    assert!(leaf.as_ref().windows(NAME.len()).any(|w| w == NAME.as_bytes()));
+    assert!(
+        leaf.as_ref()
+            .windows(NAME.len())
+            .any(|w| w == NAME.as_bytes())
+    );
     let cache = dir.join("acme-cache");
-    for file in [format!("{NAME}.crt"), format!("{NAME}.key"), "account.json".into()] {
+    for file in [
+        format!("{NAME}.crt"),
+        format!("{NAME}.key"),
+        "account.json".into(),
+    ] {
         assert!(cache.join(&file).is_file(), "{file} missing from the cache");
     }
     server.shutdown().await;
@@ -252,7 +263,11 @@ async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_res
     let (reply, again) = https_get(server.local_addr(), client_config(roots.clone()), NAME, "/")
         .await
         .expect("the cached certificate is served at once");
-    assert!(reply.starts_with(b"HTTP/1."), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        reply.starts_with(b"HTTP/1."),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
     assert_eq!(again, leaf);
     server.shutdown().await;
     drop(pebble);

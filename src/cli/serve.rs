@@ -139,3 +139,26 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_listen_port_shows_both_full_forms() {
+        let error = listen_address("8081").unwrap_err();
+        assert!(
+            error.contains("--listen 127.0.0.1:8081") && error.contains("--listen 0.0.0.0:8081"),
+            "{error}"
+        );
+        assert_eq!(
+            listen_address("0.0.0.0:8081").unwrap(),
+            "0.0.0.0:8081".parse::<SocketAddr>().unwrap()
+        );
+        assert!(
+            listen_address("localhost")
+                .unwrap_err()
+                .contains("127.0.0.1:8080")
+        );
+    }
+}

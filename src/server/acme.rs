@@ -310,10 +310,9 @@ impl Acme {
             .enable_http1()
             .enable_http2()
             .build();
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build::<_, BodyWrapper<Bytes>>(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, BodyWrapper<Bytes>>(connector);
         Ok(Box::new(client))
     }
 
@@ -470,7 +469,9 @@ fn renewal_time(not_before: SystemTime, not_after: SystemTime, before: Duration)
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -559,7 +560,8 @@ fn der_time(tag: u8, bytes: &[u8]) -> Option<SystemTime> {
         _ => return None,
     };
     let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }

@@ -90,12 +90,12 @@ fn answer(
         .or_else(|| request.uri().host())
         .and_then(host_part);
     let Some(host) = host else {
-        return text(StatusCode::BAD_REQUEST, "missing or malformed Host\n".into());
+        return text(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Host\n".into(),
+        );
     };
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     // Never `//host`: the path starts with exactly one slash.
     let target = format!("/{}", target.trim_start_matches(['/', '\\']));
     let location = if https_port == 443 {

@@ -488,7 +488,11 @@ fn site_policy(
     overrides: &Spanned<toml::Table>,
 ) -> Result<Policy, ServerError> {
     let site_path = |rest: &[&str]| {
-        let mut path = vec![Part::Key("site".into()), Part::Index(index), Part::Key("policy".into())];
+        let mut path = vec![
+            Part::Key("site".into()),
+            Part::Index(index),
+            Part::Key("policy".into()),
+        ];
         path.extend(rest.iter().map(|k| Part::Key((*k).to_owned())));
         path
     };
@@ -523,15 +527,15 @@ fn site_policy(
             in_site.extend(path.iter().cloned());
             let span = key_span(source.text, &in_site).or_else(|| key_span(source.text, &path))?;
             let line = crate::settings::line_col(source.text, span.start).0;
-            Some(format!("line {line}: {rest}"))
+            Some((line, rest.to_owned()))
         });
-        let message = relocated.unwrap_or_else(|| {
+        let (line, message) = relocated.unwrap_or_else(|| {
             let line = crate::settings::line_col(source.text, overrides.span().start).0;
-            format!("line {line} (the merged policy): {message}")
+            (line, format!("in the merged policy, {message}"))
         });
         ServerError::Config(ConfigError::Invalid {
             source_name,
-            message: format!("[site.policy] of site {name:?}: {message}"),
+            message: format!("line {line}: [site.policy] of site {name:?}: {message}"),
         })
     })
 }
@@ -718,7 +722,9 @@ fn is_dns_name(host: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -743,7 +749,10 @@ impl Settings {
         put("server.max_header_bytes", self.max_header_bytes.to_string());
         put(
             "server.max_connections",
-            format!("{:?}", self.max_connections_set.then_some(self.max_connections)),
+            format!(
+                "{:?}",
+                self.max_connections_set.then_some(self.max_connections)
+            ),
         );
         put("server.idle_timeout", format!("{:?}", self.idle_timeout));
         put(
@@ -769,17 +778,29 @@ impl Settings {
         put("server.acme", format!("{:?}", self.acme));
         let p = &self.proxy;
         put("proxy.connect_timeout", format!("{:?}", p.connect_timeout));
-        put("proxy.response_timeout", format!("{:?}", p.response_timeout));
-        put("proxy.body_idle_timeout", format!("{:?}", p.body_idle_timeout));
+        put(
+            "proxy.response_timeout",
+            format!("{:?}", p.response_timeout),
+        );
+        put(
+            "proxy.body_idle_timeout",
+            format!("{:?}", p.body_idle_timeout),
+        );
         put("proxy.total_timeout", format!("{:?}", p.total_timeout));
         put("proxy.pool_max_idle", p.pool_max_idle.to_string());
-        put("proxy.pool_idle_timeout", format!("{:?}", p.pool_idle_timeout));
+        put(
+            "proxy.pool_idle_timeout",
+            format!("{:?}", p.pool_idle_timeout),
+        );
         put("proxy.preserve_host", p.preserve_host.to_string());
         put(
             "proxy.request_body_idle_timeout",
             format!("{:?}", p.request_body_idle_timeout),
         );
-        put("proxy.request_body_min_rate", p.request_body_min_rate.to_string());
+        put(
+            "proxy.request_body_min_rate",
+            p.request_body_min_rate.to_string(),
+        );
         let names: Vec<&str> = self.sites.iter().map(|s| s.name.as_str()).collect();
         put("the [[site]] list", names.join(", "));
         put(
@@ -787,8 +808,14 @@ impl Settings {
             format!("{:?}", self.default_site.map(|i| &self.sites[i].name)),
         );
         for site in &self.sites {
-            put(&format!("site {:?} hosts", site.name), site.hosts.join(", "));
-            put(&format!("site {:?} root/upstream", site.name), site.content.to_string());
+            put(
+                &format!("site {:?} hosts", site.name),
+                site.hosts.join(", "),
+            );
+            put(
+                &format!("site {:?} root/upstream", site.name),
+                site.content.to_string(),
+            );
         }
         keys
     }
@@ -1227,6 +1254,93 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("line 4") && e.contains("sometimes"), "{e}");
+        assert!(e.contains("line 5") && e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn site_policy_errors_name_the_files_own_line() {
+        let text = "mode = \"enforce\"\n\n[limits]\n\n[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[site.policy.verdict]\nblock_after = 3\n";
+        let e = resolve(text).unwrap_err().to_string();
+        assert!(
+            e.contains("line 11") && e.contains("block_after") && e.contains("site \"a\""),
+            "{e}"
+        );
+        // The second site's error, in a file where the first has overrides too.
+        let text = "[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[[site]]\nname = \"b\"\nupstream = \"http://127.0.0.1:2\"\n[site.policy]\nmode = \"report-only\"\nsurprise = true\n";
+        let e = resolve(text).unwrap_err().to_string();
+        assert!(e.contains("line 11") && e.contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn server_tables_in_a_site_policy_are_errors() {
+        for (table, key) in [
+            ("proxy", "response_timeout = \"1s\""),
+            ("server", "listen = \"127.0.0.1:1\""),
+        ] {
+            let text = format!(
+                "[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[site.policy.{table}]\n{key}\n"
+            );
+            let e = resolve(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("line 6")
+                    && e.contains(&format!("[site.policy.{table}]"))
+                    && e.contains("would do nothing"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_port_is_refused_with_both_forms() {
+        let e = resolve("[server]\nroot = \".\"\nlisten = \"8081\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3")
+                && e.contains("\"127.0.0.1:8081\"")
+                && e.contains("\"0.0.0.0:8081\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn acme_domains_default_to_the_site_hosts() {
+        let s = resolve(
+            "[server.acme]\ncontact = \"mailto:a@b.example\"\ncache = \"acme\"\n[[site]]\nname = \"a\"\nhosts = [\"Crown.example\", \"127.0.0.1\", \"www.crown.example\"]\nupstream = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let acme = s.acme.unwrap();
+        assert_eq!(acme.domains, ["crown.example", "www.crown.example"]);
+        assert_eq!(acme.directory, crate::server::acme::LETS_ENCRYPT);
+        assert_eq!(acme.contact, ["mailto:a@b.example"]);
+        assert_eq!(acme.challenge, Challenge::TlsAlpn01);
+
+        let e = resolve("[server]\nroot = \".\"\n[server.acme]\ndomains = [\"*.crown.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("wildcard"), "{e}");
+        let e = resolve(
+            "[server]\nroot = \".\"\n[server.acme]\ndomains = [\"crown.example\"]\nchallenge = \"http-01\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 5") && e.contains("redirect_http"), "{e}");
+        let e = resolve("[server]\nroot = \".\"\nredirect_http = \"127.0.0.1:0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("HTTPS"), "{e}");
+    }
+
+    #[test]
+    fn restart_only_settings_are_named_when_they_change() {
+        let before =
+            resolve("[server]\nroot = \".\"\n[proxy]\nresponse_timeout = \"60s\"\n").unwrap();
+        let after = resolve(
+            "mode = \"report-only\"\n[server]\nroot = \".\"\n[proxy]\nresponse_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let changed =
+            crate::server::reload::changed_keys(&before.restart_only(), &after.restart_only());
+        assert_eq!(changed, ["proxy.response_timeout"]);
     }
 }

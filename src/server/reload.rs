@@ -158,12 +158,17 @@ impl Reloader {
         if let (Some(certificates), Some((cert, key))) = (&self.certificates, &settings.tls) {
             // A pair that does not load keeps the running one; the policy still reloads.
             match certificates.load_files(cert, key) {
-                Ok(()) => tracing::info!(target: "lenscap::reload", cert = %cert.display(), "certificate files reloaded"),
-                Err(error) => tracing::error!(target: "lenscap::reload", %error, "certificate files not reloaded; the running certificate stays"),
+                Ok(()) => {
+                    tracing::info!(target: "lenscap::reload", cert = %cert.display(), "certificate files reloaded")
+                }
+                Err(error) => {
+                    tracing::error!(target: "lenscap::reload", %error, "certificate files not reloaded; the running certificate stays")
+                }
             }
         }
         for spec in settings.sites {
-            if let Some((_, handle, _)) = self.sites.iter().find(|(name, _, _)| *name == spec.name) {
+            if let Some((_, handle, _)) = self.sites.iter().find(|(name, _, _)| *name == spec.name)
+            {
                 handle.store(spec.policy);
             }
         }
@@ -223,7 +228,9 @@ impl Reloader {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
+                // Reading the file (as a reload does) is an access event: not a change.
                 if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
                     && event
                         .paths
                         .iter()

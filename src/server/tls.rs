@@ -216,9 +216,11 @@ pub(super) fn watch_files(
         .filter_map(|p| p.file_name().map(|n| n.to_owned()))
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher =
-        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            // Reading the files (as a reload does) is an access event: not a change.
             if let Ok(event) = event
+                && !matches!(event.kind, notify::EventKind::Access(_))
                 && event.paths.iter().any(|p| {
                     p.file_name()
                         .is_some_and(|n| names.iter().any(|m| m.as_os_str() == n))
@@ -226,13 +228,14 @@ pub(super) fn watch_files(
             {
                 let _ = tx.send(());
             }
-        }) {
-            Ok(watcher) => watcher,
-            Err(error) => {
-                tracing::warn!(target: "lenscap::reload", %error, "cannot watch the certificate files; reload them with SIGHUP");
-                return None;
-            }
-        };
+        },
+    ) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(target: "lenscap::reload", %error, "cannot watch the certificate files; reload them with SIGHUP");
+            return None;
+        }
+    };
     let mut folders: Vec<PathBuf> = [&cert, &key]
         .iter()
         .map(|p| match p.parent() {
