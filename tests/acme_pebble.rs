@@ -63,8 +63,64 @@ impl Drop for Pebble {
     }
 }
 
-/// Starts Pebble on loopback with an HTTPS certificate from a fresh test CA (`ca.pem`).
-fn start_pebble(dir: &Path) -> Pebble {
+/// Where Pebble validates for real: its DNS (pebble-challtestsrv, answering 127.0.0.1 for
+/// every name) and the ports it connects to for TLS-ALPN-01 and HTTP-01.
+struct Validation {
+    dns: SocketAddr,
+    tls_port: u16,
+    http_port: u16,
+    _dns_server: Killed,
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_dns(dir: &Path, tls_port: u16, http_port: u16) -> Validation {
+    let binary = pebble_binary().with_file_name("pebble-challtestsrv");
+    assert!(
+        binary.is_file(),
+        "{} is missing (package pebble)",
+        binary.display()
+    );
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let management = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.join("challtestsrv.log")).unwrap();
+    let child = Command::new(binary)
+        .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+        .args(["-dns01", &dns.to_string(), "-management", &management])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting pebble-challtestsrv");
+    let started = Instant::now();
+    // Its TCP DNS listener up means the UDP one is too.
+    while std::net::TcpStream::connect(dns).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "pebble-challtestsrv did not listen on {dns}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Validation {
+        dns,
+        tls_port,
+        http_port,
+        _dns_server: Killed(child),
+    }
+}
+
+/// Starts Pebble on loopback with an HTTPS certificate from a fresh test CA (`ca.pem`):
+/// every authorization valid at once, or, with `validation`, checked for real.
+fn start_pebble(dir: &Path, validation: Option<&Validation>) -> Pebble {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::default();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -90,8 +146,8 @@ fn start_pebble(dir: &Path) -> Pebble {
             "managementListenAddress": management.to_string(),
             "certificate": dir.join("pebble.crt"),
             "privateKey": dir.join("pebble.key"),
-            "httpPort": free_port(),
-            "tlsPort": free_port(),
+            "httpPort": validation.map_or_else(free_port, |v| v.http_port),
+            "tlsPort": validation.map_or_else(free_port, |v| v.tls_port),
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false
         }
@@ -99,10 +155,17 @@ fn start_pebble(dir: &Path) -> Pebble {
     let config_path = dir.join("pebble.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
     let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
-    let child = Command::new(pebble_binary())
-        .arg("-config")
-        .arg(&config_path)
-        .env("PEBBLE_VA_ALWAYS_VALID", "1")
+    let mut command = Command::new(pebble_binary());
+    command.arg("-config").arg(&config_path);
+    match validation {
+        Some(validation) => {
+            command.arg("-dnsserver").arg(validation.dns.to_string());
+        }
+        None => {
+            command.env("PEBBLE_VA_ALWAYS_VALID", "1");
+        }
+    }
+    let child = command
         .env("PEBBLE_VA_NOSLEEP", "1")
         // Pebble refuses 5% of nonces by default to exercise clients; the client's own retry
         // is not what this test is about.
@@ -194,14 +257,15 @@ async fn pebble_root(pebble: &Pebble) -> rustls::RootCertStore {
 async fn served_certificate(
     addr: SocketAddr,
     roots: &rustls::RootCertStore,
+    name: &str,
 ) -> (String, CertificateDer<'static>) {
     let started = Instant::now();
     loop {
-        match https_get(addr, client_config(roots.clone()), NAME, "/").await {
+        match https_get(addr, client_config(roots.clone()), name, "/").await {
             Ok((reply, leaf)) => return (String::from_utf8_lossy(&reply).into_owned(), leaf),
             Err(error) => assert!(
                 started.elapsed() < DEADLINE,
-                "no certificate for {NAME} verified by Pebble's root: {error}"
+                "no certificate for {name} verified by Pebble's root: {error}"
             ),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -216,7 +280,7 @@ async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_res
         .with_test_writer()
         .try_init();
     let dir = scratch("pebble");
-    let pebble = start_pebble(&dir);
+    let pebble = start_pebble(&dir, None);
     let gallery = dir.join("gallery");
     std::fs::create_dir_all(&gallery).unwrap();
     std::fs::write(gallery.join("index.html"), "<h1>The Crown</h1>\n").unwrap();
@@ -235,7 +299,7 @@ async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_res
     };
     let server = Server::bind(options.clone()).await.unwrap();
     let roots = pebble_root(&pebble).await;
-    let (reply, leaf) = served_certificate(server.local_addr(), &roots).await;
+    let (reply, leaf) = served_certificate(server.local_addr(), &roots, NAME).await;
     assert!(
         reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
         "{reply}"
@@ -269,6 +333,103 @@ async fn a_certificate_is_obtained_from_pebble_served_by_sni_and_kept_across_res
         String::from_utf8_lossy(&reply)
     );
     assert_eq!(again, leaf);
+    server.shutdown().await;
+    drop(pebble);
+}
+
+/// Writes a gallery and a config for one site named `name`, served on `listen` with
+/// `server_extra` and `acme_extra` added to their tables.
+fn site_config(
+    dir: &Path,
+    pebble: &Pebble,
+    name: &str,
+    server_extra: &str,
+    acme_extra: &str,
+) -> PathBuf {
+    let gallery = dir.join("gallery");
+    std::fs::create_dir_all(&gallery).unwrap();
+    std::fs::write(gallery.join("index.html"), "<h1>The Crown</h1>\n").unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nadmin = \"off\"\n{server_extra}\n[server.acme]\ndirectory = {:?}\ndirectory_ca = \"ca.pem\"\ncache = \"cache-{name}\"\n{acme_extra}\n\n[[site]]\nname = \"shop\"\nhosts = [{name:?}]\nroot = \"gallery\"\n",
+            pebble.directory
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_validates_tls_alpn_01_and_http_01_for_real() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("lenscap=info")
+        .with_test_writer()
+        .try_init();
+    let dir = scratch("validate");
+    let (tls_port, http_port) = (free_port(), free_port());
+    let validation = start_dns(&dir, tls_port, http_port);
+    let pebble = start_pebble(&dir, Some(&validation));
+    let roots = pebble_root(&pebble).await;
+
+    // TLS-ALPN-01: Pebble connects to the TLS listener offering only acme-tls/1.
+    let name = "alpn.lenscap.test";
+    let config = site_config(
+        &dir,
+        &pebble,
+        name,
+        &format!("listen = \"127.0.0.1:{tls_port}\""),
+        "challenge = \"tls-alpn-01\"",
+    );
+    let server = Server::bind(ServeOptions {
+        config: Some(config),
+        overrides: Overrides::default(),
+    })
+    .await
+    .unwrap();
+    let (reply, _) = served_certificate(server.local_addr(), &roots, name).await;
+    assert!(reply.contains("The Crown"), "{reply}");
+    server.shutdown().await;
+
+    // HTTP-01: Pebble fetches the token from the plain listener, which redirects the rest.
+    let name = "http.lenscap.test";
+    let config = site_config(
+        &dir,
+        &pebble,
+        name,
+        &format!("listen = \"127.0.0.1:{tls_port}\"\nredirect_http = \"127.0.0.1:{http_port}\""),
+        "challenge = \"http-01\"",
+    );
+    let server = Server::bind(ServeOptions {
+        config: Some(config),
+        overrides: Overrides::default(),
+    })
+    .await
+    .unwrap();
+    let (reply, _) = served_certificate(server.local_addr(), &roots, name).await;
+    assert!(reply.contains("The Crown"), "{reply}");
+    let mut plain = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    plain
+        .write_all(
+            format!("GET /photos/?page=2 HTTP/1.1\r\nhost: {name}\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut redirect = Vec::new();
+    tokio::time::timeout(DEADLINE, plain.read_to_end(&mut redirect))
+        .await
+        .unwrap()
+        .unwrap();
+    let redirect = String::from_utf8_lossy(&redirect).to_ascii_lowercase();
+    assert!(redirect.starts_with("http/1.1 308"), "{redirect}");
+    assert!(
+        redirect.contains(&format!(
+            "location: https://{name}:{tls_port}/photos/?page=2\r\n"
+        )),
+        "{redirect}"
+    );
     server.shutdown().await;
     drop(pebble);
 }

@@ -45,7 +45,8 @@ fn the_unit_is_sandboxed_and_reloads_with_sighup() {
     };
     assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
     assert!(
-        one("ExecStart").starts_with("/usr/local/bin/lenscap serve --config /etc/lenscap/lenscap.toml")
+        one("ExecStart")
+            .starts_with("/usr/local/bin/lenscap serve --config /etc/lenscap/lenscap.toml")
     );
     assert_eq!(one("DynamicUser"), "yes");
     assert_eq!(one("AmbientCapabilities"), "CAP_NET_BIND_SERVICE");
