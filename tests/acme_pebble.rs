@@ -121,6 +121,11 @@ fn start_dns(dir: &Path, tls_port: u16, http_port: u16) -> Validation {
 /// Starts Pebble on loopback with an HTTPS certificate from a fresh test CA (`ca.pem`):
 /// every authorization valid at once, or, with `validation`, checked for real.
 fn start_pebble(dir: &Path, validation: Option<&Validation>) -> Pebble {
+    start_pebble_issuing(dir, validation, 157_766_400)
+}
+
+/// As [`start_pebble`], issuing certificates valid for `validity_s` seconds.
+fn start_pebble_issuing(dir: &Path, validation: Option<&Validation>, validity_s: u64) -> Pebble {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::default();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -149,7 +154,8 @@ fn start_pebble(dir: &Path, validation: Option<&Validation>) -> Pebble {
             "httpPort": validation.map_or_else(free_port, |v| v.http_port),
             "tlsPort": validation.map_or_else(free_port, |v| v.tls_port),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": validity_s
         }
     });
     let config_path = dir.join("pebble.json");
@@ -353,7 +359,8 @@ fn site_config(
     std::fs::write(
         &config,
         format!(
-            "[server]\nadmin = \"off\"\n{server_extra}\n[server.acme]\ndirectory = {:?}\ndirectory_ca = \"ca.pem\"\ncache = \"cache-{name}\"\n{acme_extra}\n\n[[site]]\nname = \"shop\"\nhosts = [{name:?}]\nroot = \"gallery\"\n",
+            // Report-only: the polling below is machine-regular, and the policy is not under test.
+            "mode = \"report-only\"\n[server]\nadmin = \"off\"\n{server_extra}\n[server.acme]\ndirectory = {:?}\ndirectory_ca = \"ca.pem\"\ncache = \"cache-{name}\"\n{acme_extra}\n\n[[site]]\nname = \"shop\"\nhosts = [{name:?}]\nroot = \"gallery\"\n",
             pebble.directory
         ),
     )
@@ -429,6 +436,51 @@ async fn pebble_validates_tls_alpn_01_and_http_01_for_real() {
             "location: https://{name}:{tls_port}/photos/?page=2\r\n"
         )),
         "{redirect}"
+    );
+    server.shutdown().await;
+    drop(pebble);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_renewed_before_it_expires() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("lenscap=info")
+        .with_test_writer()
+        .try_init();
+    let dir = scratch("renew");
+    // Twelve-second certificates: renewed a third of their life ahead, 8 s after issue.
+    let pebble = start_pebble_issuing(&dir, None, 12);
+    let roots = pebble_root(&pebble).await;
+    let name = "renew.lenscap.test";
+    let config = site_config(&dir, &pebble, name, "listen = \"127.0.0.1:0\"", "");
+    let server = Server::bind(ServeOptions {
+        config: Some(config),
+        overrides: Overrides::default(),
+    })
+    .await
+    .unwrap();
+    let (_, first) = served_certificate(server.local_addr(), &roots, name).await;
+    let started = Instant::now();
+    loop {
+        let (reply, leaf) = served_certificate(server.local_addr(), &roots, name).await;
+        if leaf != first {
+            assert!(reply.contains("The Crown"), "{reply}");
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the certificate was never renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cached = std::fs::read(dir.join(format!("cache-{name}/{name}.crt"))).unwrap();
+    let cached: Vec<CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(&cached)
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_ne!(
+        cached[0], first,
+        "the renewed certificate is the one cached"
     );
     server.shutdown().await;
     drop(pebble);

@@ -108,6 +108,17 @@ struct Name {
     backoff: Duration,
 }
 
+impl Name {
+    /// Records a failed order at `now`: the next try waits the current back-off, which then
+    /// doubles (up to [`MAX_BACKOFF`]). Returns the wait.
+    fn failed(&mut self, now: SystemTime) -> Duration {
+        let wait = self.backoff;
+        self.retry_at = now + wait;
+        self.backoff = (wait * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
 /// The ACME client of one server.
 #[derive(Debug)]
 pub(super) struct Acme {
@@ -227,15 +238,14 @@ impl Acme {
                     );
                 }
                 Err(error) => {
-                    entry.retry_at = SystemTime::now() + entry.backoff;
+                    let wait = entry.failed(SystemTime::now());
                     tracing::warn!(
                         target: "lenscap::acme",
                         %name,
                         %error,
-                        retry_in_s = entry.backoff.as_secs(),
+                        retry_in_s = wait.as_secs(),
                         "ordering a certificate failed; the running certificate stays"
                     );
-                    entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -621,7 +631,26 @@ mod tests {
     }
 
     #[test]
-    fn the_challenge_certificate_answers_only_acme_tls() {
+    fn failed_orders_back_off_doubling_to_six_hours() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut name = Name {
+            name: "a.example".into(),
+            due: UNIX_EPOCH,
+            retry_at: UNIX_EPOCH,
+            backoff: FIRST_BACKOFF,
+        };
+        let waits: Vec<u64> = (0..13).map(|_| name.failed(now).as_secs()).collect();
+        assert_eq!(
+            waits,
+            [
+                10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 21600
+            ]
+        );
+        assert_eq!(name.retry_at, now + MAX_BACKOFF);
+    }
+
+    #[test]
+    fn the_challenge_certificate_names_the_host_and_carries_the_digest() {
         let key = challenge_certificate("shop.example", &[7; 32]).unwrap();
         let der = key.cert[0].as_ref();
         // The acmeIdentifier OID 1.3.6.1.5.5.7.1.31 and the digest as an OCTET STRING.
