@@ -96,6 +96,11 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async move {
+        // Before the listeners open: a SIGHUP that comes as soon as the port answers (a
+        // `systemctl reload` right after start) must reload, not kill the process.
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let server = Server::bind(options).await?;
         let stop = server.stop_handle();
         tokio::spawn(async move {
@@ -105,9 +110,6 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hangup =
-                signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
             let reload = server.reload_handle();
             tokio::spawn(async move {
                 while hangup.recv().await.is_some() {
