@@ -188,13 +188,15 @@ fn start_pebble_issuing(dir: &Path, validation: Option<&Validation>, validity_s:
         ca: ca_path,
     };
     let started = Instant::now();
-    while std::net::TcpStream::connect(listen).is_err() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "pebble did not listen on {listen}; see {}",
-            dir.join("pebble.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    for addr in [listen, management] {
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "pebble did not listen on {addr}; see {}",
+                dir.join("pebble.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     pebble
 }

@@ -609,8 +609,10 @@ fn key_span(text: &str, path: &[Part]) -> Option<std::ops::Range<usize>> {
     for part in path {
         match part {
             Part::Key(name) => {
-                if let Some(toml::de::DeValue::Table(inner)) = value {
-                    table = inner;
+                match value {
+                    None => {}
+                    Some(toml::de::DeValue::Table(inner)) => table = inner,
+                    Some(_) => return None,
                 }
                 let (key, found) = table.iter().find(|(k, _)| *k.get_ref() == name.as_str())?;
                 span = Some(key.span());
