@@ -176,10 +176,9 @@ impl Certificates {
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name().map(str::to_ascii_lowercase);
-        let acme_only = hello
-            .alpn()
-            .map(|mut protocols| protocols.all(|p| p == ACME_TLS_ALPN))
-            .unwrap_or(false);
+        let acme_only = hello.alpn().is_some_and(|mut protocols| {
+            protocols.next() == Some(ACME_TLS_ALPN) && protocols.all(|p| p == ACME_TLS_ALPN)
+        });
         if acme_only {
             // A validation probe: the challenge certificate, or nothing at all.
             return self
