@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 # command the tests run -> the Debian package that provides it
 needed=(
   "exiftool:libimage-exiftool-perl"
+  "pebble:pebble"
 )
 
 missing=()

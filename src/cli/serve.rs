@@ -24,8 +24,9 @@ pub(super) struct Args {
     /// policy).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8080, or server.listen).
-    #[arg(long)]
+    /// Address to listen on, host and port: 127.0.0.1:8081 (this machine only) or
+    /// 0.0.0.0:8081 (every interface). Default: server.listen, else 127.0.0.1:8080.
+    #[arg(long, value_parser = listen_address)]
     listen: Option<SocketAddr>,
     /// Admin address for /metrics, /healthz, /readyz, or `off` (default 127.0.0.1:9090).
     #[arg(long)]
@@ -39,6 +40,16 @@ pub(super) struct Args {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+}
+
+/// `--listen`: a bare port is refused with both forms it could have meant.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.trim().trim_start_matches(':').parse::<u16>() {
+        return Err(format!(
+            "a port alone does not say where to listen: use --listen 127.0.0.1:{port} (this machine only) or --listen 0.0.0.0:{port} (every interface)"
+        ));
+    }
+    crate::server::config::parse_listen(text)
 }
 
 /// The bundled demo gallery: `examples/gallery` under the current folder, else under the
@@ -90,6 +101,11 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async move {
+        // Before the listeners open: a SIGHUP that comes as soon as the port answers (a
+        // `systemctl reload` right after start) must reload, not kill the process.
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let server = Server::bind(options).await?;
         let stop = server.stop_handle();
         tokio::spawn(async move {
@@ -99,9 +115,6 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hangup =
-                signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
             let reload = server.reload_handle();
             tokio::spawn(async move {
                 while hangup.recv().await.is_some() {
@@ -132,4 +145,27 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_listen_port_shows_both_full_forms() {
+        let error = listen_address("8081").unwrap_err();
+        assert!(
+            error.contains("--listen 127.0.0.1:8081") && error.contains("--listen 0.0.0.0:8081"),
+            "{error}"
+        );
+        assert_eq!(
+            listen_address("0.0.0.0:8081").unwrap(),
+            "0.0.0.0:8081".parse::<SocketAddr>().unwrap()
+        );
+        assert!(
+            listen_address("localhost")
+                .unwrap_err()
+                .contains("127.0.0.1:8080")
+        );
+    }
 }

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::ServerError;
+pub use super::acme::{AcmeSettings, Challenge};
 use crate::policy::Policy;
 use crate::settings::ConfigError;
 
@@ -86,7 +87,8 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
-    /// Reload the policy when the file changes (SIGHUP always reloads).
+    /// Reload the policy (and the certificate files) when they change (SIGHUP always
+    /// reloads).
     pub watch: bool,
     /// Static folders without an `index.html`: `"auto"` answers them with generated album
     /// pages and thumbnails, `"off"` leaves them to 404.
@@ -115,6 +117,65 @@ pub struct ServerSection {
     pub admin_password: Option<Spanned<String>>,
     /// Show whole client addresses on the dashboard instead of their /24 (IPv4) or /48 (IPv6).
     pub dashboard_full_addresses: bool,
+    /// A plain-HTTP listener that redirects every request to HTTPS and answers ACME HTTP-01
+    /// challenges, e.g. `"0.0.0.0:80"` (needs TLS: certificate files or `[server.acme]`).
+    pub redirect_http: Option<Spanned<String>>,
+    /// `[server.acme]`: certificates obtained and renewed automatically.
+    pub acme: Option<Spanned<AcmeSection>>,
+}
+
+/// `[server.acme]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSection {
+    /// Names to hold certificates for (default: every `[[site]]` host that is a name).
+    pub domains: Option<Vec<Spanned<String>>>,
+    /// The ACME directory (default: Let's Encrypt's production directory).
+    pub directory: Spanned<String>,
+    /// PEM root certificates trusted for the directory besides the system's (a private or
+    /// test directory).
+    pub directory_ca: Option<PathBuf>,
+    /// Contact URL or URLs for the account, e.g. `"mailto:owner@thecrown.example"`.
+    pub contact: Contact,
+    /// Where the account and certificates are kept (default: `$STATE_DIRECTORY/acme` under
+    /// systemd, else `acme/` beside the config file).
+    pub cache: Option<PathBuf>,
+    /// `"tls-alpn-01"` (on the TLS listener, the default) or `"http-01"` (on
+    /// `server.redirect_http`).
+    pub challenge: Spanned<String>,
+    /// How long before expiry a certificate is renewed (sooner for short-lived ones: a third
+    /// of their lifetime).
+    pub renew_before: Spanned<String>,
+}
+
+impl Default for AcmeSection {
+    fn default() -> Self {
+        AcmeSection {
+            domains: None,
+            directory: Spanned::new(0..0, super::acme::LETS_ENCRYPT.to_owned()),
+            directory_ca: None,
+            contact: Contact::default(),
+            cache: None,
+            challenge: Spanned::new(0..0, "tls-alpn-01".to_owned()),
+            renew_before: Spanned::new(0..0, "720h".to_owned()),
+        }
+    }
+}
+
+/// One contact URL or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Contact {
+    /// `contact = "mailto:…"`
+    One(String),
+    /// `contact = ["mailto:…", …]`
+    Many(Vec<String>),
+}
+
+impl Default for Contact {
+    fn default() -> Self {
+        Contact::Many(Vec::new())
+    }
 }
 
 impl Default for ServerSection {
@@ -149,6 +210,8 @@ impl Default for ServerSection {
             admin_user: None,
             admin_password: None,
             dashboard_full_addresses: false,
+            redirect_http: None,
+            acme: None,
         }
     }
 }
@@ -358,6 +421,10 @@ pub struct Settings {
     pub watch: bool,
     /// Static folders: gallery, dot files, symbolic links.
     pub statics: StaticOptions,
+    /// The plain listener redirecting to HTTPS (and answering HTTP-01).
+    pub redirect_http: Option<SocketAddr>,
+    /// Automatic certificates.
+    pub acme: Option<AcmeSettings>,
     /// Proxy settings shared by every proxied site.
     pub proxy: ProxySettings,
     /// The access log, if on.
@@ -465,15 +532,25 @@ fn parse_addr(
     key: &str,
     value: &Spanned<String>,
 ) -> Result<SocketAddr, ServerError> {
-    value.get_ref().parse().map_err(|_| {
-        source.invalid(
-            value.span(),
-            format!(
-                "{key} = {:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
-                value.get_ref()
-            ),
-        )
-    })
+    parse_listen(value.get_ref())
+        .map_err(|message| source.invalid(value.span(), format!("{key} = {message}")))
+}
+
+/// A listening address, `host:port`. A bare port is refused with both meanings spelled out:
+/// this machine only, or every interface (choosing for the user would surprise one of them).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = text.trim().trim_start_matches(':');
+    if let Ok(port) = port.parse::<u16>() {
+        return Err(format!(
+            "{text:?} has no host: use \"127.0.0.1:{port}\" (this machine only) or \"0.0.0.0:{port}\" (every interface)"
+        ));
+    }
+    Err(format!(
+        "{text:?} is not an address like \"127.0.0.1:8080\", \"0.0.0.0:443\" or \"[::1]:8080\""
+    ))
 }
 
 /// The policy text without the server tables, with `overrides` merged in (tables merge key by
@@ -497,7 +574,354 @@ fn merged_policy_text(root: &toml::Table, overrides: &toml::Table) -> String {
     toml::to_string(&table).expect("a TOML table serialises")
 }
 
+/// Keys a site policy cannot set: they belong to the whole server.
+const SERVER_ONLY: [&str; 3] = ["server", "proxy", "site"];
+
+/// Compiles the policy of the `index`th `[[site]]`: the file's policy with the site's
+/// overrides merged in. Keys that would do nothing per site are refused, and every error
+/// points at the file's own line (the merged text is not the file).
+fn site_policy(
+    source: &Source<'_>,
+    root: &toml::Table,
+    index: usize,
+    name: &str,
+    overrides: &Spanned<toml::Table>,
+) -> Result<Policy, ServerError> {
+    let site_path = |rest: &[&str]| {
+        let mut path = vec![
+            Part::Key("site".into()),
+            Part::Index(index),
+            Part::Key("policy".into()),
+        ];
+        path.extend(rest.iter().map(|k| Part::Key((*k).to_owned())));
+        path
+    };
+    for key in SERVER_ONLY {
+        if overrides.get_ref().contains_key(key) {
+            let span = key_span(source.text, &site_path(&[key])).unwrap_or(overrides.span());
+            return Err(source.invalid(
+                span,
+                format!(
+                    "[site.policy.{key}] of site {name:?} would do nothing: [{key}] applies to the whole server; set it at the top level of the file"
+                ),
+            ));
+        }
+    }
+    let merged = merged_policy_text(root, overrides.get_ref());
+    Policy::compile_named(&merged, source.name, source.base).map_err(|error| {
+        let (source_name, message) = match error {
+            ConfigError::Parse {
+                source_name,
+                message,
+            }
+            | ConfigError::Invalid {
+                source_name,
+                message,
+            } => (source_name, message),
+            other => return ServerError::Config(other),
+        };
+        // "line N…" of the merged text → the key there → that key's line in the file.
+        let relocated = leading_line(&message).and_then(|(line, rest)| {
+            let path = path_at_line(&merged, line)?;
+            let mut in_site = site_path(&[]);
+            in_site.extend(path.iter().cloned());
+            let span = key_span(source.text, &in_site).or_else(|| key_span(source.text, &path))?;
+            let line = crate::settings::line_col(source.text, span.start).0;
+            Some((line, rest.to_owned()))
+        });
+        let (line, message) = relocated.unwrap_or_else(|| {
+            let line = crate::settings::line_col(source.text, overrides.span().start).0;
+            (line, format!("in the merged policy, {message}"))
+        });
+        ServerError::Config(ConfigError::Invalid {
+            source_name,
+            message: format!("line {line}: [site.policy] of site {name:?}: {message}"),
+        })
+    })
+}
+
+/// One step of a path into a TOML document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Key(String),
+    Index(usize),
+}
+
+/// `line N: rest` or `line N, column C: rest` → `(N, rest)`.
+fn leading_line(message: &str) -> Option<(usize, &str)> {
+    let after = message.strip_prefix("line ")?;
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    let line = after[..digits].parse().ok()?;
+    let rest = &after[digits..];
+    let rest = rest.split_once(": ").map_or(rest, |(_, r)| r);
+    Some((line, rest))
+}
+
+/// The path of the deepest key written on `line` of `text`.
+fn path_at_line(text: &str, line: usize) -> Option<Vec<Part>> {
+    fn walk(
+        text: &str,
+        table: &toml::de::DeTable<'_>,
+        line: usize,
+        path: &mut Vec<Part>,
+        found: &mut Option<Vec<Part>>,
+    ) {
+        for (key, value) in table {
+            path.push(Part::Key(key.get_ref().to_string()));
+            if crate::settings::line_col(text, key.span().start).0 == line {
+                *found = Some(path.clone());
+            }
+            walk_value(text, value.get_ref(), line, path, found);
+            path.pop();
+        }
+    }
+    fn walk_value(
+        text: &str,
+        value: &toml::de::DeValue<'_>,
+        line: usize,
+        path: &mut Vec<Part>,
+        found: &mut Option<Vec<Part>>,
+    ) {
+        match value {
+            toml::de::DeValue::Table(table) => walk(text, table, line, path, found),
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(Part::Index(i));
+                    walk_value(text, item.get_ref(), line, path, found);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut found = None;
+    walk(text, document.get_ref(), line, &mut Vec::new(), &mut found);
+    found
+}
+
+/// The span of the key at `path` in `text`.
+fn key_span(text: &str, path: &[Part]) -> Option<std::ops::Range<usize>> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut table = document.get_ref();
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    let mut span = None;
+    for part in path {
+        match part {
+            Part::Key(name) => {
+                match value {
+                    None => {}
+                    Some(toml::de::DeValue::Table(inner)) => table = inner,
+                    Some(_) => return None,
+                }
+                let (key, found) = table.iter().find(|(k, _)| *k.get_ref() == name.as_str())?;
+                span = Some(key.span());
+                value = Some(found.get_ref());
+            }
+            Part::Index(i) => match value {
+                Some(toml::de::DeValue::Array(items)) => value = Some(items.get(*i)?.get_ref()),
+                _ => return None,
+            },
+        }
+    }
+    span
+}
+
+/// `[server.acme]` resolved; `hosts` are the `[[site]]` hosts, the default domains.
+fn resolve_acme<'h>(
+    source: &Source<'_>,
+    section: &Spanned<AcmeSection>,
+    hosts: impl Iterator<Item = &'h String>,
+) -> Result<AcmeSettings, ServerError> {
+    let acme = section.get_ref();
+    let mut domains = Vec::new();
+    match &acme.domains {
+        Some(list) => {
+            for domain in list {
+                let name = normalise_host(domain.get_ref())
+                    .filter(|n| is_dns_name(n))
+                    .ok_or_else(|| {
+                        source.invalid(
+                            domain.span(),
+                            format!(
+                                "server.acme.domains: {:?} is not a host name a certificate can be ordered for (no IP address, port or wildcard)",
+                                domain.get_ref()
+                            ),
+                        )
+                    })?;
+                if !domains.contains(&name) {
+                    domains.push(name);
+                }
+            }
+        }
+        None => {
+            for host in hosts {
+                if is_dns_name(host) && !domains.contains(host) {
+                    domains.push(host.clone());
+                }
+            }
+        }
+    }
+    if domains.is_empty() {
+        return Err(source.invalid(
+            section.span(),
+            "[server.acme] has no domains: list them in server.acme.domains, or give the [[site]]s hosts",
+        ));
+    }
+    let directory = acme.directory.get_ref().trim().to_owned();
+    if !directory.starts_with("https://") {
+        return Err(source.invalid(
+            acme.directory.span(),
+            format!("server.acme.directory = {directory:?} must be an https:// URL"),
+        ));
+    }
+    let challenge = match acme.challenge.get_ref().as_str() {
+        "tls-alpn-01" => Challenge::TlsAlpn01,
+        "http-01" => Challenge::Http01,
+        other => {
+            return Err(source.invalid(
+                acme.challenge.span(),
+                format!("server.acme.challenge = {other:?}: use \"tls-alpn-01\" or \"http-01\""),
+            ));
+        }
+    };
+    let contact = match &acme.contact {
+        Contact::One(one) => vec![one.clone()],
+        Contact::Many(many) => many.clone(),
+    };
+    let cache = match &acme.cache {
+        Some(path) => source.resolve(path),
+        None => match std::env::var_os("STATE_DIRECTORY") {
+            // systemd's StateDirectory= (several are separated by colons: take the first).
+            Some(dirs) => PathBuf::from(
+                dirs.to_string_lossy()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .join("acme"),
+            None => source.resolve(Path::new("acme")),
+        },
+    };
+    Ok(AcmeSettings {
+        domains,
+        directory,
+        directory_ca: acme.directory_ca.as_deref().map(|p| source.resolve(p)),
+        contact,
+        cache,
+        challenge,
+        renew_before: source.duration("server.acme.renew_before", &acme.renew_before)?,
+    })
+}
+
+/// A name a certificate can be ordered for: labels of letters, digits and `-`, one dot at
+/// least, not an IP address.
+fn is_dns_name(host: &str) -> bool {
+    host.contains('.')
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl Settings {
+    /// The settings a reload cannot change, by key: a reload that changes any of them says so
+    /// by name. (Site policies and the certificate files do apply on reload.)
+    pub(crate) fn restart_only(&self) -> std::collections::BTreeMap<String, String> {
+        let mut keys = std::collections::BTreeMap::new();
+        let mut put = |key: &str, value: String| {
+            keys.insert(key.to_owned(), value);
+        };
+        put("server.listen", self.listen.to_string());
+        put("server.admin", format!("{:?}", self.admin));
+        put(
+            "server.tls_cert/tls_key (TLS on or off)",
+            self.tls.is_some().to_string(),
+        );
+        put(
+            "server.header_read_timeout",
+            format!("{:?}", self.header_read_timeout),
+        );
+        put("server.max_header_bytes", self.max_header_bytes.to_string());
+        put(
+            "server.max_connections",
+            format!(
+                "{:?}",
+                self.max_connections_set.then_some(self.max_connections)
+            ),
+        );
+        put("server.idle_timeout", format!("{:?}", self.idle_timeout));
+        put(
+            "server.http2_keep_alive_interval",
+            format!("{:?}", self.http2_keep_alive_interval),
+        );
+        put(
+            "server.http2_keep_alive_timeout",
+            format!("{:?}", self.http2_keep_alive_timeout),
+        );
+        put("server.send_timeout", format!("{:?}", self.send_timeout));
+        put(
+            "server.admin_max_connections",
+            self.admin_max_connections.to_string(),
+        );
+        put(
+            "server.reload_settle_time",
+            format!("{:?}", self.reload_settle_time),
+        );
+        put("server.grace_period", format!("{:?}", self.grace_period));
+        put("server.watch", self.watch.to_string());
+        put("server.redirect_http", format!("{:?}", self.redirect_http));
+        put("server.acme", format!("{:?}", self.acme));
+        let p = &self.proxy;
+        put("proxy.connect_timeout", format!("{:?}", p.connect_timeout));
+        put(
+            "proxy.response_timeout",
+            format!("{:?}", p.response_timeout),
+        );
+        put(
+            "proxy.body_idle_timeout",
+            format!("{:?}", p.body_idle_timeout),
+        );
+        put("proxy.total_timeout", format!("{:?}", p.total_timeout));
+        put("proxy.pool_max_idle", p.pool_max_idle.to_string());
+        put(
+            "proxy.pool_idle_timeout",
+            format!("{:?}", p.pool_idle_timeout),
+        );
+        put("proxy.preserve_host", p.preserve_host.to_string());
+        put(
+            "proxy.request_body_idle_timeout",
+            format!("{:?}", p.request_body_idle_timeout),
+        );
+        put(
+            "proxy.request_body_min_rate",
+            p.request_body_min_rate.to_string(),
+        );
+        let names: Vec<&str> = self.sites.iter().map(|s| s.name.as_str()).collect();
+        put("the [[site]] list", names.join(", "));
+        put(
+            "server.default_site",
+            format!("{:?}", self.default_site.map(|i| &self.sites[i].name)),
+        );
+        for site in &self.sites {
+            put(
+                &format!("site {:?} hosts", site.name),
+                site.hosts.join(", "),
+            );
+            put(
+                &format!("site {:?} root/upstream", site.name),
+                site.content.to_string(),
+            );
+        }
+        keys
+    }
+
     /// Resolves parsed config (`text` is its source, used for line numbers and site policy
     /// overrides) and the command-line overrides. Compiles every site's policy and checks that
     /// static folders exist.
@@ -678,18 +1102,45 @@ impl Settings {
             }
             let policy = match &site.policy {
                 None => None,
-                Some(overrides) => {
-                    let merged = merged_policy_text(&root_table, overrides.get_ref());
-                    let policy = Policy::from_toml_str(&merged, base).map_err(|e| {
-                        source.invalid(
-                            overrides.span(),
-                            format!("[site.policy] of site {name:?}: {e}"),
-                        )
-                    })?;
-                    Some(policy)
-                }
+                Some(overrides) => Some(site_policy(
+                    &source,
+                    &root_table,
+                    sites.len(),
+                    &name,
+                    overrides,
+                )?),
             };
             sites.push((name, hosts, content, policy));
+        }
+
+        let acme = match &server.acme {
+            Some(section) => Some(resolve_acme(
+                &source,
+                section,
+                sites.iter().flat_map(|s| s.1.iter()),
+            )?),
+            None => None,
+        };
+        let redirect_http = match &server.redirect_http {
+            Some(value) => {
+                if tls.is_none() && acme.is_none() {
+                    return Err(source.invalid(
+                        value.span(),
+                        "server.redirect_http redirects to HTTPS: set server.tls_cert and tls_key, or [server.acme]",
+                    ));
+                }
+                Some(parse_addr(&source, "server.redirect_http", value)?)
+            }
+            None => None,
+        };
+        if let (Some(acme), Some(section)) = (&acme, &server.acme)
+            && acme.challenge == Challenge::Http01
+            && redirect_http.is_none()
+        {
+            return Err(source.invalid(
+                section.get_ref().challenge.span(),
+                "server.acme.challenge = \"http-01\" is answered on the plain listener: set server.redirect_http (port 80 for a public directory)",
+            ));
         }
 
         let default_content = if let Some(root) = &overrides.root {
@@ -820,6 +1271,8 @@ impl Settings {
             access_log_buffer,
             admin_auth,
             dashboard_full_addresses: server.dashboard_full_addresses,
+            redirect_http,
+            acme,
             proxy,
             sites: specs,
             default_site,
@@ -996,6 +1449,93 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("line 4") && e.contains("sometimes"), "{e}");
+        assert!(e.contains("line 5") && e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn site_policy_errors_name_the_files_own_line() {
+        let text = "mode = \"enforce\"\n\n[limits]\n\n[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[site.policy.verdict]\nblock_after = 3\n";
+        let e = resolve(text).unwrap_err().to_string();
+        assert!(
+            e.contains("line 11") && e.contains("block_after") && e.contains("site \"a\""),
+            "{e}"
+        );
+        // The second site's error, in a file where the first has overrides too.
+        let text = "[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[[site]]\nname = \"b\"\nupstream = \"http://127.0.0.1:2\"\n[site.policy]\nmode = \"report-only\"\nsurprise = true\n";
+        let e = resolve(text).unwrap_err().to_string();
+        assert!(e.contains("line 11") && e.contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn server_tables_in_a_site_policy_are_errors() {
+        for (table, key) in [
+            ("proxy", "response_timeout = \"1s\""),
+            ("server", "listen = \"127.0.0.1:1\""),
+        ] {
+            let text = format!(
+                "[[site]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n[site.policy]\nmode = \"report-only\"\n[site.policy.{table}]\n{key}\n"
+            );
+            let e = resolve(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("line 6")
+                    && e.contains(&format!("[site.policy.{table}]"))
+                    && e.contains("would do nothing"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_port_is_refused_with_both_forms() {
+        let e = resolve("[server]\nroot = \".\"\nlisten = \"8081\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3")
+                && e.contains("\"127.0.0.1:8081\"")
+                && e.contains("\"0.0.0.0:8081\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn acme_domains_default_to_the_site_hosts() {
+        let s = resolve(
+            "[server.acme]\ncontact = \"mailto:a@b.example\"\ncache = \"acme\"\n[[site]]\nname = \"a\"\nhosts = [\"Crown.example\", \"127.0.0.1\", \"www.crown.example\"]\nupstream = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let acme = s.acme.unwrap();
+        assert_eq!(acme.domains, ["crown.example", "www.crown.example"]);
+        assert_eq!(acme.directory, crate::server::acme::LETS_ENCRYPT);
+        assert_eq!(acme.contact, ["mailto:a@b.example"]);
+        assert_eq!(acme.challenge, Challenge::TlsAlpn01);
+
+        let e = resolve("[server]\nroot = \".\"\n[server.acme]\ndomains = [\"*.crown.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("wildcard"), "{e}");
+        let e = resolve(
+            "[server]\nroot = \".\"\n[server.acme]\ndomains = [\"crown.example\"]\nchallenge = \"http-01\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 5") && e.contains("redirect_http"), "{e}");
+        let e = resolve("[server]\nroot = \".\"\nredirect_http = \"127.0.0.1:0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("HTTPS"), "{e}");
+    }
+
+    #[test]
+    fn restart_only_settings_are_named_when_they_change() {
+        let before =
+            resolve("[server]\nroot = \".\"\n[proxy]\nresponse_timeout = \"60s\"\n").unwrap();
+        let after = resolve(
+            "mode = \"report-only\"\n[server]\nroot = \".\"\n[proxy]\nresponse_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let changed =
+            crate::server::reload::changed_keys(&before.restart_only(), &after.restart_only());
+        assert_eq!(changed, ["proxy.response_timeout"]);
     }
 }

@@ -30,11 +30,15 @@
 //! and the content services), `proxy` (the upstream client) with `client_body` (the request
 //! body's idle timeout and minimum rate), `connection` (one connection: timeouts, idle timer,
 //! shutdown), `descriptors` (the open-file limit and the default connection limit), `admin`
-//! (`/metrics`, `/healthz`, `/readyz`), `reload` (file watching), `tls` (rustls).
+//! (`/metrics`, `/healthz`, `/readyz`), `reload` (file watching), `tls` (rustls and the
+//! certificate resolver), `acme` (automatic certificates) with `acme_http` (the plain
+//! listener: HTTP-01 answers and the redirect to HTTPS).
 
 pub mod config;
 
 mod access_log;
+mod acme;
+mod acme_http;
 mod admin;
 mod body;
 mod cache;
@@ -303,9 +307,26 @@ impl Server {
         };
         // First, so that the raised limit covers every descriptor the server opens.
         let max_connections = connection_limit(&settings);
-        let tls = match &settings.tls {
-            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        let certificates = match (&settings.tls, &settings.acme) {
+            (Some((cert, key)), _) => Some(Arc::new(tls::Certificates::with_files(cert, key)?)),
+            (None, Some(_)) => Some(Arc::new(tls::Certificates::default())),
+            (None, None) => None,
+        };
+        let tls = match &certificates {
+            Some(certificates) => Some(tls::acceptor(
+                certificates.clone(),
+                settings.acme.is_some(),
+            )?),
             None => None,
+        };
+        let http01 = Arc::new(acme::Http01Answers::default());
+        let acme = match (&settings.acme, &certificates) {
+            (Some(acme), Some(certificates)) => Some(acme::Acme::new(
+                acme.clone(),
+                certificates.clone(),
+                http01.clone(),
+            )?),
+            _ => None,
         };
         let listener =
             TcpListener::bind(settings.listen)
@@ -327,7 +348,16 @@ impl Server {
             None => None,
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let redirect_listener = match settings.redirect_http {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| ServerError::Bind { addr, error })?,
+            ),
+            None => None,
+        };
 
+        let restart_only = settings.restart_only();
         let mut sites = Vec::with_capacity(settings.sites.len());
         let mut hosts = Vec::with_capacity(settings.sites.len());
         let mut handles = Vec::with_capacity(settings.sites.len());
@@ -410,12 +440,20 @@ impl Server {
             options,
             handles,
             metrics.clone(),
+            restart_only,
+            certificates.clone(),
             settings.reload_settle_time,
         ));
         let watch_task = if settings.watch {
             reloader.clone().watch()
         } else {
             None
+        };
+        let certificate_watch = match (&certificates, settings.watch) {
+            (Some(certificates), true) => {
+                tls::watch_files(certificates.clone(), settings.reload_settle_time)
+            }
+            _ => None,
         };
 
         let (stop, stop_rx) = watch::channel(false);
@@ -438,12 +476,28 @@ impl Server {
             };
             tokio::spawn(admin.serve(l, stop_rx.clone()))
         });
+        let acme_task = acme.map(|acme| acme.spawn(stop_rx.clone()));
+        let redirect_task = redirect_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(target: "lenscap::server", "redirecting http://{addr} to HTTPS");
+            }
+            tokio::spawn(acme_http::serve(
+                l,
+                local_addr.port(),
+                http01,
+                settings.header_read_timeout,
+                stop_rx.clone(),
+            ))
+        });
         let done = tokio::spawn(async move {
             accept_loop(listener, tls, shared, limits, connections, stop_rx).await;
             if let Some(task) = admin_task {
                 let _ = task.await;
             }
-            if let Some(task) = watch_task {
+            for task in [watch_task, certificate_watch, acme_task, redirect_task]
+                .into_iter()
+                .flatten()
+            {
                 task.abort();
             }
         });
@@ -640,6 +694,10 @@ async fn serve_connection(
                 },
                 _ = context.stopping.changed() => return,
             };
+            if stream.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the whole answer.
+                return;
+            }
             let service = connection_service(context.shared, peer, true, activity.clone());
             connection::serve(
                 stream,

@@ -11,9 +11,14 @@
 //! of its own and the loading on a blocking thread, so a panic in either is one failed reload,
 //! never the end of the watcher or the SIGHUP handler.
 //!
+//! A reload applies the site policies and the certificate files; every other setting (the
+//! listeners, timeouts, `[proxy]`, the list of sites and their hosts, `default_site`, ACME)
+//! is read at start only, and a reload that changes one logs it by name as needing a restart.
+//!
 //! The watcher watches the file's folder, not the file: editors save by writing a new file and
 //! renaming it over the old one, which a watch on the old file's inode would miss.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::Content;
+use super::tls::Certificates;
 use super::{ServeOptions, ServerError, settings_from_text};
 use crate::layer::PolicyHandle;
 use crate::metrics::Metrics;
@@ -39,6 +45,11 @@ pub(super) struct Reloader {
     options: ServeOptions,
     sites: Vec<(String, PolicyHandle, Content)>,
     metrics: Metrics,
+    /// The running values of the settings a reload cannot change (see
+    /// [`Settings::restart_only`](super::Settings::restart_only)).
+    restart_only: BTreeMap<String, String>,
+    /// The TLS listener's certificates: the files are read again on every reload.
+    certificates: Option<Arc<Certificates>>,
     /// How long the file must stay unchanged before it is read.
     settle: Duration,
     /// Whether the file was empty when the server started (then an empty file is no accident).
@@ -75,6 +86,8 @@ impl Reloader {
         options: ServeOptions,
         sites: Vec<(String, PolicyHandle, Content)>,
         metrics: Metrics,
+        restart_only: BTreeMap<String, String>,
+        certificates: Option<Arc<Certificates>>,
         settle: Duration,
     ) -> Self {
         let last_text = options
@@ -86,6 +99,8 @@ impl Reloader {
             options,
             sites,
             metrics,
+            restart_only,
+            certificates,
             settle,
             empty_at_start,
             last_text: Mutex::new(last_text),
@@ -139,24 +154,36 @@ impl Reloader {
             Err(join) => return Some(Err(self.refused(self.panicked(join)))),
         };
         super::proxy::merge_upstream_robots(&mut settings).await;
-        let mut structural = settings.sites.len() != self.sites.len();
-        for spec in settings.sites {
-            match self.sites.iter().find(|(name, _, _)| *name == spec.name) {
-                Some((_, handle, content)) => {
-                    structural |= *content != spec.content;
-                    handle.store(spec.policy);
+        let needs_restart = changed_keys(&self.restart_only, &settings.restart_only());
+        if let (Some(certificates), Some((cert, key))) = (&self.certificates, &settings.tls) {
+            // A pair that does not load keeps the running one; the policy still reloads.
+            match certificates.load_files(cert, key) {
+                Ok(()) => {
+                    tracing::info!(target: "lenscap::reload", cert = %cert.display(), "certificate files reloaded")
                 }
-                None => structural = true,
+                Err(error) => {
+                    tracing::error!(target: "lenscap::reload", %error, "certificate files not reloaded; the running certificate stays")
+                }
             }
         }
-        if structural {
-            tracing::warn!(
-                target: "lenscap::reload",
-                "sites, hosts or their content changed: policies were reloaded, the rest needs a restart"
-            );
+        for spec in settings.sites {
+            if let Some((_, handle, _)) = self.sites.iter().find(|(name, _, _)| *name == spec.name)
+            {
+                handle.store(spec.policy);
+            }
         }
         self.metrics.reload(true);
-        tracing::info!(target: "lenscap::reload", sites = self.sites.len(), "policy reloaded");
+        if needs_restart.is_empty() {
+            tracing::info!(target: "lenscap::reload", sites = self.sites.len(), "policy reloaded");
+        } else {
+            let keys = needs_restart.join(", ");
+            tracing::warn!(
+                target: "lenscap::reload",
+                sites = self.sites.len(),
+                needs_restart = %keys,
+                "policy reloaded; changed settings that apply only after a restart: {keys}"
+            );
+        }
         Some(Ok(()))
     }
 
@@ -201,7 +228,9 @@ impl Reloader {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
+                // Reading the file (as a reload does) is an access event: not a change.
                 if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
                     && event
                         .paths
                         .iter()
@@ -232,6 +261,25 @@ impl Reloader {
             }
         }))
     }
+}
+
+/// The keys whose values differ between `running` and `loaded` (or are in only one).
+pub(super) fn changed_keys(
+    running: &BTreeMap<String, String>,
+    loaded: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut changed: Vec<String> = running
+        .iter()
+        .filter(|(key, value)| loaded.get(*key) != Some(*value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    changed.extend(
+        loaded
+            .keys()
+            .filter(|key| !running.contains_key(*key))
+            .cloned(),
+    );
+    changed
 }
 
 /// Reads `path` once it has stayed unchanged for `settle` (and did not change while read).
@@ -299,6 +347,8 @@ mod tests {
             },
             Vec::new(),
             metrics.clone(),
+            BTreeMap::new(),
+            None,
             Duration::from_millis(10),
         ));
         let join = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
