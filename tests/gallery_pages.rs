@@ -389,3 +389,30 @@ async fn a_page_view_pays_for_every_thumbnail_of_a_big_album_and_thumbnails_stan
     assert_eq!(thumbs, 60);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_named_by_a_relative_path_lists_its_albums() {
+    let corpus = build("relative");
+    let cwd = std::env::current_dir().unwrap();
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let relative = up.join(corpus.root.strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.is_dir(), "{relative:?}");
+    let server = Server::bind(ServeOptions {
+        config: None,
+        overrides: Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin: Some(None),
+            root: Some(relative),
+            ..Overrides::default()
+        },
+    })
+    .await
+    .expect("server starts");
+    let mut browser = Browser::new(server.local_addr());
+    let index = browser.page("/", None).await.text();
+    assert!(
+        index.contains("Quiz Night") && index.contains("Summer Terrace 2026"),
+        "{index}"
+    );
+    server.shutdown().await;
+}

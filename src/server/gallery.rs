@@ -136,28 +136,6 @@ fn escape(text: &str) -> String {
     crate::documents::escape_html(text)
 }
 
-// === confinement ===
-
-/// Whether a static request may be answered: no dot file (unless allowed), no symbolic
-/// link out of the folder (unless allowed). `root` is the folder, canonical.
-pub(crate) fn admissible(root: &Path, uri_path: &str, options: &StaticOptions) -> bool {
-    let Some(rel) = relative_path(uri_path) else {
-        // ServeDir refuses these too.
-        return false;
-    };
-    if !options.dotfiles && is_hidden(&rel) {
-        return false;
-    }
-    if options.outside_symlinks {
-        return true;
-    }
-    match std::fs::canonicalize(root.join(&rel)) {
-        Ok(real) => real.starts_with(root),
-        // Nothing there: ServeDir answers 404 (a dangling link too).
-        Err(_) => true,
-    }
-}
-
 // === listing ===
 
 #[derive(Debug)]
@@ -318,7 +296,8 @@ nav a,footer a,.crumbs a{color:#7a3b00}p.crumbs{margin:0;color:#666}\
 footer{margin-top:30px;padding-bottom:30px;color:#666;font-size:.9rem;border-top:1px solid #e2dcd3;padding-top:12px}\
 @media (max-width:480px){.grid{grid-template-columns:repeat(3,1fr);gap:4px}.albums{grid-template-columns:repeat(2,1fr);gap:10px}h1{font-size:1.3rem}}";
 
-/// The page for folder `rel` (page `page`, from 1), or `None` when that page does not exist.
+/// The page for folder `rel` (page `page`, from 1) of the folder `root` (canonical: folders
+/// reached through links out of it are not listed), or `None` when that page does not exist.
 pub(crate) fn render(
     root: &Path,
     rel: &Path,

@@ -73,6 +73,18 @@ impl Cost for Entry {
     }
 }
 
+/// A path found inside the folder.
+struct Inside {
+    meta: FileMeta,
+    cost: u64,
+}
+
+impl Cost for Inside {
+    fn cost(&self) -> u64 {
+        self.cost
+    }
+}
+
 /// A static site: `ServeDir` on the [`FileCache`] backend, the stamped answers, and the
 /// gallery for folders without `index.html`.
 pub(crate) struct StaticSite {
@@ -81,6 +93,8 @@ pub(crate) struct StaticSite {
     /// `root`, canonical: symbolic links are judged against it.
     real_root: PathBuf,
     entries: RwLock<Entries>,
+    /// Paths found inside the folder, with the `stat` they were found under.
+    inside: RwLock<Budgeted<String, Inside>>,
     options: StaticOptions,
     thumbnails: Thumbnails,
     policy: PolicyHandle,
@@ -127,6 +141,7 @@ impl StaticSite {
             root: root.to_path_buf(),
             real_root: std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
             entries: RwLock::default(),
+            inside: RwLock::default(),
             options: options.clone(),
             thumbnails: Thumbnails::new(options),
             policy,
@@ -137,7 +152,7 @@ impl StaticSite {
     /// answers (pages for folders without `index.html`, thumbnails), then the files.
     pub(crate) fn route<B>(&self, request: &Request<B>) -> Route {
         let uri = request.uri();
-        if !gallery::admissible(&self.real_root, uri.path(), &self.options) {
+        if !self.confined(uri.path()) {
             return Route::NotFound;
         }
         if !self.options.gallery || !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -164,6 +179,50 @@ impl StaticSite {
         Route::Files
     }
 
+    /// Whether a path may be served: no dot file (unless `dotfiles`), nothing reached through
+    /// a symbolic link out of the folder (unless `outside_symlinks`). Resolving every link of a
+    /// path costs a system call per segment, so a path found inside is remembered with its
+    /// file's `stat` and trusted while that `stat` stays the same (one call).
+    fn confined(&self, uri_path: &str) -> bool {
+        let Some(rel) = gallery::relative_path(uri_path) else {
+            // ServeDir refuses these too.
+            return false;
+        };
+        if !self.options.dotfiles && gallery::is_hidden(&rel) {
+            return false;
+        }
+        if self.options.outside_symlinks {
+            return true;
+        }
+        let path = self.root.join(&rel);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            // Nothing there (a dangling link too): ServeDir answers 404.
+            return true;
+        };
+        let meta = FileMeta::of(&meta);
+        let known = {
+            let inside = self.inside.read().unwrap_or_else(|e| e.into_inner());
+            inside
+                .by_path
+                .get(uri_path)
+                .is_some_and(|seen| seen.meta == meta)
+        };
+        if known {
+            return true;
+        }
+        let inside =
+            std::fs::canonicalize(&path).is_ok_and(|real| real.starts_with(&self.real_root));
+        if inside {
+            let entry = Inside {
+                meta,
+                cost: uri_path.len() as u64 + 96,
+            };
+            let mut cache = self.inside.write().unwrap_or_else(|e| e.into_inner());
+            cache.insert(uri_path.to_owned(), entry);
+        }
+        inside
+    }
+
     /// A gallery page, rendered off the worker thread (it reads folders).
     pub(crate) async fn page(
         self: Arc<Self>,
@@ -180,7 +239,7 @@ impl StaticSite {
                 policy_path: &reservation.policy_path,
                 trap_path: policy.trap_paths().first().map(String::as_str),
             };
-            gallery::render(&site.root, &rel, page, &site.options, &context)
+            gallery::render(&site.real_root, &rel, page, &site.options, &context)
         })
         .await
         .ok()
