@@ -138,6 +138,14 @@ where
 }
 
 fn main() {
+    // Inside a runtime, as in a server: the metrics' clock ticker and the limiter's cleanup
+    // run on its worker.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
     let metrics = Metrics::new();
     let (mut alone, alone_cookie) = service(None);
     let (mut recorded, recorded_cookie) = service(Some(&metrics));

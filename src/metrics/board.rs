@@ -303,10 +303,8 @@ impl Board {
 
     /// Adds one judged request at `unix`.
     pub(crate) fn record(&self, unix: u64, entry: &Entry<'_>, full_addresses: bool) {
-        let category = Category::ALL
-            .iter()
-            .position(|c| *c == entry.verdict.category)
-            .unwrap_or(0);
+        // `Category::ALL` is in declaration order (checked in the tests).
+        let category = (entry.verdict.category as usize).min(CATEGORIES - 1);
         let stopped = entry.stopped;
         // Built only for a stopped request: the allow path does atomic adds and nothing else.
         let who = stopped.then(|| {
@@ -798,6 +796,13 @@ mod tests {
         add(&board, t, "203.0.113.9", &gpt, "blocked", false);
         add(&board, t + 86_400, "203.0.113.9", &gpt, "blocked", false);
         assert_eq!(summary(board, t + 86_400).day.stopped, 1);
+    }
+
+    #[test]
+    fn categories_index_by_their_discriminant() {
+        for (i, category) in Category::ALL.iter().enumerate() {
+            assert_eq!(*category as usize, i, "{category:?}");
+        }
     }
 
     #[test]

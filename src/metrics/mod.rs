@@ -131,6 +131,10 @@ struct Inner {
     last_reload_ok: std::sync::atomic::AtomicBool,
     boards: std::sync::Mutex<Vec<(Arc<str>, Arc<board::Board>)>>,
     clock: board::BoardClock,
+    /// The clock's seconds, kept current by a ticker task (0 until it runs), so recording a
+    /// request reads one atomic instead of the clock.
+    now: std::sync::atomic::AtomicU64,
+    ticker_started: std::sync::atomic::AtomicBool,
     full_addresses: std::sync::atomic::AtomicBool,
 }
 
@@ -273,6 +277,8 @@ impl Metrics {
                 last_reload_ok: Default::default(),
                 boards: Default::default(),
                 clock: board::BoardClock::new(),
+                now: Default::default(),
+                ticker_started: Default::default(),
                 full_addresses: Default::default(),
             }),
         }
@@ -371,6 +377,39 @@ impl Metrics {
     /// (IPv4) or /48 (IPv6). Applies to what is recorded from now on.
     pub fn set_full_addresses(&self, full: bool) {
         self.inner.full_addresses.store(full, Ordering::Relaxed);
+    }
+
+    /// The clock's seconds for recording: the ticker's copy (at most about a second behind),
+    /// or the clock itself until the ticker runs (started here, inside a Tokio runtime).
+    fn now_secs(&self) -> u64 {
+        let now = self.inner.now.load(Ordering::Relaxed);
+        if now != 0 {
+            return now;
+        }
+        self.start_ticker();
+        self.inner.clock.now_secs()
+    }
+
+    fn start_ticker(&self) {
+        let inner = &self.inner;
+        if inner.ticker_started.load(Ordering::Relaxed)
+            || inner.ticker_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: the clock is read on every request.
+            return;
+        };
+        let weak = Arc::downgrade(inner);
+        runtime.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                inner.now.store(inner.clock.now_secs(), Ordering::Relaxed);
+                drop(inner);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
     }
 
     /// The dashboard's figures now: every site, and all of them together.
@@ -509,7 +548,7 @@ impl SiteMetrics {
     pub(crate) fn board(&self, entry: &board::Entry<'_>) {
         let inner = &self.metrics.inner;
         self.board.record(
-            inner.clock.now_secs(),
+            self.metrics.now_secs(),
             entry,
             inner.full_addresses.load(Ordering::Relaxed),
         );
