@@ -45,7 +45,7 @@ use super::files::{FileCache, FileMeta, MAX_FILE_BYTES};
 use super::gallery::{self, PageContext};
 use super::gallery_thumbs::{Size, Thumbnails};
 use crate::layer::PolicyHandle;
-use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, stamp_response};
+use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, Withheld, stamp_response};
 use crate::tag::starts_with_ignore_case;
 
 /// Bytes counted per entry besides its body (key, headers, bookkeeping).
@@ -392,6 +392,11 @@ impl StaticSite {
                 );
             }
         };
+        if parts.status != StatusCode::OK || parts.extensions.get::<Withheld>().is_some() {
+            // Withheld (a format whose metadata cannot be read, so may carry a location): the
+            // stamper's own answer, never cached, never replayed as a 200.
+            return Response::from_parts(parts, SiteBody::full(body));
+        }
         let Some(outcome) = parts.extensions.get::<StampOutcome>().copied() else {
             return text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
