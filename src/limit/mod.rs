@@ -83,7 +83,9 @@
 //! with at most `tarpit.max_held` held at once.
 //!
 //! **Traps.** `[traps] paths` are answered by the layer with a small harmless page; the client
-//! is marked (`trap-hit`) for `mark_for`. Trap paths and `[traps] disallowed` are what
+//! is marked (`trap-hit`) for `mark_for`: the cookie visitor that asked when its cookie is
+//! valid, the address otherwise (never the address for a visitor's hit: its other people
+//! did nothing). Trap paths and `[traps] disallowed` are what
 //! robots.txt disallows: a client that fetched robots.txt and then requests one raises
 //! `robots-ignored`.
 //!
@@ -360,11 +362,11 @@ pub(crate) fn admit<B>(
         now,
         unix,
     };
+    let subnet = found.client.subnet_key(inputs.subnets);
     if trap {
-        mark_trap(limits, inputs, &seen, verdict);
+        mark_trap(limits, inputs, &seen, subnet, verdict);
         return Err(Refusal::Trap);
     }
-    let subnet = found.client.subnet_key(inputs.subnets);
     let tracked = track(limits, inputs, &seen, subnet, verdict);
     let mut refusal = tracked.refusal;
     let charged = verdict.action != Action::Block && matches!(seen.kind, Kind::Page | Kind::Image);
@@ -391,22 +393,44 @@ pub(crate) fn admit<B>(
     ))
 }
 
-/// A trap path: observe it and mark the client (by address: a trap answer sets no cookie).
-fn mark_trap(limits: &Limits, inputs: Inputs<'_>, seen: &Request<'_>, verdict: &mut Verdict) {
+/// A trap path: observe it and mark the client that made it — its cookie visitor when it
+/// holds a valid cookie, its address otherwise — so a crawler with a cookie never gets the
+/// address's other people marked in its place.
+fn mark_trap(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    seen: &Request<'_>,
+    subnet: u128,
+    verdict: &mut Verdict,
+) {
     let ls = inputs.settings;
-    let key = limits.key((1u8, seen.client.key()));
-    limits
-        .store
-        .client(key, seen.now, ls.max_tracked_clients, &mut |record, _| {
-            record
-                .behaviour
-                .observe(&seen.facts, seen.now, &ls.behaviour);
-            record.behaviour.mark_trap(
-                seen.now,
-                ls.trap_mark.as_millis().min(u128::from(u32::MAX / 2)) as u32,
-            );
+    let for_ms = ls.trap_mark.as_millis().min(u128::from(u32::MAX / 2)) as u32;
+    let mark = |record: &mut ClientRecord| {
+        record
+            .behaviour
+            .observe(&seen.facts, seen.now, &ls.behaviour);
+        record.behaviour.mark_trap(seen.now, for_ms);
+    };
+    let cap = ls.max_tracked_clients;
+    let as_visitor = ls.cookie.read(seen.headers, seen.unix).is_some_and(|v| {
+        let visitor_key = limits.key((2u8, v.id, subnet));
+        limits
+            .store
+            .client(visitor_key, seen.now, cap, &mut |record, fresh| {
+                if fresh && !ls.cookie.verify(&v, subnet) {
+                    return false;
+                }
+                mark(record);
+                true
+            })
+    });
+    if !as_visitor {
+        let key = limits.key((1u8, seen.client.key()));
+        limits.store.client(key, seen.now, cap, &mut |record, _| {
+            mark(record);
             true
         });
+    }
     let mut trap_hit = Reasons::default();
     trap_hit.insert(Reason::TrapHit);
     inputs.scoring.add_signals(verdict, trap_hit);
