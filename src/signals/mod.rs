@@ -23,6 +23,7 @@
 //! ```
 
 pub(crate) mod behaviour;
+pub mod embeds;
 mod self_id;
 mod user_agent;
 
