@@ -60,6 +60,14 @@ async fn gallery(request: Request<()>) -> Result<Response<Full<Bytes>>, Infallib
     let (kind, body) = if path.ends_with(".jpg") {
         ("image/jpeg", Bytes::from_static(b"\xff\xd8\xff\xd9"))
     } else {
+        if path.starts_with("/js/") {
+            let html = "<html><body><div id=app></div><script src=/app.js></script></body></html>";
+            let mut response = Response::new(Full::new(Bytes::from_static(html.as_bytes())));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return Ok(response);
+        }
         let page = path
             .strip_prefix("/gallery/")
             .and_then(|n| n.parse().ok())
@@ -410,4 +418,41 @@ async fn six_people_without_cookies_on_one_address_are_never_hindered() {
             "cookieless person {who}"
         );
     }
+}
+
+#[tokio::test]
+async fn pages_that_say_nothing_of_their_images_never_take_credit_away() {
+    let (mut app, clock) = app();
+    // A link checker sends HEAD for every page first: no body, so nothing is learnt from it.
+    for page in 1..=PAGES {
+        let mut head = Client::new("192.0.2.5", false, false).request(&page_path(page), true, None);
+        *head.method_mut() = http::Method::HEAD;
+        let response = app.ready().await.unwrap().call(head).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    let mut person_steps = person(0, 1_000, 1..=PAGES);
+    // And a gallery built by script: its HTML names no image, its photos still come with it.
+    person_steps.push(Step {
+        at: 900_000,
+        who: 0,
+        path: "/js/gallery".into(),
+        referer: None,
+        page: true,
+    });
+    for i in 0..PER_PAGE {
+        person_steps.push(Step {
+            at: 900_200 + i as u64 * 20,
+            who: 0,
+            path: format!("/js/photo-{i}.jpg"),
+            referer: Some("/js/gallery".into()),
+            page: false,
+        });
+    }
+    let mut clients = [Client::new("203.0.113.11", false, true)];
+    let out = play(&mut app, &clock, &mut clients, person_steps).await;
+    assert!(
+        out[0].iter().all(|(_, s)| *s == StatusCode::OK),
+        "{:?}",
+        out[0]
+    );
 }

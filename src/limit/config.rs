@@ -87,6 +87,9 @@ pub(crate) struct LimitsConfig {
     credit_per_page: u16,
     /// Most page-view credit a client can hold.
     max_credit: u16,
+    /// A page view vouches only for the images its HTML embeds (off for galleries that add
+    /// their images by script after the page has loaded).
+    embedded_only: bool,
 }
 
 impl Default for LimitsConfig {
@@ -109,6 +112,7 @@ impl Default for LimitsConfig {
             unknown_images: None,
             credit_per_page: 100,
             max_credit: 300,
+            embedded_only: true,
         }
     }
 }
@@ -217,6 +221,7 @@ pub(crate) struct LimitSettings {
     pub(crate) max_tracked_clients: usize,
     pub(crate) idle_after: Duration,
     pub(crate) cleanup_every: Duration,
+    pub(crate) embedded_only: bool,
     pub(crate) page_pace: Rate,
     pub(crate) anonymous_page_pace: Rate,
     pub(crate) pages: Rate,
@@ -271,6 +276,7 @@ impl LimitSettings {
             max_tracked_clients: l.max_tracked_clients.max(1),
             idle_after: source.duration("limits.idle_after", &l.idle_after)?,
             cleanup_every: source.duration("limits.cleanup_every", &l.cleanup_every)?,
+            embedded_only: l.embedded_only,
             page_pace: l.page_pace.compile("limits.page_pace", source)?,
             anonymous_page_pace: l
                 .anonymous_page_pace

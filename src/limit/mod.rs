@@ -108,9 +108,10 @@
 //! `robots-ignored`.
 //!
 //! **Memory.** One record per client (64 bytes in the map) holds its tracker and its page,
-//! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them, evicting the stalest;
-//! a cleanup task (started with the first request inside a tokio runtime) drops idle entries
-//! (`retain_recent`) and gives memory back (`shrink_to_fit`). The GCRA arithmetic is
+//! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
+//! evicting the stalest; a cleanup task (started with the first request inside a tokio
+//! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).
+//! The GCRA arithmetic is
 //! governor's ([`Rate`]), run over cells held in these records rather than in one governor
 //! map per quota: one lookup per key instead of one per quota, and a quarter of the memory.
 
@@ -268,9 +269,13 @@ impl PageEmbeds {
         self.scanner.feed(bytes);
     }
 
-    /// The page is complete: remember what it embeds.
+    /// The page is complete: remember what it embeds. A page that embeds no image in its
+    /// HTML (a gallery built by script) stays unknown: its views earn credit as before.
     pub(crate) fn finish(self) {
-        self.table.store(self.page, self.scanner.finish());
+        let set = self.scanner.finish();
+        if set.count() > 0 {
+            self.table.store(self.page, set);
+        }
     }
 }
 
@@ -376,6 +381,8 @@ struct Request<'a> {
     facts: Facts,
     /// The request's path (without the query).
     path: &'a str,
+    /// A GET (only a GET's page body says what the page embeds).
+    get: bool,
     kind: Kind,
     client: ClientId,
     secure: bool,
@@ -415,25 +422,19 @@ pub(crate) fn admit<B>(
         trap || ls.is_disallowed(path),
     );
     facts.address = address_hash(found.client);
-    match facts.referer {
-        _ if facts.kind == Kind::Image && facts.referer_key != 0 => {
-            facts.embedded = limits.embeds.embeds(facts.referer_key, facts.key);
-        }
-        _ if facts.navigation => {
-            facts.page_credit = limits
-                .embeds
-                .count(facts.key)
-                // A little slack: a Bloom set may undercount, a browser may fetch a 2x variant.
-                .map(|n| {
-                    n.saturating_add(n / 4 + 2)
-                        .min(ls.behaviour.credit_per_page)
-                });
-        }
-        _ => {}
+    if ls.embedded_only && facts.kind == Kind::Image && facts.referer_key != 0 {
+        facts.embedded = limits.embeds.embeds(facts.referer_key, facts.key);
+    } else if ls.embedded_only && facts.navigation {
+        // A little slack: a Bloom set may undercount, a browser may fetch a 2x variant.
+        facts.page_credit = limits.embeds.count(facts.key).map(|n| {
+            n.saturating_add(n / 4 + 2)
+                .min(ls.behaviour.credit_per_page)
+        });
     }
     let seen = Request {
         facts,
         path,
+        get: request.method() == http::Method::GET,
         kind: found.kind,
         client: found.client,
         secure: found.secure,
@@ -731,7 +732,7 @@ fn after_response(
                 );
         }
     }
-    if seen.facts.navigation && !tracked.over_pace {
+    if ls.embedded_only && seen.get && seen.facts.navigation && !tracked.over_pace {
         after.embeds = Some(Box::new(PageEmbeds {
             table: limits.embeds.clone(),
             page: seen.facts.key,
