@@ -226,8 +226,10 @@ impl Classifier {
                 }
                 self.catalog.agents()[index].category()
             }
+            // A User-Agent that names itself a robot is no browser, whatever it starts with.
             None if reasons.contains(Reason::NoUserAgent)
-                || reasons.contains(Reason::NonBrowserUserAgent) =>
+                || reasons.contains(Reason::NonBrowserUserAgent)
+                || reasons.contains(Reason::BotLikeUserAgent) =>
             {
                 Category::Unknown
             }

@@ -123,6 +123,9 @@ reasons! {
     SpoofedAgent = "spoofed-agent",
     /// A visitor (known by its cookie) whose address keeps changing: one client rotating addresses.
     AddressChurn = "address-churn",
+    /// Behaviour: the last page navigation came faster than a person pages (`[limits]
+    /// page_pace`); it earned no image credit.
+    FastNavigation = "fast-navigation",
     /// Behaviour: images requested without a Referer.
     NoRefererImages = "no-referer-images",
     /// Behaviour: images whose Referer is not a page this client viewed recently.

@@ -1,22 +1,30 @@
-//! The catalog against real user agents: every browser in `tests/data/browsers.txt` classifies
-//! as a browser and is allowed; every catalog token is found inside a realistic User-Agent and
-//! gives its agent's category.
+//! The catalog against real user agents: every browser in `tests/data/browsers.txt` and
+//! `tests/data/browsers-generated.txt` classifies as a browser and is allowed; every catalog
+//! token is found inside a realistic User-Agent and gives its agent's category; at least 99% of
+//! a public list of crawler User-Agents (`tests/data/crawlers.txt`) is recognised by name (the
+//! catalog) or by self-identification (`config/crawler-patterns.toml`).
 
 use std::net::SocketAddr;
 use std::process::Command;
 
 use http::{HeaderValue, Request};
 use lenscap::catalog::Category;
-use lenscap::{Action, PeerAddr, Policy};
+use lenscap::{Action, PeerAddr, Policy, Reason};
 
 const BROWSERS: &str = include_str!("data/browsers.txt");
+/// Made by `tests/data/make_browsers.py` from the version ranges, platforms and devices
+/// browsers ship.
+const GENERATED_BROWSERS: &str = include_str!("data/browsers-generated.txt");
+const CRAWLERS: &str = include_str!("data/crawlers.txt");
 
-fn browsers() -> Vec<&'static str> {
-    BROWSERS
-        .lines()
+fn lines(text: &'static str) -> impl Iterator<Item = &'static str> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
+}
+
+fn browsers() -> Vec<&'static str> {
+    lines(BROWSERS).chain(lines(GENERATED_BROWSERS)).collect()
 }
 
 /// What a browser sends with an image request on a plain-HTTP page.
@@ -42,7 +50,40 @@ fn realistic(token: &str) -> String {
 #[test]
 fn corpus_is_big_enough() {
     let all = browsers();
-    assert!(all.len() >= 300, "only {} browser user agents", all.len());
+    assert!(
+        all.len() >= 10_000,
+        "only {} browser user agents",
+        all.len()
+    );
+    let crawlers = lines(CRAWLERS).count();
+    assert!(crawlers >= 2_000, "only {crawlers} crawler user agents");
+}
+
+#[test]
+fn a_public_crawler_list_is_recognised_by_name_or_self_identification() {
+    let policy = Policy::embedded().unwrap();
+    let crawlers: Vec<&str> = lines(CRAWLERS).collect();
+    let mut by_name = 0;
+    let mut missed = Vec::new();
+    for ua in &crawlers {
+        let (_, verdict) = policy.verdict_for(&browser_request(ua));
+        if verdict.agent.is_some() {
+            by_name += 1;
+        } else if !verdict.reasons.contains(Reason::BotLikeUserAgent) {
+            missed.push(*ua);
+        }
+    }
+    let recognised = crawlers.len() - missed.len();
+    eprintln!(
+        "{recognised} of {} crawler user agents recognised ({by_name} by the catalog); missed:\n{}",
+        crawlers.len(),
+        missed.join("\n")
+    );
+    assert!(
+        recognised * 100 >= crawlers.len() * 99,
+        "only {recognised} of {} recognised",
+        crawlers.len()
+    );
 }
 
 #[test]

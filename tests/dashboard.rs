@@ -29,11 +29,16 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lenscap-dash-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("root/photos")).unwrap();
-    std::fs::write(
-        dir.join("root/index.html"),
-        "<h1>The Crown</h1><img src=\"/photos/1.jpg\">",
-    )
-    .unwrap();
+    // The page embeds the photos people look at (plain and in the crowd's two rounds): only
+    // images a viewed page embeds earn a page view's credit.
+    let mut page = String::from("<h1>The Crown</h1>");
+    for n in 1..=8 {
+        page.push_str(&format!("<img src=\"/photos/{n}.jpg\">"));
+        for round in 0..2 {
+            page.push_str(&format!("<img src=\"/photos/{n}.jpg?v={round}\">"));
+        }
+    }
+    std::fs::write(dir.join("root/index.html"), page).unwrap();
     for n in 1..=8 {
         std::fs::write(
             dir.join(format!("root/photos/{n}.jpg")),

@@ -27,7 +27,9 @@ async fn start(corpus: &Corpus, extra: &str) -> RunningServer {
     std::fs::write(
         &config,
         format!(
-            "[server]\ngallery_cache = {:?}\n{extra}\n[reservation]\nsite_name = \"The Crown & Anchor\"\n",
+            // The crawl turns pages as fast as a script can, not at a person's pace (which
+            // tests/detection_envelope.rs holds people to): the page pace is opened wide.
+            "[server]\ngallery_cache = {:?}\n{extra}\n[reservation]\nsite_name = \"The Crown & Anchor\"\n[limits]\npage_pace = {{ rate = \"600/min\", burst = 100 }}\nanonymous_page_pace = {{ rate = \"600/min\", burst = 100 }}\n",
             dir.join("thumbs")
         ),
     )

@@ -176,8 +176,9 @@ async fn limits_can_be_turned_off() {
 
 #[tokio::test]
 async fn documents_are_answered_before_any_limit_and_never_charged() {
-    // Two page views a minute, no burst: the third page is over quota.
-    let (mut app, _clock) = app("[limits]\npages = { rate = \"2/min\", burst = 2 }\n");
+    // Two page views a minute for the subnet (a newcomer's page views are charged there), no
+    // burst: the third page is over quota.
+    let (mut app, _clock) = app("[limits]\nsubnet_pages = { rate = \"2/min\", burst = 2 }\n");
     let mut call = async |path: &str| {
         app.ready()
             .await

@@ -546,3 +546,42 @@ async fn page_views_get_a_signed_visitor_cookie() {
         .unwrap();
     assert!(r.headers().get(header::SET_COOKIE).is_none());
 }
+
+#[tokio::test]
+async fn a_trap_marks_the_cookie_visitor_that_followed_it_and_nobody_else_on_its_address() {
+    let (mut app, clock) = app();
+    let ip = "192.0.2.90";
+    let mut crawler = Client::new(ip, false, true);
+    let r = crawler.send(&mut app, crawler.page("/gallery/1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(crawler.jar.is_some(), "the crawler holds a visitor cookie");
+    clock.advance(Duration::from_secs(2));
+    let trap = crawler
+        .send(&mut app, crawler.page("/lenscap-trap/all-photos"))
+        .await;
+    assert_eq!(trap.status(), StatusCode::OK);
+    // 75 s later, with its cookie and the right Referer, it gets no photo and no page.
+    clock.advance(Duration::from_secs(75));
+    for i in 0..PER_PAGE {
+        let r = crawler
+            .send(
+                &mut app,
+                crawler.image(&image_path(1, i), Some("/gallery/1")),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "image {i}");
+    }
+    let r = crawler.send(&mut app, crawler.page("/gallery/2")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A new visitor from the same address, with cookies and without, browses as before.
+    for keeps_cookies in [true, false] {
+        let mut clients = [Client::new(ip, false, keeps_cookies)];
+        let start = u64::from(lenscap::limit::Clock::now_ms(&clock));
+        let out = play(&mut app, &clock, &mut clients, person(0, start)).await;
+        assert!(
+            out[0].iter().all(|(_, s)| *s == StatusCode::OK),
+            "cookies={keeps_cookies}: {:?}",
+            out[0]
+        );
+    }
+}

@@ -28,7 +28,10 @@ const MAX_SCRAPER_IMAGES: u64 = 20;
 
 /// Lenscap serving the demo gallery on 127.0.0.1:0, trusting loopback as a proxy.
 async fn start_lenscap(name: &str) -> (RunningServer, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("lenscap-sim-{}-{name}", std::process::id()));
+    // Tests run in parallel and may play the same scenario: each server gets its own folder.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("lenscap-sim-{}-{name}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("lenscap.toml");

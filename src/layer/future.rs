@@ -122,18 +122,19 @@ where
                 } => {
                     let mut response = ready!(future.poll(cx))?;
                     after.apply(&mut response);
+                    let embeds = after.take_embeds(&response);
                     let tagged = match tagging.take() {
                         Some(tagging) => tagging.tag(response),
                         None => Tagged::Done(response.map(TaggedBody::Inner)),
                     };
                     let tarpit = tarpit.take();
+                    let body = |b| ResponseBody::tagged(b).with_embeds(embeds);
                     match (tagged, tarpit) {
                         (Tagged::Done(response), None) => {
-                            return Poll::Ready(Ok(response.map(ResponseBody::tagged)));
+                            return Poll::Ready(Ok(response.map(body)));
                         }
                         (Tagged::Done(response), Some((slot, delay))) => {
-                            this.state
-                                .set(held(response.map(ResponseBody::tagged), slot, delay))
+                            this.state.set(held(response.map(body), slot, delay))
                         }
                         (Tagged::Stamping(future, slicing), tarpit) => {
                             this.state.set(State::Stamping {

@@ -62,7 +62,12 @@ pub(crate) struct LimitsConfig {
     idle_after: Spanned<String>,
     /// How often the cleanup task runs.
     cleanup_every: Spanned<String>,
-    /// Page views per client.
+    /// Page navigations per cookie visitor, at a person's pace: a short burst, then a human
+    /// rate. A navigation beyond it earns no image credit and raises `fast-navigation`.
+    page_pace: RateConfig,
+    /// The same for an address without cookies, which a crowd may share.
+    anonymous_page_pace: RateConfig,
+    /// Page views per client: the long-horizon budget (a burst for a visit, then a daily rate).
     pages: RateConfig,
     /// Images per client that no page view of the client vouches for.
     images: RateConfig,
@@ -82,6 +87,9 @@ pub(crate) struct LimitsConfig {
     credit_per_page: u16,
     /// Most page-view credit a client can hold.
     max_credit: u16,
+    /// A page view vouches only for the images its HTML embeds (off for galleries that add
+    /// their images by script after the page has loaded).
+    embedded_only: bool,
 }
 
 impl Default for LimitsConfig {
@@ -92,16 +100,19 @@ impl Default for LimitsConfig {
             max_tracked_clients: 1_000_000,
             idle_after: Spanned::new(0..0, "10m".into()),
             cleanup_every: Spanned::new(0..0, "30s".into()),
-            pages: RateConfig::new("120/min", 60),
+            page_pace: RateConfig::new("15/min", 2),
+            anonymous_page_pace: RateConfig::new("20/min", 3),
+            pages: RateConfig::new("40/day", 40),
             images: RateConfig::new("30/min", 10),
             suspect_pages: RateConfig::new("20/min", 5),
             suspect_images: RateConfig::new("6/min", 3),
-            subnet_pages: RateConfig::new("600/min", 200),
+            subnet_pages: RateConfig::new("2000/day", 1000),
             subnet_images: RateConfig::new("60/min", 20),
-            subnet_vouched_images: RateConfig::new("6000/min", 4000),
+            subnet_vouched_images: RateConfig::new("20000/day", 10000),
             unknown_images: None,
             credit_per_page: 100,
             max_credit: 300,
+            embedded_only: true,
         }
     }
 }
@@ -210,6 +221,9 @@ pub(crate) struct LimitSettings {
     pub(crate) max_tracked_clients: usize,
     pub(crate) idle_after: Duration,
     pub(crate) cleanup_every: Duration,
+    pub(crate) embedded_only: bool,
+    pub(crate) page_pace: Rate,
+    pub(crate) anonymous_page_pace: Rate,
     pub(crate) pages: Rate,
     pub(crate) images: Rate,
     pub(crate) suspect_pages: Rate,
@@ -262,6 +276,11 @@ impl LimitSettings {
             max_tracked_clients: l.max_tracked_clients.max(1),
             idle_after: source.duration("limits.idle_after", &l.idle_after)?,
             cleanup_every: source.duration("limits.cleanup_every", &l.cleanup_every)?,
+            embedded_only: l.embedded_only,
+            page_pace: l.page_pace.compile("limits.page_pace", source)?,
+            anonymous_page_pace: l
+                .anonymous_page_pace
+                .compile("limits.anonymous_page_pace", source)?,
             pages: l.pages.compile("limits.pages", source)?,
             images: l.images.compile("limits.images", source)?,
             suspect_pages: l.suspect_pages.compile("limits.suspect_pages", source)?,
@@ -279,7 +298,19 @@ impl LimitSettings {
             behaviour,
             trap_paths: config.traps.paths.clone(),
             disallowed: config.traps.disallowed.clone(),
-            trap_mark: source.duration("traps.mark_for", &config.traps.mark_for)?,
+            trap_mark: {
+                let mark = source.duration("traps.mark_for", &config.traps.mark_for)?;
+                if mark > crate::signals::behaviour::MAX_TRAP_MARK {
+                    return Err(source.invalid(
+                        Some(config.traps.mark_for.span()),
+                        format!(
+                            "traps.mark_for: at most {}s",
+                            crate::signals::behaviour::MAX_TRAP_MARK.as_secs()
+                        ),
+                    ));
+                }
+                mark
+            },
             cookie: CookieSettings::new(
                 c.enabled,
                 c.name.clone(),

@@ -66,6 +66,24 @@
 //! images, has an image budget that grows with its page views, while a script pulling images
 //! it never saw on a page runs into a small flat budget after a handful.
 //!
+//! **What the page embeds.** As an HTML page streams out, the layer reads the images it
+//! embeds ([`signals::embeds`](crate::signals::embeds): `img src`/`srcset`, `picture source`,
+//! links to image files) into a small set kept per page, site-wide. Once a page's set is known,
+//! a view of it earns as much credit as it embeds (a little more for slack), and an image is
+//! vouched only when the Referer page embeds it: an image nobody's page embedded earns
+//! nothing.
+//!
+//! **Pace.** People page at a person's pace. Each client has a GCRA cell for navigations
+//! (`page_pace` for a cookie visitor, a wider `anonymous_page_pace` for an address without
+//! cookies, which every newcomer's first page shares): a navigation beyond it is served but
+//! earns no credit and is not remembered as viewed, and the client's images raise
+//! `fast-navigation` until it navigates at pace again.
+//!
+//! **Long horizons.** `pages`, `images`, `subnet_pages`, `subnet_images` and
+//! `subnet_vouched_images` default to a burst sized for a visit and an hourly or daily rate
+//! (see `config/lenscap.toml` for the numbers). A page view without a cookie — a newcomer's
+//! first page — is charged to its subnet only.
+//!
 //! **Images by Content-Type.** A request is an image by its path extension, by
 //! `Sec-Fetch-Dest: image` or by an `image/…` Accept; a page-looking request whose response
 //! turns out to be `image/…` is counted as an image afterwards, and from then on that client's
@@ -83,14 +101,17 @@
 //! with at most `tarpit.max_held` held at once.
 //!
 //! **Traps.** `[traps] paths` are answered by the layer with a small harmless page; the client
-//! is marked (`trap-hit`) for `mark_for`. Trap paths and `[traps] disallowed` are what
+//! is marked (`trap-hit`) for `mark_for`: the cookie visitor that asked when its cookie is
+//! valid, the address otherwise (never the address for a visitor's hit: its other people
+//! did nothing). Trap paths and `[traps] disallowed` are what
 //! robots.txt disallows: a client that fetched robots.txt and then requests one raises
 //! `robots-ignored`.
 //!
-//! **Memory.** One record per client (64 bytes in the map) holds its tracker and limiter
-//! cells; one per subnet (24 bytes). `max_tracked_clients` bounds them, evicting the stalest;
-//! a cleanup task (started with the first request inside a tokio runtime) drops idle entries
-//! (`retain_recent`) and gives memory back (`shrink_to_fit`). The GCRA arithmetic is
+//! **Memory.** One record per client (64 bytes in the map) holds its tracker and its page,
+//! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
+//! evicting the stalest; a cleanup task (started with the first request inside a tokio
+//! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).
+//! The GCRA arithmetic is
 //! governor's ([`Rate`]), run over cells held in these records rather than in one governor
 //! map per quota: one lookup per key instead of one per quota, and a quarter of the memory.
 
@@ -119,6 +140,7 @@ use crate::classify::Classification;
 use crate::client::{ClientId, SubnetPrefixes};
 use crate::decide::Scoring;
 use crate::signals::behaviour::{Facts, Kind};
+use crate::signals::embeds::{EmbedScanner, EmbedTable};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
 
 /// A page view's cookie seeds its visitor's credit only this soon after issue.
@@ -129,6 +151,8 @@ const SEED_WITHIN_SECS: u64 = 60;
 #[derive(Debug)]
 pub struct Limits {
     store: Arc<dyn StateStore>,
+    /// The images each page served lately embeds.
+    embeds: Arc<EmbedTable>,
     clock: Arc<dyn Clock>,
     keys: foldhash::quality::RandomState,
     site_images: Mutex<Millis>,
@@ -146,6 +170,7 @@ impl Limits {
     pub fn new(store: impl StateStore, clock: impl Clock) -> Limits {
         Limits {
             store: Arc::new(store),
+            embeds: Arc::default(),
             clock: Arc::new(clock),
             keys: foldhash::quality::RandomState::default(),
             site_images: Mutex::new(0),
@@ -226,6 +251,32 @@ impl Limits {
 pub(crate) struct AfterResponse {
     set_cookie: Option<HeaderValue>,
     late: Option<Box<LateImage>>,
+    embeds: Option<Box<PageEmbeds>>,
+}
+
+/// Reads the images a page embeds from its HTML as it streams out, and keeps them for the
+/// page's key when the page is complete.
+#[derive(Debug)]
+pub(crate) struct PageEmbeds {
+    table: Arc<EmbedTable>,
+    page: u64,
+    scanner: EmbedScanner,
+}
+
+impl PageEmbeds {
+    /// Reads the next bytes of the page.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.scanner.feed(bytes);
+    }
+
+    /// The page is complete: remember what it embeds. A page that embeds no image in its
+    /// HTML (a gallery built by script) stays unknown: its views earn credit as before.
+    pub(crate) fn finish(self) {
+        let set = self.scanner.finish();
+        if set.count() > 0 {
+            self.table.store(self.page, set);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -240,6 +291,22 @@ struct LateImage {
 }
 
 impl AfterResponse {
+    /// The reader of the page's images, when the response is an HTML page (call after
+    /// [`apply`](Self::apply)).
+    pub(crate) fn take_embeds<B>(&mut self, response: &Response<B>) -> Option<Box<PageEmbeds>> {
+        let embeds = self.embeds.take()?;
+        let html = response.status() == http::StatusCode::OK
+            && response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
+            && response
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .is_none_or(|e| e.as_bytes().eq_ignore_ascii_case(b"identity"));
+        html.then_some(embeds)
+    }
+
     /// Applies the leftover work to the inner service's response.
     pub(crate) fn apply<B>(&mut self, response: &mut Response<B>) {
         if let Some(cookie) = self.set_cookie.take() {
@@ -312,6 +379,10 @@ pub(crate) struct Inputs<'a> {
 /// The request's facts, as the tracker and the limiters see them.
 struct Request<'a> {
     facts: Facts,
+    /// The request's path (without the query).
+    path: &'a str,
+    /// A GET (only a GET's page body says what the page embeds).
+    get: bool,
     kind: Kind,
     client: ClientId,
     secure: bool,
@@ -351,8 +422,19 @@ pub(crate) fn admit<B>(
         trap || ls.is_disallowed(path),
     );
     facts.address = address_hash(found.client);
+    if ls.embedded_only && facts.kind == Kind::Image && facts.referer_key != 0 {
+        facts.embedded = limits.embeds.embeds(facts.referer_key, facts.key);
+    } else if ls.embedded_only && facts.navigation {
+        // A little slack: a Bloom set may undercount, a browser may fetch a 2x variant.
+        facts.page_credit = limits.embeds.count(facts.key).map(|n| {
+            n.saturating_add(n / 4 + 2)
+                .min(ls.behaviour.credit_per_page)
+        });
+    }
     let seen = Request {
         facts,
+        path,
+        get: request.method() == http::Method::GET,
         kind: found.kind,
         client: found.client,
         secure: found.secure,
@@ -360,11 +442,11 @@ pub(crate) fn admit<B>(
         now,
         unix,
     };
+    let subnet = found.client.subnet_key(inputs.subnets);
     if trap {
-        mark_trap(limits, inputs, &seen, verdict);
+        mark_trap(limits, inputs, &seen, subnet, verdict);
         return Err(Refusal::Trap);
     }
-    let subnet = found.client.subnet_key(inputs.subnets);
     let tracked = track(limits, inputs, &seen, subnet, verdict);
     let mut refusal = tracked.refusal;
     let charged = verdict.action != Action::Block && matches!(seen.kind, Kind::Page | Kind::Image);
@@ -401,22 +483,44 @@ fn direct_open_stays_a_page(mut after: AfterResponse, found: &Classification) ->
     after
 }
 
-/// A trap path: observe it and mark the client (by address: a trap answer sets no cookie).
-fn mark_trap(limits: &Limits, inputs: Inputs<'_>, seen: &Request<'_>, verdict: &mut Verdict) {
+/// A trap path: observe it and mark the client that made it — its cookie visitor when it
+/// holds a valid cookie, its address otherwise — so a crawler with a cookie never gets the
+/// address's other people marked in its place.
+fn mark_trap(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    seen: &Request<'_>,
+    subnet: u128,
+    verdict: &mut Verdict,
+) {
     let ls = inputs.settings;
-    let key = limits.key((1u8, seen.client.key()));
-    limits
-        .store
-        .client(key, seen.now, ls.max_tracked_clients, &mut |record, _| {
-            record
-                .behaviour
-                .observe(&seen.facts, seen.now, &ls.behaviour);
-            record.behaviour.mark_trap(
-                seen.now,
-                ls.trap_mark.as_millis().min(u128::from(u32::MAX / 2)) as u32,
-            );
+    let for_ms = ls.trap_mark.as_millis().min(u128::from(u32::MAX / 2)) as u32;
+    let mark = |record: &mut ClientRecord| {
+        record
+            .behaviour
+            .observe(&seen.facts, seen.now, &ls.behaviour);
+        record.behaviour.mark_trap(seen.now, for_ms);
+    };
+    let cap = ls.max_tracked_clients;
+    let as_visitor = ls
+        .cookie
+        .read(seen.headers, seen.unix, subnet)
+        .is_some_and(|v| {
+            let visitor_key = limits.key((2u8, v.id, subnet));
+            limits
+                .store
+                .client(visitor_key, seen.now, cap, &mut |record, _| {
+                    mark(record);
+                    true
+                })
+        });
+    if !as_visitor {
+        let key = limits.key((1u8, seen.client.key()));
+        limits.store.client(key, seen.now, cap, &mut |record, _| {
+            mark(record);
             true
         });
+    }
     let mut trap_hit = Reasons::default();
     trap_hit.insert(Reason::TrapHit);
     inputs.scoring.add_signals(verdict, trap_hit);
@@ -430,6 +534,8 @@ struct Tracked {
     as_visitor: bool,
     /// An image one of the client's page views vouches for.
     vouched: bool,
+    /// A navigation beyond the client's page pace.
+    over_pace: bool,
     refusal: Option<Exceeded>,
 }
 
@@ -447,22 +553,45 @@ fn track(
     let (now, kind) = (seen.now, seen.kind);
     let cap = ls.max_tracked_clients;
     let mut vouched = false;
+    let mut over_pace = false;
     let mut refusal: Option<Exceeded> = None;
-    let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict| {
-        let observed = record.behaviour.observe(&seen.facts, now, &ls.behaviour);
+    let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
+        let mut facts = seen.facts;
+        if facts.navigation {
+            let pace = if as_visitor {
+                ls.page_pace
+            } else {
+                ls.anonymous_page_pace
+            };
+            facts.over_pace = pace.check(&mut record.tat_pace, now).is_err();
+            over_pace = facts.over_pace;
+        }
+        let viewed = record.behaviour.viewed();
+        let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
         inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
         if verdict.action == Action::Block {
+            return;
+        }
+        // A page view without a cookie is how a newcomer gets one: it is charged to the subnet
+        // only, never to the address's page budget or (when a scraper shares the address) to
+        // the suspects' page quota. Its credit is still held to the address's pace.
+        let newcomer = kind == Kind::Page && !as_visitor && ls.cookie.enabled;
+        if newcomer && !record.behaviour.late_images() {
             return;
         }
         refusal = charge_client(
             ls,
             record,
             kind,
-            verdict.action >= Action::Throttle,
+            verdict.action >= Action::Throttle && !newcomer,
             vouched,
             now,
         );
+        if refusal.is_some() && kind == Kind::Page {
+            // A refused page was not viewed: it vouches for nothing.
+            record.behaviour.unview(viewed);
+        }
     };
 
     let ip_key = limits.key((1u8, seen.client.key()));
@@ -477,8 +606,10 @@ fn track(
                     record
                         .behaviour
                         .seed_page(v.page, ls.behaviour.credit_per_page);
+                    // The page the cookie was issued on was this visitor's first step.
+                    let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
                 }
-                observe(record, verdict);
+                observe(record, verdict, true);
                 true
             });
         if kept {
@@ -488,7 +619,7 @@ fn track(
     });
     if !as_visitor {
         limits.store.client(ip_key, now, cap, &mut |record, _| {
-            observe(record, verdict);
+            observe(record, verdict, false);
             true
         });
     }
@@ -496,6 +627,7 @@ fn track(
         key,
         as_visitor,
         vouched,
+        over_pace,
         refusal,
     }
 }
@@ -596,12 +728,21 @@ fn after_response(
         let mut id = [0u8; 8];
         if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_ok() {
             let id = u64::from_le_bytes(id);
+            // Seeded even beyond the address's pace: a crowd arriving at once must see its
+            // first page's images (the visitor's own pace is charged for it when seeded).
             after.set_cookie =
                 Some(
                     ls.cookie
                         .issue(id, seen.unix, seen.facts.target, subnet, seen.secure),
                 );
         }
+    }
+    if ls.embedded_only && seen.get && seen.facts.navigation && !tracked.over_pace {
+        after.embeds = Some(Box::new(PageEmbeds {
+            table: limits.embeds.clone(),
+            page: seen.facts.key,
+            scanner: EmbedScanner::new(seen.path),
+        }));
     }
     after.late = Some(Box::new(LateImage {
         store: limits.store.clone(),

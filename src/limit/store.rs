@@ -14,11 +14,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::rate::{Millis, is_idle};
 use crate::signals::behaviour::Behaviour;
 
-/// A client's state: its page and image limiter cells and its tracker. 52 bytes.
+/// A client's state: its page, pace and image limiter cells and its tracker. 56 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientRecord {
-    /// GCRA cell for page views.
+    /// GCRA cell for page views (the long-horizon budget).
     pub tat_pages: Millis,
+    /// GCRA cell for the pace of page navigations.
+    pub tat_pace: Millis,
     /// GCRA cell for images.
     pub tat_images: Millis,
     /// What the client has been doing.

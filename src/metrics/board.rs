@@ -467,6 +467,7 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::VerifiedAgent => "a crawler confirmed by its published addresses",
         Reason::SpoofedAgent => "claimed to be a search engine from an address that is not one",
         Reason::AddressChurn => "kept changing its address",
+        Reason::FastNavigation => "turned pages faster than a person reads them",
         Reason::NoRefererImages => "took photos without coming from a page",
         Reason::UnviewedReferer => "took photos from pages it never viewed",
         Reason::MissingFetchDestImages => "took photos the way scripts do, not browsers",

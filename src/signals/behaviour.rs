@@ -93,6 +93,10 @@ pub(crate) struct Facts {
     pub(crate) kind: Kind,
     /// Hash of the path and query (pages are remembered by it, referers matched against it).
     pub(crate) target: u16,
+    /// The path and query's [`embed_key`](super::embeds::embed_key) (pages and images; 0 otherwise).
+    pub(crate) key: u64,
+    /// The same-site Referer's [`embed_key`](super::embeds::embed_key) (0: none).
+    pub(crate) referer_key: u64,
     /// The Referer.
     pub(crate) referer: Referer,
     /// The request came to a secure origin without `Sec-Fetch-Dest: image` (images only).
@@ -109,6 +113,15 @@ pub(crate) struct Facts {
     /// A hash of the client's address (0: not known). A visitor known by its cookie whose
     /// address keeps changing is one script rotating addresses, not a phone changing network.
     pub(crate) address: u16,
+    /// A navigation faster than the client's page pace allows (set by the limit stage): it
+    /// earns no credit and is not remembered as a page the client viewed.
+    pub(crate) over_pace: bool,
+    /// The credit this page view earns: the images its page embeds when the limit stage knows
+    /// them, `credit_per_page` otherwise.
+    pub(crate) page_credit: Option<u16>,
+    /// For an image whose Referer is a page of this site: whether that page embeds it (`None`:
+    /// the page's images are not known).
+    pub(crate) embedded: Option<bool>,
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
@@ -151,6 +164,11 @@ impl Facts {
     ) -> Facts {
         let tracked = matches!(kind, Kind::Page | Kind::Image);
         let image = kind == Kind::Image;
+        let (referer, referer_key) = if image {
+            read_referer(headers)
+        } else {
+            (Referer::None, 0)
+        };
         Facts {
             kind,
             target: if tracked {
@@ -158,11 +176,13 @@ impl Facts {
             } else {
                 0
             },
-            referer: if image {
-                read_referer(headers)
+            key: if tracked {
+                super::embeds::embed_key(path_and_query.as_bytes())
             } else {
-                Referer::None
+                0
             },
+            referer,
+            referer_key,
             no_fetch_dest: image && no_fetch_dest,
             original: image && settings.originals.is_match(path_and_query),
             number: if tracked {
@@ -173,6 +193,9 @@ impl Facts {
             disallowed,
             navigation: kind == Kind::Page && is_navigation(headers),
             address: 0,
+            over_pace: false,
+            page_credit: None,
+            embedded: None,
         }
     }
 
@@ -210,16 +233,17 @@ fn is_navigation(headers: &HeaderMap) -> bool {
     )
 }
 
-/// The Referer of a request: same host as `Host`, another site, or none.
-fn read_referer(headers: &HeaderMap) -> Referer {
+/// The Referer of a request: same host as `Host`, another site, or none; and for a page of
+/// this site, its [`embed_key`](super::embeds::embed_key).
+fn read_referer(headers: &HeaderMap) -> (Referer, u64) {
     let Some(referer) = headers.get(header::REFERER) else {
-        return Referer::None;
+        return (Referer::None, 0);
     };
     let referer = referer.as_bytes();
     let Some(scheme_end) =
         memchr::memchr(b':', referer).filter(|&i| referer[i..].starts_with(b"://"))
     else {
-        return Referer::Elsewhere;
+        return (Referer::Elsewhere, 0);
     };
     let rest = &referer[scheme_end + 3..];
     let (authority, target) = match rest.iter().position(|&b| b == b'/') {
@@ -234,9 +258,12 @@ fn read_referer(headers: &HeaderMap) -> Referer {
         .get(header::HOST)
         .is_none_or(|host| host.as_bytes().eq_ignore_ascii_case(authority));
     if same {
-        Referer::Here(target_hash(target))
+        (
+            Referer::Here(target_hash(target)),
+            super::embeds::embed_key(target),
+        )
     } else {
-        Referer::Elsewhere
+        (Referer::Elsewhere, 0)
     }
 }
 
@@ -454,12 +481,19 @@ const COUNTERS: usize = 7;
 const ROBOTS_FETCHED: u8 = 1;
 const ROBOTS_IGNORED: u8 = 2;
 const LATE_IMAGES: u8 = 4;
+/// The last navigation came faster than the page pace allows.
+const FAST_NAVIGATION: u8 = 8;
+
+/// Trap marks are kept in units of 1024 ms (a u16 covers about 18 hours; marks up to half).
+const TRAP_UNIT_SHIFT: u32 = 10;
+
+/// Longest trap mark the tracker can hold.
+pub(crate) const MAX_TRAP_MARK: Duration = Duration::from_secs((1 << 15) * 1024 / 1000);
 
 /// One client's behaviour over the window. 44 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Behaviour {
     last_ms: u32,
-    trap_until: u32,
     distinct: [u32; 2],
     counts: [[u8; COUNTERS]; 2],
     pages: [u16; 2],
@@ -467,6 +501,8 @@ pub struct Behaviour {
     credit: u16,
     number: u16,
     interval: u16,
+    /// When the trap mark ends, in 1024 ms units (0: none).
+    trap_until: u16,
     around: u8,
     run: u8,
     regular: u8,
@@ -498,12 +534,18 @@ impl Behaviour {
 
     /// Whether a trap mark is still in force at `now`.
     pub(crate) fn trap_marked(&self, now: u32) -> bool {
-        self.trap_until != 0 && (self.trap_until.wrapping_sub(now) as i32) > 0
+        let now = (now >> TRAP_UNIT_SHIFT) as u16;
+        self.trap_until != 0 && (self.trap_until.wrapping_sub(now) as i16) > 0
     }
 
-    /// Marks the client as a robots-ignoring scraper until `now + for_ms`.
+    /// Marks the client as a robots-ignoring scraper until `now + for_ms` (at most
+    /// [`MAX_TRAP_MARK`]).
     pub(crate) fn mark_trap(&mut self, now: u32, for_ms: u32) {
-        self.trap_until = now.wrapping_add(for_ms).max(1);
+        let max = MAX_TRAP_MARK.as_millis() as u32;
+        let until = now
+            .wrapping_add(for_ms.min(max))
+            .wrapping_add((1 << TRAP_UNIT_SHIFT) - 1);
+        self.trap_until = ((until >> TRAP_UNIT_SHIFT) as u16).max(1);
         if self.flags & ROBOTS_FETCHED != 0 {
             self.flags |= ROBOTS_IGNORED;
         }
@@ -514,6 +556,17 @@ impl Behaviour {
         self.pages[0] = page;
         self.credit = credit;
         self.counts[0][PAGES] = 1;
+    }
+
+    /// The pages viewed and the credit held, to be put back with [`unview`](Self::unview).
+    pub(crate) fn viewed(&self) -> ([u16; 2], u16) {
+        (self.pages, self.credit)
+    }
+
+    /// Takes back what a page view earned when the page was refused after all.
+    pub(crate) fn unview(&mut self, (pages, credit): ([u16; 2], u16)) {
+        self.pages = pages;
+        self.credit = credit;
     }
 
     /// Counts a response that turned out to be an image (by its Content-Type).
@@ -537,14 +590,15 @@ impl Behaviour {
         match facts.kind {
             Kind::Page => {
                 bump(&mut c[PAGES]);
-                if facts.navigation {
+                if facts.navigation && facts.over_pace {
+                    self.flags |= FAST_NAVIGATION;
+                } else if facts.navigation {
+                    self.flags &= !FAST_NAVIGATION;
                     if self.pages[0] != facts.target {
                         self.pages = [facts.target, self.pages[0]];
                     }
-                    self.credit = self
-                        .credit
-                        .saturating_add(s.credit_per_page)
-                        .min(s.max_credit);
+                    let earned = facts.page_credit.unwrap_or(s.credit_per_page);
+                    self.credit = self.credit.saturating_add(earned).min(s.max_credit);
                 }
             }
             Kind::Image => {
@@ -552,7 +606,9 @@ impl Behaviour {
                 self.distinct[0] |= 1 << (facts.target & 31);
                 match facts.referer {
                     Referer::None => bump(&mut c[NO_REFERER]),
-                    Referer::Here(page) if self.pages.contains(&page) => {
+                    Referer::Here(page)
+                        if self.pages.contains(&page) && facts.embedded != Some(false) =>
+                    {
                         if self.credit > 0 {
                             self.credit -= 1;
                             vouched = true;
@@ -590,13 +646,13 @@ impl Behaviour {
             self.flags |= ROBOTS_IGNORED;
         }
         Observed {
-            reasons: self.reasons(now, s),
+            reasons: self.reasons(now, s, facts.kind == Kind::Image),
             vouched,
         }
     }
 
     /// The signals raised by the state at `now`.
-    fn reasons(&self, now: u32, s: &BehaviourSettings) -> Reasons {
+    fn reasons(&self, now: u32, s: &BehaviourSettings, image: bool) -> Reasons {
         let mut reasons = Reasons::default();
         let into = now % s.bucket_ms;
         let est = |i: usize| -> u32 {
@@ -611,7 +667,10 @@ impl Behaviour {
         if at_least(est(UNVIEWED), s.unviewed_referer_images) {
             reasons.insert(Reason::UnviewedReferer);
         }
-        if at_least(images, s.images_without_pages) && est(PAGES) == 0 {
+        // Any page view in either bucket counts: the estimate rounds one page in the previous
+        // bucket down to none, and a person's images often follow their page across the boundary.
+        let no_pages = self.counts[0][PAGES] == 0 && self.counts[1][PAGES] == 0;
+        if at_least(images, s.images_without_pages) && no_pages {
             reasons.insert(Reason::ImagesWithoutPages);
         }
         if at_least(est(NO_FETCH_DEST), s.missing_fetch_dest_images) {
@@ -635,6 +694,10 @@ impl Behaviour {
         }
         if self.flags & ROBOTS_IGNORED != 0 {
             reasons.insert(Reason::RobotsIgnored);
+        }
+        // Images only: the pages of an address's record are a crowd's first page views too.
+        if image && self.flags & FAST_NAVIGATION != 0 {
+            reasons.insert(Reason::FastNavigation);
         }
         if self.trap_marked(now) {
             reasons.insert(Reason::TrapHit);
@@ -699,7 +762,7 @@ mod tests {
 
     #[test]
     fn state_fits_its_budget() {
-        assert_eq!(std::mem::size_of::<Behaviour>(), 48);
+        assert_eq!(std::mem::size_of::<Behaviour>(), 44);
     }
 
     #[test]
@@ -791,14 +854,14 @@ mod tests {
             "https://pub.example/gallery?x=1#top".parse().unwrap(),
         );
         assert_eq!(
-            read_referer(&h),
+            read_referer(&h).0,
             Referer::Here(target_hash(b"/gallery?x=1"))
         );
         h.insert(
             header::REFERER,
             "https://elsewhere.example/".parse().unwrap(),
         );
-        assert_eq!(read_referer(&h), Referer::Elsewhere);
+        assert_eq!(read_referer(&h).0, Referer::Elsewhere);
     }
 
     #[test]

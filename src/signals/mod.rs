@@ -23,13 +23,16 @@
 //! ```
 
 pub(crate) mod behaviour;
+pub mod embeds;
+mod self_id;
 mod user_agent;
+
+pub use self_id::self_identifies;
 
 pub(crate) use user_agent::{UserAgent, UserAgentCache};
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use http::{HeaderMap, HeaderName, Method, Version, header};
 
 use crate::catalog::Catalog;
@@ -57,16 +60,6 @@ pub(crate) const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch
 const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 const SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
 
-/// Words that only crawlers put in their User-Agent.
-static BOT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .build([
-            "bot/", "robot", "crawler", "spider", "scraper", "+http", "http://", "https://",
-        ])
-        .expect("static patterns build")
-});
-
 /// The header-shape signals of a request. `known_agent` skips the User-Agent shape checks
 /// (the catalog already said what it is).
 pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
@@ -74,7 +67,7 @@ pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
     let reading = UserAgent {
         agent: None,
         browser: BrowserUa::parse(ua),
-        bot_like: BOT_WORDS.is_match(ua),
+        bot_like: self_identifies(ua),
     };
     shape(view, ua.is_empty(), known_agent, &reading)
 }
@@ -87,12 +80,13 @@ pub(crate) fn user_agent_of(headers: &HeaderMap) -> &[u8] {
         .unwrap_or_default()
 }
 
-/// Reads a User-Agent: the catalog agent it names, its browser claims, crawler words.
+/// Reads a User-Agent: the catalog agent it names, its browser claims, whether it names
+/// itself a robot ([`self_identifies`]).
 pub(crate) fn read_user_agent(catalog: &Catalog, ua: &[u8]) -> UserAgent {
     UserAgent {
         agent: catalog.classify_index(ua).map(|i| i as u32),
         browser: BrowserUa::parse(ua),
-        bot_like: BOT_WORDS.is_match(ua),
+        bot_like: self_identifies(ua),
     }
 }
 
