@@ -201,18 +201,7 @@ impl Upstream {
                 None => return self.failed(&error, started),
             },
             Err(_) => {
-                self.metrics.upstream_error("timeout");
-                tracing::warn!(
-                    target: "lenscap::proxy",
-                    site = %self.site,
-                    upstream = %self.authority,
-                    waited_ms = started.elapsed().as_millis() as u64,
-                    "upstream sent no response head in time: 504"
-                );
-                return text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Timeout: the site's server did not answer in time.\n",
-                );
+                return self.timed_out(started, "upstream sent no response head in time: 504");
             }
         };
 
@@ -269,17 +258,9 @@ impl Upstream {
                     );
                 }
                 Err(_) => {
-                    self.metrics.upstream_error("timeout");
-                    tracing::warn!(
-                        target: "lenscap::proxy",
-                        site = %self.site,
-                        upstream = %self.authority,
-                        waited_ms = started.elapsed().as_millis() as u64,
-                        "upstream sent a response head but no body in time: 504"
-                    );
-                    return text_response(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "504 Gateway Timeout: the site's server did not answer in time.\n",
+                    return self.timed_out(
+                        started,
+                        "upstream sent a response head but no body in time: 504",
                     );
                 }
             }
@@ -287,6 +268,22 @@ impl Upstream {
         let context = self.body_context.clone();
         let body = UpstreamBody::new(body, first, idle, deadline, context);
         Response::from_parts(parts, SiteBody::upstream(body))
+    }
+
+    /// The upstream did not answer in time (`why` says what it had not sent): 504.
+    fn timed_out(&self, started: Instant, why: &'static str) -> Response<SiteBody> {
+        self.metrics.upstream_error("timeout");
+        tracing::warn!(
+            target: "lenscap::proxy",
+            site = %self.site,
+            upstream = %self.authority,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "{why}"
+        );
+        text_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: the site's server did not answer in time.\n",
+        )
     }
 
     /// The client's own request body failed: 408 when too slow, 400 when malformed.
