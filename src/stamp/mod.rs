@@ -568,8 +568,11 @@ impl StampOutcome {
 /// One step of a format's header parser, run over everything buffered so far.
 #[derive(Debug)]
 pub(crate) enum Step {
-    /// Call again once at least this many bytes are buffered.
+    /// Call again once at least this many bytes are buffered in one piece.
     NeedMore(usize),
+    /// Call again once at least this many bytes are held in all; the parser reads past its
+    /// contiguous prefix only through [`Held`].
+    NeedBytes(usize),
     /// Pass the whole image through untouched.
     Pass(PassReason),
     /// Rewrite the header.
@@ -582,6 +585,7 @@ pub(crate) enum Step {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Halt {
     NeedMore(usize),
+    NeedBytes(usize),
     Pass(PassReason),
     Withhold,
 }
@@ -590,6 +594,7 @@ impl From<Halt> for Step {
     fn from(halt: Halt) -> Step {
         match halt {
             Halt::NeedMore(n) => Step::NeedMore(n),
+            Halt::NeedBytes(n) => Step::NeedBytes(n),
             Halt::Pass(reason) => Step::Pass(reason),
             Halt::Withhold => Step::Withhold,
         }
@@ -629,11 +634,61 @@ pub(crate) struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Withheld;
 
+/// The bytes a parser sees: a contiguous prefix, then frames held as they came.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held<'a> {
+    pub(crate) prefix: &'a [u8],
+    pub(crate) later: &'a [Bytes],
+}
+
+impl Held<'_> {
+    /// How many bytes are held in all.
+    pub(crate) fn len(&self) -> usize {
+        self.prefix.len() + self.later.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// The little-endian `u32` at `at`, wherever its bytes lie.
+    pub(crate) fn le32(&self, at: usize) -> Option<u32> {
+        if let Some(v) = read::le32(self.prefix, at) {
+            return Some(v);
+        }
+        let mut bytes = [0u8; 4];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = self.byte(at.checked_add(i)?)?;
+        }
+        Some(u32::from_le_bytes(bytes))
+    }
+
+    fn byte(&self, mut at: usize) -> Option<u8> {
+        if let Some(b) = self.prefix.get(at) {
+            return Some(*b);
+        }
+        at -= self.prefix.len();
+        for frame in self.later {
+            match frame.get(at) {
+                Some(b) => return Some(*b),
+                None => at -= frame.len(),
+            }
+        }
+        None
+    }
+}
+
 /// The push-based front of the stamper: feed it body chunks until it decides.
+///
+/// Bytes a header parser reads as one slice are held contiguous (`buf`, or the first frame
+/// itself when it holds enough); bytes a parser only needs counted and read here and there
+/// ([`Step::NeedBytes`]: a small WebP's chunk layout) are kept as the frames they came in,
+/// not copied.
 #[derive(Debug)]
 pub(crate) struct Stamper {
     expected_len: Option<u64>,
     buf: BytesMut,
+    /// Set once a parser asked for [`Step::NeedBytes`]: the contiguous prefix it parsed.
+    prefix: Option<Bytes>,
+    /// Frames after `prefix`, as they came.
+    later: Vec<Bytes>,
+    later_len: usize,
     need: usize,
 }
 
@@ -642,6 +697,9 @@ impl Stamper {
         Stamper {
             expected_len,
             buf: BytesMut::new(),
+            prefix: None,
+            later: Vec::new(),
+            later_len: 0,
             need: 1,
         }
     }
@@ -651,11 +709,20 @@ impl Stamper {
         if chunk.is_empty() {
             return None;
         }
+        if let Some(prefix) = self.prefix.clone() {
+            self.later_len += chunk.len();
+            self.later.push(chunk);
+            if prefix.len() + self.later_len < self.need {
+                return self.check_limit(stamp);
+            }
+            return self.step_loose(stamp, prefix);
+        }
         if self.buf.is_empty() && chunk.len() >= self.need {
             // Common case: the first frame holds the whole header; parse it without a copy.
-            match self.step(stamp, &chunk) {
+            match self.step(stamp, &chunk, &[]) {
                 Step::NeedMore(n) => self.need = n,
-                step => return Some(decide_on(step, chunk, stamp)),
+                Step::NeedBytes(n) => return self.go_loose(stamp, chunk, n),
+                step => return Some(decide_on(step, chunk, Vec::new(), stamp)),
             }
             self.buf.extend_from_slice(&chunk);
             return self.check_limit(stamp);
@@ -664,14 +731,52 @@ impl Stamper {
         if self.buf.len() < self.need {
             return self.check_limit(stamp);
         }
-        match self.step(stamp, &self.buf) {
+        match self.step(stamp, &self.buf, &[]) {
             Step::NeedMore(n) => {
                 self.need = n;
                 self.check_limit(stamp)
             }
+            Step::NeedBytes(n) => {
+                let prefix = std::mem::take(&mut self.buf).freeze();
+                self.go_loose(stamp, prefix, n)
+            }
             step => {
                 let all = std::mem::take(&mut self.buf).freeze();
-                Some(decide_on(step, all, stamp))
+                Some(decide_on(step, all, Vec::new(), stamp))
+            }
+        }
+    }
+
+    /// From now on frames are kept as they come, until `need` bytes are held in all.
+    fn go_loose(&mut self, stamp: &Stamp, prefix: Bytes, need: usize) -> Option<Decision> {
+        self.need = need;
+        self.prefix = Some(prefix);
+        self.check_limit(stamp)
+    }
+
+    /// Runs the parser again over the prefix and the later frames.
+    fn step_loose(&mut self, stamp: &Stamp, prefix: Bytes) -> Option<Decision> {
+        match self.step(stamp, &prefix, &self.later) {
+            Step::NeedBytes(n) => {
+                self.need = n;
+                self.check_limit(stamp)
+            }
+            Step::NeedMore(n) => {
+                // The parser wants more of it in one piece after all: join what is held.
+                self.prefix = None;
+                self.buf.extend_from_slice(&prefix);
+                for frame in std::mem::take(&mut self.later) {
+                    self.buf.extend_from_slice(&frame);
+                }
+                self.later_len = 0;
+                self.need = n;
+                self.check_limit(stamp)
+            }
+            step => {
+                self.prefix = None;
+                self.later_len = 0;
+                let later = std::mem::take(&mut self.later);
+                Some(decide_on(step, prefix, later, stamp))
             }
         }
     }
@@ -679,13 +784,13 @@ impl Stamper {
     /// The body ended before a decision: what was buffered is all there is. Metadata in it
     /// is scrubbed (a partial block zeroed); otherwise it passes as it was.
     pub(crate) fn finish(&mut self, stamp: &Stamp) -> Decision {
-        let all = std::mem::take(&mut self.buf).freeze();
+        let (all, later) = self.take_held();
         let reason = if all.len() >= 12 && Format::sniff(&all).is_none() {
             PassReason::UnknownFormat
         } else {
             PassReason::Truncated
         };
-        let mut decision = decide_on(Step::Pass(reason), all, stamp);
+        let mut decision = decide_on(Step::Pass(reason), all, later, stamp);
         if let Some(mut walker) = decision.walker.take() {
             walker.finish(&mut decision.head);
             if walker.changed() && !decision.outcome.is_modified() {
@@ -695,12 +800,26 @@ impl Stamper {
         decision
     }
 
+    /// Everything held: the contiguous part and the frames after it.
+    fn take_held(&mut self) -> (Bytes, Vec<Bytes>) {
+        self.later_len = 0;
+        match self.prefix.take() {
+            Some(prefix) => (prefix, std::mem::take(&mut self.later)),
+            None => (std::mem::take(&mut self.buf).freeze(), Vec::new()),
+        }
+    }
+
+    fn held_len(&self) -> usize {
+        self.prefix.as_ref().map_or(self.buf.len(), |p| p.len()) + self.later_len
+    }
+
     fn check_limit(&mut self, stamp: &Stamp) -> Option<Decision> {
-        if self.need > stamp.max_header_bytes || self.buf.len() > stamp.max_header_bytes {
-            let all = std::mem::take(&mut self.buf).freeze();
+        if self.need > stamp.max_header_bytes || self.held_len() > stamp.max_header_bytes {
+            let (all, later) = self.take_held();
             Some(decide_on(
                 Step::Pass(PassReason::HeaderTooLarge),
                 all,
+                later,
                 stamp,
             ))
         } else {
@@ -708,7 +827,7 @@ impl Stamper {
         }
     }
 
-    fn step(&self, stamp: &Stamp, data: &[u8]) -> Step {
+    fn step(&self, stamp: &Stamp, data: &[u8], later: &[Bytes]) -> Step {
         if data.len() < 16 && !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
             // Sixteen bytes sniff any format; until then, keep going while a magic still fits.
             let fits = |magic: &[u8]| {
@@ -726,7 +845,14 @@ impl Stamper {
         match Format::sniff(data) {
             Some(Format::Jpeg) => jpeg::plan(data, stamp),
             Some(Format::Png) => png::plan(data, stamp),
-            Some(Format::Webp) => webp::plan(data, stamp, self.expected_len),
+            Some(Format::Webp) => webp::plan(
+                &Held {
+                    prefix: data,
+                    later,
+                },
+                stamp,
+                self.expected_len,
+            ),
             Some(Format::Heif | Format::Avif) => bmff::plan(data, stamp, self.expected_len),
             None => unknown(data),
         }
@@ -780,16 +906,20 @@ fn salvage(all: &[u8], stamp: &Stamp, reason: PassReason) -> Option<Step> {
     }
 }
 
-fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
+/// Decides on `all` (the contiguous bytes the parser read) and `later` (frames held after
+/// them, not copied).
+fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decision {
     let (step, fallback) = match step {
         Step::Pass(
             reason @ (PassReason::Malformed | PassReason::Truncated | PassReason::HeaderTooLarge),
         ) => match salvage(&all, stamp, reason) {
             Some(step) => (step, reason),
-            None => return pass(all, reason),
+            None => return pass(all, later, reason),
         },
-        Step::NeedMore(_) => return pass(all, PassReason::Truncated),
-        Step::Pass(reason) => return pass(all, reason),
+        Step::NeedMore(_) | Step::NeedBytes(_) => {
+            return pass(all, later, PassReason::Truncated);
+        }
+        Step::Pass(reason) => return pass(all, later, reason),
         step => (step, PassReason::NothingToDo),
     };
     let plan = match step {
@@ -803,22 +933,34 @@ fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
                 withheld: true,
             };
         }
-        Step::NeedMore(_) | Step::Pass(_) => return pass(all, fallback),
+        Step::NeedMore(_) | Step::NeedBytes(_) | Step::Pass(_) => {
+            return pass(all, later, fallback);
+        }
     };
     if !plan.stamped && !plan.scrubbed && plan.walker.is_none() {
-        return pass(all, fallback);
+        return pass(all, later, fallback);
     }
     let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
-        return pass(all, PassReason::Malformed);
+        return pass(all, later, PassReason::Malformed);
     };
     let head_len = plan.head.len() as u64;
     let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
     let mut walker = plan.walker;
-    let mut head = vec![Bytes::from(plan.head)];
+    let mut head = Vec::with_capacity(2 + later.len());
+    head.push(Bytes::from(plan.head));
     match walker.as_mut() {
-        Some(w) => w.push(rest, &mut head),
-        None if rest.is_empty() => {}
-        None => head.push(rest),
+        Some(w) => {
+            w.push(rest, &mut head);
+            for frame in &later {
+                w.push(frame.clone(), &mut head);
+            }
+        }
+        None => {
+            if !rest.is_empty() {
+                head.push(rest);
+            }
+            head.extend(later.iter().cloned());
+        }
     }
     // The outcome (and so the ETag) follows from the header alone: what the walker finds
     // later, even within this first buffer, must not make it depend on the chunking.
@@ -832,7 +974,7 @@ fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
             .is_none_or(|w| w.held() == 0 && !w.changed())
     {
         // Nothing changed and nothing is held: the buffered bytes go out as they came.
-        head = vec![all];
+        head = held(all, later);
     }
     Decision {
         head,
@@ -843,13 +985,19 @@ fn decide_on(step: Step, all: Bytes, stamp: &Stamp) -> Decision {
     }
 }
 
-fn pass(all: Bytes, reason: PassReason) -> Decision {
+/// The held bytes, in order, without empty pieces.
+fn held(all: Bytes, later: Vec<Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(1 + later.len());
+    if !all.is_empty() {
+        out.push(all);
+    }
+    out.extend(later);
+    out
+}
+
+fn pass(all: Bytes, later: Vec<Bytes>, reason: PassReason) -> Decision {
     Decision {
-        head: if all.is_empty() {
-            Vec::new()
-        } else {
-            vec![all]
-        },
+        head: held(all, later),
         added: 0,
         walker: None,
         outcome: StampOutcome::PassedThrough(reason),

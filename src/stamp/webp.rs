@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::read::{le16, le32};
 use super::walk::{RiffWalker, Walker};
-use super::{Halt, PassReason, Plan, Stamp, Step};
+use super::{Halt, Held, PassReason, Plan, Stamp, Step};
 
 const FLAG_ICC: u8 = 0x20;
 const FLAG_ALPHA: u8 = 0x10;
@@ -122,7 +122,7 @@ fn check_extended(
 /// whole (`max_header_bytes`), when every chunk boundary lines up with the RIFF end. A length
 /// that lies anywhere would otherwise send a reader of the rewritten file astray.
 fn layout_holds(
-    data: &[u8],
+    held: &Held<'_>,
     riff_end: u64,
     expected_len: Option<u64>,
     hold: usize,
@@ -137,12 +137,13 @@ fn layout_holds(
         // Too large to look at whole: the first chunks were checked.
         return Ok(true);
     }
-    if (data.len() as u64) < riff_end {
-        return Err(Halt::NeedMore(riff_end as usize));
+    if (held.len() as u64) < riff_end {
+        // Only chunk sizes are read from here on: the frames need not be joined.
+        return Err(Halt::NeedBytes(riff_end as usize));
     }
     let mut at = 12u64;
     while at < riff_end {
-        let Some(size) = le32(data, at as usize + 4) else {
+        let Some(size) = held.le32(at as usize + 4) else {
             return Ok(false);
         };
         at += 8 + u64::from(size) + u64::from(size & 1);
@@ -151,7 +152,8 @@ fn layout_holds(
 }
 
 /// Parses the RIFF header and first chunks; see [`Step`].
-pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Step {
+pub(crate) fn plan(held: &Held<'_>, stamp: &Stamp, expected_len: Option<u64>) -> Step {
+    let data = held.prefix;
     if data.len() < 20 {
         return Step::NeedMore(20);
     }
@@ -198,7 +200,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
                 return halt.into();
             }
             if add_xmp {
-                match layout_holds(data, riff_end, expected_len, stamp.max_header_bytes) {
+                match layout_holds(held, riff_end, expected_len, stamp.max_header_bytes) {
                     Ok(holds) => add_xmp = holds,
                     Err(halt) => return halt.into(),
                 }
@@ -249,7 +251,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
                 return Step::Pass(PassReason::Malformed);
             };
             let whole = 20 + u64::from(size) + u64::from(size & 1) == riff_end;
-            let holds = match layout_holds(data, riff_end, expected_len, stamp.max_header_bytes) {
+            let holds = match layout_holds(held, riff_end, expected_len, stamp.max_header_bytes) {
                 Ok(holds) => holds,
                 Err(halt) => return halt.into(),
             };

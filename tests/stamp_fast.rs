@@ -1,0 +1,172 @@
+//! The stamper's fast paths keep the privacy invariant where a shortcut would miss:
+//!
+//! - JPEG: the walker over entropy-coded data finds a marker segment holding a location
+//!   after the first scan at every offset (of a 64-byte block, of a frame), and a second
+//!   image appended after `EOI`: the guard any faster scan of that data must keep.
+//! - A small WebP's chunk layout is checked over the frames as they came, without joining
+//!   them: the output, headers and outcome are the same in every chunking, an `EXIF` chunk
+//!   with GPS in a later frame is scrubbed, and a chunk size that breaks the layout in a
+//!   later frame still stops the XMP from being added.
+
+mod stamp_support;
+
+use lenscap::stamp::{StampOutcome, stamp_bytes};
+use stamp_support::corpus::{GpsIn, phone_tiff, position_needles};
+use stamp_support::*;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn assert_no_position(out: &[u8], what: &str) {
+    for needle in position_needles() {
+        assert!(
+            !contains(out, &needle),
+            "{what}: position left in the output"
+        );
+    }
+}
+
+/// A baseline JPEG whose entropy-coded data is `filler` bytes of noise with stuffed `FF 00`
+/// and restart markers in it, then an Exif `APP1` with GPS (as between two scans), then a
+/// second scan and `EOI`.
+fn jpeg_with_late_exif(filler: usize) -> Vec<u8> {
+    let base = jpeg_baseline(16, 16);
+    let sos = base
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("SOS");
+    let sos_len = usize::from(u16::from_be_bytes([base[sos + 2], base[sos + 3]]));
+    let mut out = base[..sos + 2 + sos_len].to_vec();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ filler as u64;
+    for i in 0..filler {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = (state >> 24) as u8;
+        if b == 0xFF {
+            out.extend_from_slice(&[0xFF, if i % 2 == 0 { 0x00 } else { 0xD1 }]);
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend(exif_segment(&phone_tiff(true, GpsIn::Ifd0)));
+    out.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
+    out.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56]);
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+#[tokio::test]
+async fn jpeg_exif_after_the_scan_is_found_at_every_block_offset() {
+    let stamp = stamp();
+    // 200 fillers in a row cover every offset of the segment's FF within a 64-byte block,
+    // and, with the header before them, every offset within a 7- and a 64-byte frame.
+    for filler in 1000..1200 {
+        let input = jpeg_with_late_exif(filler);
+        let (whole, outcome) = stamp_bytes(&stamp, &input);
+        assert_eq!(outcome, StampOutcome::Stamped, "filler {filler}");
+        assert_no_position(&whole, &format!("filler {filler}"));
+        for chunking in [
+            Chunking::Fixed(64),
+            Chunking::Fixed(61),
+            Chunking::Random(filler as u64),
+        ] {
+            let served = serve(&stamp, &input, "image/jpeg", chunking).await;
+            assert_eq!(
+                served.body, whole,
+                "filler {filler}: chunking changed the output"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn jpeg_appended_after_eoi_is_scrubbed_at_every_block_offset() {
+    let stamp = stamp();
+    let second = jpeg_with(
+        &jpeg_baseline(8, 8),
+        &[exif_segment(&phone_tiff(false, GpsIn::Ifd0))],
+    );
+    for filler in 0..130 {
+        let mut input = jpeg_baseline(24, 24);
+        input.extend(std::iter::repeat_n(0u8, filler));
+        input.extend_from_slice(&second);
+        let served = serve_all(&stamp, &input, "image/jpeg").await;
+        assert_eq!(served.outcome, StampOutcome::Stamped);
+        assert_no_position(&served.body, &format!("appended after {filler} zeros"));
+        assert_eq!(frames(&input)[0], frames(&served.body)[0], "same pixels");
+    }
+}
+
+/// A lossless WebP of about 40 KB (noise does not compress), with an `EXIF` chunk after the
+/// image data, as cameras and editors write it.
+fn webp_noise_with_exif() -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let img = image::RgbImage::from_fn(110, 110, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state.to_le_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut simple = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut simple)
+        .encode(img.as_raw(), 110, 110, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let vp8l = webp_chunks(&simple)[0].1.clone();
+    riff(&[
+        vp8x(0x08, 110, 110),
+        riff_chunk(b"VP8L", &vp8l),
+        riff_chunk(b"EXIF", &phone_tiff(true, GpsIn::Ifd0)),
+    ])
+}
+
+#[tokio::test]
+async fn small_webp_layout_is_checked_over_frames_and_late_exif_scrubbed() {
+    let stamp = stamp();
+    let input = webp_noise_with_exif();
+    assert!(input.len() > 30_000, "{} bytes", input.len());
+    let (whole, outcome) = stamp_bytes(&stamp, &input);
+    assert_eq!(outcome, StampOutcome::Both);
+    assert_no_position(&whole, "webp, whole");
+    assert_eq!(webp_xmp(&whole).len(), 1, "XMP added");
+    let served = serve_all(&stamp, &input, "image/webp").await;
+    assert_eq!(served.body, whole);
+    for size in [1000, 4096, 16 * 1024] {
+        let other = serve(&stamp, &input, "image/webp", Chunking::Fixed(size)).await;
+        assert_eq!(other.body, whole, "{size}-byte frames");
+        assert_eq!(other.headers, served.headers, "{size}-byte frames");
+        assert_eq!(other.outcome, served.outcome, "{size}-byte frames");
+    }
+    assert_eq!(frames(&input), frames(&served.body), "same pixels");
+}
+
+#[tokio::test]
+async fn small_webp_with_a_broken_layout_in_a_later_frame_gets_no_xmp() {
+    let stamp = stamp();
+    let mut input = webp_noise_with_exif();
+    // The EXIF chunk claims two bytes fewer than it has: chunk boundaries no longer meet the
+    // RIFF end, and that is only visible past the first frames.
+    let exif_at = input.len() - phone_tiff(true, GpsIn::Ifd0).len() - 8;
+    assert_eq!(&input[exif_at..exif_at + 4], b"EXIF");
+    let size = u32::from_le_bytes(input[exif_at + 4..exif_at + 8].try_into().unwrap());
+    input[exif_at + 4..exif_at + 8].copy_from_slice(&(size - 2).to_le_bytes());
+    let (whole, outcome) = stamp_bytes(&stamp, &input);
+    assert!(
+        !contains(&whole, b"plus:DataMining"),
+        "no XMP on a broken layout"
+    );
+    assert_eq!(whole.len(), input.len(), "nothing inserted");
+    assert_eq!(&whole[..30], &input[..30], "header untouched");
+    assert_no_position(&whole, "webp with a broken layout");
+    for size in [1000, 16 * 1024] {
+        let served = serve(&stamp, &input, "image/webp", Chunking::Fixed(size)).await;
+        assert_eq!(served.body, whole, "{size}-byte frames");
+        assert_eq!(served.outcome, outcome, "{size}-byte frames");
+        assert_eq!(
+            served.headers["content-length"],
+            input.len().to_string().as_str()
+        );
+    }
+}
