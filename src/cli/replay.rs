@@ -34,7 +34,7 @@
 //! unreadable line.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -43,7 +43,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Category;
@@ -96,7 +96,7 @@ struct Line<'a> {
     #[serde(borrow, default)]
     scheme: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    headers: BTreeMap<Cow<'a, str>, HeaderField<'a>>,
+    headers: Headers<'a>,
     #[serde(default)]
     t: Option<f64>,
     #[serde(borrow, default)]
@@ -112,21 +112,44 @@ struct Line<'a> {
     content_type: Option<Cow<'a, str>>,
 }
 
+/// A line's `headers` object, in the order a `BTreeMap` would give (by name, bytewise; of
+/// names given twice, the last), read into a `Vec`: lines carry few headers, and a map
+/// costs a node allocation and a search per field.
+#[derive(Default)]
+struct Headers<'a>(Vec<(Cow<'a, str>, HeaderField<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = Headers<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of header names to values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields: Vec<(Cow<'a, str>, HeaderField<'a>)> = Vec::with_capacity(8);
+                while let Some((name, value)) = map.next_entry::<Cow<'a, str>, HeaderField<'a>>()? {
+                    // Sorted insert; a name given again replaces the earlier value.
+                    match fields.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_ref())) {
+                        Ok(at) => fields[at].1 = value,
+                        Err(at) => fields.insert(at, (name, value)),
+                    }
+                }
+                Ok(Headers(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum HeaderField<'a> {
     One(#[serde(borrow)] Cow<'a, str>),
     Many(#[serde(borrow)] Vec<Cow<'a, str>>),
-}
-
-#[derive(Serialize)]
-struct Out<'a> {
-    action: &'static str,
-    outcome: &'static str,
-    score: u32,
-    category: &'static str,
-    agent: Option<&'a str>,
-    reasons: Vec<&'static str>,
 }
 
 /// Counts for a category or a client.
@@ -172,6 +195,9 @@ struct VisitorKey {
     user_agent: u64,
 }
 
+/// Replay's maps: keyed by addresses and hashes it computed itself, read once a line.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Most visitor cookies replay keeps at once (a log of millions of addresses stays bounded).
 const MAX_JAR: usize = 1 << 20;
 
@@ -207,9 +233,8 @@ struct Replay {
     visitors: HashMap<String, HeaderValue>,
 }
 
-/// One request read from a log line.
+/// What a log line says besides the request (which is read into a reused `Request`).
 struct Parsed {
-    request: Request<()>,
     t: Option<f64>,
     visitor: Option<String>,
     set_visitor: Option<String>,
@@ -229,16 +254,21 @@ impl Replay {
             bad: 0,
             first_errors: Vec::new(),
             by_category: BTreeMap::new(),
-            clients: HashMap::new(),
-            jar: HashMap::new(),
-            agents_by_address: HashMap::new(),
+            clients: HashMap::default(),
+            jar: HashMap::default(),
+            agents_by_address: HashMap::default(),
             total: Tally::default(),
-            visitors: HashMap::new(),
+            visitors: HashMap::default(),
         }
     }
 
     /// Runs one parsed request in its own time.
-    fn step(&mut self, line: usize, mut parsed: Parsed) -> (Verdict, Outcome) {
+    fn step(
+        &mut self,
+        line: usize,
+        request: &mut Request<()>,
+        parsed: Parsed,
+    ) -> (Verdict, Outcome) {
         let t = parsed.t.unwrap_or(self.last);
         let start = *self.start.get_or_insert(t);
         self.last = t.max(self.last);
@@ -249,17 +279,15 @@ impl Replay {
         self.clock.set(Duration::from_millis(ms as u64));
         // Lenscap's own access log names each visitor: give it the cookie replay issued it.
         if let Some(cookie) = parsed.visitor.and_then(|v| self.visitors.get(&v)) {
-            parsed
-                .request
-                .headers_mut()
-                .insert(header::COOKIE, cookie.clone());
+            request.headers_mut().insert(header::COOKIE, cookie.clone());
         }
-        let mut request = parsed.request;
-        let key = self.visitor(&mut request);
+        let peer = peer_of(request);
+        let user_agent = user_agent_hash(request);
+        let key = self.visitor(request, peer, user_agent);
         let (_client, verdict, outcome, image, set_cookie) = judge(
             &self.limits,
             &self.policy,
-            &request,
+            request,
             parsed.content_type.as_ref(),
         );
         if let Some(set) = set_cookie {
@@ -285,11 +313,11 @@ impl Replay {
             .or_default()
             .add(outcome, image);
         let key = key.unwrap_or(VisitorKey {
-            ip: peer_of(&request),
-            user_agent: user_agent_hash(&request),
+            ip: peer,
+            user_agent,
         });
         let stats = self.clients.entry(key).or_insert_with(|| ClientStats {
-            user_agent: short_user_agent(&request),
+            user_agent: short_user_agent(request),
             ..ClientStats::default()
         });
         stats.tally.add(outcome, image);
@@ -316,14 +344,16 @@ impl Replay {
     /// Who sent `request`, for a request without its own cookie: its address and
     /// User-Agent; the cookie this visitor was given earlier goes on the request, as a
     /// browser would send it. `None` when the line carries a cookie of its own.
-    fn visitor(&mut self, request: &mut Request<()>) -> Option<VisitorKey> {
+    fn visitor(
+        &mut self,
+        request: &mut Request<()>,
+        ip: IpAddr,
+        user_agent: u64,
+    ) -> Option<VisitorKey> {
         if request.headers().contains_key(header::COOKIE) {
             return None;
         }
-        let key = VisitorKey {
-            ip: peer_of(request),
-            user_agent: user_agent_hash(request),
-        };
+        let key = VisitorKey { ip, user_agent };
         let seen = self
             .agents_by_address
             .entry(key.ip)
@@ -535,7 +565,9 @@ fn replay(
 ) -> anyhow::Result<Replay> {
     let mut replay = Replay::new(policy);
     let mut buf = String::new();
-    let mut headers = HeaderMap::new();
+    // One request, refilled for every line: its header map and extensions keep their memory.
+    let mut request = Request::new(());
+    let mut line_out = Vec::with_capacity(256);
     let mut number = 0usize;
     loop {
         buf.clear();
@@ -550,24 +582,17 @@ fn replay(
         }
         replay.lines += 1;
         let parsed = match format {
-            Format::Jsonl => parse_jsonl(text, &mut headers),
-            Format::Combined => parse_combined(text, false),
-            Format::VhostCombined => parse_combined(text, true),
+            Format::Jsonl => parse_jsonl(text, &mut request),
+            Format::Combined => parse_combined(text, false, &mut request),
+            Format::VhostCombined => parse_combined(text, true, &mut request),
         };
         match parsed {
             Ok(parsed) => {
-                let (verdict, outcome) = replay.step(number, parsed);
+                let (verdict, outcome) = replay.step(number, &mut request, parsed);
                 if let Some(out) = verdicts.as_deref_mut() {
-                    let line = Out {
-                        action: verdict.action.as_str(),
-                        outcome: outcome.as_str(),
-                        score: verdict.score,
-                        category: verdict.category.as_str(),
-                        agent: verdict.agent.as_deref(),
-                        reasons: verdict.reasons.names().collect(),
-                    };
-                    serde_json::to_writer(&mut *out, &line)?;
-                    out.write_all(b"\n")?;
+                    line_out.clear();
+                    write_verdict(&mut line_out, &verdict, outcome);
+                    out.write_all(&line_out)?;
                 }
             }
             Err(error) => {
@@ -585,21 +610,19 @@ fn replay(
     Ok(replay)
 }
 
-fn build(
+/// Sets everything but the headers of the reused `request` (which the caller filled).
+fn fill(
+    request: &mut Request<()>,
     ip: Option<IpAddr>,
     method: Method,
     target: &str,
     version: Version,
-    headers: HeaderMap,
     tls: bool,
-) -> Result<Request<()>, String> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(target)
-        .version(version)
-        .body(())
-        .map_err(|_| format!("bad path {target:?}"))?;
-    *request.headers_mut() = headers;
+) -> Result<(), String> {
+    *request.uri_mut() = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
+    *request.method_mut() = method;
+    *request.version_mut() = version;
+    request.extensions_mut().clear();
     if let Some(ip) = ip {
         request
             .extensions_mut()
@@ -608,14 +631,51 @@ fn build(
     if tls {
         request.extensions_mut().insert(Tls);
     }
-    Ok(request)
+    Ok(())
 }
 
-fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
+/// One `--verdicts` line: `{"action":…,"outcome":…,"score":…,"category":…,"agent":…,"reasons":[…]}`
+/// and a newline, as `serde_json` writes the same fields.
+fn write_verdict(out: &mut Vec<u8>, verdict: &Verdict, outcome: Outcome) {
+    out.extend_from_slice(b"{\"action\":");
+    json_str(out, verdict.action.as_str());
+    out.extend_from_slice(b",\"outcome\":");
+    json_str(out, outcome.as_str());
+    let _ = write!(out, ",\"score\":{},\"category\":", verdict.score);
+    json_str(out, verdict.category.as_str());
+    out.extend_from_slice(b",\"agent\":");
+    match verdict.agent.as_deref() {
+        Some(agent) => json_str(out, agent),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reasons\":[");
+    for (i, name) in verdict.reasons.names().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, name);
+    }
+    out.extend_from_slice(b"]}\n");
+}
+
+/// A JSON string: copied between quotes when nothing in it needs escaping, else written by
+/// `serde_json`.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    }
+}
+
+fn parse_jsonl(text: &str, request: &mut Request<()>) -> Result<Parsed, String> {
     let line: Line<'_> =
         serde_json::from_str(text).map_err(|e| format!("not a request object: {e}"))?;
+    let headers = request.headers_mut();
     headers.clear();
-    for (name, field) in &line.headers {
+    for (name, field) in &line.headers.0 {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("bad header name {name:?}"))?;
         let mut add = |value: &str| -> Result<(), String> {
@@ -655,16 +715,8 @@ fn parse_jsonl(text: &str, headers: &mut HeaderMap) -> Result<Parsed, String> {
         Some("HTTP/3" | "HTTP/3.0") => Version::HTTP_3,
         Some(other) => return Err(format!("bad version {other:?}")),
     };
-    let request = build(
-        ip,
-        method,
-        &line.path,
-        version,
-        std::mem::take(headers),
-        tls,
-    )?;
+    fill(request, ip, method, &line.path, version, tls)?;
     Ok(Parsed {
-        request,
         t: line.t,
         visitor: line.visitor.map(Cow::into_owned),
         set_visitor: line.set_visitor.map(Cow::into_owned),
@@ -716,7 +768,7 @@ fn is_page_target(target: &str) -> bool {
 
 /// `ip ident user [10/Oct/2000:13:55:36 -0700] "GET /p HTTP/1.1" 200 2326 "referer" "ua"`,
 /// after `host:port ` when `vhost` (Apache's `vhost_combined`).
-fn parse_combined(text: &str, vhost: bool) -> Result<Parsed, String> {
+fn parse_combined(text: &str, vhost: bool, request: &mut Request<()>) -> Result<Parsed, String> {
     let bad = |what: &str| format!("not a combined log line ({what})");
     let (host, text) = if vhost {
         let (host, rest) = text.split_once(' ').ok_or_else(|| bad("no virtual host"))?;
@@ -779,9 +831,9 @@ fn parse_combined(text: &str, vhost: bool) -> Result<Parsed, String> {
     {
         headers.insert(header::REFERER, v);
     }
-    let request = build(Some(ip), method, target, version, headers, false)?;
+    *request.headers_mut() = headers;
+    fill(request, Some(ip), method, target, version, false)?;
     Ok(Parsed {
-        request,
         t: Some(t),
         visitor: None,
         set_visitor: None,
@@ -858,6 +910,101 @@ fn parse_clf_time(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// The `--verdicts` line as `serde_json` writes it, for comparison with `write_verdict`.
+    #[derive(Serialize)]
+    struct Out<'a> {
+        action: &'static str,
+        outcome: &'static str,
+        score: u32,
+        category: &'static str,
+        agent: Option<&'a str>,
+        reasons: Vec<&'static str>,
+    }
+
+    #[test]
+    fn verdict_lines_are_what_serde_json_writes() {
+        use crate::verdict::{Action, Reason, Reasons};
+        let none = Reasons::default();
+        let mut many = Reasons::default();
+        many.insert(Reason::NoAccept);
+        many.insert(Reason::NoAcceptLanguage);
+        many.insert(Reason::KnownAgent);
+        for (agent, reasons) in [
+            (None, &none),
+            (Some("GPTBot"), &many),
+            (Some("a \"quoted\" \\ agent\u{1}\u{7f}é"), &many),
+        ] {
+            for (action, outcome, category) in [
+                (Action::Allow, Outcome::Allowed, Category::Browser),
+                (Action::Block, Outcome::Blocked, Category::AiTraining),
+                (Action::Throttle, Outcome::Limited, Category::BulkDownloader),
+            ] {
+                let verdict = Verdict {
+                    action,
+                    score: 45,
+                    category,
+                    agent: agent.map(std::sync::Arc::from),
+                    reasons: *reasons,
+                };
+                let mut ours = Vec::new();
+                write_verdict(&mut ours, &verdict, outcome);
+                let mut theirs = serde_json::to_vec(&Out {
+                    action: verdict.action.as_str(),
+                    outcome: outcome.as_str(),
+                    score: verdict.score,
+                    category: verdict.category.as_str(),
+                    agent: verdict.agent.as_deref(),
+                    reasons: verdict.reasons.names().collect(),
+                })
+                .unwrap();
+                theirs.push(b'\n');
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(theirs).unwrap()
+                );
+            }
+        }
+    }
+
+    /// Header fields go into the request in the order (and with the duplicates resolved)
+    /// that reading them into a `BTreeMap` gave, so verdicts do not change.
+    #[test]
+    fn headers_keep_the_order_a_btreemap_gave() {
+        let text = r#"{"path":"/a.jpg","headers":{"user-agent":"b","Accept":"x","User-Agent":"a","accept":["y","z"],"Accept":"w","x-b":"1","x-a":"2"}}"#;
+        let mut request = Request::new(());
+        parse_jsonl(text, &mut request).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text).unwrap();
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(line["headers"].clone()).unwrap();
+        let mut expected = HeaderMap::new();
+        for (name, value) in &map {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let values = match value {
+                serde_json::Value::Array(v) => v.clone(),
+                one => vec![one.clone()],
+            };
+            for v in values {
+                expected.append(
+                    name.clone(),
+                    HeaderValue::from_str(v.as_str().unwrap()).unwrap(),
+                );
+            }
+        }
+        let pairs = |h: &HeaderMap| -> Vec<(String, String)> {
+            h.iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect()
+        };
+        assert_eq!(pairs(request.headers()), pairs(&expected));
+        assert_eq!(request.headers()[header::ACCEPT], "w");
+        assert_eq!(request.headers()[header::USER_AGENT], "a");
+        // The reused request starts afresh on the next line.
+        parse_jsonl(r#"{"path":"/b"}"#, &mut request).unwrap();
+        assert!(request.headers().is_empty());
+        assert!(request.extensions().get::<PeerAddr>().is_none());
+        assert_eq!(request.uri(), "/b");
+    }
+
     fn verdicts(format: Format, input: &str) -> (Vec<serde_json::Value>, usize) {
         let policy = Policy::embedded().unwrap();
         let mut out = Vec::new();
@@ -902,39 +1049,36 @@ mod tests {
             assert!(!is_page_target(asset), "{asset}");
         }
         let line = r#"thecrown.example:443 203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /events/ HTTP/1.1" 200 2326 "-" "Mozilla/5.0""#;
-        let parsed = parse_combined(line, true).unwrap();
-        assert_eq!(parsed.request.headers()[header::HOST], "thecrown.example");
+        let mut request = Request::new(());
+        parse_combined(line, true, &mut request).unwrap();
+        assert_eq!(request.headers()[header::HOST], "thecrown.example");
         assert!(
-            parsed.request.headers()[header::ACCEPT]
+            request.headers()[header::ACCEPT]
                 .to_str()
                 .unwrap()
                 .starts_with("text/html")
         );
         let image = r#"203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /a.jpg HTTP/1.1" 200 2326 "-" "Mozilla/5.0""#;
-        assert_eq!(
-            parse_combined(image, false).unwrap().request.headers()[header::ACCEPT],
-            "*/*"
-        );
+        parse_combined(image, false, &mut request).unwrap();
+        assert_eq!(request.headers()[header::ACCEPT], "*/*");
     }
 
     #[test]
     fn combined_lines_parse() {
         let line = r#"203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET /photos/IMG_0001.jpg HTTP/1.1" 200 2326 "http://pub.example/gallery" "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0""#;
-        let parsed = parse_combined(line, false).unwrap();
+        let mut request = Request::new(());
+        let parsed = parse_combined(line, false, &mut request).unwrap();
         assert_eq!(parsed.t, Some(971_211_336.0));
-        assert_eq!(parsed.request.uri().path(), "/photos/IMG_0001.jpg");
+        assert_eq!(request.uri().path(), "/photos/IMG_0001.jpg");
         assert_eq!(
-            parsed.request.headers()[header::REFERER],
+            request.headers()[header::REFERER],
             "http://pub.example/gallery"
         );
-        assert!(parse_combined("garbage", false).is_err());
+        assert!(parse_combined("garbage", false, &mut request).is_err());
         let quoted_ua = r#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "GET / HTTP/1.0" 200 1 "-" "a \"quoted\" agent""#;
-        let parsed = parse_combined(quoted_ua, false).unwrap();
-        assert_eq!(
-            parsed.request.headers()[header::USER_AGENT],
-            "a \"quoted\" agent"
-        );
-        assert_eq!(parsed.request.version(), Version::HTTP_10);
+        parse_combined(quoted_ua, false, &mut request).unwrap();
+        assert_eq!(request.headers()[header::USER_AGENT], "a \"quoted\" agent");
+        assert_eq!(request.version(), Version::HTTP_10);
     }
 
     /// A person and a harvester in one combined log, in log time.
