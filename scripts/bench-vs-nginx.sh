@@ -14,31 +14,59 @@
 # limit_req is likewise set too high to refuse). Loopback only. Prints requests/s, p99 and
 # the ratios (lenscap / nginx: >= 1.0 for throughput and <= 1.0 for p99 meet the target).
 #
-#   scripts/bench-vs-nginx.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2
-#   DURATION=30s CONNECTIONS=256 scripts/bench-vs-nginx.sh
+# Same CPU budget: both servers are pinned (taskset) to the same core(s), SERVER_CPUS, with
+# as many workers as cores there (nginx worker processes, Tokio worker threads); wrk and, in
+# proxy mode, the upstream run on the other core(s), LOAD_CPUS. Each mode runs ROUNDS rounds
+# of lenscap then nginx, back to back (interleaved, so a burst of load from other processes
+# hits both alike); each round's figures and the medians are printed, with the load average.
+#
+#   scripts/bench-vs-nginx.sh                 # DURATION=10s CONNECTIONS=64 THREADS=1 ROUNDS=3
+#   DURATION=30s CONNECTIONS=256 ROUNDS=5 scripts/bench-vs-nginx.sh
+#   LENSCAP=/path/to/saved/lenscap scripts/bench-vs-nginx.sh   # a saved binary, no build
+#   MODES=proxy scripts/bench-vs-nginx.sh     # one mode only (static, proxy)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-WORKERS=${WORKERS:-2}          # nginx workers and lenscap runtime threads: the same CPU budget
+THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-static proxy}
+CORES=$(nproc)
+# The servers get the last core, wrk and the upstream the others (one machine, shared).
+SERVER_CPUS=${SERVER_CPUS:-$((CORES - 1))}
+LOAD_CPUS=${LOAD_CPUS:-0-$((CORES > 1 ? CORES - 2 : 0))}
+cpu_count() { # "1", "0-2", "1,3" -> number of cores
+    local n=0 part
+    for part in ${1//,/ }; do
+        if [[ $part == *-* ]]; then n=$((n + ${part#*-} - ${part%-*} + 1)); else n=$((n + 1)); fi
+    done
+    echo "$n"
+}
+WORKERS=${WORKERS:-$(cpu_count "$SERVER_CPUS")}   # nginx workers and lenscap runtime threads
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/photos/terrace-09.webp}
 LENSCAP_PORT=18080
 NGINX_PORT=18081
 UPSTREAM_PORT=18090
 
 need() { command -v "$1" >/dev/null 2>&1; }
+if ! need taskset; then
+    echo "taskset (util-linux) is needed to give both servers the same cores" >&2
+    exit 1
+fi
 if ! need wrk || ! need nginx; then
     echo "installing wrk and nginx from Debian" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
 fi
 
-echo "building lenscap (release)" >&2
-cargo build --release --quiet --bin lenscap
-LENSCAP="$REPO/target/release/lenscap"
+if [[ -z ${LENSCAP:-} ]]; then
+    echo "building lenscap (release)" >&2
+    cargo build --release --quiet --bin lenscap
+    LENSCAP="${CARGO_TARGET_DIR:-$REPO/target}/release/lenscap"
+fi
+[[ -x $LENSCAP ]] || { echo "no lenscap binary at $LENSCAP" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/lenscap-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -91,8 +119,14 @@ http {
 EOF
 }
 
-start_nginx() { # $1 = config file
-    nginx -p "$WORK" -c "$1" -g 'daemon off;' &
+start_nginx() { # $1 = config file, $2 = cores
+    taskset -c "$2" nginx -p "$WORK" -c "$1" -g 'daemon off;' &
+    PIDS+=($!)
+}
+
+start_lenscap() { # $1 = config file
+    RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" \
+        "$LENSCAP" serve --config "$1" &
     PIDS+=($!)
 }
 
@@ -105,17 +139,18 @@ wait_port() {
     exit 1
 }
 
-stop_last() {
-    local pid=${PIDS[-1]}
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset 'PIDS[-1]'
+stop_all() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
 }
 
 # Runs wrk; prints "req/s p99_ms".
 load() { # $1 = port
     local out
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+    out=$(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' \
         -H 'Accept: image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5' \
         -H 'Accept-Language: en-GB,en;q=0.7' \
@@ -143,17 +178,35 @@ to_ms() {
     }'
 }
 
-report() { # $1 = mode, $2 = "lenscap rps p99", $3 = "nginx rps p99"
+report() { # $1 = label, $2 = "lenscap rps p99", $3 = "nginx rps p99"
     read -r lrps lp99 <<<"$2"
     read -r nrps np99 <<<"$3"
     awk -v m="$1" -v lr="$lrps" -v lp="$lp99" -v nr="$nrps" -v np="$np99" 'BEGIN {
-        printf "%-7s lenscap %10.0f req/s  p99 %8.3f ms | nginx %10.0f req/s  p99 %8.3f ms | throughput ratio %.2f  p99 ratio %.2f\n",
+        printf "%-16s lenscap %8.0f req/s  p99 %7.3f ms | nginx %8.0f req/s  p99 %7.3f ms | throughput ratio %.2f  p99 ratio %.2f\n",
             m, lr, lp, nr, np, lr / nr, lp / np
     }'
 }
 
-echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each"
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Runs ROUNDS rounds of (lenscap, nginx) on the two ports; prints each round and the medians.
+rounds() { # $1 = mode
+    local l_rps=() l_p99=() n_rps=() n_p99=() r lres nres
+    for r in $(seq 1 "$ROUNDS"); do
+        lres=$(load $LENSCAP_PORT)
+        nres=$(load $NGINX_PORT)
+        report "$1 round $r" "$lres" "$nres"
+        echo "                 load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        l_rps+=("${lres% *}") l_p99+=("${lres#* }") n_rps+=("${nres% *}") n_p99+=("${nres#* }")
+    done
+    report "$1 median" \
+        "$(printf '%s\n' "${l_rps[@]}" | median) $(printf '%s\n' "${l_p99[@]}" | median)" \
+        "$(printf '%s\n' "${n_rps[@]}" | median) $(printf '%s\n' "${n_p99[@]}" | median)"
+}
+
+echo "machine: $CORES cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST; servers on cores $SERVER_CPUS with $WORKERS worker(s) each, wrk and the upstream on cores $LOAD_CPUS; $ROUNDS rounds"
+echo "lenscap binary: $LENSCAP"
 
 # === static ===
 cat >"$WORK/lenscap-static.toml" <<EOF
@@ -165,11 +218,6 @@ watch = false
 [limits]
 enabled = false
 EOF
-RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$WORK/lenscap-static.toml" &
-PIDS+=($!)
-wait_port $LENSCAP_PORT
-STATIC_LENSCAP=$(load $LENSCAP_PORT)
-stop_last
 
 write_nginx "$WORK/nginx-static.conf" "
     $UA_MAP
@@ -181,10 +229,14 @@ write_nginx "$WORK/nginx-static.conf" "
         if (\$lenscap_blocked) { return 403; }
         $HEADERS
     }"
-start_nginx "$WORK/nginx-static.conf"
-wait_port $NGINX_PORT
-STATIC_NGINX=$(load $NGINX_PORT)
-stop_last
+if [[ " $MODES " == *" static "* ]]; then
+    start_lenscap "$WORK/lenscap-static.toml"
+    start_nginx "$WORK/nginx-static.conf" "$SERVER_CPUS"
+    wait_port $LENSCAP_PORT
+    wait_port $NGINX_PORT
+    rounds static
+    stop_all
+fi
 
 # === proxy, in front of one upstream ===
 write_nginx "$WORK/nginx-upstream.conf" "
@@ -192,8 +244,6 @@ write_nginx "$WORK/nginx-upstream.conf" "
         listen 127.0.0.1:$UPSTREAM_PORT;
         root $GALLERY;
     }"
-start_nginx "$WORK/nginx-upstream.conf"
-wait_port $UPSTREAM_PORT
 
 cat >"$WORK/lenscap-proxy.toml" <<EOF
 [server]
@@ -204,11 +254,6 @@ watch = false
 [limits]
 enabled = false
 EOF
-RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$WORK/lenscap-proxy.toml" &
-PIDS+=($!)
-wait_port $LENSCAP_PORT
-PROXY_LENSCAP=$(load $LENSCAP_PORT)
-stop_last
 
 write_nginx "$WORK/nginx-proxy.conf" "
     $UA_MAP
@@ -228,10 +273,13 @@ write_nginx "$WORK/nginx-proxy.conf" "
             $HEADERS
         }
     }"
-start_nginx "$WORK/nginx-proxy.conf"
-wait_port $NGINX_PORT
-PROXY_NGINX=$(load $NGINX_PORT)
-stop_last
-
-report static "$STATIC_LENSCAP" "$STATIC_NGINX"
-report proxy "$PROXY_LENSCAP" "$PROXY_NGINX"
+if [[ " $MODES " == *" proxy "* ]]; then
+    start_nginx "$WORK/nginx-upstream.conf" "$LOAD_CPUS"
+    start_lenscap "$WORK/lenscap-proxy.toml"
+    start_nginx "$WORK/nginx-proxy.conf" "$SERVER_CPUS"
+    wait_port $UPSTREAM_PORT
+    wait_port $LENSCAP_PORT
+    wait_port $NGINX_PORT
+    rounds proxy
+    stop_all
+fi
