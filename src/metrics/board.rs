@@ -479,6 +479,15 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::RobotsIgnored => "read the site's rules for robots, then ignored them",
         Reason::TrapHit => "followed a hidden link only robots see",
         Reason::OverQuota => "asked for too much too fast",
+        Reason::SignedAgent => "proved who it is with a cryptographic signature",
+        Reason::UnsignedAgent => "claimed an agent that signs its requests, without a signature",
+        Reason::SignatureMalformed => "sent a signature that could not be read",
+        Reason::SignatureExpired => "sent a signature outside its time limit",
+        Reason::SignatureUnlisted => "was vouched for by a key directory this site does not accept",
+        Reason::SignatureUnknownKey => "signed with a key its directory does not hold",
+        Reason::SignatureInvalid => "sent a signature that does not match the request",
+        Reason::SignatureReplayed => "replayed a signature already used",
+        Reason::LicensePaid => "accepted the licence price and was served",
     }
 }
 
