@@ -305,10 +305,11 @@ impl Classifier {
             headers: request.headers,
         };
         let mut signature = web_bot_auth::verify(config, keys, &parts, now);
-        if record && let Some(Ok(signed)) = &signature {
-            if let Err(replayed) = keys.note_use(signed) {
-                signature = Some(Err(replayed));
-            }
+        if record
+            && let Some(Ok(signed)) = &signature
+            && let Err(replayed) = keys.note_use(signed)
+        {
+            signature = Some(Err(replayed));
         }
         let claims_signer = found
             .agent

@@ -395,3 +395,143 @@ async fn verification_off_ignores_signatures_and_signing_claims() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(!body.contains("unsigned-agent"), "{body}");
 }
+
+// === through the real server, the directory fetched from loopback ===
+
+mod server {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use http::{Request, StatusCode};
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use lenscap::server::{Overrides, ServeOptions, Server};
+    use lenscap::signals::web_bot_auth::{DIRECTORY_MEDIA_TYPE, DIRECTORY_PATH, Signer, Signing};
+
+    use super::{AGENT_UA, now};
+
+    const GUARD: Duration = Duration::from_secs(20);
+
+    /// A signer whose `Signature-Agent` is a loopback directory serving its key, and the
+    /// number of times the directory was fetched.
+    async fn signer_with_directory() -> (Signer, String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let signer = Signer::generate(Some(&origin)).unwrap();
+        let jwks = signer.directory();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().route(
+            DIRECTORY_PATH,
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let jwks = jwks.clone();
+                async move {
+                    (
+                        [
+                            ("content-type", DIRECTORY_MEDIA_TYPE),
+                            ("cache-control", "max-age=600"),
+                        ],
+                        jwks,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (signer, origin, hits)
+    }
+
+    async fn get(addr: SocketAddr, headers: &[(&'static str, String)]) -> StatusCode {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let mut builder = Request::get(format!("http://{addr}/photos/a.jpg"))
+            .header("user-agent", AGENT_UA)
+            .header("accept", "image/*");
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder.body(Empty::new()).unwrap();
+        let response = tokio::time::timeout(GUARD, client.request(request))
+            .await
+            .expect("guard")
+            .expect("response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
+    fn signed(signer: &Signer, authority: &str, nonce: &str) -> Vec<(&'static str, String)> {
+        let now = now();
+        signer
+            .sign(&Signing {
+                authority,
+                created: now,
+                expires: now + 60,
+                nonce: Some(nonce),
+                covered: &[],
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_server_fetches_the_directory_and_verifies_signed_agents() {
+        let dir = std::env::temp_dir().join(format!("lenscap-wba-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/photos")).unwrap();
+        std::fs::write(dir.join("root/photos/a.jpg"), b"\xFF\xD8\xFF\xE0jpeg").unwrap();
+        let (signer, origin, hits) = signer_with_directory().await;
+        let config = format!(
+            "[server]\nroot = {:?}\n[limits]\nenabled = false\n[actions]\nai-agent = \"allow\"\n\
+             [web_bot_auth]\nenabled = true\nallow_insecure_loopback = true\n\
+             directories = {{ \"{origin}\" = \"ChatGPT Agent\" }}\n",
+            dir.join("root")
+        );
+        let path = dir.join("lenscap.toml");
+        std::fs::write(&path, config).unwrap();
+        let server = Server::bind(ServeOptions {
+            config: Some(path),
+            overrides: Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                ..Overrides::default()
+            },
+        })
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        let authority = addr.to_string();
+
+        // The fetch runs off the request path: poll until the keys are in.
+        let deadline = Instant::now() + GUARD;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let status = get(addr, &signed(&signer, &authority, &format!("n-{attempt}"))).await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert!(Instant::now() < deadline, "the directory was never fetched");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Verified again and again from the cached keys (max-age=600): fetched once.
+        for n in 0..3 {
+            let status = get(addr, &signed(&signer, &authority, &format!("again-{n}"))).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // A replay, an unsigned claim and a stranger's key are refused.
+        let once = signed(&signer, &authority, "replay-me");
+        assert_eq!(get(addr, &once).await, StatusCode::OK);
+        assert_eq!(get(addr, &once).await, StatusCode::FORBIDDEN);
+        assert_eq!(get(addr, &[]).await, StatusCode::FORBIDDEN);
+        let stranger = Signer::generate(Some(&origin)).unwrap();
+        assert_eq!(
+            get(addr, &signed(&stranger, &authority, "s-1")).await,
+            StatusCode::FORBIDDEN
+        );
+        server.stop_handle().stop();
+    }
+}

@@ -559,10 +559,10 @@ fn params(list: &InnerList) -> Result<Params<'_>, SignatureError> {
             .get(name)
             .map(|v| v.as_string().map(|s| s.as_str()))
     };
-    if let Some(alg) = string("alg") {
-        if alg != Some("ed25519") {
-            return Err(malformed("Signature-Input alg is not \"ed25519\""));
-        }
+    if let Some(alg) = string("alg")
+        && alg != Some("ed25519")
+    {
+        return Err(malformed("Signature-Input alg is not \"ed25519\""));
     }
     let keyid = string("keyid")
         .flatten()
@@ -712,7 +712,7 @@ fn signature_base(
     for item in &list.items {
         let (name, key) = component(item)?;
         let identifier = item.serialize();
-        if covered.iter().any(|c| *c == identifier) {
+        if covered.contains(&identifier) {
             return Err(malformed(format!(
                 "component {identifier} is covered twice"
             )));
