@@ -534,4 +534,82 @@ mod server {
         );
         server.stop_handle().stop();
     }
+
+    fn free_loopback_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[tokio::test]
+    async fn the_simulators_signed_and_paying_crawlers_are_verified_and_the_payer_served() {
+        use lenscap::simulate::{ProfileKind, Scenario, Target};
+
+        let (agent_port, payer_port) = (free_loopback_port(), free_loopback_port());
+        let dir = std::env::temp_dir().join(format!("lenscap-wba-sim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lenscap.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[reservation]\nlicense_url = \"https://gallery.example/license.xml\"\n\
+                 [licensing]\nprice = \"USD 0.01\"\n\
+                 [actions]\nai-training = \"license\"\nai-agent = \"allow\"\n\
+                 [web_bot_auth]\nenabled = true\nallow_insecure_loopback = true\n\
+                 directories = {{ \"http://127.0.0.1:{agent_port}\" = \"ChatGPT Agent\", \
+                 \"http://127.0.0.1:{payer_port}\" = \"GPTBot\" }}\n"
+            ),
+        )
+        .unwrap();
+        let server = Server::bind(ServeOptions {
+            config: Some(path),
+            overrides: Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                admin: Some(None),
+                root: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gallery").into()),
+                ..Overrides::default()
+            },
+        })
+        .await
+        .unwrap();
+        let target = Target::resolve(&format!("http://{}/", server.local_addr()), false)
+            .await
+            .unwrap();
+        let mut scenario = Scenario::builtin("default").unwrap().unwrap();
+        scenario.duration = Duration::from_secs(6);
+        scenario.max_requests = 400;
+        scenario.forward_addresses = false;
+        scenario.profiles = [
+            (ProfileKind::SignedAgent, agent_port),
+            (ProfileKind::PayingCrawler, payer_port),
+        ]
+        .into_iter()
+        .map(|(kind, port)| {
+            let mut settings = kind.defaults();
+            settings.key_directory = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+            // The server fetches the directory once it is up: early refusals must not end
+            // the session.
+            settings.give_up_after = 0;
+            settings.pages = 5;
+            settings
+        })
+        .collect();
+        let report = lenscap::simulate::run(&target, &scenario, None).await;
+        server.shutdown().await;
+        assert!(report.notes.is_empty(), "{:?}", report.notes);
+        for kind in [ProfileKind::SignedAgent, ProfileKind::PayingCrawler] {
+            let profile = report.profiles.iter().find(|p| p.profile == kind).unwrap();
+            assert!(profile.images_obtained > 0, "{kind}:\n{}", report.table());
+        }
+        // GPTBot is under "license": the photos it got were paid for.
+        let payer = report
+            .profiles
+            .iter()
+            .find(|p| p.profile == ProfileKind::PayingCrawler)
+            .unwrap();
+        assert!(payer.statuses.contains_key("200"), "{:?}", payer.statuses);
+    }
 }

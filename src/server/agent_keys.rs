@@ -37,6 +37,8 @@ const MAX_FRESH: Duration = Duration::from_secs(86_400);
 const DEFAULT_FRESH: Duration = Duration::from_secs(3_600);
 /// Most directories (listed and unlisted) tracked per key set.
 const MAX_DIRECTORIES: usize = 256;
+/// A directory a request is waiting for is tried again after this long at the soonest.
+const HURRY_AFTER: Duration = Duration::from_secs(1);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -44,6 +46,8 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Byt
 #[derive(Debug)]
 struct Schedule {
     due: Instant,
+    /// The last attempt.
+    last: Option<Instant>,
     failures: u32,
     insecure_loopback: bool,
 }
@@ -95,20 +99,31 @@ async fn refresh(client: &HttpsClient, set: &mut Tracked) {
         return;
     };
     let now = Instant::now();
-    for origin in listed.into_iter().chain(set.keys.take_wanted()) {
-        if set.directories.len() >= MAX_DIRECTORIES && !set.directories.contains_key(&origin) {
+    let wanted = set.keys.take_wanted();
+    for origin in listed.iter().chain(&wanted) {
+        if set.directories.len() >= MAX_DIRECTORIES && !set.directories.contains_key(origin) {
             continue;
         }
-        set.directories.entry(origin).or_insert(Schedule {
+        set.directories.entry(origin.clone()).or_insert(Schedule {
             due: now,
+            last: None,
             failures: 0,
             insecure_loopback,
         });
+    }
+    // A request is waiting for these keys: a failing directory is tried again soon.
+    for origin in &wanted {
+        if let Some(schedule) = set.directories.get_mut(origin)
+            && let Some(last) = schedule.last
+        {
+            schedule.due = schedule.due.min(last + HURRY_AFTER);
+        }
     }
     for (origin, schedule) in &mut set.directories {
         if schedule.due > now {
             continue;
         }
+        schedule.last = Some(now);
         match fetch(client, origin, schedule.insecure_loopback).await {
             Ok((keys, fresh)) => {
                 tracing::info!(

@@ -169,8 +169,9 @@ impl AgentKeys {
         self.directories.load().get(origin).cloned()
     }
 
-    /// Unlisted directories seen in valid-looking requests (under `allow_unlisted`), waiting
-    /// to be fetched off the request path; taking them empties the list.
+    /// Directories requests named whose keys are not held (listed ones, and unlisted ones
+    /// under `allow_unlisted`), waiting to be fetched off the request path; taking them
+    /// empties the list.
     pub fn take_wanted(&self) -> Vec<String> {
         std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()))
     }
