@@ -613,3 +613,50 @@ mod server {
         assert!(payer.statuses.contains_key("200"), "{:?}", payer.statuses);
     }
 }
+
+#[test]
+fn explain_shows_the_signature_verdict() {
+    let signer = Signer::generate(Some(DIRECTORY)).unwrap();
+    let x = signer.key().to_jwk()["x"].as_str().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("lenscap-wba-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("policy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web_bot_auth]\nenabled = true\ndirectories = {{ \"{DIRECTORY}\" = \"ChatGPT Agent\" }}\n\
+             pinned = {{ \"{DIRECTORY}\" = [\"{x}\"] }}\n"
+        ),
+    )
+    .unwrap();
+    let explain = |signing: &Signing<'_>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lenscap"));
+        command
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(["--ua", AGENT_UA, "--host", HOST, "--path", "/p/1.jpg"]);
+        for (name, value) in signer.sign(signing).unwrap() {
+            command.arg("-H").arg(format!("{name}: {value}"));
+        }
+        let output = command.output().expect("the lenscap binary runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let valid = explain(&signing("e-1"));
+    assert!(
+        valid.contains("signature: valid, vouched for by https://agent.example (covers @authority, signature-agent)"),
+        "{valid}"
+    );
+    assert!(valid.contains("agent:    ChatGPT Agent"), "{valid}");
+    let now = now();
+    let expired = explain(&Signing {
+        created: now - 900,
+        expires: now - 600,
+        ..signing("e-2")
+    });
+    assert!(
+        expired.contains("signature: refused (signature-expired): signature expired at"),
+        "{expired}"
+    );
+}

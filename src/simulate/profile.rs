@@ -225,22 +225,17 @@ impl ProfileKind {
                 expect_stopped: true,
                 ..base
             },
-            ProfileKind::SignedAgent | ProfileKind::PayingCrawler => ProfileSettings {
-                concurrency: 2,
-                delay: Duration::from_millis(100),
-                obey_robots: true,
-                fetch_robots: true,
-                give_up_after: 10,
-                ..base
-            },
-            ProfileKind::SearchEngine => ProfileSettings {
-                concurrency: 2,
-                delay: Duration::from_millis(100),
-                obey_robots: true,
-                fetch_robots: true,
-                give_up_after: 10,
-                ..base
-            },
+            // Honest crawlers: paced, robots.txt read and obeyed.
+            ProfileKind::SearchEngine | ProfileKind::SignedAgent | ProfileKind::PayingCrawler => {
+                ProfileSettings {
+                    concurrency: 2,
+                    delay: Duration::from_millis(100),
+                    obey_robots: true,
+                    fetch_robots: true,
+                    give_up_after: 10,
+                    ..base
+                }
+            }
         }
     }
 
