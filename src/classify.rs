@@ -102,7 +102,7 @@ pub(crate) struct Classification {
     /// The Web Bot Auth signature's verdict (none: unsigned, or verification off).
     pub(crate) signature: Option<Result<Signed, SignatureError>>,
     /// The price the request offers (`crawler-exact-price` / `crawler-max-price`), or what
-    /// is wrong with it.
+    /// is wrong with it; read only when some action is `license`.
     pub(crate) offer: Result<Option<Offer>, String>,
 }
 
@@ -276,7 +276,7 @@ impl Classifier {
             category,
             reasons,
             signature: None,
-            offer: Offer::from_headers(headers),
+            offer: Ok(None),
         }
     }
 

@@ -333,6 +333,8 @@ pub(crate) struct Decider {
     agent_actions: Vec<Option<CategoryAction>>,
     /// `[licensing] price`: what a `license` action lets a verified crawler pay.
     pub(crate) price: Option<Price>,
+    /// Some category or agent gets `license` (so price offers are worth reading).
+    pub(crate) licenses: bool,
 }
 
 impl Decider {
@@ -372,7 +374,7 @@ impl Decider {
                 })?),
                 None => None,
             };
-        Ok(Decider {
+        let mut decider = Decider {
             scoring: Scoring {
                 weights,
                 thresholds: config.verdict,
@@ -380,7 +382,10 @@ impl Decider {
             actions: config.actions.clone(),
             agent_actions,
             price,
-        })
+            licenses: false,
+        };
+        decider.licenses = decider.uses(Action::License);
+        Ok(decider)
     }
 
     /// The action table of catalog agent `index` (its override, or its category's).

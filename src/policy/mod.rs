@@ -311,6 +311,9 @@ impl Policy {
     ) -> (Classification, Verdict) {
         let identity: Identity = self.identify.proxies.identify(peer, request.headers);
         let mut found = self.classifier.classify(&identity, request);
+        if self.decider.licenses {
+            found.offer = crate::documents::Offer::from_headers(request.headers);
+        }
         if self.classifier.web_bot_auth.is_some() {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
