@@ -32,8 +32,12 @@ use serde::Deserialize;
 use crate::catalog::ranges::{RangeTable, VerifiedRanges};
 use crate::catalog::{Catalog, CatalogConfig, Category};
 use crate::client::{ClientId, Identity};
+use crate::documents::Offer;
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::Kind;
+use crate::signals::web_bot_auth::{
+    self, AgentKeys, SignatureError, Signed, SignedParts, WebBotAuth, WebBotAuthConfig,
+};
 use crate::signals::{
     RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, read_user_agent, shape,
     user_agent_of,
@@ -71,6 +75,8 @@ pub(crate) struct Classifier {
     image_extensions: Vec<String>,
     /// User-Agents read so far under this catalog.
     user_agents: UserAgentCache,
+    /// `[web_bot_auth]`, when enabled.
+    pub(crate) web_bot_auth: Option<WebBotAuth>,
 }
 
 /// What classifying one request found. Later stages read it instead of working it out again.
@@ -93,6 +99,11 @@ pub(crate) struct Classification {
     pub(crate) category: Category,
     /// The header-shape and catalog signals (`known-agent`, `verified-agent`, `spoofed-agent`).
     pub(crate) reasons: Reasons,
+    /// The Web Bot Auth signature's verdict (none: unsigned, or verification off).
+    pub(crate) signature: Option<Result<Signed, SignatureError>>,
+    /// The price the request offers (`crawler-exact-price` / `crawler-max-price`), or what
+    /// is wrong with it; read only when some action is `license`.
+    pub(crate) offer: Result<Option<Offer>, String>,
 }
 
 impl Classification {
@@ -111,6 +122,10 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The connection is TLS (or the URI says `https`).
     pub(crate) tls: bool,
+    /// The URI's authority, or the `Host` header.
+    pub(crate) authority: Option<&'a str>,
+    /// The query, without `?`.
+    pub(crate) query: Option<&'a str>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -122,6 +137,12 @@ impl<'a> RequestParts<'a> {
             headers: request.headers(),
             tls: request.extensions().get::<crate::client::Tls>().is_some()
                 || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
+            authority: request
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| request.headers().get(header::HOST)?.to_str().ok()),
+            query: request.uri().query(),
         }
     }
 }
@@ -132,10 +153,12 @@ impl Classifier {
         catalog: &CatalogConfig,
         ranges: &std::collections::BTreeMap<String, PathBuf>,
         images: &ImagesConfig,
+        web_bot_auth: &WebBotAuthConfig,
         resolve: &dyn Fn(&Path) -> PathBuf,
         source: &Source<'_>,
     ) -> Result<Classifier, ConfigError> {
         let catalog = catalog.load(resolve)?;
+        let web_bot_auth = WebBotAuth::compile(web_bot_auth, &catalog, source)?;
         let overrides = ranges
             .iter()
             .map(|(k, v)| (k.clone(), resolve(v)))
@@ -166,6 +189,7 @@ impl Classifier {
                 .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
                 .collect(),
             user_agents: UserAgentCache::default(),
+            web_bot_auth,
         })
     }
 
@@ -251,7 +275,72 @@ impl Classifier {
             agent,
             category,
             reasons,
+            signature: None,
+            offer: Ok(None),
         }
+    }
+
+    /// Verifies the request's Web Bot Auth signature at unix time `now` and adds what it
+    /// proves: a valid one from a listed directory makes the request a verified agent of that
+    /// directory's catalog entry; a User-Agent naming an agent known to sign, without a valid
+    /// signature from a listed directory, is a spoofer. `record`: remember the nonce (off
+    /// for `explain`, which must not use it up).
+    pub(crate) fn check_signature(
+        &self,
+        found: &mut Classification,
+        request: &RequestParts<'_>,
+        keys: &AgentKeys,
+        now: u64,
+        record: bool,
+    ) {
+        let Some(config) = &self.web_bot_auth else {
+            return;
+        };
+        let parts = SignedParts {
+            method: request.method,
+            scheme: if request.tls { "https" } else { "http" },
+            authority: request.authority,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+        };
+        let mut signature = web_bot_auth::verify(config, keys, &parts, now);
+        if record
+            && let Some(Ok(signed)) = &signature
+            && let Err(replayed) = keys.note_use(signed)
+        {
+            signature = Some(Err(replayed));
+        }
+        let claims_signer = found
+            .agent
+            .is_some_and(|index| self.catalog.agents()[index].signs());
+        let vouched = match &signature {
+            Some(Ok(signed)) => {
+                found.reasons.insert(Reason::SignedAgent);
+                signed.agent
+            }
+            Some(Err(error)) => {
+                found.reasons.insert(error.reason());
+                None
+            }
+            None => None,
+        };
+        match vouched {
+            Some(index) => {
+                found.agent = Some(index);
+                found.category = self.catalog.agents()[index].category();
+                found.reasons.insert(Reason::KnownAgent);
+                found.reasons.insert(Reason::VerifiedAgent);
+                found.reasons.remove(Reason::SpoofedAgent);
+            }
+            None if claims_signer => {
+                found.reasons.insert(Reason::UnsignedAgent);
+                found.reasons.insert(Reason::SpoofedAgent);
+                found.reasons.remove(Reason::VerifiedAgent);
+            }
+            None => {}
+        }
+        found.signature = signature;
     }
 
     /// The name of catalog agent `index`, shared (no copy per verdict).
@@ -323,6 +412,7 @@ mod tests {
             &CatalogConfig::default(),
             &Default::default(),
             &ImagesConfig::default(),
+            &WebBotAuthConfig::default(),
             &|p: &Path| p.to_path_buf(),
             &Source::new("test", ""),
         )

@@ -29,6 +29,7 @@ use serde_spanned::Spanned;
 
 use crate::catalog::{Catalog, Category};
 use crate::classify::{Classification, Classifier};
+use crate::documents::{LicensingConfig, Price};
 use crate::settings::{ConfigError, Source};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
 
@@ -87,6 +88,15 @@ weights! {
     over_quota = 0,
     address_churn = 40,
     fast_navigation = 30,
+    signed_agent = 0,
+    unsigned_agent = 0,
+    signature_malformed = 60,
+    signature_expired = 60,
+    signature_unlisted = 0,
+    signature_unknown_key = 60,
+    signature_invalid = 60,
+    signature_replayed = 60,
+    license_paid = 0,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.
@@ -164,7 +174,7 @@ impl<'de> Deserialize<'de> for CategoryAction {
         impl<'de> Visitor<'de> for V {
             type Value = CategoryAction;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"an action ("allow", "throttle", "tarpit", "block") or { pages = …, images = … }"#)
+                f.write_str(r#"an action ("allow", "throttle", "tarpit", "license", "block") or { pages = …, images = … }"#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CategoryAction, E> {
                 Action::deserialize(de::value::StrDeserializer::<E>::new(v))
@@ -239,6 +249,14 @@ impl Default for CategoryActions {
 }
 
 impl CategoryActions {
+    /// Whether any category gets `action`, for pages or images.
+    pub(crate) fn uses(&self, action: Action) -> bool {
+        Category::ALL.iter().any(|c| {
+            let a = self.get(*c);
+            a.pages == action || a.images == action
+        })
+    }
+
     /// The action table for `category`.
     pub(crate) fn get(&self, category: Category) -> CategoryAction {
         match category {
@@ -270,6 +288,7 @@ pub(crate) struct DecideConfig<'a> {
     pub(crate) verdict: Thresholds,
     pub(crate) actions: &'a CategoryActions,
     pub(crate) agents: &'a BTreeMap<Spanned<String>, CategoryAction>,
+    pub(crate) licensing: &'a LicensingConfig,
 }
 
 /// Signal weights and score thresholds: what any later stage needs to add signals to a
@@ -312,6 +331,10 @@ pub(crate) struct Decider {
     pub(crate) actions: CategoryActions,
     /// Per catalog agent: an action override.
     agent_actions: Vec<Option<CategoryAction>>,
+    /// `[licensing] price`: what a `license` action lets a verified crawler pay.
+    pub(crate) price: Option<Price>,
+    /// Some category or agent gets `license` (so price offers are worth reading).
+    pub(crate) licenses: bool,
 }
 
 impl Decider {
@@ -344,14 +367,25 @@ impl Decider {
             let reason = Reason::from_name(&name).expect("every weight names a reason");
             weights[reason as usize] = weight;
         }
-        Ok(Decider {
+        let price =
+            match &config.licensing.price {
+                Some(text) => Some(text.get_ref().parse::<Price>().map_err(|e| {
+                    source.invalid(Some(text.span()), format!("licensing.price: {e}"))
+                })?),
+                None => None,
+            };
+        let mut decider = Decider {
             scoring: Scoring {
                 weights,
                 thresholds: config.verdict,
             },
             actions: config.actions.clone(),
             agent_actions,
-        })
+            price,
+            licenses: false,
+        };
+        decider.licenses = decider.uses(Action::License);
+        Ok(decider)
     }
 
     /// The action table of catalog agent `index` (its override, or its category's).
@@ -363,6 +397,35 @@ impl Decider {
             .unwrap_or_else(|| self.actions.get(category))
     }
 
+    /// Whether any category or agent override gets `action`.
+    pub(crate) fn uses(&self, action: Action) -> bool {
+        self.actions.uses(action)
+            || self
+                .agent_actions
+                .iter()
+                .flatten()
+                .any(|a| a.pages == action || a.images == action)
+    }
+
+    /// Whether a request under `license` pays the price: a verified crawler (signed, or from
+    /// its published ranges) whose offer meets the price. A signed one must have signed the
+    /// offer's header, so the offer is its operator's, not a relay's.
+    fn pays(&self, found: &Classification) -> bool {
+        let Some(price) = &self.price else {
+            return false;
+        };
+        let verified = found.reasons.contains(Reason::VerifiedAgent)
+            && !found.reasons.contains(Reason::SpoofedAgent);
+        let Ok(Some(offer)) = &found.offer else {
+            return false;
+        };
+        let signed_offer = match &found.signature {
+            Some(Ok(signed)) => signed.covers(offer.header()),
+            _ => true,
+        };
+        verified && signed_offer && offer.accepts(price)
+    }
+
     /// How many catalog agents have an action of their own.
     pub(crate) fn overrides(&self) -> usize {
         self.agent_actions.iter().filter(|a| a.is_some()).count()
@@ -371,7 +434,7 @@ impl Decider {
     /// Decides one classified request. Pure: the same facts always give the same verdict.
     pub(crate) fn decide(&self, classifier: &Classifier, found: &Classification) -> Verdict {
         let image = found.image();
-        let reasons = found.reasons;
+        let mut reasons = found.reasons;
         let (agent, action) = match found.agent {
             Some(index) => {
                 let mut action = self.agent_action(index, found.category).for_request(image);
@@ -383,11 +446,15 @@ impl Decider {
             None => (None, self.actions.get(found.category).for_request(image)),
         };
         let score: u32 = reasons.iter().map(|r| self.scoring.weight(r)).sum();
-        let action = if agent.is_none() {
+        let mut action = if agent.is_none() {
             action.max(self.scoring.thresholds.action(score))
         } else {
             action
         };
+        if action == Action::License && self.pays(found) {
+            action = Action::Allow;
+            reasons.insert(Reason::LicensePaid);
+        }
         Verdict {
             action,
             score,

@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 use http::Request;
 
 use crate::client::ClientId;
-use crate::verdict::{Action, Verdict};
+use crate::verdict::{Action, Reason, Verdict};
 
 /// What a request met, as enforcement has it (what `lenscap replay` reports too).
 // Read by the metrics and the access log only.
@@ -53,6 +53,10 @@ pub(crate) enum Outcome {
     Limited,
     /// Refused: blocked, or answered by a trap.
     Blocked,
+    /// Refused with `402 Payment Required` and the licence terms.
+    PaymentRequired,
+    /// Served to a verified crawler that accepted the licence price.
+    Licensed,
 }
 
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -63,6 +67,8 @@ impl Outcome {
             Outcome::Throttled => "throttled",
             Outcome::Limited => "limited",
             Outcome::Blocked => "blocked",
+            Outcome::PaymentRequired => "payment-required",
+            Outcome::Licensed => "licensed",
         }
     }
 
@@ -71,6 +77,7 @@ impl Outcome {
         match action {
             Action::Allow => Outcome::Allowed,
             Action::Throttle | Action::Tarpit => Outcome::Throttled,
+            Action::License => Outcome::PaymentRequired,
             Action::Block => Outcome::Blocked,
         }
     }
@@ -85,6 +92,8 @@ pub(crate) enum Refused {
     TarpitFull,
     /// Over a rate limit (429).
     RateLimit,
+    /// A license verdict: 402 with the terms.
+    License,
     /// A trap path.
     Trap,
 }
@@ -112,7 +121,9 @@ impl Seen<'_> {
         match self.refused {
             Some(Refused::RateLimit) => Outcome::Limited,
             Some(Refused::Block | Refused::TarpitFull | Refused::Trap) => Outcome::Blocked,
+            Some(Refused::License) => Outcome::PaymentRequired,
             None if self.document => Outcome::Allowed,
+            None if self.verdict.reasons.contains(Reason::LicensePaid) => Outcome::Licensed,
             None => Outcome::of(self.verdict.action),
         }
     }
@@ -213,13 +224,18 @@ impl Recorder {
                 Some(Refused::Block | Refused::TarpitFull) => metrics.block(),
                 Some(Refused::RateLimit) => metrics.rate_limited(),
                 Some(Refused::Trap) => metrics.trap(),
+                Some(Refused::License) => metrics.payment_required(),
+                None if outcome == Outcome::Licensed => metrics.licensed(),
                 None => {}
             }
             metrics.board(&crate::metrics::board::Entry {
                 client: seen.client,
                 verdict: seen.verdict,
                 outcome: outcome.as_str(),
-                stopped: matches!(outcome, Outcome::Limited | Outcome::Blocked),
+                stopped: matches!(
+                    outcome,
+                    Outcome::Limited | Outcome::Blocked | Outcome::PaymentRequired
+                ),
                 image: seen.image,
                 path: request.uri().path(),
             });

@@ -37,6 +37,9 @@ pub enum Action {
     Throttle,
     /// Pass it on after a delay.
     Tarpit,
+    /// Answer `402 Payment Required` with the site's licence terms (a verified crawler that
+    /// accepts the price is let through instead, its verdict turned to `allow`).
+    License,
     /// Answer it with the block status.
     Block,
 }
@@ -48,8 +51,15 @@ impl Action {
             Action::Allow => "allow",
             Action::Throttle => "throttle",
             Action::Tarpit => "tarpit",
+            Action::License => "license",
             Action::Block => "block",
         }
+    }
+
+    /// Whether the layer answers the request itself instead of passing it on (`license`,
+    /// `block`): such a request is not charged to quotas.
+    pub fn refuses(self) -> bool {
+        self >= Action::License
     }
 }
 
@@ -148,6 +158,24 @@ reasons! {
     TrapHit = "trap-hit",
     /// Over a rate limit.
     OverQuota = "over-quota",
+    /// A valid Web Bot Auth signature from a directory the site accepts.
+    SignedAgent = "signed-agent",
+    /// A User-Agent naming an agent known to sign, without a valid signature: a spoofer.
+    UnsignedAgent = "unsigned-agent",
+    /// Signature headers that cannot be read as a Web Bot Auth signature.
+    SignatureMalformed = "signature-malformed",
+    /// A signature outside its validity window (expired, or created in the future).
+    SignatureExpired = "signature-expired",
+    /// A signature from a key directory the site does not accept (unlisted, or not https).
+    SignatureUnlisted = "signature-unlisted",
+    /// A signature by a key its directory does not hold (or whose directory is not fetched).
+    SignatureUnknownKey = "signature-unknown-key",
+    /// A signature that does not verify against the request.
+    SignatureInvalid = "signature-invalid",
+    /// A signature (nonce) seen before: a replay.
+    SignatureReplayed = "signature-replayed",
+    /// A verified crawler under `license` that accepted the price: let through, charged.
+    LicensePaid = "license-paid",
 }
 
 /// A set of [`Reason`]s.
@@ -158,6 +186,11 @@ impl Reasons {
     /// Adds a reason.
     pub fn insert(&mut self, reason: Reason) {
         self.0 |= 1 << reason as u8;
+    }
+
+    /// Takes a reason out.
+    pub fn remove(&mut self, reason: Reason) {
+        self.0 &= !(1 << reason as u8);
     }
 
     /// Whether `reason` is in the set.

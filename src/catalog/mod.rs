@@ -155,6 +155,10 @@ pub struct AgentEntry {
     /// Name of a verified IP-ranges file (`config/ranges/<name>.json`).
     #[serde(default)]
     pub ranges: Option<String>,
+    /// Known to sign its requests (Web Bot Auth): a request naming it without a valid
+    /// signature is a spoofer.
+    #[serde(default)]
+    pub signs: bool,
     /// One line about the agent.
     #[serde(default)]
     pub description: String,
@@ -176,6 +180,7 @@ pub struct Agent {
     category: Category,
     obeys_robots: bool,
     ranges: Option<String>,
+    signs: bool,
     description: String,
 }
 
@@ -213,6 +218,11 @@ impl Agent {
     /// Name of its verified-ranges file, if it publishes one.
     pub fn ranges(&self) -> Option<&str> {
         self.ranges.as_deref()
+    }
+
+    /// Whether it is known to sign its requests (Web Bot Auth).
+    pub fn signs(&self) -> bool {
+        self.signs
     }
 
     /// One-line description.
@@ -371,6 +381,7 @@ impl Catalog {
                 category: entry.category,
                 obeys_robots: entry.obeys_robots,
                 ranges: entry.ranges,
+                signs: entry.signs,
                 description: entry.description,
             };
             match agents.iter().position(|a| a.name == agent.name) {

@@ -32,6 +32,9 @@ pub(super) struct Args {
     /// `http` or `https`.
     #[arg(long, default_value = "http")]
     scheme: String,
+    /// The host asked for (what a Web Bot Auth signature's `@authority` covers).
+    #[arg(long, default_value = "explain.invalid")]
+    host: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -42,7 +45,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.scheme != "http" && args.scheme != "https" {
         bail!("--scheme must be http or https, not {:?}", args.scheme);
     }
-    let uri = format!("{}://explain.invalid{}", args.scheme, args.path);
+    let uri = format!("{}://{}{}", args.scheme, args.host, args.path);
     let mut builder = Request::builder()
         .method(args.method.as_str())
         .uri(uri.as_str());
@@ -71,10 +74,14 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .insert(PeerAddr(SocketAddr::new(args.ip, 0)));
 
     let (client, verdict) = policy.verdict_for(&request);
+    let signature = policy.signature_of(&request).map(|s| signature_words(&s));
     if args.json {
         let mut value = verdict.to_json();
         value["client"] = client.to_string().into();
         value["mode"] = policy.mode().as_str().into();
+        if let Some(words) = &signature {
+            value["signature"] = words.as_str().into();
+        }
         println!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -106,6 +113,9 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => println!("agent:    none in the catalog"),
     }
     println!("client:   {client}");
+    if let Some(words) = &signature {
+        println!("signature: {words}");
+    }
     println!("score:    {}", verdict.score);
     println!("reasons:");
     if verdict.reasons.is_empty() {
@@ -115,4 +125,22 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  {:<24} +{}", reason.name(), policy.weight(reason));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Web Bot Auth verdict in a line. `explain` holds only pinned keys (it fetches no
+/// directory), and does not check replay.
+fn signature_words(
+    signature: &Result<
+        crate::signals::web_bot_auth::Signed,
+        crate::signals::web_bot_auth::SignatureError,
+    >,
+) -> String {
+    match signature {
+        Ok(signed) => format!(
+            "valid, vouched for by {} (covers {})",
+            signed.origin,
+            signed.covered.join(", ")
+        ),
+        Err(error) => format!("refused ({}): {error}", error.reason().name()),
+    }
 }

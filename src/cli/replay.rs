@@ -168,10 +168,11 @@ impl Tally {
         self.requests += 1;
         self.images += u64::from(image);
         match outcome {
-            Outcome::Allowed => self.allowed += 1,
+            Outcome::Allowed | Outcome::Licensed => self.allowed += 1,
             Outcome::Throttled => self.throttled += 1,
             Outcome::Limited => self.limited += 1,
-            Outcome::Blocked => self.blocked += 1,
+            // A 402 refuses the request as a block does.
+            Outcome::Blocked | Outcome::PaymentRequired => self.blocked += 1,
         }
     }
 }

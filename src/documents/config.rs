@@ -25,6 +25,9 @@ pub struct ReservationConfig {
     pub contact: Option<String>,
     /// The site's own licensing/TDM policy, an absolute http(s) URL: published as `tdm-policy`.
     pub policy_url: Option<String>,
+    /// The site's machine-readable licence terms (RSL), an absolute http(s) URL: named by
+    /// robots.txt's `License:` line, the policy page, and the `402` a `license` action answers.
+    pub license_url: Option<String>,
     /// Where Lenscap serves its own policy page.
     pub policy_path: String,
     /// Reserve AI training and text-and-data mining (TDMRep, `train-ai=n`, `ai-train=no`, `noai`).
@@ -61,6 +64,7 @@ impl Default for ReservationConfig {
             site_name: None,
             contact: None,
             policy_url: None,
+            license_url: None,
             policy_path: "/ai-policy".to_owned(),
             reserve_training: true,
             reserve_search: false,
@@ -95,6 +99,7 @@ impl ReservationConfig {
             ("site_name", &self.site_name),
             ("contact", &self.contact),
             ("policy_url", &self.policy_url),
+            ("license_url", &self.license_url),
         ] {
             if let Some(v) = value {
                 if v.trim().is_empty() {
@@ -119,6 +124,16 @@ impl ReservationConfig {
                 "policy_url",
                 format!(
                     "{url:?} is not an absolute http(s) URL (e.g. \"https://example.com/licensing\")"
+                ),
+            );
+        }
+        if let Some(url) = &self.license_url
+            && !is_http_url(url)
+        {
+            fail(
+                "license_url",
+                format!(
+                    "{url:?} is not an absolute http(s) URL (e.g. \"https://example.com/license.xml\")"
                 ),
             );
         }

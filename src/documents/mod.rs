@@ -90,6 +90,7 @@
 
 mod aitxt;
 mod config;
+mod license;
 mod page;
 mod robots;
 mod tdmrep;
@@ -101,6 +102,11 @@ use http::{Method, Response, StatusCode};
 use crate::fingerprint::fnv1a64;
 
 pub use config::{ConfigError, ReservationConfig};
+pub use license::{
+    CRAWLER_CHARGED, CRAWLER_EXACT_PRICE, CRAWLER_MAX_PRICE, CRAWLER_PRICE, LicenseTerms, Price,
+    PriceError,
+};
+pub(crate) use license::{LicensingConfig, Offer};
 pub use robots::{Disallow, RobotsAgent};
 
 #[cfg(feature = "html")]

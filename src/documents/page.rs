@@ -163,6 +163,20 @@ pub(crate) fn render(cfg: &ReservationConfig) -> String {
             "<p>The full terms for using this site's content: <a href=\"{url}\">{url}</a>.</p>"
         );
     }
+    if let Some(url) = &cfg.license_url {
+        let url = escape_html(url);
+        let _ = writeln!(
+            h,
+            "<h2>Licensing</h2>\n<p>The content may be licensed rather than taken. The terms are at \
+             <a href=\"{url}\">{url}</a> (also named by the <code>License:</code> line of \
+             robots.txt). An AI crawler the site licenses is answered <code>402 Payment Required</code> \
+             with those terms and, when a price per request is set, a <code>crawler-price</code> header. \
+             A crawler that proves who it is (a Web Bot Auth signature, or its operator's published \
+             addresses) and accepts the price with <code>crawler-exact-price</code> or \
+             <code>crawler-max-price</code> is served, and the answer says what was charged in \
+             <code>crawler-charged</code>.</p>"
+        );
+    }
     if let Some(note) = &cfg.policy_note {
         for para in note.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
             let _ = writeln!(h, "<p>{}</p>", escape_html(para).replace('\n', "<br>\n"));

@@ -72,8 +72,10 @@ impl PolicyHandle {
         self.current.load_full()
     }
 
-    /// Replaces the policy; requests already in flight finish under the old one.
-    pub fn store(&self, policy: Policy) {
+    /// Replaces the policy; requests already in flight finish under the old one. The new
+    /// policy keeps the old one's Web Bot Auth keys and seen nonces.
+    pub fn store(&self, mut policy: Policy) {
+        policy.share_agent_keys(&self.current.load());
         self.current.store(Arc::new(policy));
     }
 }

@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 
 use super::ResponseBody;
+use crate::documents::{CRAWLER_PRICE, LicenseTerms};
 use crate::limit::{Enforcement, Exceeded};
 
 /// The block status with its short plain-text body.
@@ -38,6 +39,21 @@ pub(super) fn too_many_requests<B: Body>(exceeded: Exceeded) -> Response<Respons
         "ratelimit",
         value(format!("\"{}\";r=0;t={seconds}", exceeded.quota)),
     );
+    plain_no_store(response, "text/plain; charset=utf-8")
+}
+
+/// `402 Payment Required` with the licence terms: a `Link` to the licence, `crawler-price`
+/// when a price is set, and the terms in plain words.
+pub(super) fn payment_required<B: Body>(terms: &LicenseTerms) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(terms.body.clone()));
+    *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
+    let headers = response.headers_mut();
+    if let Some(link) = &terms.link {
+        headers.insert(header::LINK, link.clone());
+    }
+    if let Some(price) = &terms.price_header {
+        headers.insert(CRAWLER_PRICE, price.clone());
+    }
     plain_no_store(response, "text/plain; charset=utf-8")
 }
 

@@ -23,7 +23,7 @@ use crate::record::{Refused, Seen};
 use crate::signals::behaviour::Kind;
 use crate::stamp::StampHint;
 use crate::tag::Tagging;
-use crate::verdict::{Action, Verdict};
+use crate::verdict::{Action, Reason, Verdict};
 
 /// Name of the request header that carries the verdict to an upstream, when enabled.
 pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
@@ -221,51 +221,52 @@ where
         request.headers_mut().remove(VERDICT);
         let enforce = policy.mode == Mode::Enforce;
         let record = &self.shared.record;
-        let (found, verdict, after) = match pass(&self.shared.limits, &policy, &request, enforce) {
-            Pass::Document(document) => {
-                if record.wants_document(&request) {
-                    let (client, verdict) = policy.verdict_for(&request);
+        let (found, verdict, mut after) =
+            match pass(&self.shared.limits, &policy, &request, enforce) {
+                Pass::Document(document) => {
+                    if record.wants_document(&request) {
+                        let (client, verdict) = policy.verdict_for(&request);
+                        let seen = Seen {
+                            client,
+                            verdict: &verdict,
+                            image: false,
+                            refused: None,
+                            document: true,
+                            enforced: enforce,
+                        };
+                        record.seen(seen, &request, "document");
+                    }
+                    return ResponseFuture::ready(document.map(ResponseBody::full));
+                }
+                Pass::Refused {
+                    found,
+                    verdict,
+                    refusal,
+                } => {
+                    let (refused, message) = match refusal {
+                        Refusal::OverQuota(_) => (Refused::RateLimit, "over quota"),
+                        Refusal::Trap => (Refused::Trap, "trap"),
+                    };
                     let seen = Seen {
-                        client,
+                        client: found.client,
                         verdict: &verdict,
-                        image: false,
-                        refused: None,
-                        document: true,
+                        image: found.kind == Kind::Image,
+                        refused: Some(refused),
+                        document: false,
                         enforced: enforce,
                     };
-                    record.seen(seen, &request, "document");
+                    record.seen(seen, &request, message);
+                    return ResponseFuture::ready(match refusal {
+                        Refusal::OverQuota(exceeded) => refusal::too_many_requests(exceeded),
+                        Refusal::Trap => refusal::trap(),
+                    });
                 }
-                return ResponseFuture::ready(document.map(ResponseBody::full));
-            }
-            Pass::Refused {
-                found,
-                verdict,
-                refusal,
-            } => {
-                let (refused, message) = match refusal {
-                    Refusal::OverQuota(_) => (Refused::RateLimit, "over quota"),
-                    Refusal::Trap => (Refused::Trap, "trap"),
-                };
-                let seen = Seen {
-                    client: found.client,
-                    verdict: &verdict,
-                    image: found.kind == Kind::Image,
-                    refused: Some(refused),
-                    document: false,
-                    enforced: enforce,
-                };
-                record.seen(seen, &request, message);
-                return ResponseFuture::ready(match refusal {
-                    Refusal::OverQuota(exceeded) => refusal::too_many_requests(exceeded),
-                    Refusal::Trap => refusal::trap(),
-                });
-            }
-            Pass::Admitted {
-                found,
-                verdict,
-                after,
-            } => (found, verdict, after),
-        };
+                Pass::Admitted {
+                    found,
+                    verdict,
+                    after,
+                } => (found, verdict, after),
+            };
         let action = if enforce {
             verdict.action
         } else {
@@ -275,6 +276,7 @@ where
         let mut tarpit = None;
         let refused = match action {
             Action::Block => Some(Refused::Block),
+            Action::License => Some(Refused::License),
             Action::Tarpit => {
                 match TarpitSlot::acquire(&self.shared, enforcement.tarpit_max_held) {
                     Some(slot) => {
@@ -296,9 +298,14 @@ where
             enforced: enforce,
         };
         record.seen(seen, &request, "verdict");
-        if refused.is_some() {
-            return ResponseFuture::ready(refusal::block(enforcement));
+        match refused {
+            Some(Refused::License) => {
+                return ResponseFuture::ready(refusal::payment_required(&policy.license));
+            }
+            Some(_) => return ResponseFuture::ready(refusal::block(enforcement)),
+            None => {}
         }
+        let charged = verdict.reasons.contains(Reason::LicensePaid);
 
         if policy.verdict_header
             && let Ok(value) = HeaderValue::from_str(&verdict_header_value(&verdict))
@@ -321,6 +328,9 @@ where
             &mut parts.headers,
         );
         let request = Request::from_parts(parts, body);
+        if charged && let Some(value) = &policy.license.price_header {
+            after.charge(value.clone());
+        }
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }
 }

@@ -252,6 +252,8 @@ pub(crate) struct AfterResponse {
     set_cookie: Option<HeaderValue>,
     late: Option<Box<LateImage>>,
     embeds: Option<Box<PageEmbeds>>,
+    /// `crawler-charged`: what a licensed request was charged.
+    charged: Option<HeaderValue>,
 }
 
 /// Reads the images a page embeds from its HTML as it streams out, and keeps them for the
@@ -308,7 +310,17 @@ impl AfterResponse {
     }
 
     /// Applies the leftover work to the inner service's response.
+    /// Says on the response what a licensed request was charged (`crawler-charged`).
+    pub(crate) fn charge(&mut self, price: HeaderValue) {
+        self.charged = Some(price);
+    }
+
     pub(crate) fn apply<B>(&mut self, response: &mut Response<B>) {
+        if let Some(price) = self.charged.take() {
+            response
+                .headers_mut()
+                .insert(crate::documents::CRAWLER_CHARGED, price);
+        }
         if let Some(cookie) = self.set_cookie.take() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -449,7 +461,7 @@ pub(crate) fn admit<B>(
     }
     let tracked = track(limits, inputs, &seen, subnet, verdict);
     let mut refusal = tracked.refusal;
-    let charged = verdict.action != Action::Block && matches!(seen.kind, Kind::Page | Kind::Image);
+    let charged = !verdict.action.refuses() && matches!(seen.kind, Kind::Page | Kind::Image);
     let subnet_key = limits.key((3u8, subnet));
     if charged && refusal.is_none() {
         refusal = charge_subnet(limits, ls, &seen, subnet_key, tracked.vouched);
@@ -570,7 +582,7 @@ fn track(
         let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
         inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
-        if verdict.action == Action::Block {
+        if verdict.action.refuses() {
             return;
         }
         // A page view without a cookie is how a newcomer gets one: it is charged to the subnet
@@ -721,7 +733,7 @@ fn after_response(
     subnet_key: u64,
 ) -> AfterResponse {
     let mut after = AfterResponse::default();
-    if seen.kind != Kind::Page || verdict.action >= Action::Block {
+    if seen.kind != Kind::Page || verdict.action.refuses() {
         return after;
     }
     if !tracked.as_visitor && ls.cookie.enabled {

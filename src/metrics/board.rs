@@ -104,6 +104,8 @@ struct Bucket {
     crawlers: AtomicU64,
     images_served: AtomicU64,
     images_refused: AtomicU64,
+    /// Served to verified crawlers that accepted the licence price.
+    licensed: AtomicU64,
     stopped: [AtomicU64; CATEGORIES],
     top: Mutex<Tops>,
 }
@@ -236,6 +238,7 @@ impl Bucket {
             &self.crawlers,
             &self.images_served,
             &self.images_refused,
+            &self.licensed,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -255,6 +258,9 @@ impl Bucket {
             self.people.fetch_add(1, Ordering::Relaxed);
         } else {
             self.crawlers.fetch_add(1, Ordering::Relaxed);
+        }
+        if entry.outcome == "licensed" {
+            self.licensed.fetch_add(1, Ordering::Relaxed);
         }
         if entry.image {
             if entry.stopped {
@@ -363,6 +369,7 @@ impl Board {
                 slot.crawlers = bucket.crawlers.load(Ordering::Relaxed);
                 slot.images_served = bucket.images_served.load(Ordering::Relaxed);
                 slot.images_refused = bucket.images_refused.load(Ordering::Relaxed);
+                slot.licensed = bucket.licensed.load(Ordering::Relaxed);
                 for (sum, counter) in stopped.iter_mut().zip(&bucket.stopped) {
                     let n = counter.load(Ordering::Relaxed);
                     *sum += n;
@@ -380,6 +387,7 @@ impl Board {
             period.crawlers += slot.crawlers;
             period.images_served += slot.images_served;
             period.images_refused += slot.images_refused;
+            period.licensed += slot.licensed;
             period.stopped += slot.stopped;
             period.buckets.push(slot);
         }
@@ -479,6 +487,15 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::RobotsIgnored => "read the site's rules for robots, then ignored them",
         Reason::TrapHit => "followed a hidden link only robots see",
         Reason::OverQuota => "asked for too much too fast",
+        Reason::SignedAgent => "proved who it is with a cryptographic signature",
+        Reason::UnsignedAgent => "claimed an agent that signs its requests, without a signature",
+        Reason::SignatureMalformed => "sent a signature that could not be read",
+        Reason::SignatureExpired => "sent a signature outside its time limit",
+        Reason::SignatureUnlisted => "was vouched for by a key directory this site does not accept",
+        Reason::SignatureUnknownKey => "signed with a key its directory does not hold",
+        Reason::SignatureInvalid => "sent a signature that does not match the request",
+        Reason::SignatureReplayed => "replayed a signature already used",
+        Reason::LicensePaid => "accepted the licence price and was served",
     }
 }
 
@@ -543,6 +560,8 @@ pub struct Period {
     pub images_served: u64,
     /// Image requests refused.
     pub images_refused: u64,
+    /// Requests served to verified crawlers that accepted the licence price.
+    pub licensed: u64,
     /// Requests refused: blocked, over a rate limit, or trapped.
     pub stopped: u64,
     /// The window's buckets, oldest first.
@@ -568,6 +587,8 @@ pub struct Slot {
     pub images_served: u64,
     /// Image requests refused.
     pub images_refused: u64,
+    /// Requests served to crawlers that paid the licence price.
+    pub licensed: u64,
     /// Requests refused.
     pub stopped: u64,
 }
@@ -614,6 +635,7 @@ fn add_period(into: &mut Period, from: &Period) {
     into.crawlers += from.crawlers;
     into.images_served += from.images_served;
     into.images_refused += from.images_refused;
+    into.licensed += from.licensed;
     into.stopped += from.stopped;
     if into.buckets.is_empty() {
         into.buckets = from.buckets.clone();
@@ -623,6 +645,7 @@ fn add_period(into: &mut Period, from: &Period) {
             a.crawlers += b.crawlers;
             a.images_served += b.images_served;
             a.images_refused += b.images_refused;
+            a.licensed += b.licensed;
             a.stopped += b.stopped;
         }
     }

@@ -115,6 +115,8 @@ struct Inner {
     images_stamped: Family<SiteLabels, Counter>,
     images_scrubbed: Family<SiteLabels, Counter>,
     blocks: Family<SiteLabels, Counter>,
+    payment_required: Family<SiteLabels, Counter>,
+    licensed: Family<SiteLabels, Counter>,
     rate_limited: Family<SiteLabels, Counter>,
     traps: Family<SiteLabels, Counter>,
     responses: Family<StatusLabels, Counter>,
@@ -189,6 +191,14 @@ impl Metrics {
             "blocks",
             "Requests answered with the block status (a block verdict, or a full tarpit)",
         );
+        let payment_required = site_counter(
+            "payment_required",
+            "Requests answered with 402 Payment Required and the licence terms",
+        );
+        let licensed = site_counter(
+            "licensed",
+            "Requests from verified crawlers that accepted the licence price, served",
+        );
         let rate_limited = site_counter(
             "rate_limited",
             "Requests refused with 429 Too Many Requests: over a rate limit",
@@ -262,6 +272,8 @@ impl Metrics {
                 images_stamped,
                 images_scrubbed,
                 blocks,
+                payment_required,
+                licensed,
                 rate_limited,
                 traps,
                 responses,
@@ -331,6 +343,8 @@ impl Metrics {
             images_stamped: inner.images_stamped.get_or_create_owned(&labels),
             images_scrubbed: inner.images_scrubbed.get_or_create_owned(&labels),
             blocks: inner.blocks.get_or_create_owned(&labels),
+            payment_required: inner.payment_required.get_or_create_owned(&labels),
+            licensed: inner.licensed.get_or_create_owned(&labels),
             rate_limited: inner.rate_limited.get_or_create_owned(&labels),
             traps: inner.traps.get_or_create_owned(&labels),
             tracked_clients: inner.tracked_clients.get_or_create_owned(&labels),
@@ -437,7 +451,7 @@ impl Metrics {
     }
 }
 
-const ACTIONS: usize = 4;
+const ACTIONS: usize = 5;
 const CATEGORIES: usize = Category::ALL.len();
 
 /// One site's metrics. Counters are resolved once, so bumping one is an atomic add.
@@ -453,6 +467,8 @@ pub struct SiteMetrics {
     images_stamped: Counter,
     images_scrubbed: Counter,
     blocks: Counter,
+    payment_required: Counter,
+    licensed: Counter,
     rate_limited: Counter,
     traps: Counter,
     tracked_clients: Gauge,
@@ -473,6 +489,7 @@ fn action_index(action: Action) -> usize {
         Action::Throttle => 1,
         Action::Tarpit => 2,
         Action::Block => 3,
+        Action::License => 4,
     }
 }
 
@@ -517,6 +534,14 @@ impl SiteMetrics {
 
     pub(crate) fn block(&self) {
         self.blocks.inc();
+    }
+
+    pub(crate) fn payment_required(&self) {
+        self.payment_required.inc();
+    }
+
+    pub(crate) fn licensed(&self) {
+        self.licensed.inc();
     }
 
     pub(crate) fn rate_limited(&self) {

@@ -16,9 +16,10 @@ use crate::catalog::CatalogConfig;
 use crate::classify::ImagesConfig;
 use crate::client::ClientConfig;
 use crate::decide::{CategoryAction, CategoryActions, ForwardConfig, SignalWeights, Thresholds};
-use crate::documents::ReservationConfig;
+use crate::documents::{LicensingConfig, ReservationConfig};
 use crate::limit::{BlockConfig, CookieConfig, LimitsConfig, TarpitConfig, TrapsConfig};
 use crate::signals::behaviour::BehaviourConfig;
+use crate::signals::web_bot_auth::WebBotAuthConfig;
 use crate::stamp::StampConfig;
 use crate::tag::headers::OptOutHeadersConfig;
 
@@ -57,12 +58,14 @@ pub(crate) struct Config {
     pub(crate) ranges: BTreeMap<String, PathBuf>,
     pub(crate) images: ImagesConfig,
     pub(crate) behaviour: BehaviourConfig,
+    pub(crate) web_bot_auth: WebBotAuthConfig,
     // decide
     pub(crate) signals: SignalWeights,
     pub(crate) verdict: Thresholds,
     pub(crate) actions: CategoryActions,
     pub(crate) agents: BTreeMap<Spanned<String>, CategoryAction>,
     pub(crate) forward: ForwardConfig,
+    pub(crate) licensing: LicensingConfig,
     // limit
     pub(crate) limits: LimitsConfig,
     pub(crate) traps: TrapsConfig,

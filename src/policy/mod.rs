@@ -35,9 +35,10 @@ use crate::catalog::{Catalog, Category};
 use crate::classify::{Classification, Classifier, RequestParts};
 use crate::client::{ClientId, Identify, Identity, TrustedProxies, peer_ip};
 use crate::decide::{CategoryAction, DecideConfig, Decider};
-use crate::documents::{Disallow, Documents, ReservationConfig, RobotsAgent};
+use crate::documents::{Disallow, Documents, LicenseTerms, ReservationConfig, RobotsAgent};
 use crate::limit::{Enforcement, LimitConfig, LimitSettings};
 use crate::settings::{ConfigError, Source, read_file};
+use crate::signals::web_bot_auth::{AgentKeys, SignatureError, Signed};
 use crate::stamp::Stamp;
 use crate::tag::TagSettings;
 use crate::tag::headers::OptOutHeaders;
@@ -63,6 +64,10 @@ pub struct Policy {
     /// `[forward] verdict_header`.
     pub(crate) verdict_header: bool,
     pub(crate) tag: Arc<TagSettings>,
+    /// What a `license` action answers with.
+    pub(crate) license: Arc<LicenseTerms>,
+    /// The Web Bot Auth keys and seen nonces: shared by clones and kept across reloads.
+    pub(crate) agent_keys: Arc<AgentKeys>,
 }
 
 impl Policy {
@@ -110,6 +115,7 @@ impl Policy {
             &config.catalog,
             &config.ranges,
             &config.images,
+            &config.web_bot_auth,
             &resolve,
             source,
         )?;
@@ -119,6 +125,7 @@ impl Policy {
                 verdict: config.verdict,
                 actions: &config.actions,
                 agents: &config.agents,
+                licensing: &config.licensing,
             },
             &classifier.catalog,
             source,
@@ -143,6 +150,14 @@ impl Policy {
         let documents = Documents::build(&config.reservation, &robots_agents, &disallowed, None)
             .map_err(|e| source.invalid(source.section("reservation"), e.to_string()))?;
         let tag = compile_tag(&config, source)?;
+        if decider.uses(Action::License) && config.reservation.license_url.is_none() {
+            return Err(source.invalid(
+                source.section("actions"),
+                "an action is \"license\" but [reservation] license_url is not set: the 402 \
+                 must say where the licence terms are",
+            ));
+        }
+        let license = LicenseTerms::build(&config.reservation, decider.price.clone());
         Ok(Policy {
             mode: config.mode,
             identify: Arc::new(identify),
@@ -155,6 +170,8 @@ impl Policy {
             enforcement: Arc::new(enforcement),
             verdict_header: config.forward.verdict_header,
             tag: Arc::new(tag),
+            license: Arc::new(license),
+            agent_keys: Arc::default(),
         })
     }
 
@@ -234,20 +251,76 @@ impl Policy {
     }
 
     /// Identifies, classifies and decides a request, without tracking or limiting it: the
-    /// verdict its headers and address alone earn (what `lenscap explain` shows).
+    /// verdict its headers and address alone earn (what `lenscap explain` shows). A signature's
+    /// nonce is not used up.
     pub fn verdict_for<B>(&self, request: &Request<B>) -> (ClientId, Verdict) {
-        let (found, verdict) = self.judge(peer_ip(request), &RequestParts::of(request));
+        let (found, verdict) = self.judge_at(peer_ip(request), &RequestParts::of(request), false);
         (found.client, verdict)
     }
 
-    /// The first stages in order: identify, classify, decide.
+    /// The Web Bot Auth verdict on a request's signature, without using its nonce up: `None`
+    /// when it is unsigned or verification is off.
+    pub fn signature_of<B>(&self, request: &Request<B>) -> Option<Result<Signed, SignatureError>> {
+        self.judge_at(peer_ip(request), &RequestParts::of(request), false)
+            .0
+            .signature
+    }
+
+    /// The Web Bot Auth keys this policy verifies against (`lenscap serve` fetches them; a
+    /// library user stores them with [`AgentKeys::set`]).
+    pub fn agent_keys(&self) -> &Arc<AgentKeys> {
+        &self.agent_keys
+    }
+
+    /// Verifies against `from`'s agent keys and seen nonces from now on: a reloaded policy
+    /// keeps the keys fetched and the replay protection of the one it replaces.
+    pub fn share_agent_keys(&mut self, from: &Policy) {
+        self.agent_keys = from.agent_keys.clone();
+    }
+
+    /// The listed Web Bot Auth directories to fetch, and whether `http://` loopback ones are
+    /// accepted; `None` when verification is off.
+    #[cfg(feature = "cli")]
+    pub(crate) fn agent_directories(&self) -> Option<(Vec<String>, bool)> {
+        let config = self.classifier.web_bot_auth.as_ref()?;
+        Some((
+            config.directories_to_fetch().map(str::to_owned).collect(),
+            config.insecure_loopback_allowed(),
+        ))
+    }
+
+    /// What a `license` action answers with.
+    pub fn license_terms(&self) -> &LicenseTerms {
+        &self.license
+    }
+
+    /// The first stages in order: identify, classify, decide (a signature's nonce is used up).
     pub(crate) fn judge(
         &self,
         peer: Option<IpAddr>,
         request: &RequestParts<'_>,
     ) -> (Classification, Verdict) {
+        self.judge_at(peer, request, true)
+    }
+
+    fn judge_at(
+        &self,
+        peer: Option<IpAddr>,
+        request: &RequestParts<'_>,
+        record: bool,
+    ) -> (Classification, Verdict) {
         let identity: Identity = self.identify.proxies.identify(peer, request.headers);
-        let found = self.classifier.classify(&identity, request);
+        let mut found = self.classifier.classify(&identity, request);
+        if self.decider.licenses {
+            found.offer = crate::documents::Offer::from_headers(request.headers);
+        }
+        if self.classifier.web_bot_auth.is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.classifier
+                .check_signature(&mut found, request, &self.agent_keys, now, record);
+        }
         let verdict = self.decider.decide(&self.classifier, &found);
         (found, verdict)
     }

@@ -289,10 +289,7 @@ impl Acme {
 
     /// HTTPS to the directory, trusting the system's roots and `directory_ca`.
     fn http_client(&self) -> Result<Box<dyn instant_acme::HttpClient>, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
+        let mut roots = tls::native_roots();
         if let Some(ca) = &self.settings.directory_ca {
             let certs = CertificateDer::pem_file_iter(ca)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -309,11 +306,7 @@ impl Acme {
                     .map_err(|e| format!("server.acme.directory_ca {}: {e}", ca.display()))?;
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = tls::client_config(roots)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_only()

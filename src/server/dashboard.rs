@@ -167,6 +167,7 @@ fn cards(out: &mut String, period: &Period) {
         ("images served", period.images_served, "images-served"),
         ("images refused", period.images_refused, "images-refused"),
         ("requests stopped", period.stopped, "stopped"),
+        ("requests licensed (paid)", period.licensed, "licensed"),
     ] {
         let _ = write!(
             out,

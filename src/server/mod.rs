@@ -40,6 +40,7 @@ mod access_log;
 mod acme;
 mod acme_http;
 mod admin;
+mod agent_keys;
 mod body;
 mod cache;
 mod client_body;
@@ -436,6 +437,12 @@ impl Server {
             );
         }
 
+        let agent_keys_task = agent_keys::spawn(
+            handles
+                .iter()
+                .map(|(_, handle, _)| handle.clone())
+                .collect(),
+        );
         let reloader = Arc::new(reload::Reloader::new(
             options,
             handles,
@@ -494,9 +501,15 @@ impl Server {
             if let Some(task) = admin_task {
                 let _ = task.await;
             }
-            for task in [watch_task, certificate_watch, acme_task, redirect_task]
-                .into_iter()
-                .flatten()
+            for task in [
+                watch_task,
+                certificate_watch,
+                acme_task,
+                redirect_task,
+                agent_keys_task,
+            ]
+            .into_iter()
+            .flatten()
             {
                 task.abort();
             }

@@ -36,6 +36,24 @@ pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The system's trusted roots (those that cannot be read are skipped).
+pub(super) fn native_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    roots
+}
+
+/// A client config trusting `roots`, for the server's own HTTPS requests.
+pub(super) fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A certificate chain and private key from PEM files, checked to belong together.
 pub(super) fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
     let certs = read_chain(cert)?;

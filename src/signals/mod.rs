@@ -26,6 +26,7 @@ pub(crate) mod behaviour;
 pub mod embeds;
 mod self_id;
 mod user_agent;
+pub mod web_bot_auth;
 
 pub use self_id::self_identifies;
 

@@ -38,6 +38,7 @@ pub mod profile;
 pub mod report;
 mod runner;
 pub mod scenario;
+mod signing;
 
 use std::net::{IpAddr, SocketAddr};
 

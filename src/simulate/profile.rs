@@ -42,6 +42,13 @@ pub enum ProfileKind {
     /// Googlebot from inside Google's published ranges (needs a target that trusts the
     /// simulator's forwarded addresses).
     SearchEngine,
+    /// ChatGPT Agent signing every request (Web Bot Auth) with a key the simulator makes and
+    /// serves in a key directory on loopback (`key_directory`).
+    SignedAgent,
+    /// GPTBot signing every request and offering to pay for it (`crawler-max-price: USD 1.00`,
+    /// signed): a site that licenses (`ai-training = "license"`) and lists its directory
+    /// serves it.
+    PayingCrawler,
 }
 
 /// Whether a profile should get through (humans, welcome crawlers) or be stopped (scrapers).
@@ -68,7 +75,7 @@ impl Role {
 
 impl ProfileKind {
     /// Every profile, in report order.
-    pub const ALL: [ProfileKind; 9] = [
+    pub const ALL: [ProfileKind; 11] = [
         ProfileKind::Human,
         ProfileKind::PubWifi,
         ProfileKind::AiCrawlerPolite,
@@ -78,6 +85,8 @@ impl ProfileKind {
         ProfileKind::Stealth,
         ProfileKind::FakeGooglebot,
         ProfileKind::SearchEngine,
+        ProfileKind::SignedAgent,
+        ProfileKind::PayingCrawler,
     ];
 
     /// The name used on the command line, in scenarios and in reports.
@@ -92,6 +101,8 @@ impl ProfileKind {
             ProfileKind::Stealth => "stealth",
             ProfileKind::FakeGooglebot => "fake-googlebot",
             ProfileKind::SearchEngine => "search-engine",
+            ProfileKind::SignedAgent => "signed-agent",
+            ProfileKind::PayingCrawler => "paying-crawler",
         }
     }
 
@@ -100,7 +111,21 @@ impl ProfileKind {
         match self {
             ProfileKind::Human | ProfileKind::PubWifi => Role::Human,
             ProfileKind::SearchEngine => Role::Welcome,
+            // Kept off images unless the site licenses and verifies it: scored as a scraper.
             _ => Role::Scraper,
+        }
+    }
+
+    /// Whether it signs its requests (Web Bot Auth).
+    pub fn signs(self) -> bool {
+        matches!(self, ProfileKind::SignedAgent | ProfileKind::PayingCrawler)
+    }
+
+    /// The price header it sends (and signs), when it offers to pay.
+    pub(crate) fn price_offer(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ProfileKind::PayingCrawler => Some(("crawler-max-price", "USD 1.00")),
+            _ => None,
         }
     }
 
@@ -125,6 +150,8 @@ impl ProfileKind {
             ProfileKind::DatasetBuilder => &[IMG2DATASET],
             ProfileKind::Stealth => &[CHROME],
             ProfileKind::FakeGooglebot | ProfileKind::SearchEngine => &[GOOGLEBOT],
+            ProfileKind::SignedAgent => &[CHATGPT_AGENT],
+            ProfileKind::PayingCrawler => &[GPTBOT],
         }
     }
 
@@ -149,6 +176,7 @@ impl ProfileKind {
             give_up_after: 50,
             max_images: None,
             expect_stopped: false,
+            key_directory: None,
         };
         match self {
             ProfileKind::Human | ProfileKind::PubWifi => ProfileSettings {
@@ -197,14 +225,17 @@ impl ProfileKind {
                 expect_stopped: true,
                 ..base
             },
-            ProfileKind::SearchEngine => ProfileSettings {
-                concurrency: 2,
-                delay: Duration::from_millis(100),
-                obey_robots: true,
-                fetch_robots: true,
-                give_up_after: 10,
-                ..base
-            },
+            // Honest crawlers: paced, robots.txt read and obeyed.
+            ProfileKind::SearchEngine | ProfileKind::SignedAgent | ProfileKind::PayingCrawler => {
+                ProfileSettings {
+                    concurrency: 2,
+                    delay: Duration::from_millis(100),
+                    obey_robots: true,
+                    fetch_robots: true,
+                    give_up_after: 10,
+                    ..base
+                }
+            }
         }
     }
 
@@ -322,6 +353,9 @@ pub struct ProfileSettings {
     pub max_images: Option<u64>,
     /// Threshold: every session of this profile must be stopped.
     pub expect_stopped: bool,
+    /// Signing profiles: where the simulator serves their key directory (a loopback address;
+    /// `Signature-Agent` is then `http://` it). None: a free loopback port, named in the report.
+    pub key_directory: Option<std::net::SocketAddr>,
 }
 
 pub(crate) enum Strategy {
@@ -467,6 +501,13 @@ const GPTBOT: Identity = Identity {
     image: AI_ACCEPT,
     fetch_metadata: false,
     client_hints: &[],
+};
+
+const CHATGPT_AGENT: Identity = Identity {
+    user_agent: "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko); compatible; ChatGPT Agent",
+    // No robots.txt token of its own (the catalog's `robots = []`): only `*` applies to it.
+    robots_token: "ChatGPT-Agent",
+    ..GPTBOT
 };
 
 const CCBOT: Identity = Identity {

@@ -24,6 +24,7 @@ use super::discovery::{Robots, ScannedPage, is_image_path, resolve, scan_html};
 use super::profile::{Identity, ImageChoice, ProfileKind, ProfileSettings, Rotation, Strategy};
 use super::report::{ProfileReport, Report, percentile_ms};
 use super::scenario::{MAX_ROTATING_ADDRESSES, Scenario};
+use super::signing::AgentSigning;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -124,6 +125,17 @@ pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<S
         .enumerate()
         .map(|(index, settings)| Arc::new(ProfileRun::new(settings.clone(), index, &shared)))
         .collect();
+    for run in &runs {
+        match &run.signing {
+            Some(Err(error)) => report.notes.push(format!("unsigned: {error}")),
+            Some(Ok(signing)) if !signing.published().await => report.notes.push(format!(
+                "{}: the target did not fetch the key directory {} within 5 s",
+                run.settings.kind,
+                signing.origin()
+            )),
+            _ => {}
+        }
+    }
     let mut tasks = JoinSet::new();
     for run in &runs {
         for session_index in 0..run.settings.sessions {
@@ -291,6 +303,8 @@ struct ProfileRun {
     rotation: AtomicU64,
     shared_address: Ipv4Addr,
     totals: Mutex<Totals>,
+    /// Signing profiles: the key and its directory (or why they could not be made).
+    signing: Option<Result<AgentSigning, String>>,
 }
 
 #[derive(Default)]
@@ -313,6 +327,8 @@ struct Totals {
 
 impl ProfileRun {
     fn new(settings: ProfileSettings, index: usize, shared: &Shared) -> ProfileRun {
+        let settings_signs = settings.kind.signs();
+        let settings_for_signing = settings.clone();
         let shared_address =
             session_address(shared.sessions_started.fetch_add(1, Ordering::Relaxed));
         ProfileRun {
@@ -323,6 +339,7 @@ impl ProfileRun {
             rotation: AtomicU64::new(0),
             shared_address,
             totals: Mutex::new(Totals::default()),
+            signing: settings_signs.then(|| AgentSigning::start(&settings_for_signing)),
         }
     }
 
@@ -889,6 +906,16 @@ impl Session {
         }
         for (name, value) in &self.extra {
             builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(Ok(signing)) = &self.run.signing {
+            let offer = self.run.settings.kind.price_offer();
+            let authority = shared.host.to_str().unwrap_or("localhost");
+            for (name, value) in signing.headers(authority, offer) {
+                builder = builder.header(name, value);
+            }
+            if let Some((name, value)) = offer {
+                builder = builder.header(name, value);
+            }
         }
         if let Some(proto) = &shared.forwarded_proto {
             builder = builder.header("x-forwarded-proto", proto.clone());

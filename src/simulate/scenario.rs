@@ -137,6 +137,8 @@ struct ProfileEntry {
     give_up_after: Option<u32>,
     max_images: Option<u64>,
     expect_stopped: Option<bool>,
+    /// Signing profiles: the loopback address their key directory is served on.
+    key_directory: Option<std::net::SocketAddr>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +393,9 @@ impl Scenario {
             }
             if entry.max_images.is_some() {
                 settings.max_images = entry.max_images;
+            }
+            if entry.key_directory.is_some() {
+                settings.key_directory = entry.key_directory;
             }
             profiles.push(settings);
         }
