@@ -657,7 +657,13 @@ impl Behaviour {
             Kind::Robots => self.flags |= ROBOTS_FETCHED,
             Kind::Other => {}
         }
+        // People load the photos a page embeds in its order and click "next" through an
+        // album: neither is enumeration. What counts is numbers walked without a page to
+        // vouch for them, or by navigations beyond a person's pace.
+        let at_pace_navigation = facts.navigation && !facts.over_pace;
         if matches!(facts.kind, Kind::Page | Kind::Image)
+            && !vouched
+            && !at_pace_navigation
             && let Some((around, number)) = facts.number
         {
             if around == self.around && number == self.number.wrapping_add(1) {
@@ -909,6 +915,40 @@ mod tests {
         let f = Facts::for_test(Kind::Image, "/x.jpg", None);
         let r = c.observe(&f, 600_000, &s).reasons;
         assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn photos_in_page_order_and_next_clicks_are_not_enumeration() {
+        let s = BehaviourSettings::default();
+        let mut person = Behaviour::new(1);
+        let mut t = 1;
+        for page in 1..=20u32 {
+            let url = format!("/album?page={page}");
+            let r = person.observe(&Facts::for_test(Kind::Page, &url, None), t, &s);
+            assert!(!r.reasons.contains(Reason::SequentialEnumeration));
+            for i in 0..20 {
+                t += 15;
+                let photo = format!("/photos/IMG_{:04}.jpg", page * 20 + i);
+                let r = person.observe(&Facts::for_test(Kind::Image, &photo, Some(&url)), t, &s);
+                assert!(r.vouched);
+                assert!(
+                    !r.reasons.contains(Reason::SequentialEnumeration),
+                    "{photo}"
+                );
+            }
+            t += 5_000;
+        }
+        // The same numbers without a page: enumeration.
+        let mut script = Behaviour::new(1);
+        let mut raised = false;
+        for n in 0..20 {
+            let photo = format!("/photos/IMG_{n:04}.jpg");
+            raised |= script
+                .observe(&Facts::for_test(Kind::Image, &photo, None), 10 + n * 10, &s)
+                .reasons
+                .contains(Reason::SequentialEnumeration);
+        }
+        assert!(raised);
     }
 
     #[test]
