@@ -87,7 +87,7 @@ weights! {
     trap_hit = 100,
     over_quota = 0,
     address_churn = 40,
-    fast_navigation = 30,
+    fast_navigation = 20,
     signed_agent = 0,
     unsigned_agent = 0,
     signature_malformed = 60,

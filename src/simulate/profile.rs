@@ -177,6 +177,7 @@ impl ProfileKind {
             max_images: None,
             expect_stopped: false,
             key_directory: None,
+            keeps_cookies: self.keeps_cookies(),
         };
         match self {
             ProfileKind::Human | ProfileKind::PubWifi => ProfileSettings {
@@ -356,6 +357,8 @@ pub struct ProfileSettings {
     /// Signing profiles: where the simulator serves their key directory (a loopback address;
     /// `Signature-Agent` is then `http://` it). None: a free loopback port, named in the report.
     pub key_directory: Option<std::net::SocketAddr>,
+    /// Keeps the cookies the site sets (the profile's own habit unless told otherwise).
+    pub keeps_cookies: bool,
 }
 
 pub(crate) enum Strategy {
