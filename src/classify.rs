@@ -29,16 +29,21 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Version, header};
 use serde::Deserialize;
 
+use crate::catalog::datacenter::DatacenterRanges;
 use crate::catalog::ranges::{RangeTable, VerifiedRanges};
 use crate::catalog::{Catalog, CatalogConfig, Category};
 use crate::client::{ClientId, Identity};
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::Kind;
+use crate::signals::transport::{self, Transport};
 use crate::signals::{
     RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, read_user_agent, shape,
     user_agent_of,
 };
 use crate::verdict::{Reason, Reasons};
+
+/// The `[ranges]` name that replaces the embedded cloud and hosting list.
+const DATACENTER_RANGES: &str = "datacenter";
 
 /// `[images]`: what counts as an image request.
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,8 @@ pub(crate) struct Classifier {
     image_extensions: Vec<String>,
     /// User-Agents read so far under this catalog.
     user_agents: UserAgentCache,
+    /// Cloud and hosting ranges (the embedded list is shared by every compile).
+    datacenter: Arc<DatacenterRanges>,
 }
 
 /// What classifying one request found. Later stages read it instead of working it out again.
@@ -93,6 +100,8 @@ pub(crate) struct Classification {
     pub(crate) category: Category,
     /// The header-shape and catalog signals (`known-agent`, `verified-agent`, `spoofed-agent`).
     pub(crate) reasons: Reasons,
+    /// The cloud or hosting provider of the client's address (see [`Classifier::datacenter_name`]).
+    pub(crate) datacenter: Option<u8>,
 }
 
 impl Classification {
@@ -111,6 +120,8 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The connection is TLS (or the URI says `https`).
     pub(crate) tls: bool,
+    /// The connection's TLS and HTTP/2 fingerprints, when the server terminated TLS.
+    pub(crate) transport: Option<Transport>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -122,6 +133,7 @@ impl<'a> RequestParts<'a> {
             headers: request.headers(),
             tls: request.extensions().get::<crate::client::Tls>().is_some()
                 || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
+            transport: request.extensions().get::<Transport>().copied(),
         }
     }
 }
@@ -136,10 +148,14 @@ impl Classifier {
         source: &Source<'_>,
     ) -> Result<Classifier, ConfigError> {
         let catalog = catalog.load(resolve)?;
-        let overrides = ranges
+        let mut overrides: std::collections::BTreeMap<String, PathBuf> = ranges
             .iter()
             .map(|(k, v)| (k.clone(), resolve(v)))
             .collect();
+        let datacenter = match overrides.remove(DATACENTER_RANGES) {
+            Some(path) => Arc::new(DatacenterRanges::load(&path)?),
+            None => DatacenterRanges::embedded()?,
+        };
         let ranges = VerifiedRanges::load(&overrides)?;
         let mut agent_ranges = Vec::with_capacity(catalog.len());
         for agent in catalog.agents() {
@@ -166,7 +182,18 @@ impl Classifier {
                 .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
                 .collect(),
             user_agents: UserAgentCache::default(),
+            datacenter,
         })
+    }
+
+    /// The provider of the cloud or hosting range holding `ip`.
+    pub(crate) fn datacenter_provider(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.datacenter.provider(ip)
+    }
+
+    /// The key (`aws`, `hetzner`, …) of the provider a classification found.
+    pub(crate) fn datacenter_name(&self, index: u8) -> Option<&str> {
+        self.datacenter.provider_name(index)
     }
 
     fn range_table(&self, agent_index: usize) -> Option<&RangeTable> {
@@ -235,6 +262,22 @@ impl Classifier {
             }
             None => Category::Browser,
         };
+        // Behind a trusted proxy the connection (and its fingerprints) is the proxy's.
+        if agent.is_none()
+            && !identity.via_trusted_proxy
+            && let Some(transport) = &request.transport
+            && transport::contradicts(&reading.browser, transport)
+        {
+            reasons.insert(Reason::TransportMismatch);
+        }
+        let datacenter = if client == ClientId::UNKNOWN {
+            None
+        } else {
+            self.datacenter.provider_index(client.ip())
+        };
+        if datacenter.is_some() {
+            reasons.insert(Reason::Datacenter);
+        }
         let direct_open = view.image && direct_open(headers, secure, fetch_dest_image);
         let kind = if direct_open {
             Kind::Page
@@ -251,6 +294,7 @@ impl Classifier {
             agent,
             category,
             reasons,
+            datacenter,
         }
     }
 

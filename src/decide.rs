@@ -87,6 +87,9 @@ weights! {
     over_quota = 0,
     address_churn = 40,
     fast_navigation = 30,
+    transport_mismatch = 40,
+    datacenter = 5,
+    datacenter_images = 40,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.
@@ -289,9 +292,15 @@ impl Scoring {
     /// Adds signals raised after classification (behaviour, over quota): their weights join
     /// the score and the thresholds apply again, to every client but verified crawlers (which
     /// are governed by their category).
-    pub(crate) fn add_signals(&self, verdict: &mut Verdict, extra: Reasons) {
+    pub(crate) fn add_signals(&self, verdict: &mut Verdict, mut extra: Reasons) {
         if extra.is_empty() {
             return;
+        }
+        // Harvesting images without pages is worse from a rented server than from a phone.
+        if extra.contains(Reason::ImagesWithoutPages)
+            && verdict.reasons.contains(Reason::Datacenter)
+        {
+            extra.insert(Reason::DatacenterImages);
         }
         for reason in extra.iter() {
             if !verdict.reasons.contains(reason) {

@@ -148,6 +148,13 @@ reasons! {
     TrapHit = "trap-hit",
     /// Over a rate limit.
     OverQuota = "over-quota",
+    /// A browser User-Agent over a TLS ClientHello or HTTP/2 opening that browser never sends
+    /// (Chrome's name over OpenSSL's or Go's handshake): read when Lenscap terminates TLS.
+    TransportMismatch = "transport-mismatch",
+    /// From a published cloud or hosting range (VPNs live there too: weak alone).
+    Datacenter = "datacenter",
+    /// Behaviour: images without page views, from a cloud or hosting address.
+    DatacenterImages = "datacenter-images",
 }
 
 /// A set of [`Reason`]s.

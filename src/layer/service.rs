@@ -232,6 +232,7 @@ where
                         refused: None,
                         document: true,
                         enforced: enforce,
+                        datacenter: None,
                     };
                     record.seen(seen, &request, "document");
                 }
@@ -253,6 +254,9 @@ where
                     refused: Some(refused),
                     document: false,
                     enforced: enforce,
+                    datacenter: found
+                        .datacenter
+                        .and_then(|i| policy.classifier.datacenter_name(i)),
                 };
                 record.seen(seen, &request, message);
                 return ResponseFuture::ready(match refusal {
@@ -294,6 +298,9 @@ where
             refused,
             document: false,
             enforced: enforce,
+            datacenter: found
+                .datacenter
+                .and_then(|i| policy.classifier.datacenter_name(i)),
         };
         record.seen(seen, &request, "verdict");
         if refused.is_some() {

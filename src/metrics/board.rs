@@ -479,6 +479,9 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::RobotsIgnored => "read the site's rules for robots, then ignored them",
         Reason::TrapHit => "followed a hidden link only robots see",
         Reason::OverQuota => "asked for too much too fast",
+        Reason::TransportMismatch => "claimed a browser but connected like a script",
+        Reason::Datacenter => "came from a cloud or hosting address",
+        Reason::DatacenterImages => "took photos from a server without looking at any page",
     }
 }
 

@@ -240,6 +240,11 @@ impl Policy {
         (found.client, verdict)
     }
 
+    /// The cloud or hosting provider (`aws`, `hetzner`, …) of a published range holding `ip`.
+    pub fn datacenter_provider(&self, ip: IpAddr) -> Option<&str> {
+        self.classifier.datacenter_provider(ip)
+    }
+
     /// The first stages in order: identify, classify, decide.
     pub(crate) fn judge(
         &self,
