@@ -414,3 +414,40 @@ pub(super) fn hello_fingerprint(bytes: &[u8]) -> Option<TlsFingerprint> {
         alpn,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::transport::TlsStack;
+
+    /// curl 7.88.1 (OpenSSL 3.0) as captured on loopback; several public fingerprint
+    /// services report exactly this JA4 for curl.
+    const CURL: &[u8] = include_bytes!("../../tests/data/clienthello-curl-7.88.1.bin");
+    /// Headless Chromium 156 (post-quantum key share: a 2 KiB hello).
+    const CHROMIUM: &[u8] = include_bytes!("../../tests/data/clienthello-chromium-156.bin");
+
+    #[test]
+    fn ja4_of_captured_client_hellos() {
+        let curl = hello_fingerprint(CURL).expect("curl's hello parses");
+        assert_eq!(curl.ja4(), "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6");
+        assert_eq!(curl.stack(), TlsStack::OpenSsl);
+        let chromium = hello_fingerprint(CHROMIUM).expect("Chromium's hello parses");
+        // Chrome's cipher hash as published with the JA4 specification.
+        assert!(
+            chromium.ja4().starts_with("t13d151")
+                && chromium.ja4()[8..].starts_with("h2_8daaf6152771_"),
+            "{}",
+            chromium.ja4()
+        );
+        assert_eq!(chromium.stack(), TlsStack::Chromium);
+    }
+
+    #[test]
+    fn anything_but_a_whole_client_hello_has_no_fingerprint() {
+        assert_eq!(hello_fingerprint(b""), None);
+        assert_eq!(hello_fingerprint(b"GET / HTTP/1.1\r\n\r\n"), None);
+        for end in [5, 40, CURL.len() - 1] {
+            assert_eq!(hello_fingerprint(&CURL[..end]), None, "first {end} bytes");
+        }
+    }
+}
