@@ -183,3 +183,41 @@ fn a_datacenter_address_alone_never_blocks() {
     );
     assert_eq!(policy.datacenter_provider(ELSEWHERE.parse().unwrap()), None);
 }
+
+#[test]
+fn ranges_datacenter_replaces_the_embedded_list() {
+    let dir = std::env::temp_dir().join(format!("lenscap-datacenter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("datacenter.json");
+    std::fs::write(
+        &file,
+        r#"{"providers": {"example-cloud": {"prefixes": ["192.0.2.0/24", "2001:db8::/32"]}}}"#,
+    )
+    .unwrap();
+    let policy = Policy::from_toml_str(
+        &format!("[ranges]\ndatacenter = {:?}\n", file.display().to_string()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.datacenter_provider("192.0.2.9".parse().unwrap()),
+        Some("example-cloud")
+    );
+    assert_eq!(policy.datacenter_provider(AWS.parse().unwrap()), None);
+    // The verified crawler ranges are untouched.
+    assert!(policy.ranges().get("googlebot").is_some());
+
+    std::fs::write(
+        &file,
+        r#"{"providers": {"x": {"prefixes": ["192.0.2.0/33"]}}}"#,
+    )
+    .unwrap();
+    let error = Policy::from_toml_str(
+        &format!("[ranges]\ndatacenter = {:?}\n", file.display().to_string()),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("192.0.2.0/33"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

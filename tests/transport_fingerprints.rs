@@ -294,4 +294,102 @@ fn headless_chromium_is_no_transport_mismatch() {
         !reasons(&line).contains(&"transport-mismatch"),
         "Chromium over HTTP/1.1 flagged: {line}"
     );
+    // Without h2 Chromium sends no ALPS; GREASE and certificate compression remain.
+    let traits = line["tls_traits"].as_str().unwrap_or_default();
+    assert!(
+        traits.contains("grease") && traits.contains("compress-certificate"),
+        "{line}"
+    );
+}
+
+/// curl's JA4 and traits as the access log writes them (see the curl test above).
+const CURL_JA4: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
+
+fn lenscap(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lenscap"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn explain_takes_the_fingerprints_and_names_the_provider() {
+    let chrome_over_curl = [
+        "explain",
+        "--json",
+        "--ua",
+        CHROME_UA,
+        "--ip",
+        "3.1.2.3",
+        "--ja4",
+        CURL_JA4,
+        "--tls-traits",
+        "encrypt-then-mac",
+        "--h2",
+        "3:100;4:10485760;2:0|1048510465|0|m,p,s,a",
+    ];
+    let output = lenscap(&chrome_over_curl);
+    assert!(output.status.success(), "{output:?}");
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        reasons(&verdict).contains(&"transport-mismatch"),
+        "{verdict}"
+    );
+    assert!(reasons(&verdict).contains(&"datacenter"), "{verdict}");
+    assert_eq!(verdict["datacenter"], "aws", "{verdict}");
+    assert_eq!(verdict["tls_stack"], "openssl", "{verdict}");
+    assert_eq!(verdict["h2_stack"], "curl", "{verdict}");
+
+    let output = lenscap(&["explain", "--ua", CHROME_UA, "--ja4", "t13d"]);
+    assert!(!output.status.success(), "{output:?}");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("t13d") && error.contains("--ja4"), "{error}");
+}
+
+#[test]
+fn replay_reads_the_fingerprints_of_access_log_lines() {
+    let dir = scratch("replay");
+    let line = |ja4: &str, traits: &str| {
+        serde_json::json!({
+            "ip": "198.51.100.7", "path": "/", "scheme": "https",
+            "headers": {"user-agent": CHROME_UA, "accept": "text/html", "accept-language": "en",
+                        "accept-encoding": "gzip", "sec-ch-ua": "\"Chromium\";v=\"142\""},
+            "ja4": ja4, "tls_traits": traits,
+        })
+        .to_string()
+    };
+    std::fs::write(
+        dir.join("access.jsonl"),
+        format!(
+            "{}\n{}\n",
+            line(CURL_JA4, "encrypt-then-mac"),
+            line(
+                "t13d1516h2_8daaf6152771_e5627efa2ab1",
+                "grease,alps,compress-certificate"
+            )
+        ),
+    )
+    .unwrap();
+    let output = lenscap(&[
+        "replay",
+        "--verdicts",
+        dir.join("access.jsonl").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let verdicts: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert!(
+        reasons(&verdicts[0]).contains(&"transport-mismatch"),
+        "{:?}",
+        verdicts[0]
+    );
+    assert!(
+        !reasons(&verdicts[1]).contains(&"transport-mismatch"),
+        "{:?}",
+        verdicts[1]
+    );
 }

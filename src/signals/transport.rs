@@ -90,11 +90,12 @@ const TRAIT_NAMES: [(u8, &str); 6] = [
 /// The TLS stack a ClientHello's traits point to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TlsStack {
-    /// GREASE with ALPS: Chrome, Edge, Opera, Brave, Android WebView, Electron.
+    /// GREASE with ALPS, or with certificate compression and Chromium's short suite list:
+    /// Chrome, Edge, Opera, Brave, Android WebView, Electron.
     Chromium,
     /// No GREASE, `record_size_limit` and `delegated_credentials`: NSS (Firefox).
     Firefox,
-    /// GREASE without ALPS: Apple's stack (Safari, every iOS browser).
+    /// GREASE otherwise: Apple's stack (Safari, every iOS browser).
     Apple,
     /// No GREASE, `encrypt_then_mac`: OpenSSL (curl, Python, Node, wget, Ruby).
     OpenSsl,
@@ -195,7 +196,10 @@ impl TlsFingerprint {
     /// The stack its traits point to.
     pub fn stack(&self) -> TlsStack {
         if self.has(GREASE) {
-            if self.has(ALPS) {
+            // Chromium without ALPS (HTTP/1.1 only) still compresses certificates; Apple's
+            // stack offers 20 suites, legacy CBC ones included, to Chromium's 15.
+            let suites = (self.ja4[4] - b'0') * 10 + (self.ja4[5] - b'0');
+            if self.has(ALPS) || (self.has(COMPRESS_CERTIFICATE) && suites < 18) {
                 TlsStack::Chromium
             } else {
                 TlsStack::Apple
