@@ -28,7 +28,7 @@
 //!     alpn: Some(b"h2"),
 //! };
 //! let fingerprint = TlsFingerprint::from_hello(&hello);
-//! assert!(fingerprint.ja4().starts_with("t13d0404h2_"));
+//! assert!(fingerprint.ja4().starts_with("t13d0405h2_"));
 //! assert_eq!(fingerprint.stack(), TlsStack::Chromium);
 //! ```
 
