@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 needed=(
   "exiftool:libimage-exiftool-perl"
   "pebble:pebble"
+  "curl:curl"
+  "chromium:chromium"
+  "python3:python3"
 )
 
 missing=()

@@ -29,12 +29,14 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Version, header};
 use serde::Deserialize;
 
+use crate::catalog::datacenter::DatacenterRanges;
 use crate::catalog::ranges::{RangeTable, VerifiedRanges};
 use crate::catalog::{Catalog, CatalogConfig, Category};
 use crate::client::{ClientId, Identity};
 use crate::documents::Offer;
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::Kind;
+use crate::signals::transport::{self, Transport};
 use crate::signals::web_bot_auth::{
     self, AgentKeys, SignatureError, Signed, SignedParts, WebBotAuth, WebBotAuthConfig,
 };
@@ -43,6 +45,9 @@ use crate::signals::{
     user_agent_of,
 };
 use crate::verdict::{Reason, Reasons};
+
+/// The `[ranges]` name that replaces the embedded cloud and hosting list.
+const DATACENTER_RANGES: &str = "datacenter";
 
 /// `[images]`: what counts as an image request.
 #[derive(Debug, Deserialize)]
@@ -77,6 +82,8 @@ pub(crate) struct Classifier {
     user_agents: UserAgentCache,
     /// `[web_bot_auth]`, when enabled.
     pub(crate) web_bot_auth: Option<WebBotAuth>,
+    /// Cloud and hosting ranges (the embedded list is shared by every compile).
+    datacenter: Arc<DatacenterRanges>,
 }
 
 /// What classifying one request found. Later stages read it instead of working it out again.
@@ -104,6 +111,8 @@ pub(crate) struct Classification {
     /// The price the request offers (`crawler-exact-price` / `crawler-max-price`), or what
     /// is wrong with it; read only when some action is `license`.
     pub(crate) offer: Result<Option<Offer>, String>,
+    /// The cloud or hosting provider of the client's address (see [`Classifier::datacenter_name`]).
+    pub(crate) datacenter: Option<u8>,
 }
 
 impl Classification {
@@ -126,6 +135,8 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) authority: Option<&'a str>,
     /// The query, without `?`.
     pub(crate) query: Option<&'a str>,
+    /// The connection's TLS and HTTP/2 fingerprints, when the server terminated TLS.
+    pub(crate) transport: Option<Transport>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -143,6 +154,7 @@ impl<'a> RequestParts<'a> {
                 .map(|a| a.as_str())
                 .or_else(|| request.headers().get(header::HOST)?.to_str().ok()),
             query: request.uri().query(),
+            transport: request.extensions().get::<Transport>().copied(),
         }
     }
 }
@@ -159,10 +171,14 @@ impl Classifier {
     ) -> Result<Classifier, ConfigError> {
         let catalog = catalog.load(resolve)?;
         let web_bot_auth = WebBotAuth::compile(web_bot_auth, &catalog, source)?;
-        let overrides = ranges
+        let mut overrides: std::collections::BTreeMap<String, PathBuf> = ranges
             .iter()
             .map(|(k, v)| (k.clone(), resolve(v)))
             .collect();
+        let datacenter = match overrides.remove(DATACENTER_RANGES) {
+            Some(path) => Arc::new(DatacenterRanges::load(&path)?),
+            None => DatacenterRanges::embedded()?,
+        };
         let ranges = VerifiedRanges::load(&overrides)?;
         let mut agent_ranges = Vec::with_capacity(catalog.len());
         for agent in catalog.agents() {
@@ -190,7 +206,18 @@ impl Classifier {
                 .collect(),
             user_agents: UserAgentCache::default(),
             web_bot_auth,
+            datacenter,
         })
+    }
+
+    /// The provider of the cloud or hosting range holding `ip`.
+    pub(crate) fn datacenter_provider(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.datacenter.provider(ip)
+    }
+
+    /// The key (`aws`, `hetzner`, …) of the provider a classification found.
+    pub(crate) fn datacenter_name(&self, index: u8) -> Option<&str> {
+        self.datacenter.provider_name(index)
     }
 
     fn range_table(&self, agent_index: usize) -> Option<&RangeTable> {
@@ -259,6 +286,22 @@ impl Classifier {
             }
             None => Category::Browser,
         };
+        // Behind a trusted proxy the connection (and its fingerprints) is the proxy's.
+        if agent.is_none()
+            && !identity.via_trusted_proxy
+            && let Some(transport) = &request.transport
+            && transport::contradicts(&reading.browser, transport)
+        {
+            reasons.insert(Reason::TransportMismatch);
+        }
+        let datacenter = if client == ClientId::UNKNOWN {
+            None
+        } else {
+            self.datacenter.provider_index(client.ip())
+        };
+        if datacenter.is_some() {
+            reasons.insert(Reason::Datacenter);
+        }
         let direct_open = view.image && direct_open(headers, secure, fetch_dest_image);
         let kind = if direct_open {
             Kind::Page
@@ -277,6 +320,7 @@ impl Classifier {
             reasons,
             signature: None,
             offer: Ok(None),
+            datacenter,
         }
     }
 

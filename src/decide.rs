@@ -97,6 +97,9 @@ weights! {
     signature_invalid = 60,
     signature_replayed = 60,
     license_paid = 0,
+    transport_mismatch = 40,
+    datacenter = 5,
+    datacenter_images = 40,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.
@@ -308,9 +311,15 @@ impl Scoring {
     /// Adds signals raised after classification (behaviour, over quota): their weights join
     /// the score and the thresholds apply again, to every client but verified crawlers (which
     /// are governed by their category).
-    pub(crate) fn add_signals(&self, verdict: &mut Verdict, extra: Reasons) {
+    pub(crate) fn add_signals(&self, verdict: &mut Verdict, mut extra: Reasons) {
         if extra.is_empty() {
             return;
+        }
+        // Harvesting images without pages is worse from a rented server than from a phone.
+        if extra.contains(Reason::ImagesWithoutPages)
+            && verdict.reasons.contains(Reason::Datacenter)
+        {
+            extra.insert(Reason::DatacenterImages);
         }
         for reason in extra.iter() {
             if !verdict.reasons.contains(reason) {

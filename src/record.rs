@@ -4,7 +4,9 @@
 //!
 //! Events go to the target `lenscap::verdict` with the fields `site` (the name given to
 //! `with_metrics`, else `-`), `host`, `client`, `agent`, `category`, `action`, `score`,
-//! `reasons`, `path` and `enforced`; the allow path logs nothing.
+//! `reasons`, `path`, `enforced`, and where known `ja4` and `h2` (the connection's TLS and
+//! HTTP/2 fingerprints, when the server terminated TLS) and `datacenter` (the cloud or hosting
+//! provider of the client's address), `-` otherwise; the allow path logs nothing.
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {
@@ -38,6 +40,7 @@ use std::sync::OnceLock;
 use http::Request;
 
 use crate::client::ClientId;
+use crate::signals::transport::Transport;
 use crate::verdict::{Action, Reason, Verdict};
 
 /// What a request met, as enforcement has it (what `lenscap replay` reports too).
@@ -112,6 +115,8 @@ pub(crate) struct Seen<'a> {
     pub(crate) document: bool,
     /// The policy enforces (not `report-only`).
     pub(crate) enforced: bool,
+    /// The cloud or hosting provider of the client's address.
+    pub(crate) datacenter: Option<&'a str>,
 }
 
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -143,6 +148,8 @@ pub(crate) struct Decision {
     pub(crate) verdict: Verdict,
     pub(crate) outcome: Outcome,
     pub(crate) enforced: bool,
+    /// The cloud or hosting provider of the client's address.
+    pub(crate) datacenter: Option<String>,
 }
 
 #[cfg(feature = "cli")]
@@ -247,22 +254,24 @@ impl Recorder {
                 verdict: seen.verdict.clone(),
                 outcome,
                 enforced: seen.enforced,
+                datacenter: seen.datacenter.map(str::to_owned),
             });
         }
         if !seen.document && (seen.verdict.action != Action::Allow || seen.refused.is_some()) {
-            self.event(seen.client, seen.verdict, request, seen.enforced, message);
+            self.event(&seen, request, message);
         }
     }
 
     /// One structured event per non-allow verdict (never for the allow path).
-    fn event<B>(
-        &self,
-        client: ClientId,
-        verdict: &Verdict,
-        request: &Request<B>,
-        enforced: bool,
-        message: &'static str,
-    ) {
+    fn event<B>(&self, seen: &Seen<'_>, request: &Request<B>, message: &'static str) {
+        let (client, verdict, enforced) = (seen.client, seen.verdict, seen.enforced);
+        let transport = request.extensions().get::<Transport>();
+        let ja4 = transport
+            .and_then(|t| t.tls.as_ref())
+            .map_or("-", |t| t.ja4());
+        let h2 = transport
+            .and_then(|t| t.h2.as_ref())
+            .map_or("-", |h| h.akamai());
         let host = request
             .headers()
             .get(http::header::HOST)
@@ -281,6 +290,9 @@ impl Recorder {
             reasons = %verdict.reasons,
             path = request.uri().path(),
             enforced,
+            ja4,
+            h2,
+            datacenter = seen.datacenter.unwrap_or("-"),
             "{message}"
         );
     }
@@ -337,6 +349,7 @@ mod tests {
                 refused: None,
                 document: false,
                 enforced: true,
+                datacenter: Some("aws"),
             }
         }
         let (allow, block) = (verdict(Action::Allow), verdict(Action::Block));

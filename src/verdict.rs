@@ -176,6 +176,13 @@ reasons! {
     SignatureReplayed = "signature-replayed",
     /// A verified crawler under `license` that accepted the price: let through, charged.
     LicensePaid = "license-paid",
+    /// A browser User-Agent over a TLS ClientHello or HTTP/2 opening that browser never sends
+    /// (Chrome's name over OpenSSL's or Go's handshake): read when Lenscap terminates TLS.
+    TransportMismatch = "transport-mismatch",
+    /// From a published cloud or hosting range (VPNs live there too: weak alone).
+    Datacenter = "datacenter",
+    /// Behaviour: images without page views, from a cloud or hosting address.
+    DatacenterImages = "datacenter-images",
 }
 
 /// A set of [`Reason`]s.

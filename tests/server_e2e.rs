@@ -923,7 +923,8 @@ async fn tls_is_served_from_pem_files() {
     std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
     let server = start(
         &dir,
-        &format!("[server]\nroot = {root:?}\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
+        // The test's client is rustls under a Firefox User-Agent: not a transport to judge.
+        &format!("[signals]\ntransport-mismatch = 0\n[server]\nroot = {root:?}\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
     )
     .await
     .unwrap();

@@ -22,6 +22,7 @@
 //! assert!(catalog.classify(firefox).is_none());
 //! ```
 
+pub mod datacenter;
 pub mod ranges;
 
 use std::fmt;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use http::{HeaderName, HeaderValue, Request};
 
-use crate::client::PeerAddr;
+use crate::client::{PeerAddr, Tls};
+use crate::signals::transport::Transport;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -38,6 +39,15 @@ pub(super) struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// The connection's JA4 fingerprint (as the access log writes it; implies https).
+    #[arg(long)]
+    ja4: Option<String>,
+    /// The ClientHello's traits, comma-separated (`grease,alps,compress-certificate`, …).
+    #[arg(long)]
+    tls_traits: Option<String>,
+    /// The connection's HTTP/2 fingerprint, `SETTINGS|WINDOW_UPDATE|PRIORITY|pseudo-headers`.
+    #[arg(long)]
+    h2: Option<String>,
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -72,6 +82,19 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     request
         .extensions_mut()
         .insert(PeerAddr(SocketAddr::new(args.ip, 0)));
+    let transport = Transport::from_text(
+        args.ja4.as_deref(),
+        args.tls_traits.as_deref(),
+        args.h2.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("--ja4 / --tls-traits / --h2")?;
+    if let Some(transport) = transport {
+        // Fingerprints exist only where Lenscap terminated TLS.
+        request.extensions_mut().insert(Tls);
+        request.extensions_mut().insert(transport);
+    }
+    let datacenter = policy.datacenter_provider(args.ip);
 
     let (client, verdict) = policy.verdict_for(&request);
     let signature = policy.signature_of(&request).map(|s| signature_words(&s));
@@ -79,6 +102,15 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut value = verdict.to_json();
         value["client"] = client.to_string().into();
         value["mode"] = policy.mode().as_str().into();
+        value["datacenter"] = datacenter.into();
+        if let Some(tls) = transport.and_then(|t| t.tls) {
+            value["ja4"] = tls.ja4().into();
+            value["tls_stack"] = tls.stack().as_str().into();
+        }
+        if let Some(h2) = transport.and_then(|t| t.h2) {
+            value["h2"] = h2.akamai().into();
+            value["h2_stack"] = h2.stack().as_str().into();
+        }
         if let Some(words) = &signature {
             value["signature"] = words.as_str().into();
         }
@@ -113,6 +145,15 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => println!("agent:    none in the catalog"),
     }
     println!("client:   {client}");
+    if let Some(provider) = datacenter {
+        println!("network:  {provider} (a published cloud or hosting range)");
+    }
+    if let Some(tls) = transport.and_then(|t| t.tls) {
+        println!("ja4:      {} ({} stack)", tls.ja4(), tls.stack().as_str());
+    }
+    if let Some(h2) = transport.and_then(|t| t.h2) {
+        println!("http/2:   {} ({} stack)", h2.akamai(), h2.stack().as_str());
+    }
     if let Some(words) = &signature {
         println!("signature: {words}");
     }

@@ -16,8 +16,9 @@
 //! - `--format jsonl` (default): one JSON object per line —
 //!   `{"ip": "…", "method": "GET", "path": "/…", "scheme": "https", "headers": {"user-agent": "…"}, "t": 12.5}`,
 //!   every field optional but `path`, header names case-insensitive, `t` in seconds; an
-//!   optional `version` (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`). Other fields are ignored, so the
-//!   server's access log (`[server] access_log`) replays as it is.
+//!   optional `version` (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`); optional `ja4` with `tls_traits`
+//!   and `h2`, the connection's fingerprints as the access log writes them. Other fields are
+//!   ignored, so the server's access log (`[server] access_log`) replays as it is.
 //! - `--format combined`: nginx/Apache combined access logs. They carry no `Accept*` headers:
 //!   a page view is known by its path (`/`, no extension, `.html`/`.htm`/`.php`…) and
 //!   replayed as a browser navigation, anything else with a neutral `Accept: */*`; the other
@@ -51,6 +52,7 @@ use crate::client::{PeerAddr, Tls};
 use crate::layer::{Outcome, judge};
 use crate::limit::{Limits, ManualClock, MemoryStore};
 use crate::policy::Policy;
+use crate::signals::transport::Transport;
 use crate::verdict::Verdict;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,6 +112,14 @@ struct Line<'a> {
     /// The response's Content-Type, as the access log has it.
     #[serde(borrow, default)]
     content_type: Option<Cow<'a, str>>,
+    /// The connection's JA4 fingerprint, its TLS traits and its HTTP/2 fingerprint, as the
+    /// access log has them (TLS terminated by Lenscap).
+    #[serde(borrow, default)]
+    ja4: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tls_traits: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    h2: Option<Cow<'a, str>>,
 }
 
 /// A line's `headers` object, in the order a `BTreeMap` would give (by name, bytewise; of
@@ -717,6 +727,13 @@ fn parse_jsonl(text: &str, request: &mut Request<()>) -> Result<Parsed, String> 
         Some(other) => return Err(format!("bad version {other:?}")),
     };
     fill(request, ip, method, &line.path, version, tls)?;
+    if let Some(transport) = Transport::from_text(
+        line.ja4.as_deref(),
+        line.tls_traits.as_deref(),
+        line.h2.as_deref(),
+    )? {
+        request.extensions_mut().insert(transport);
+    }
     Ok(Parsed {
         t: line.t,
         visitor: line.visitor.map(Cow::into_owned),

@@ -247,6 +247,7 @@ where
                             refused: None,
                             document: true,
                             enforced: enforce,
+                            datacenter: None,
                         };
                         record.seen(seen, &request, "document");
                     }
@@ -269,6 +270,9 @@ where
                         refused: Some(refused),
                         document: false,
                         enforced: enforce,
+                        datacenter: found
+                            .datacenter
+                            .and_then(|i| policy.classifier.datacenter_name(i)),
                     };
                     record.seen(seen, &request, message);
                     return ResponseFuture::ready(match refusal {
@@ -314,6 +318,9 @@ where
             refused,
             document: false,
             enforced: enforce,
+            datacenter: found
+                .datacenter
+                .and_then(|i| policy.classifier.datacenter_name(i)),
         };
         record.seen(seen, &request, "verdict");
         match refused {

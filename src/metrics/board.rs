@@ -496,6 +496,9 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::SignatureInvalid => "sent a signature that does not match the request",
         Reason::SignatureReplayed => "replayed a signature already used",
         Reason::LicensePaid => "accepted the licence price and was served",
+        Reason::TransportMismatch => "claimed a browser but connected like a script",
+        Reason::Datacenter => "came from a cloud or hosting address",
+        Reason::DatacenterImages => "took photos from a server without looking at any page",
     }
 }
 

@@ -295,6 +295,11 @@ impl Policy {
         &self.license
     }
 
+    /// The cloud or hosting provider (`aws`, `hetzner`, …) of a published range holding `ip`.
+    pub fn datacenter_provider(&self, ip: IpAddr) -> Option<&str> {
+        self.classifier.datacenter_provider(ip)
+    }
+
     /// The first stages in order: identify, classify, decide (a signature's nonce is used up).
     pub(crate) fn judge(
         &self,

@@ -9,6 +9,9 @@
 //!  "reasons":["known-agent"],"client":"127.0.0.1","visitor":null,"enforced":true}
 //! ```
 //!
+//! Over TLS terminated here a line also carries `ja4`, `tls_traits` and (HTTP/2) `h2`, the
+//! connection's fingerprints; a client on a cloud or hosting address carries `datacenter`.
+//!
 //! - `ip` is the peer (the connection's address); `client` is who Lenscap judged (the
 //!   forwarded hop behind a trusted proxy). `headers` are the ones the stages read, and
 //!   nothing else: no cookies, no authorisation. `visitor` is an opaque id (a hash of the
@@ -40,6 +43,7 @@ use crate::fingerprint::fnv1a64;
 use crate::limit::{Clock, Millis};
 use crate::metrics::Metrics;
 use crate::record::{Decision, DecisionSlot};
+use crate::signals::transport::Transport;
 
 /// The headers a line keeps: every one a stage reads to judge a request.
 const LOGGED_HEADERS: [&str; 13] = [
@@ -160,6 +164,8 @@ pub(crate) struct AccessLog {
 pub(crate) struct Pending {
     peer: SocketAddr,
     tls: bool,
+    /// The connection's fingerprints (TLS terminated here).
+    transport: Option<Transport>,
     method: String,
     path: String,
     version: &'static str,
@@ -196,6 +202,14 @@ struct Line<'a> {
     set_visitor: Option<String>,
     content_type: Option<&'a str>,
     enforced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja4: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_traits: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    h2: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datacenter: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -295,6 +309,7 @@ impl AccessLog {
         Pending {
             peer,
             tls,
+            transport: request.extensions().get::<Transport>().copied(),
             method: request.method().as_str().to_owned(),
             path: request.uri().path_and_query().map_or_else(
                 || request.uri().path().to_owned(),
@@ -339,6 +354,8 @@ impl AccessLog {
             })
             .collect();
         let elapsed: Duration = pending.started.elapsed();
+        let tls_fingerprint = pending.transport.as_ref().and_then(|t| t.tls.as_ref());
+        let h2_fingerprint = pending.transport.as_ref().and_then(|t| t.h2.as_ref());
         let line = Line {
             // Whole milliseconds, so replay reads back the limiter's millisecond exactly.
             t: judged_at_ms as f64 / 1000.0,
@@ -370,6 +387,10 @@ impl AccessLog {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
             enforced: decision.map(|d| d.enforced),
+            ja4: tls_fingerprint.map(|t| t.ja4()),
+            tls_traits: tls_fingerprint.map(|t| t.traits()),
+            h2: h2_fingerprint.map(|h| h.akamai()),
+            datacenter: decision.and_then(|d| d.datacenter.as_deref()),
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;

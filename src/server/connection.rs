@@ -21,12 +21,16 @@
 //!
 //! A request is in progress from the moment hyper hands it to the service until its response
 //! body has been sent (or dropped): [`track`] marks the start, [`TrackedBody`] the end.
+//!
+//! On a TLS connection that negotiated `h2`, [`H2Recorder`] reads the client's opening frames
+//! as they pass (SETTINGS, WINDOW_UPDATE, PRIORITY, the first HEADERS' pseudo-header order)
+//! into the connection's [`TransportSlot`], then gets out of the way.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,6 +45,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::body::BoxError;
+use crate::signals::transport::{H2Fingerprint, H2Reading, TlsFingerprint, Transport};
 
 /// The limits every connection is served under.
 #[derive(Clone, Copy, Debug)]
@@ -316,6 +321,114 @@ impl<B: Body> Body for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+// === impl TransportSlot ===
+
+/// Most bytes of an HTTP/2 opening read for its fingerprint (a browser's first HEADERS frame
+/// ends within the first kilobyte).
+const H2_BOUND: usize = 16 * 1024;
+
+/// One TLS connection's fingerprints: the ClientHello's from the handshake, the HTTP/2
+/// opening's once its first HEADERS frame has passed (before hyper hands on the request).
+#[derive(Debug, Default)]
+pub(super) struct TransportSlot {
+    tls: Option<TlsFingerprint>,
+    h2: OnceLock<H2Fingerprint>,
+}
+
+impl TransportSlot {
+    pub(super) fn new(tls: Option<TlsFingerprint>) -> Arc<Self> {
+        Arc::new(TransportSlot {
+            tls,
+            h2: OnceLock::new(),
+        })
+    }
+
+    /// What a request on this connection carries to the layer.
+    pub(super) fn transport(&self) -> Transport {
+        Transport {
+            tls: self.tls,
+            h2: self.h2.get().copied(),
+        }
+    }
+}
+
+pin_project! {
+    /// The decrypted stream under hyper: on an HTTP/2 connection it reads the opening frames
+    /// as they pass, up to the first HEADERS frame (at most [`H2_BOUND`] bytes), then only
+    /// passes bytes on.
+    pub(super) struct H2Recorder<IO> {
+        #[pin]
+        io: IO,
+        seen: Option<Vec<u8>>,
+        slot: Arc<TransportSlot>,
+    }
+}
+
+impl<IO> H2Recorder<IO> {
+    /// Records when `h2` (the negotiated ALPN protocol); passes bytes on untouched otherwise.
+    pub(super) fn new(io: IO, slot: Arc<TransportSlot>, h2: bool) -> Self {
+        H2Recorder {
+            io,
+            seen: h2.then(|| Vec::with_capacity(512)),
+            slot,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead> tokio::io::AsyncRead for H2Recorder<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        if let Some(seen) = this.seen.as_mut() {
+            seen.extend_from_slice(&buf.filled()[before..]);
+            match H2Fingerprint::read(seen) {
+                H2Reading::Incomplete if seen.len() < H2_BOUND => {}
+                H2Reading::Done(fingerprint) => {
+                    let _ = this.slot.h2.set(fingerprint);
+                    *this.seen = None;
+                }
+                H2Reading::Incomplete | H2Reading::Unreadable => *this.seen = None,
+            }
+        }
+        polled
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite> tokio::io::AsyncWrite for H2Recorder<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

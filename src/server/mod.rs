@@ -81,6 +81,7 @@ use crate::layer::{LenscapLayer, PolicyHandle, ResponseBody};
 use crate::metrics::Metrics;
 use crate::policy::EMBEDDED_POLICY;
 use crate::settings::{ConfigError, read_file};
+use crate::signals::transport::Transport;
 use crate::stamp::StampOutcome;
 use body::{SiteBody, text_response};
 use connection::{Activity, Limits, TrackedBody};
@@ -684,7 +685,7 @@ async fn serve_connection(
             if !connection::first_byte(&stream, timeout, &mut context.stopping).await {
                 return;
             }
-            let service = connection_service(context.shared, peer, false, activity.clone());
+            let service = connection_service(context.shared, peer, None, activity.clone());
             connection::serve(
                 stream,
                 service,
@@ -697,7 +698,7 @@ async fn serve_connection(
         }
         Some(acceptor) => {
             let stream = tokio::select! {
-                accepted = tokio::time::timeout(timeout, acceptor.accept(stream)) => match accepted {
+                accepted = tokio::time::timeout(timeout, acceptor.accept(tls::HelloRecorder::new(stream))) => match accepted {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
                         tracing::debug!(target: "lenscap::server", %peer, %error, "TLS handshake failed");
@@ -711,7 +712,11 @@ async fn serve_connection(
                 // A TLS-ALPN-01 validation: the handshake was the whole answer.
                 return;
             }
-            let service = connection_service(context.shared, peer, true, activity.clone());
+            let mut stream = stream;
+            let slot = connection::TransportSlot::new(stream.get_mut().0.take_fingerprint());
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let stream = connection::H2Recorder::new(stream, slot.clone(), h2);
+            let service = connection_service(context.shared, peer, Some(slot), activity.clone());
             connection::serve(
                 stream,
                 service,
@@ -728,10 +733,11 @@ async fn serve_connection(
 type ServerResponse = Response<ResponseBody<SiteBody>>;
 type TrackedResponse = Response<TrackedBody<ResponseBody<SiteBody>>>;
 
+/// `transport`: the TLS connection's fingerprints (`None` on plain HTTP).
 fn connection_service(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    tls: bool,
+    transport: Option<Arc<connection::TransportSlot>>,
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
@@ -740,16 +746,18 @@ fn connection_service(
     Future = impl Future<Output = Result<TrackedResponse, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |request| {
-        connection::track(&activity, handle(shared.clone(), peer, tls, request))
+        let transport = transport.as_ref().map(|slot| slot.transport());
+        connection::track(&activity, handle(shared.clone(), peer, transport, request))
     })
 }
 
 async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    tls: bool,
+    transport: Option<Transport>,
     mut request: Request<Incoming>,
 ) -> Result<ServerResponse, Infallible> {
+    let tls = transport.is_some();
     let site = match shared.router.route(&request) {
         Ok(site) => site,
         Err(NoSite::BadHost) => {
@@ -770,8 +778,9 @@ async fn handle(
         }
     };
     request.extensions_mut().insert(PeerAddr(peer));
-    if tls {
+    if let Some(transport) = transport {
         request.extensions_mut().insert(Tls);
+        request.extensions_mut().insert(transport);
     }
     let started = Instant::now();
     let (image, pending) = {

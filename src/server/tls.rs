@@ -8,17 +8,23 @@
 //! The files are read again on SIGHUP and, with `server.watch`, when they change on disk; a
 //! pair that does not load (a key not yet written beside its new certificate) keeps the
 //! running one and is tried again on the next change.
+//!
+//! The listener keeps a copy of each ClientHello ([`HelloRecorder`]) for its JA4
+//! fingerprint, which the connection's requests carry to the layer.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use notify::Watcher as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +33,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
 use super::ServerError;
+use crate::signals::transport::{ClientHelloFacts, TlsFingerprint, is_grease};
 
 /// The ALPN protocol of the TLS-ALPN-01 challenge.
 pub(super) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -294,5 +301,171 @@ pub(super) fn reload_files(certificates: &Certificates) {
             %error,
             "certificate files not reloaded; the running certificate stays"
         ),
+    }
+}
+
+// === impl HelloRecorder ===
+
+/// Most bytes kept while waiting for a ClientHello (a browser's is under 2 KiB; a record
+/// holds at most 16 KiB).
+const HELLO_BOUND: usize = 16 * 1024 + 5;
+
+pin_project_lite::pin_project! {
+    /// The socket under rustls, keeping a copy of what the client sends until the handshake
+    /// is done: rustls does not expose the ClientHello's extension order, which JA4 needs.
+    pub(super) struct HelloRecorder<IO> {
+        #[pin]
+        io: IO,
+        seen: Option<Vec<u8>>,
+    }
+}
+
+impl<IO> HelloRecorder<IO> {
+    pub(super) fn new(io: IO) -> Self {
+        HelloRecorder {
+            io,
+            seen: Some(Vec::with_capacity(2048)),
+        }
+    }
+
+    /// The fingerprint of the ClientHello read so far; recording stops here.
+    pub(super) fn take_fingerprint(&mut self) -> Option<TlsFingerprint> {
+        hello_fingerprint(&self.seen.take()?)
+    }
+}
+
+impl<IO: AsyncRead> AsyncRead for HelloRecorder<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        if let Some(seen) = this.seen.as_mut() {
+            let new = &buf.filled()[before..];
+            let room = HELLO_BOUND.saturating_sub(seen.len());
+            seen.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for HelloRecorder<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// The JA4 fingerprint and stack traits of the ClientHello at the start of `bytes` (one TLS
+/// record); `None` when it is not a ClientHello that parses.
+pub(super) fn hello_fingerprint(bytes: &[u8]) -> Option<TlsFingerprint> {
+    use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+    let (_, record) = tls_parser::parse_tls_plaintext(bytes).ok()?;
+    let hello = record.msg.iter().find_map(|message| match message {
+        TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) => Some(hello),
+        _ => None,
+    })?;
+    let extensions = match hello.ext {
+        Some(raw) => tls_parser::parse_tls_client_hello_extensions(raw).ok()?.1,
+        None => Vec::new(),
+    };
+    let mut ids = Vec::with_capacity(extensions.len());
+    let mut algorithms = Vec::new();
+    let mut version = hello.version.0;
+    let mut sni = false;
+    let mut alpn = None;
+    for extension in &extensions {
+        ids.push(match extension {
+            TlsExtension::Grease(value, _) => *value,
+            other => tls_parser::TlsExtensionType::from(other).0,
+        });
+        match extension {
+            TlsExtension::SNI(_) => sni = true,
+            TlsExtension::ALPN(protocols) => alpn = protocols.first().copied(),
+            TlsExtension::SignatureAlgorithms(list) => algorithms.clone_from(list),
+            TlsExtension::SupportedVersions(versions) => {
+                if let Some(highest) = versions
+                    .iter()
+                    .map(|v| v.0)
+                    .filter(|&v| !is_grease(v))
+                    .max()
+                {
+                    version = highest;
+                }
+            }
+            _ => {}
+        }
+    }
+    let ciphers: Vec<u16> = hello.ciphers.iter().map(|c| c.0).collect();
+    Some(TlsFingerprint::from_hello(&ClientHelloFacts {
+        version,
+        sni,
+        ciphers: &ciphers,
+        extensions: &ids,
+        signature_algorithms: &algorithms,
+        alpn,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::transport::TlsStack;
+
+    /// curl 7.88.1 (OpenSSL 3.0) as captured on loopback; several public fingerprint
+    /// services report exactly this JA4 for curl.
+    const CURL: &[u8] = include_bytes!("../../tests/data/clienthello-curl-7.88.1.bin");
+    /// Headless Chromium 156 (post-quantum key share: a 2 KiB hello).
+    const CHROMIUM: &[u8] = include_bytes!("../../tests/data/clienthello-chromium-156.bin");
+
+    #[test]
+    fn ja4_of_captured_client_hellos() {
+        let curl = hello_fingerprint(CURL).expect("curl's hello parses");
+        assert_eq!(curl.ja4(), "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6");
+        assert_eq!(curl.stack(), TlsStack::OpenSsl);
+        let chromium = hello_fingerprint(CHROMIUM).expect("Chromium's hello parses");
+        // Chrome's cipher hash as published with the JA4 specification.
+        assert!(
+            chromium.ja4().starts_with("t13d151")
+                && chromium.ja4()[8..].starts_with("h2_8daaf6152771_"),
+            "{}",
+            chromium.ja4()
+        );
+        assert_eq!(chromium.stack(), TlsStack::Chromium);
+    }
+
+    #[test]
+    fn anything_but_a_whole_client_hello_has_no_fingerprint() {
+        assert_eq!(hello_fingerprint(b""), None);
+        assert_eq!(hello_fingerprint(b"GET / HTTP/1.1\r\n\r\n"), None);
+        for end in [5, 40, CURL.len() - 1] {
+            assert_eq!(hello_fingerprint(&CURL[..end]), None, "first {end} bytes");
+        }
     }
 }

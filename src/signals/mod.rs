@@ -25,6 +25,7 @@
 pub(crate) mod behaviour;
 pub mod embeds;
 mod self_id;
+pub mod transport;
 mod user_agent;
 pub mod web_bot_auth;
 
