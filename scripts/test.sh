@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 needed=(
   "exiftool:libimage-exiftool-perl"
   "pebble:pebble"
+  "chromium:chromium"
+  "chromedriver:chromium-driver"
+  "python3:python3"
 )
 
 missing=()
