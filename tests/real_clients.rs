@@ -28,10 +28,10 @@ use std::time::Duration;
 use serde_json::Value;
 use support::gallery::{self, PAGES, PER_PAGE, PHOTOS, page_path, photo_path};
 use support::programs::require;
-use support::site::{AccessLog, Origin, Site};
+use support::site::{AccessLog, Origin, Shape, Site};
 use support::table::{self, Row};
 use support::webdriver::{Browser, ChromeDriver, Session};
-use support::{PUBLIC_HOST, scratch};
+use support::{CHROME_UA, PUBLIC_HOST, scratch};
 use tokio::task::JoinSet;
 
 // === scripts ===
@@ -84,17 +84,27 @@ async fn script_scenario(name: &'static str, origin: Origin, flags: &'static [&s
     let site = Site::start(name, gallery::shared(), origin).await;
     let got = run_script(&site, flags).await;
     let log = site.finish().await;
+    let rotating = origin == Origin::BehindProxy;
+    let shape = Shape {
+        https: Some(origin == Origin::Tls),
+        fetch_metadata: Some(flags.contains(&"--fetch-metadata")),
+        // A fresh jar with each forwarded address.
+        cookies: (!rotating).then_some(true),
+        subnets: if rotating { PAGES } else { 0 },
+    };
+    let differences = log.differences(shape, 1);
     Row {
         scenario: name.to_owned(),
         target: "<= 60 photos".to_owned(),
         measured: format!(
-            "{}/{PHOTOS} photos in {:.1} s (log: {} photos 200; refused {})",
+            "{}/{PHOTOS} photos in {:.1} s (log: {} photos 200; refused {}){}",
             got.photos,
             got.seconds,
             log.photos_served(),
-            got.refused
+            got.refused,
+            not_as_intended(&differences)
         ),
-        met: got.photos <= 60 && log.photos_served() <= 60,
+        met: got.photos <= 60 && log.photos_served() <= 60 && differences.is_empty(),
         server_said: log.reasons_summary(),
         folder: log.folder.clone(),
     }
@@ -119,6 +129,15 @@ async fn page_then_images_scripts_get_at_most_60_of_300_photos() {
     ];
     table::print("page-then-images scripts", &rows);
     table::assert_all_met("page-then-images scripts", &rows);
+}
+
+/// The scenario's differences from what it means to test, for the table.
+fn not_as_intended(differences: &[String]) -> String {
+    if differences.is_empty() {
+        String::new()
+    } else {
+        format!("; NOT AS INTENDED: {}", differences.join(", "))
+    }
 }
 
 // === what a browser shows ===
@@ -228,6 +247,10 @@ async fn settled(session: &Session) -> Shown {
     poll(session, Duration::from_secs(10), |now| now.ready).await
 }
 
+/// Held by each test that runs Chromium, so that the walkers' pace is not slowed by the
+/// people's browsers (two cores), nor the people by the walkers.
+static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 // === headless walkers ===
 
 /// Photos loaded by a headless Chromium typing each page's address in turn.
@@ -256,14 +279,31 @@ async fn walker_scenario(driver: ChromeDriver, name: &'static str, pause: Durati
     session.quit().await;
     let log = site.finish().await;
     let most = if pause.is_zero() { 80 } else { 150 };
+    let shape = Shape {
+        https: Some(false),
+        fetch_metadata: Some(false),
+        cookies: Some(true),
+        subnets: 0,
+    };
+    let mut differences = log.differences(shape, 1);
+    let headless = log
+        .lines
+        .iter()
+        .filter(|l| l.headers.get("user-agent").is_none_or(|ua| ua != CHROME_UA))
+        .count();
+    if headless > 0 {
+        differences.push(format!("{headless} requests without the Chrome User-Agent"));
+    }
     Row {
         scenario: name.to_owned(),
         target: format!("<= {most} photos"),
         measured: format!(
-            "{loaded}/{PHOTOS} loaded in {seconds:.1} s (log: {} photos 200)",
-            log.photos_served()
+            "{loaded}/{PHOTOS} loaded in {seconds:.1} s, {:.0} pages/min (log: {} photos 200){}",
+            log.pages_per_minute(1),
+            log.photos_served(),
+            not_as_intended(&differences)
         ),
-        met: loaded <= most,
+        met: loaded <= most && differences.is_empty(),
         server_said: log.reasons_summary(),
         folder: log.folder.clone(),
     }
@@ -271,6 +311,7 @@ async fn walker_scenario(driver: ChromeDriver, name: &'static str, pause: Durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_chromium_with_a_chrome_user_agent_gets_few_photos() {
+    let _alone = CHROMIUM.lock().await;
     let driver = ChromeDriver::start(&scratch("walkers")).await;
     let (fast, paced) = tokio::join!(
         walker_scenario(
@@ -308,10 +349,11 @@ struct Person {
     base: String,
     who: usize,
     pauses: Pauses,
+    last_navigation: tokio::time::Instant,
     visit: Visit,
 }
 
-/// How long people look at a page before the next, in milliseconds: 3–6 s unless
+/// How long from one page view to the next, in milliseconds: 3–6 s unless
 /// `REAL_CLIENTS_PAUSE_MS` says otherwise (`2000-4000`).
 #[derive(Clone, Copy)]
 struct Pauses {
@@ -351,11 +393,15 @@ impl Pauses {
 }
 
 impl Person {
-    /// A pause within [`Pauses`], different for each person and step.
-    fn pause(&self, step: usize) -> Duration {
+    /// Waits until a gap within [`Pauses`] (different for each person and step) has passed
+    /// since the last navigation, then counts the next one from now. Gaps run from
+    /// navigation to navigation, so a slow machine does not slow people below their pace.
+    async fn linger(&mut self, step: usize) {
         let Pauses { shortest, longest } = self.pauses;
         let spread = (longest - shortest).max(1);
-        Duration::from_millis(shortest + (self.who as u64 * 733 + step as u64 * 389) % spread)
+        let gap = shortest + (self.who as u64 * 733 + step as u64 * 389) % spread;
+        tokio::time::sleep_until(self.last_navigation + Duration::from_millis(gap)).await;
+        self.last_navigation = tokio::time::Instant::now();
     }
 
     /// Waits for `goal` after a click or an address typed; handles a way-through page.
@@ -418,14 +464,14 @@ impl Person {
         self.session.goto(&format!("{}/", self.base)).await;
         self.arrive(Goal::Index).await;
         let first = *pages.start();
-        tokio::time::sleep(self.pause(0)).await;
+        self.linger(0).await;
         self.follow(
             &format!("a[href=\"{}\"]", page_path(first)),
             Goal::Page(first),
         )
         .await;
         for page in pages.clone().skip(1) {
-            tokio::time::sleep(self.pause(page)).await;
+            self.linger(page).await;
             self.follow("a#next", Goal::Page(page)).await;
         }
     }
@@ -444,7 +490,7 @@ impl Person {
     /// Opens the first `count` photos as shared links, one after another (typed, no page).
     async fn open_photos(&mut self, count: usize) {
         for n in 1..=count {
-            tokio::time::sleep(self.pause(n)).await;
+            self.linger(n).await;
             self.session
                 .goto(&format!("{}{}", self.base, photo_path(n)))
                 .await;
@@ -461,6 +507,8 @@ struct Crowd {
     /// Way-through pages each may pass.
     allowed_way_through: usize,
     seconds: f64,
+    /// How the requests differ from what the scenario means to test.
+    differences: Vec<String>,
 }
 
 impl Crowd {
@@ -483,15 +531,17 @@ impl Crowd {
         let page_refusals = refusals.len() - photo_refusals;
         let problems: Vec<&String> = self.visits.iter().flat_map(|v| &v.problems).collect();
         let mut measured = format!(
-            "{} of {} hindered; {pages} pages, {loaded}/{images} images shown; way-through {way_through:?}; log: {} refused ({photo_refusals} photos); {:.0} s",
+            "{} of {} hindered; {pages} pages ({:.1}/min each), {loaded}/{images} images shown; way-through {way_through:?}; log: {} refused ({photo_refusals} photos); {:.0} s",
             self.hindered(),
             self.visits.len(),
+            self.log.pages_per_minute(self.visits.len()),
             refusals.len(),
             self.seconds
         );
         if let Some(first) = problems.first() {
             measured.push_str(&format!("; first problem: {first}"));
         }
+        measured.push_str(&not_as_intended(&self.differences));
         Row {
             scenario: self.name.to_owned(),
             target: format!(
@@ -504,6 +554,7 @@ impl Crowd {
             ),
             measured,
             met: self.hindered() == 0
+                && self.differences.is_empty()
                 && photo_refusals == 0
                 && page_refusals <= page_refusals_allowed,
             server_said: self.log.reasons_summary(),
@@ -553,6 +604,7 @@ async fn crowd(
                 base,
                 who,
                 pauses,
+                last_navigation: tokio::time::Instant::now(),
                 visit: Visit::default(),
             };
             match walk {
@@ -566,8 +618,17 @@ async fn crowd(
     let mut visits: Vec<(usize, Visit)> = running.join_all().await;
     visits.sort_by_key(|(who, _)| *who);
     let log = site.finish().await;
+    let shape = Shape {
+        https: Some(origin == Origin::Tls),
+        // Chromium sends fetch metadata to secure origins: TLS, localhost and 127.0.0.1.
+        fetch_metadata: Some(origin == Origin::Tls || host != PUBLIC_HOST),
+        cookies: Some(cookies),
+        subnets: 0,
+    };
+    let differences = log.differences(shape, people);
     Crowd {
         name,
+        differences,
         visits: visits.into_iter().map(|(_, v)| v).collect(),
         log,
         allowed_way_through: usize::from(!cookies),
@@ -577,6 +638,7 @@ async fn crowd(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_in_real_chromium_are_never_hindered() {
+    let _alone = CHROMIUM.lock().await;
     let driver = ChromeDriver::start(&scratch("people")).await;
     let d = || driver.clone();
     let crowds = tokio::join!(

@@ -108,7 +108,10 @@ fn write_certificate(dir: &Path, config: &mut String) -> PathBuf {
 /// One line of the access log: what the stages judged and what was answered.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Line {
+    /// When it was judged, in Unix seconds.
+    pub t: f64,
     pub path: String,
+    pub scheme: String,
     pub status: u16,
     pub action: String,
     #[serde(default)]
@@ -129,6 +132,20 @@ impl Line {
     pub fn refused(&self) -> bool {
         self.status >= 400
     }
+}
+
+/// What a scenario's requests must have looked like for it to test what it says; `None`
+/// leaves a property unchecked.
+#[derive(Clone, Copy, Default)]
+pub struct Shape {
+    /// Every request over TLS (or none).
+    pub https: Option<bool>,
+    /// Every request with `Sec-Fetch-Dest` (or none): browsers send it only to secure origins.
+    pub fetch_metadata: Option<bool>,
+    /// Requests carrying a visitor cookie: all but each client's first (true) or none (false).
+    pub cookies: Option<bool>,
+    /// Clients in at least this many /24s.
+    pub subnets: usize,
 }
 
 /// Every line a site logged.
@@ -172,6 +189,71 @@ impl AccessLog {
             .iter()
             .filter(|l| l.is_photo() && l.status == 200)
             .count()
+    }
+
+    /// How the requests differ from `shape`, in words; empty when they match.
+    pub fn differences(&self, shape: Shape, clients: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let count = |test: &dyn Fn(&Line) -> bool| self.lines.iter().filter(|l| test(l)).count();
+        let all = self.lines.len();
+        if all == 0 {
+            out.push("nothing was logged".to_owned());
+        }
+        if let Some(https) = shape.https {
+            let over_tls = count(&|l| l.scheme == "https");
+            if over_tls != if https { all } else { 0 } {
+                out.push(format!("{over_tls} of {all} requests over TLS"));
+            }
+        }
+        if let Some(expected) = shape.fetch_metadata {
+            let with = count(&|l| l.headers.contains_key("sec-fetch-dest"));
+            if with != if expected { all } else { 0 } {
+                out.push(format!("{with} of {all} requests with Sec-Fetch-Dest"));
+            }
+        }
+        if let Some(cookies) = shape.cookies {
+            let with = count(&|l| l.visitor.is_some());
+            let fine = if cookies {
+                with + clients >= all
+            } else {
+                with == 0
+            };
+            if !fine {
+                out.push(format!("{with} of {all} requests with a visitor cookie"));
+            }
+        }
+        let subnets: std::collections::BTreeSet<&str> = self
+            .lines
+            .iter()
+            .map(|l| {
+                l.client
+                    .rsplit_once('.')
+                    .map_or(l.client.as_str(), |(net, _)| net)
+            })
+            .collect();
+        if subnets.len() < shape.subnets {
+            out.push(format!("clients in {} /24s", subnets.len()));
+        }
+        out
+    }
+
+    /// Navigations (requests for a document, as their `Accept` says) per minute per client,
+    /// over the time from the first request to the last: how fast the clients turned pages.
+    pub fn pages_per_minute(&self, clients: usize) -> f64 {
+        let pages = self
+            .lines
+            .iter()
+            .filter(|l| {
+                l.headers
+                    .get("accept")
+                    .is_some_and(|a| a.starts_with("text/html"))
+            })
+            .count();
+        let times = self.lines.iter().map(|l| l.t);
+        let first = times.clone().fold(f64::INFINITY, f64::min);
+        let last = times.fold(f64::NEG_INFINITY, f64::max);
+        let minutes = ((last - first) / 60.0).max(1.0 / 60.0);
+        pages as f64 / minutes / clients.max(1) as f64
     }
 
     /// Requests refused.
