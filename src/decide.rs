@@ -86,7 +86,7 @@ weights! {
     trap_hit = 100,
     over_quota = 0,
     address_churn = 40,
-    fast_navigation = 30,
+    fast_navigation = 20,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.

@@ -104,7 +104,8 @@ pub use config::{ConfigError, ReservationConfig};
 pub use robots::{Disallow, RobotsAgent};
 
 #[cfg(feature = "html")]
-pub(crate) use page::escape_html;
+pub(crate) use config::contact_link;
+pub(crate) use page::{escape_html, with_query_pair};
 
 /// Image extensions kept from [`Disallow::Images`] agents (lower case; upper case is added).
 pub(crate) const IMAGE_EXTENSIONS: [&str; 13] = [

@@ -236,3 +236,42 @@ mod tests {
         assert!(page.starts_with("<!doctype html>"));
     }
 }
+
+/// `target` (a path or relative reference, maybe with a query and a fragment) with the query
+/// pair `name=value` set: pairs of the same name it had are dropped, the new one goes last,
+/// before the fragment.
+pub(crate) fn with_query_pair(target: &str, pair: &str) -> String {
+    let name = pair.split('=').next().unwrap_or(pair);
+    let (before_fragment, fragment) = target.split_at(target.find('#').unwrap_or(target.len()));
+    let (path, query) = before_fragment
+        .split_once('?')
+        .unwrap_or((before_fragment, ""));
+    let mut out = String::with_capacity(target.len() + pair.len() + 2);
+    out.push_str(path);
+    let mut sep = '?';
+    for kept in query
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split('=').next() != Some(name))
+    {
+        out.push(sep);
+        out.push_str(kept);
+        sep = '&';
+    }
+    out.push(sep);
+    out.push_str(pair);
+    out.push_str(fragment);
+    out
+}
+
+#[cfg(test)]
+mod query_pair_tests {
+    use super::with_query_pair;
+
+    #[test]
+    fn the_pair_replaces_its_namesakes_and_keeps_the_fragment() {
+        assert_eq!(with_query_pair("/a", "k=1"), "/a?k=1");
+        assert_eq!(with_query_pair("/a?x=2#top", "k=1"), "/a?x=2&k=1#top");
+        assert_eq!(with_query_pair("/a?k=0&x=2&k", "k=1"), "/a?x=2&k=1");
+        assert_eq!(with_query_pair("?page=2", "k=1"), "?page=2&k=1");
+    }
+}

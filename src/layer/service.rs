@@ -15,7 +15,7 @@ use crate::classify::{Classification, RequestParts};
 #[cfg(feature = "cli")]
 use crate::client::ClientId;
 use crate::client::peer_ip;
-use crate::limit::{AfterResponse, Inputs, Limits, Refusal};
+use crate::limit::{AfterResponse, Inputs, Limits, Redeemed, Refusal};
 use crate::policy::{Mode, Policy};
 #[cfg(feature = "cli")]
 pub(crate) use crate::record::Outcome;
@@ -89,6 +89,20 @@ pub(crate) fn pass<B>(
 ) -> Pass {
     let parts = RequestParts::of(request);
     let peer = peer_ip(request);
+    if parts.path == crate::limit::PASS_PATH && policy.limits.pass.enabled {
+        // The way-through page's pass URL: answered here, never charged, never forwarded.
+        let (found, _) = policy.judge(peer, &parts);
+        let inputs = limit_inputs(policy, enforce);
+        let answer = match crate::limit::redeem(limits, inputs, request, &found) {
+            Redeemed::Go {
+                location,
+                set_cookie,
+            } => refusal::pass_accepted(&location, set_cookie),
+            Redeemed::Wait(way) => refusal::way_through(&way, &policy.enforcement),
+            Redeemed::Invalid(error) => refusal::pass_refused(error),
+        };
+        return Pass::Document(answer);
+    }
     // Lenscap's own documents are answered for everyone, blocked clients included, before any
     // limit: a crawler that reads robots.txt should learn what the site reserves, and nobody
     // is charged a page view for reading the policy.
@@ -162,7 +176,7 @@ pub(crate) fn judge<B>(
             refusal,
         } => {
             let outcome = match refusal {
-                Refusal::OverQuota(_) => Outcome::Limited,
+                Refusal::OverQuota(_) | Refusal::WayThrough(_) => Outcome::Limited,
                 Refusal::Trap => Outcome::Blocked,
             };
             (
@@ -242,8 +256,9 @@ where
                 verdict,
                 refusal,
             } => {
-                let (refused, message) = match refusal {
+                let (refused, message) = match &refusal {
                     Refusal::OverQuota(_) => (Refused::RateLimit, "over quota"),
+                    Refusal::WayThrough(_) => (Refused::RateLimit, "way through"),
                     Refusal::Trap => (Refused::Trap, "trap"),
                 };
                 let seen = Seen {
@@ -258,6 +273,9 @@ where
                 return ResponseFuture::ready(match refusal {
                     Refusal::OverQuota(exceeded) => refusal::too_many_requests(exceeded),
                     Refusal::Trap => refusal::trap(),
+                    Refusal::WayThrough(way) => {
+                        refusal::way_through(&way, &policy.enforcement).map(ResponseBody::full)
+                    }
                 });
             }
             Pass::Admitted {
@@ -319,7 +337,8 @@ where
             &mut parts.method,
             found.image_path,
             &mut parts.headers,
-        );
+        )
+        .carry_pass(after.link_pass());
         let request = Request::from_parts(parts, body);
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
     }

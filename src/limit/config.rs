@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::cookie::CookieSettings;
+use super::pass::PassSettings;
 use super::rate::Rate;
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::{BehaviourConfig, BehaviourSettings};
@@ -90,6 +91,18 @@ pub(crate) struct LimitsConfig {
     /// A page view vouches only for the images its HTML embeds (off for galleries that add
     /// their images by script after the page has loaded).
     embedded_only: bool,
+    /// Answer a person's refused page view with the way-through page (a pass after a short
+    /// wait) instead of a bare 429.
+    way_through: bool,
+    /// How long a new pass waits before it is valid (the first of an address; each pass the
+    /// address still holds adds as much again).
+    pass_wait: Spanned<String>,
+    /// How long a pass stays valid.
+    pass_lifetime: Spanned<String>,
+    /// Passes issued per address.
+    passes: RateConfig,
+    /// Passes issued per subnet.
+    subnet_passes: RateConfig,
 }
 
 impl Default for LimitsConfig {
@@ -100,7 +113,7 @@ impl Default for LimitsConfig {
             max_tracked_clients: 1_000_000,
             idle_after: Spanned::new(0..0, "10m".into()),
             cleanup_every: Spanned::new(0..0, "30s".into()),
-            page_pace: RateConfig::new("15/min", 2),
+            page_pace: RateConfig::new("15/min", 3),
             anonymous_page_pace: RateConfig::new("20/min", 3),
             pages: RateConfig::new("40/day", 40),
             images: RateConfig::new("30/min", 10),
@@ -113,6 +126,11 @@ impl Default for LimitsConfig {
             credit_per_page: 100,
             max_credit: 300,
             embedded_only: true,
+            way_through: true,
+            pass_wait: Spanned::new(0..0, "3s".into()),
+            pass_lifetime: Spanned::new(0..0, "30m".into()),
+            passes: RateConfig::new("6/h", 8),
+            subnet_passes: RateConfig::new("40/h", 24),
         }
     }
 }
@@ -237,6 +255,7 @@ pub(crate) struct LimitSettings {
     pub(crate) disallowed: Vec<String>,
     pub(crate) trap_mark: Duration,
     pub(crate) cookie: CookieSettings,
+    pub(crate) pass: PassSettings,
 }
 
 impl LimitSettings {
@@ -270,6 +289,7 @@ impl LimitSettings {
             ));
         }
         let lifetime = source.duration("cookie.lifetime", &c.lifetime)?;
+        let pass = compile_pass(l, &c.name, source)?;
         Ok(LimitSettings {
             enabled: l.enabled,
             over_quota: l.over_quota,
@@ -317,6 +337,7 @@ impl LimitSettings {
                 lifetime.as_secs().max(1),
                 c.secret.as_ref().map(|s| s.get_ref().as_str()),
             ),
+            pass,
         })
     }
 
@@ -338,6 +359,43 @@ impl LimitSettings {
     }
 }
 
+/// The way-through settings of `[limits]`, checked: a wait of 1 to 255 seconds, a lifetime
+/// longer than the wait and at most a day.
+fn compile_pass(
+    l: &LimitsConfig,
+    cookie_name: &str,
+    source: &Source<'_>,
+) -> Result<PassSettings, ConfigError> {
+    let wait = source.duration("limits.pass_wait", &l.pass_wait)?;
+    if !(1..=255).contains(&wait.as_secs()) {
+        return Err(source.invalid(
+            Some(l.pass_wait.span()),
+            format!(
+                "limits.pass_wait = {:?}: between 1s and 255s",
+                l.pass_wait.get_ref()
+            ),
+        ));
+    }
+    let lifetime = source.duration("limits.pass_lifetime", &l.pass_lifetime)?;
+    if lifetime <= wait || lifetime > Duration::from_secs(86_400) {
+        return Err(source.invalid(
+            Some(l.pass_lifetime.span()),
+            format!(
+                "limits.pass_lifetime = {:?}: longer than pass_wait, at most 1 day",
+                l.pass_lifetime.get_ref()
+            ),
+        ));
+    }
+    Ok(PassSettings {
+        enabled: l.way_through,
+        wait_secs: wait.as_secs() as u32,
+        lifetime_secs: lifetime.as_secs() as u32,
+        per_address: l.passes.compile("limits.passes", source)?,
+        per_subnet: l.subnet_passes.compile("limits.subnet_passes", source)?,
+        cookie_name: format!("{cookie_name}-pass"),
+    })
+}
+
 /// `[block]` and `[tarpit]`, compiled: how a blocked or tarpitted request is answered.
 #[derive(Debug)]
 pub(crate) struct Enforcement {
@@ -345,14 +403,18 @@ pub(crate) struct Enforcement {
     pub(crate) block_body: bytes::Bytes,
     pub(crate) tarpit_delay: Duration,
     pub(crate) tarpit_max_held: usize,
+    /// The way-through page's last line, HTML: the policy page's link and the site's contact.
+    pub(crate) way_footer: String,
 }
 
 impl Enforcement {
-    /// Compiles `[block]` and `[tarpit]`; the block body names the policy page at `policy_path`.
+    /// Compiles `[block]` and `[tarpit]`; the block body names the policy page at `policy_path`,
+    /// the way-through page links it and the site's `contact` (`[reservation]`).
     pub(crate) fn compile(
         block: &BlockConfig,
         tarpit: &TarpitConfig,
         policy_path: &str,
+        contact: Option<&str>,
         source: &Source<'_>,
     ) -> Result<Enforcement, ConfigError> {
         let status = &block.status;
@@ -376,6 +438,27 @@ impl Enforcement {
             )),
             tarpit_delay: source.duration("tarpit.delay", &tarpit.delay)?,
             tarpit_max_held: tarpit.max_held,
+            way_footer: way_footer(policy_path, contact),
         })
     }
+}
+
+/// `<p><a href="/ai-policy">Why this page</a> · Contact: <a href="mailto:…">…</a></p>`.
+fn way_footer(policy_path: &str, contact: Option<&str>) -> String {
+    use crate::documents::{contact_link, escape_html};
+    let mut footer = format!(
+        "<p><a href=\"{}\">Why this page, and what this site allows</a>",
+        escape_html(policy_path)
+    );
+    if let Some(contact) = contact
+        && let Some(link) = contact_link(contact)
+    {
+        footer.push_str(&format!(
+            " · Contact: <a href=\"{}\">{}</a>",
+            escape_html(&link.href()),
+            escape_html(contact.trim())
+        ));
+    }
+    footer.push_str("</p>");
+    footer
 }

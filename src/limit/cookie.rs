@@ -8,7 +8,8 @@ use http::{HeaderMap, HeaderValue, header};
 use ring::hmac;
 
 const PAYLOAD: usize = 16;
-const TAG: usize = 12;
+/// Bytes of a truncated HMAC tag.
+pub(crate) const TAG: usize = 12;
 const RAW: usize = PAYLOAD + TAG;
 const ENCODED: usize = (RAW * 4).div_ceil(3);
 
@@ -110,6 +111,30 @@ impl CookieSettings {
             .zip(&raw[PAYLOAD..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         diff == 0
+    }
+
+    /// The truncated HMAC tag of `parts` under this policy's key (the way-through pass signs
+    /// with it too; its parts start with a label of their own, so a pass never verifies as a
+    /// cookie nor a cookie as a pass).
+    pub(crate) fn sign_parts(&self, parts: &[&[u8]]) -> [u8; TAG] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(&ctx.sign().as_ref()[..TAG]);
+        tag
+    }
+
+    /// Whether `tag` is [`sign_parts`](Self::sign_parts) of `parts` (compared in constant time).
+    pub(crate) fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        let expected = self.sign_parts(parts);
+        tag.len() == TAG
+            && expected
+                .iter()
+                .zip(tag)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// A `Set-Cookie` value for a new visitor first seen on `page`.

@@ -118,6 +118,7 @@
 mod clock;
 mod config;
 mod cookie;
+mod pass;
 mod rate;
 mod store;
 
@@ -133,6 +134,8 @@ pub(crate) use config::{
     BlockConfig, CookieConfig, Enforcement, LimitConfig, LimitSettings, LimitsConfig, TarpitConfig,
     TrapsConfig,
 };
+pub(crate) use pass::PassError;
+pub use pass::{PASS_PARAM, PASS_PATH, with_pass};
 pub use rate::{Millis, Rate};
 pub use store::{ClientRecord, MemoryStore, StateStore, SubnetRecord};
 
@@ -142,6 +145,7 @@ use crate::decide::Scoring;
 use crate::signals::behaviour::{Facts, Kind};
 use crate::signals::embeds::{EmbedScanner, EmbedTable};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
+use pass::{Binding, PassSource};
 
 /// A page view's cookie seeds its visitor's credit only this soon after issue.
 const SEED_WITHIN_SECS: u64 = 60;
@@ -250,6 +254,9 @@ impl Limits {
 #[derive(Debug, Default)]
 pub(crate) struct AfterResponse {
     set_cookie: Option<HeaderValue>,
+    /// The pass a page was asked with in its URL (`lc-pass=…`): its same-origin links carry
+    /// it on.
+    link_pass: Option<Box<str>>,
     late: Option<Box<LateImage>>,
     embeds: Option<Box<PageEmbeds>>,
 }
@@ -291,6 +298,12 @@ struct LateImage {
 }
 
 impl AfterResponse {
+    /// The pass the page's same-origin links should carry (a pass holder that may keep no
+    /// cookies asked for it with the pass in its URL).
+    pub(crate) fn link_pass(&self) -> Option<&str> {
+        self.link_pass.as_deref()
+    }
+
     /// The reader of the page's images, when the response is an HTML page (call after
     /// [`apply`](Self::apply)).
     pub(crate) fn take_embeds<B>(&mut self, response: &Response<B>) -> Option<Box<PageEmbeds>> {
@@ -337,12 +350,42 @@ impl AfterResponse {
 
 /// Why the limit stage answers a request itself instead of letting it through. The layer
 /// renders it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Refusal {
     /// A trap path: answered with a small harmless page; the client is now marked.
     Trap,
     /// Over a quota (only when enforcing and `over_quota = "reject"`).
     OverQuota(Exceeded),
+    /// A page view of a client that looks like a person, over a quota or the address's pace:
+    /// answered with the way-through page and a new pass.
+    WayThrough(Box<WayThrough>),
+}
+
+/// The way-through page's contents.
+#[derive(Clone, Debug)]
+pub(crate) struct WayThrough {
+    /// The quota that refused the page (none when the page asked is the pass's own).
+    pub(crate) exceeded: Option<Exceeded>,
+    /// The pass, valid `wait_secs` from now.
+    pub(crate) token: String,
+    /// Seconds before the pass is valid.
+    pub(crate) wait_secs: u32,
+    /// The page the client asked for (path and query, without any old pass).
+    pub(crate) to: String,
+}
+
+/// What redeeming a pass at [`PASS_PATH`] comes to.
+#[derive(Debug)]
+pub(crate) enum Redeemed {
+    /// Valid: back to the page, the pass in its URL and in a cookie.
+    Go {
+        location: String,
+        set_cookie: HeaderValue,
+    },
+    /// Not valid yet: the way-through page again, for the time left.
+    Wait(WayThrough),
+    /// Not valid at all.
+    Invalid(PassError),
 }
 
 /// Which quota refused a request, and for how long.
@@ -381,6 +424,10 @@ struct Request<'a> {
     facts: Facts,
     /// The request's path (without the query).
     path: &'a str,
+    /// The request's query, if any.
+    query: Option<&'a str>,
+    /// The request's path and query.
+    target: &'a str,
     /// A GET (only a GET's page body says what the page embeds).
     get: bool,
     kind: Kind,
@@ -434,6 +481,8 @@ pub(crate) fn admit<B>(
     let seen = Request {
         facts,
         path,
+        query: uri.query(),
+        target,
         get: request.method() == http::Method::GET,
         kind: found.kind,
         client: found.client,
@@ -449,10 +498,20 @@ pub(crate) fn admit<B>(
     }
     let tracked = track(limits, inputs, &seen, subnet, verdict);
     let mut refusal = tracked.refusal;
+    if let Some(over) = refusal.or(tracked.pace)
+        && let Some(way) = way_through(limits, inputs, &seen, found, verdict, &tracked, over)
+    {
+        return Err(Refusal::WayThrough(Box::new(way)));
+    }
     let charged = verdict.action != Action::Block && matches!(seen.kind, Kind::Page | Kind::Image);
     let subnet_key = limits.key((3u8, subnet));
     if charged && refusal.is_none() {
         refusal = charge_subnet(limits, ls, &seen, subnet_key, tracked.vouched);
+        if let Some(over) = refusal
+            && let Some(way) = way_through(limits, inputs, &seen, found, verdict, &tracked, over)
+        {
+            return Err(Refusal::WayThrough(Box::new(way)));
+        }
     }
     if charged && refusal.is_none() && seen.kind == Kind::Image && !tracked.vouched {
         refusal = charge_site(limits, ls, now);
@@ -536,6 +595,14 @@ struct Tracked {
     vouched: bool,
     /// A navigation beyond the client's page pace.
     over_pace: bool,
+    /// A visitor's navigation beyond its pace, or an address's second in a row: served
+    /// unless the client gets the way-through page (its images would be held to the
+    /// suspects' quota).
+    pace: Option<Exceeded>,
+    /// The valid visitor cookie's id.
+    visitor: Option<u64>,
+    /// Where the client's valid pass came from.
+    pass: Option<PassSource>,
     refusal: Option<Exceeded>,
 }
 
@@ -554,23 +621,44 @@ fn track(
     let cap = ls.max_tracked_clients;
     let mut vouched = false;
     let mut over_pace = false;
+    let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
     let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
         let mut facts = seen.facts;
         if facts.navigation {
-            let pace = if as_visitor {
-                ls.page_pace
+            let (quota, rate) = if as_visitor {
+                ("page-pace", ls.page_pace)
             } else {
-                ls.anonymous_page_pace
+                ("anonymous-page-pace", ls.anonymous_page_pace)
             };
-            facts.over_pace = pace.check(&mut record.tat_pace, now).is_err();
+            let checked = rate.check(&mut record.tat_pace, now);
+            facts.over_pace = checked.is_err();
             over_pace = facts.over_pace;
+            // A visitor beyond its pace, or an address whose newcomers keep no cookies, is
+            // offered the way through instead of a page whose photos would then be held to the
+            // suspects' quota. An address whose cookies come back is a crowd's newcomers: their
+            // first pages are served (and their cookies seed their credit).
+            if let Err(wait) = checked
+                && (as_visitor || !record.behaviour.cookies_return())
+            {
+                pace = Some(Exceeded { quota, rate, wait });
+            }
         }
         let viewed = record.behaviour.viewed();
         let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
         inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
         if verdict.action == Action::Block {
+            return;
+        }
+        if kind == Kind::Image && !vouched && record.behaviour.way_offered() {
+            // The client was shown the way-through page, not a page: a browser has no photo
+            // of it to load. (Photos of the pages it was given before are still vouched.)
+            refusal = Some(Exceeded {
+                quota: "way-through",
+                rate: ls.page_pace,
+                wait: Duration::from_secs(u64::from(ls.pass.wait_secs)),
+            });
             return;
         }
         // A page view without a cookie is how a newcomer gets one: it is charged to the subnet
@@ -580,11 +668,14 @@ fn track(
         if newcomer && !record.behaviour.late_images() {
             return;
         }
+        // Photos no page vouches for, fetched right after a navigation beyond the pace, are
+        // held to the suspects' quota (fast-navigation alone does not make the client one).
+        let hurried = kind == Kind::Image && !vouched && record.behaviour.fast_navigation();
         refusal = charge_client(
             ls,
             record,
             kind,
-            verdict.action >= Action::Throttle && !newcomer,
+            (verdict.action >= Action::Throttle || hurried) && !newcomer,
             vouched,
             now,
         );
@@ -596,31 +687,56 @@ fn track(
 
     let ip_key = limits.key((1u8, seen.client.key()));
     let visitor = ls.cookie.read(seen.headers, seen.unix, subnet);
+    let pass = ls.pass.read(
+        &ls.cookie,
+        seen.headers,
+        seen.query,
+        kind == Kind::Image,
+        seen.unix,
+        || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
+    );
     let mut key = ip_key;
-    let as_visitor = visitor.is_some_and(|v| {
-        let visitor_key = limits.key((2u8, v.id, subnet));
-        let kept = limits
-            .store
-            .client(visitor_key, now, cap, &mut |record, fresh| {
-                if fresh && seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
-                    record
-                        .behaviour
-                        .seed_page(v.page, ls.behaviour.credit_per_page);
-                    // The page the cookie was issued on was this visitor's first step.
-                    let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
-                }
-                observe(record, verdict, true);
-                true
-            });
-        if kept {
-            key = visitor_key;
-        }
-        kept
-    });
+    if let Some((pass, _)) = pass {
+        // A pass holder is a client of its own, with a person's pace and budgets afresh.
+        key = limits.key((4u8, pass.id, subnet));
+        limits.store.client(key, now, cap, &mut |record, _| {
+            observe(record, verdict, true);
+            true
+        });
+    }
+    let mut returned = false;
+    let as_visitor = pass.is_some()
+        || visitor.is_some_and(|v| {
+            let visitor_key = limits.key((2u8, v.id, subnet));
+            let kept = limits
+                .store
+                .client(visitor_key, now, cap, &mut |record, fresh| {
+                    returned = fresh;
+                    if fresh && seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
+                        record
+                            .behaviour
+                            .seed_page(v.page, ls.behaviour.credit_per_page);
+                        // The page the cookie was issued on was this visitor's first step.
+                        let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
+                    }
+                    observe(record, verdict, true);
+                    true
+                });
+            if kept {
+                key = visitor_key;
+            }
+            kept
+        });
     if !as_visitor {
         limits.store.client(ip_key, now, cap, &mut |record, _| {
             observe(record, verdict, false);
             true
+        });
+    } else if returned {
+        // A cookie this address issued came back: its newcomers keep cookies.
+        limits.store.client(ip_key, now, cap, &mut |record, fresh| {
+            record.behaviour.note_cookies_return();
+            !fresh
         });
     }
     Tracked {
@@ -628,6 +744,9 @@ fn track(
         as_visitor,
         vouched,
         over_pace,
+        pace,
+        visitor: visitor.map(|v| v.id),
+        pass: pass.map(|(_, source)| source),
         refusal,
     }
 }
@@ -724,18 +843,23 @@ fn after_response(
     if seen.kind != Kind::Page || verdict.action >= Action::Block {
         return after;
     }
-    if !tracked.as_visitor && ls.cookie.enabled {
-        let mut id = [0u8; 8];
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_ok() {
-            let id = u64::from_le_bytes(id);
-            // Seeded even beyond the address's pace: a crowd arriving at once must see its
-            // first page's images (the visitor's own pace is charged for it when seeded).
-            after.set_cookie =
-                Some(
-                    ls.cookie
-                        .issue(id, seen.unix, seen.facts.target, subnet, seen.secure),
-                );
-        }
+    if !tracked.as_visitor
+        && ls.cookie.enabled
+        && let Some(id) = random_id()
+    {
+        // Seeded even beyond the address's pace: a crowd arriving at once must see its
+        // first page's images (the visitor's own pace is charged for it when seeded).
+        after.set_cookie =
+            Some(
+                ls.cookie
+                    .issue(id, seen.unix, seen.facts.target, subnet, seen.secure),
+            );
+    }
+    if tracked.pass == Some(PassSource::Url) {
+        after.link_pass = seen
+            .query
+            .and_then(pass::pass_in_query)
+            .map(|token| format!("{PASS_PARAM}={token}").into_boxed_str());
     }
     if ls.embedded_only && seen.get && seen.facts.navigation && !tracked.over_pace {
         after.embeds = Some(Box::new(PageEmbeds {
@@ -754,6 +878,141 @@ fn after_response(
         subnet_images: ls.subnet_images,
     }));
     after
+}
+
+/// A random 64-bit id (a visitor's, a pass's); `None` only if the system has no randomness.
+fn random_id() -> Option<u64> {
+    let mut id = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .ok()
+        .map(|()| u64::from_le_bytes(id))
+}
+
+/// The way-through page for a page view of a client that looks like a person (not
+/// catalogued, not trap-marked, not blocked), refused by `over`: a new pass, when the
+/// address and the subnet may still be issued one. `None`: the refusal stands.
+fn way_through(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    seen: &Request<'_>,
+    found: &Classification,
+    verdict: &Verdict,
+    tracked: &Tracked,
+    over: Exceeded,
+) -> Option<WayThrough> {
+    let ls = inputs.settings;
+    let person = found.agent.is_none()
+        && !verdict.reasons.contains(Reason::TrapHit)
+        && verdict.action < Action::Block;
+    // A photo opened in a tab is a navigation too, but its answer must stay the photo.
+    let page = seen.get && seen.kind == Kind::Page && seen.facts.navigation && !found.direct_open;
+    let rejecting = inputs.enforce && ls.over_quota == config::OverQuota::Reject;
+    if !(ls.pass.enabled && person && page && rejecting) {
+        return None;
+    }
+    let subnet = found.client.subnet_key(inputs.subnets);
+    let wait_secs = issue_pass(limits, ls, seen, subnet)?;
+    let binding = Binding::of(seen.headers, subnet, tracked.visitor);
+    let token = ls
+        .pass
+        .issue(&ls.cookie, random_id()?, seen.unix, wait_secs, binding);
+    limits.store.client(
+        tracked.key,
+        seen.now,
+        ls.max_tracked_clients,
+        &mut |record, fresh| {
+            record.behaviour.offer_way();
+            !fresh
+        },
+    );
+    Some(WayThrough {
+        exceeded: Some(over),
+        token,
+        wait_secs,
+        to: pass::without_pass(seen.target).into_owned(),
+    })
+}
+
+/// Charges one pass to the address and to the subnet; the wait the pass is issued with (it
+/// grows with the passes the address holds), or `None` when either is out of passes.
+fn issue_pass(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    subnet: u128,
+) -> Option<u32> {
+    let (now, cap) = (seen.now, ls.max_tracked_clients);
+    let rate = ls.pass.per_address;
+    let mut held = None;
+    // The address's passes are counted in a record of their own (its page cell), so a
+    // client record carries no pass cell.
+    let address_key = limits.key((6u8, seen.client.key()));
+    limits
+        .store
+        .client(address_key, now, cap, &mut |record, _| {
+            if rate.check(&mut record.tat_pages, now).is_ok() {
+                let ahead = u128::from(record.tat_pages.wrapping_sub(now));
+                let period = rate.period().as_millis().max(1);
+                held = Some(ahead.div_ceil(period).max(1) as u32);
+            }
+            true
+        });
+    let held = held?;
+    let mut subnet_ok = false;
+    limits
+        .store
+        .subnet(limits.key((7u8, subnet)), now, cap, &mut |record| {
+            subnet_ok = ls.pass.per_subnet.check(&mut record.tat_pages, now).is_ok();
+        });
+    subnet_ok.then(|| ls.pass.wait_secs.saturating_mul(held).min(255))
+}
+
+/// Redeems the pass of a request to [`PASS_PATH`] (`?t=<pass>&to=<page>`).
+pub(crate) fn redeem<B>(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    request: &http::Request<B>,
+    found: &Classification,
+) -> Redeemed {
+    let ls = inputs.settings;
+    let (_, unix) = limits.clock.now();
+    let (mut token, mut to) = (String::new(), String::from("/"));
+    for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match &*name {
+            "t" => token = value.into_owned(),
+            "to" if is_local_target(&value) => to = value.into_owned(),
+            _ => {}
+        }
+    }
+    let to = pass::without_pass(&to).into_owned();
+    let subnet = found.client.subnet_key(inputs.subnets);
+    let visitor = ls
+        .cookie
+        .read(request.headers(), unix, subnet)
+        .map(|v| v.id);
+    let binding = Binding::of(request.headers(), subnet, visitor);
+    match ls.pass.verify(&ls.cookie, token.as_bytes(), unix, binding) {
+        Ok(_) => Redeemed::Go {
+            location: with_pass(&to, &token),
+            set_cookie: ls.pass.set_cookie(&token, found.secure),
+        },
+        Err(PassError::TooEarly(wait_secs)) => Redeemed::Wait(WayThrough {
+            exceeded: None,
+            token,
+            wait_secs,
+            to,
+        }),
+        Err(error) => Redeemed::Invalid(error),
+    }
+}
+
+/// A path of this site (never another origin: `//host`, `/\host`), of sane length.
+fn is_local_target(target: &str) -> bool {
+    target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.starts_with("/\\")
+        && target.len() <= 2048
+        && target.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A 16-bit hash of the client's address, never 0 (0 means unknown).

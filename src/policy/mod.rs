@@ -136,6 +136,7 @@ impl Policy {
             &config.block,
             &config.tarpit,
             &config.reservation.policy_path,
+            config.reservation.contact.as_deref(),
             source,
         )?;
         let robots_agents: Arc<[RobotsAgent]> = robots_agents(&classifier.catalog, &decider).into();

@@ -483,6 +483,10 @@ const ROBOTS_IGNORED: u8 = 2;
 const LATE_IMAGES: u8 = 4;
 /// The last navigation came faster than the page pace allows.
 const FAST_NAVIGATION: u8 = 8;
+/// The last navigation was answered with the way-through page.
+const WAY_OFFERED: u8 = 16;
+/// An address record: visitor cookies it issued have come back (its newcomers keep cookies).
+const COOKIES_RETURN: u8 = 32;
 
 /// Trap marks are kept in units of 1024 ms (a u16 covers about 18 hours; marks up to half).
 const TRAP_UNIT_SHIFT: u32 = 10;
@@ -575,6 +579,33 @@ impl Behaviour {
         self.flags |= LATE_IMAGES;
     }
 
+    /// Whether the client's last navigation came faster than its page pace allows.
+    pub(crate) fn fast_navigation(&self) -> bool {
+        self.flags & FAST_NAVIGATION != 0
+    }
+
+    /// Notes that the client's last navigation was answered with the way-through page: until
+    /// it navigates at pace again, it was given no page whose photos it could want.
+    pub(crate) fn offer_way(&mut self) {
+        self.flags |= WAY_OFFERED;
+    }
+
+    /// Notes, on an address's record, that a visitor cookie it issued came back.
+    pub(crate) fn note_cookies_return(&mut self) {
+        self.flags |= COOKIES_RETURN;
+    }
+
+    /// Whether visitor cookies this address issued have come back: its anonymous page views
+    /// are newcomers who will be visitors of their own, not people without cookies.
+    pub(crate) fn cookies_return(&self) -> bool {
+        self.flags & COOKIES_RETURN != 0
+    }
+
+    /// Whether the client's last navigation was answered with the way-through page.
+    pub(crate) fn way_offered(&self) -> bool {
+        self.flags & WAY_OFFERED != 0
+    }
+
     /// Whether this client has fetched images from paths that look like pages: its page
     /// views are then also charged as images.
     pub(crate) fn late_images(&self) -> bool {
@@ -593,7 +624,7 @@ impl Behaviour {
                 if facts.navigation && facts.over_pace {
                     self.flags |= FAST_NAVIGATION;
                 } else if facts.navigation {
-                    self.flags &= !FAST_NAVIGATION;
+                    self.flags &= !(FAST_NAVIGATION | WAY_OFFERED);
                     if self.pages[0] != facts.target {
                         self.pages = [facts.target, self.pages[0]];
                     }
@@ -626,7 +657,13 @@ impl Behaviour {
             Kind::Robots => self.flags |= ROBOTS_FETCHED,
             Kind::Other => {}
         }
+        // People load the photos a page embeds in its order and click "next" through an
+        // album: neither is enumeration. What counts is numbers walked without a page to
+        // vouch for them, or by navigations beyond a person's pace.
+        let at_pace_navigation = facts.navigation && !facts.over_pace;
         if matches!(facts.kind, Kind::Page | Kind::Image)
+            && !vouched
+            && !at_pace_navigation
             && let Some((around, number)) = facts.number
         {
             if around == self.around && number == self.number.wrapping_add(1) {
@@ -878,6 +915,40 @@ mod tests {
         let f = Facts::for_test(Kind::Image, "/x.jpg", None);
         let r = c.observe(&f, 600_000, &s).reasons;
         assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn photos_in_page_order_and_next_clicks_are_not_enumeration() {
+        let s = BehaviourSettings::default();
+        let mut person = Behaviour::new(1);
+        let mut t = 1;
+        for page in 1..=20u32 {
+            let url = format!("/album?page={page}");
+            let r = person.observe(&Facts::for_test(Kind::Page, &url, None), t, &s);
+            assert!(!r.reasons.contains(Reason::SequentialEnumeration));
+            for i in 0..20 {
+                t += 15;
+                let photo = format!("/photos/IMG_{:04}.jpg", page * 20 + i);
+                let r = person.observe(&Facts::for_test(Kind::Image, &photo, Some(&url)), t, &s);
+                assert!(r.vouched);
+                assert!(
+                    !r.reasons.contains(Reason::SequentialEnumeration),
+                    "{photo}"
+                );
+            }
+            t += 5_000;
+        }
+        // The same numbers without a page: enumeration.
+        let mut script = Behaviour::new(1);
+        let mut raised = false;
+        for n in 0..20 {
+            let photo = format!("/photos/IMG_{n:04}.jpg");
+            raised |= script
+                .observe(&Facts::for_test(Kind::Image, &photo, None), 10 + n * 10, &s)
+                .reasons
+                .contains(Reason::SequentialEnumeration);
+        }
+        assert!(raised);
     }
 
     #[test]

@@ -162,8 +162,23 @@ where
     B: Body,
     B::Data: Buf,
 {
+    inject_meta_and_pass(response, tags, None)
+}
+
+/// [`inject_meta`], and when `pass` is given (the query pair `lc-pass=…` of a way-through pass
+/// the page was asked with in its URL, by a browser that may keep no cookies), every
+/// same-origin `<a href>` of the page carries it on, so the next page is the pass holder's too.
+pub fn inject_meta_and_pass<B>(
+    response: Response<B>,
+    tags: Arc<MetaTags>,
+    pass: Option<Arc<str>>,
+) -> Response<HtmlBody<B>>
+where
+    B: Body,
+    B::Data: Buf,
+{
     let (mut parts, body) = response.into_parts();
-    if tags.is_empty() || !is_rewritable(parts.status, &parts.headers) {
+    if (tags.is_empty() && pass.is_none()) || !is_rewritable(parts.status, &parts.headers) {
         return Response::from_parts(parts, HtmlBody::passthrough(body));
     }
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -177,7 +192,7 @@ where
             *etag = value;
         }
     }
-    Response::from_parts(parts, HtmlBody::rewrite(body, tags))
+    Response::from_parts(parts, HtmlBody::rewrite(body, tags, pass))
 }
 
 fn is_rewritable(status: StatusCode, headers: &HeaderMap) -> bool {
@@ -223,10 +238,10 @@ impl<B> HtmlBody<B> {
         }
     }
 
-    fn rewrite(inner: B, tags: Arc<MetaTags>) -> Self {
+    fn rewrite(inner: B, tags: Arc<MetaTags>, pass: Option<Arc<str>>) -> Self {
         Self {
             inner,
-            rewrite: Some(Box::new(Rewrite::new(tags))),
+            rewrite: Some(Box::new(Rewrite::new(tags, pass))),
         }
     }
 
@@ -341,6 +356,8 @@ struct Seen {
 /// State shared by the rewriter's output sink and its element handlers.
 struct Shared {
     tags: Arc<MetaTags>,
+    /// Links are being rewritten: the parser stays to the end of the page.
+    keep_parsing: bool,
     /// Output not yet handed on.
     out: BytesMut,
     /// Bytes the rewriter emitted in all, our own tags included when it emitted them.
@@ -472,6 +489,29 @@ fn on_element(shared: &SharedRef, el: &mut Element<'_, '_>) {
     }
 }
 
+/// Appends the pass to a same-origin link: a path (`/album/2`) or a relative reference
+/// (`album/2`, `?page=2`), never another origin, a fragment alone or another scheme.
+fn carry_pass(shared: &SharedRef, el: &mut Element<'_, '_>, pair: &str) {
+    let Some(href) = el.get_attribute("href") else {
+        return;
+    };
+    let href = href.trim();
+    let before_query = href.split(['?', '#']).next().unwrap_or(href);
+    let same_origin = !href.is_empty()
+        && !href.starts_with('#')
+        && !href.starts_with("//")
+        && !href.starts_with("\\")
+        && !before_query.contains(':');
+    if !same_origin {
+        return;
+    }
+    let carried = crate::documents::with_query_pair(href, pair);
+    // Counted as our own bytes, so the rewriter's bookkeeping of what it holds stays right
+    // (to the quotes lol_html may add around a value that had none).
+    lock(shared).inserted += carried.len().saturating_sub(href.len()) as u64;
+    let _ = el.set_attribute("href", &carried);
+}
+
 struct Rewrite {
     rewriter: Option<HtmlRewriter<'static, Sink>>,
     shared: SharedRef,
@@ -485,8 +525,10 @@ struct Rewrite {
 }
 
 impl Rewrite {
-    fn new(tags: Arc<MetaTags>) -> Self {
+    fn new(tags: Arc<MetaTags>, pass: Option<Arc<str>>) -> Self {
+        let keep_parsing = pass.is_some();
         let shared = Arc::new(Mutex::new(Shared {
+            keep_parsing,
             tags,
             out: BytesMut::new(),
             emitted: 0,
@@ -497,11 +539,19 @@ impl Rewrite {
             done: false,
         }));
         let on_el = Arc::clone(&shared);
-        let settings = Settings {
-            element_content_handlers: vec![element!("*", move |el| {
-                on_element(&on_el, el);
+        let mut handlers = vec![element!("*", move |el| {
+            on_element(&on_el, el);
+            Ok(())
+        })];
+        if let Some(pass) = pass {
+            let on_link = Arc::clone(&shared);
+            handlers.push(element!("a[href]", move |el| {
+                carry_pass(&on_link, el, &pass);
                 Ok(())
-            })],
+            }));
+        }
+        let settings = Settings {
+            element_content_handlers: handlers,
             // Never fail on ambiguous markup (`<select><xmp>`): we only add, never match text.
             strict: false,
             memory_settings: lol_html::MemorySettings {
@@ -519,6 +569,11 @@ impl Rewrite {
             trailers: None,
             inner_done: false,
         }
+    }
+
+    #[cfg(test)]
+    fn new_for_test(tags: Arc<MetaTags>) -> Self {
+        Rewrite::new(tags, None)
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -539,7 +594,7 @@ impl Rewrite {
             // What the rewriter emitted of the input (even of a chunk it then failed on) no
             // longer needs keeping.
             let s = lock(&self.shared);
-            let held = (self.fed - (s.emitted - s.inserted)) as usize;
+            let held = self.fed.saturating_sub(s.emitted - s.inserted) as usize;
             drop(s);
             let emitted = self.pending.len() - held.min(self.pending.len());
             let _ = self.pending.split_to(emitted);
@@ -554,7 +609,7 @@ impl Rewrite {
         if s.hold.is_some_and(|at| s.out.len() - at > HOLD_LIMIT) {
             s.finalize();
         }
-        if s.done && s.emitted == self.fed {
+        if s.done && !s.keep_parsing && s.emitted == self.fed {
             drop(s);
             self.rewriter = None;
         }
@@ -611,7 +666,7 @@ mod tests {
     /// Feeds `html` in `chunk`-byte pieces, taking the output as a client would, and returns
     /// it with the most bytes Lenscap held (parser input kept plus output not yet taken).
     fn rewrite_bounded(html: &[u8], chunk: usize) -> (Vec<u8>, usize) {
-        let mut rw = Rewrite::new(Arc::new(MetaTags::from_config(
+        let mut rw = Rewrite::new_for_test(Arc::new(MetaTags::from_config(
             &ReservationConfig::default(),
         )));
         let (mut out, mut most) = (Vec::new(), 0);
@@ -737,7 +792,7 @@ mod tests {
 
     #[test]
     fn parser_is_dropped_once_the_tags_are_in() {
-        let mut rw = Rewrite::new(Arc::new(MetaTags::from_config(
+        let mut rw = Rewrite::new_for_test(Arc::new(MetaTags::from_config(
             &ReservationConfig::default(),
         )));
         rw.feed(&b"<html><head><title>x</title></head><bo"[..]);
@@ -760,7 +815,7 @@ mod tests {
 
     #[test]
     fn holds_back_only_after_the_anchor() {
-        let mut rw = Rewrite::new(Arc::new(MetaTags::from_config(
+        let mut rw = Rewrite::new_for_test(Arc::new(MetaTags::from_config(
             &ReservationConfig::default(),
         )));
         rw.feed(&b"<!doctype html><html><head><title>x</title>"[..]);

@@ -80,6 +80,8 @@ pub(crate) struct Tagging {
     stripped: bool,
     /// A stamped image path: the client's range and method, answered over the stamped bytes.
     slicing: Option<Slicing>,
+    /// The way-through pass (`lc-pass=…`) a page's same-origin links carry on.
+    link_pass: Option<Arc<str>>,
 }
 
 /// A tagged response, or one still being stamped (and then cut by its [`Slicing`]).
@@ -124,7 +126,15 @@ impl Tagging {
             head,
             stripped,
             slicing,
+            link_pass: None,
         }
+    }
+
+    /// Makes an HTML page's same-origin links carry `pair` (`lc-pass=…`), for a pass holder
+    /// that may keep no cookies.
+    pub(crate) fn carry_pass(mut self, pair: Option<&str>) -> Self {
+        self.link_pass = pair.map(Arc::from);
+        self
     }
 
     fn kind<B>(&self, response: &Response<B>) -> Kind {
@@ -195,12 +205,14 @@ impl Tagging {
             Kind::Html => {
                 settings.optout_headers.apply(response.headers_mut());
                 #[cfg(feature = "html")]
-                if let Some(tags) = &settings.meta_tags
+                if (settings.meta_tags.is_some() || self.link_pass.is_some())
                     && !self.head
                     && status == StatusCode::OK
                 {
+                    let tags = settings.meta_tags.clone().unwrap_or_default();
                     return Tagged::Done(
-                        html::inject_meta(response, tags.clone()).map(TaggedBody::Html),
+                        html::inject_meta_and_pass(response, tags, self.link_pass.take())
+                            .map(TaggedBody::Html),
                     );
                 }
                 Tagged::Done(response.map(TaggedBody::Inner))
