@@ -456,3 +456,47 @@ async fn pages_that_say_nothing_of_their_images_never_take_credit_away() {
         out[0]
     );
 }
+
+/// A headless browser walking the gallery: each page, its 20 photos as a renderer fetches
+/// them (a few milliseconds apart, the page as Referer), then the next page after `pause`;
+/// cookies kept. It never waits on the way-through page (a driver script opens the next URL).
+fn headless_walker(pause_ms: u64) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut t = 1_000;
+    for page in 1..=PAGES {
+        steps.push(Step {
+            at: t,
+            who: 0,
+            path: page_path(page),
+            referer: None,
+            page: true,
+        });
+        t += 40;
+        for i in 0..PER_PAGE {
+            t += 3;
+            steps.push(Step {
+                at: t,
+                who: 0,
+                path: photo(page, i),
+                referer: Some(page_path(page)),
+                page: false,
+            });
+        }
+        t += pause_ms;
+    }
+    steps
+}
+
+#[tokio::test]
+async fn a_headless_walker_gets_at_most_80_without_pauses_and_150_with_a_second_between_pages() {
+    for (pause, most) in [(0, 80), (1_000, 150)] {
+        for https in [false, true] {
+            let (mut app, clock) = app();
+            let mut walker = [Client::new("203.0.113.60", https, true)];
+            let out = play(&mut app, &clock, &mut walker, headless_walker(pause)).await;
+            let served = photos_served(&out[0]);
+            eprintln!("headless walker, {pause} ms between pages, https={https}: {served} of 300");
+            assert!(served <= most, "{pause} ms, https={https}: {served} of 300");
+        }
+    }
+}

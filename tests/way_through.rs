@@ -500,3 +500,54 @@ async fn six_people_without_cookies_on_one_address_get_through_at_most_once_each
     eprintln!("way-through pages shown: {offered:?}");
     assert!(offered.iter().all(|&n| n <= 1), "{offered:?}");
 }
+
+#[tokio::test]
+async fn a_walker_that_waits_out_every_way_through_page_gets_a_persons_pace_and_no_more() {
+    let (mut app, clock) = app("");
+    // A headless browser that lets every refresh run: one page a second for ten minutes,
+    // cookies kept.
+    let mut walker = Browser::new("203.0.113.90:40000", true);
+    let (mut pages, mut waits, mut refused) = (0u64, 0u64, 0u64);
+    let mut t = 1_000u64;
+    let mut n = 1;
+    while t < 601_000 {
+        clock.set(Duration::from_millis(t));
+        let mut page = walker.get(&mut app, &format!("/album/{n}"), None).await;
+        if page.body.contains("http-equiv=\"refresh\"") {
+            waits += 1;
+            let wait: u64 = page.headers[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            clock.advance(Duration::from_secs(wait));
+            let accepted = walker.get(&mut app, &refresh_url(&page), None).await;
+            let location = accepted.headers[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            page = walker.get(&mut app, &location, None).await;
+        }
+        if page.status == StatusCode::OK {
+            pages += 1;
+            n += 1;
+        } else {
+            if refused == 0 {
+                eprintln!(
+                    "first refusal: {} {:?}",
+                    page.status,
+                    page.headers.get("ratelimit-policy")
+                );
+            }
+            refused += 1;
+        }
+        t = t.max(u64::from(clock.now_ms())) + 1_000;
+    }
+    eprintln!(
+        "walker waiting out the way through: {pages} pages in 10 min, {waits} waits, {refused} refused"
+    );
+    // A person's pace is 15 pages a minute after a burst of 3: each pass gives the burst back
+    // (8 passes at once for the address, then 6 an hour), nothing more.
+    assert!(pages <= 150 + 3 * (1 + 8 + 1), "{pages} pages");
+    assert!(refused > 0);
+}
