@@ -132,6 +132,11 @@ impl Line {
     pub fn refused(&self) -> bool {
         self.status >= 400
     }
+
+    /// Whether it was the browser's own request for the site icon (no page shows it).
+    pub fn is_favicon(&self) -> bool {
+        self.path == "/favicon.ico"
+    }
 }
 
 /// What a scenario's requests must have looked like for it to test what it says; `None`
@@ -142,7 +147,7 @@ pub struct Shape {
     pub https: Option<bool>,
     /// Every request with `Sec-Fetch-Dest` (or none): browsers send it only to secure origins.
     pub fetch_metadata: Option<bool>,
-    /// Requests carrying a visitor cookie: all but each client's first (true) or none (false).
+    /// Requests carrying a visitor cookie: most (true; a pass may stand in for it) or none.
     pub cookies: Option<bool>,
     /// Clients in at least this many /24s.
     pub subnets: usize,
@@ -192,7 +197,7 @@ impl AccessLog {
     }
 
     /// How the requests differ from `shape`, in words; empty when they match.
-    pub fn differences(&self, shape: Shape, clients: usize) -> Vec<String> {
+    pub fn differences(&self, shape: Shape) -> Vec<String> {
         let mut out = Vec::new();
         let count = |test: &dyn Fn(&Line) -> bool| self.lines.iter().filter(|l| test(l)).count();
         let all = self.lines.len();
@@ -213,11 +218,7 @@ impl AccessLog {
         }
         if let Some(cookies) = shape.cookies {
             let with = count(&|l| l.visitor.is_some());
-            let fine = if cookies {
-                with + clients >= all
-            } else {
-                with == 0
-            };
+            let fine = if cookies { with * 2 >= all } else { with == 0 };
             if !fine {
                 out.push(format!("{with} of {all} requests with a visitor cookie"));
             }
@@ -256,9 +257,20 @@ impl AccessLog {
         pages as f64 / minutes / clients.max(1) as f64
     }
 
-    /// Requests refused.
+    /// Requests refused, but for the site icon's.
     pub fn refusals(&self) -> Vec<&Line> {
-        self.lines.iter().filter(|l| l.refused()).collect()
+        self.lines
+            .iter()
+            .filter(|l| l.refused() && !l.is_favicon())
+            .collect()
+    }
+
+    /// Refused requests for the site icon.
+    pub fn favicon_refusals(&self) -> usize {
+        self.lines
+            .iter()
+            .filter(|l| l.refused() && l.is_favicon())
+            .count()
     }
 
     /// How often each reason was given on a request that was not simply allowed, most first.
