@@ -634,12 +634,13 @@ fn track(
             let checked = rate.check(&mut record.tat_pace, now);
             facts.over_pace = checked.is_err();
             over_pace = facts.over_pace;
-            // A visitor beyond its pace, or an address whose newcomers keep no cookies, is
-            // offered the way through instead of a page whose photos would then be held to the
-            // suspects' quota. An address whose cookies come back is a crowd's newcomers: their
-            // first pages are served (and their cookies seed their credit).
+            // A visitor beyond its pace, or an anonymous navigation that came from a page of
+            // this site (a person without cookies clicking on), is offered the way through
+            // instead of a page whose photos would then be held to the suspects' quota. An
+            // anonymous one from elsewhere is a crowd's newcomer arriving: its first page is
+            // served (and its cookie, if it keeps one, seeds its own credit).
             if let Err(wait) = checked
-                && (as_visitor || !record.behaviour.cookies_return())
+                && (as_visitor || crate::signals::behaviour::from_this_site(seen.headers))
             {
                 pace = Some(Exceeded { quota, rate, wait });
             }
@@ -704,14 +705,12 @@ fn track(
             true
         });
     }
-    let mut returned = false;
     let as_visitor = pass.is_some()
         || visitor.is_some_and(|v| {
             let visitor_key = limits.key((2u8, v.id, subnet));
             let kept = limits
                 .store
                 .client(visitor_key, now, cap, &mut |record, fresh| {
-                    returned = fresh;
                     if fresh && seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
                         record
                             .behaviour
@@ -731,12 +730,6 @@ fn track(
         limits.store.client(ip_key, now, cap, &mut |record, _| {
             observe(record, verdict, false);
             true
-        });
-    } else if returned {
-        // A cookie this address issued came back: its newcomers keep cookies.
-        limits.store.client(ip_key, now, cap, &mut |record, fresh| {
-            record.behaviour.note_cookies_return();
-            !fresh
         });
     }
     Tracked {

@@ -233,6 +233,12 @@ fn is_navigation(headers: &HeaderMap) -> bool {
     )
 }
 
+/// Whether the request's Referer is a page of this site (a navigation by a click on a link
+/// here, rather than an arrival from elsewhere).
+pub(crate) fn from_this_site(headers: &HeaderMap) -> bool {
+    matches!(read_referer(headers).0, Referer::Here(_))
+}
+
 /// The Referer of a request: same host as `Host`, another site, or none; and for a page of
 /// this site, its [`embed_key`](super::embeds::embed_key).
 fn read_referer(headers: &HeaderMap) -> (Referer, u64) {
@@ -485,8 +491,6 @@ const LATE_IMAGES: u8 = 4;
 const FAST_NAVIGATION: u8 = 8;
 /// The last navigation was answered with the way-through page.
 const WAY_OFFERED: u8 = 16;
-/// An address record: visitor cookies it issued have come back (its newcomers keep cookies).
-const COOKIES_RETURN: u8 = 32;
 
 /// Trap marks are kept in units of 1024 ms (a u16 covers about 18 hours; marks up to half).
 const TRAP_UNIT_SHIFT: u32 = 10;
@@ -588,17 +592,6 @@ impl Behaviour {
     /// it navigates at pace again, it was given no page whose photos it could want.
     pub(crate) fn offer_way(&mut self) {
         self.flags |= WAY_OFFERED;
-    }
-
-    /// Notes, on an address's record, that a visitor cookie it issued came back.
-    pub(crate) fn note_cookies_return(&mut self) {
-        self.flags |= COOKIES_RETURN;
-    }
-
-    /// Whether visitor cookies this address issued have come back: its anonymous page views
-    /// are newcomers who will be visitors of their own, not people without cookies.
-    pub(crate) fn cookies_return(&self) -> bool {
-        self.flags & COOKIES_RETURN != 0
     }
 
     /// Whether the client's last navigation was answered with the way-through page.

@@ -149,6 +149,7 @@ impl ProfileKind {
             give_up_after: 50,
             max_images: None,
             expect_stopped: false,
+            keeps_cookies: self.keeps_cookies(),
         };
         match self {
             ProfileKind::Human | ProfileKind::PubWifi => ProfileSettings {
@@ -322,6 +323,8 @@ pub struct ProfileSettings {
     pub max_images: Option<u64>,
     /// Threshold: every session of this profile must be stopped.
     pub expect_stopped: bool,
+    /// Keeps the cookies the site sets (the profile's own habit unless told otherwise).
+    pub keeps_cookies: bool,
 }
 
 pub(crate) enum Strategy {

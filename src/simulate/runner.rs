@@ -189,6 +189,10 @@ fn survey_settings(max_pages: usize) -> ProfileSettings {
         pages: max_pages,
         concurrency: 1,
         give_up_after: 5,
+        // It turns pages far faster than a person: with a visitor cookie it would be one
+        // visitor over its page pace (the way-through page); without, its pages are an
+        // address's arrivals, which are served.
+        keeps_cookies: false,
         ..ProfileKind::Human.defaults()
     }
 }
@@ -928,7 +932,7 @@ impl Session {
 
     /// Counts one answer and decides whether the session gives up.
     fn record(&mut self, f: &Fetched) {
-        if self.run.settings.kind.keeps_cookies() {
+        if self.run.settings.keeps_cookies {
             for line in &f.set_cookie {
                 store_cookie(&mut self.cookies, line);
             }
