@@ -13,6 +13,7 @@ needed=(
   "pebble:pebble"
   "curl:curl"
   "chromium:chromium"
+  "chromedriver:chromium-driver"
   "python3:python3"
 )
 
