@@ -181,6 +181,8 @@ struct Shared {
     ready: AtomicBool,
     /// The access log, when `[server] access_log` is set.
     access_log: Option<access_log::AccessLog>,
+    /// The shared store, when `[store] backend = "redis"`.
+    fleet: Option<Arc<crate::limit::Fleet>>,
 }
 
 /// A server that is running; dropping it does not stop it (call [`shutdown`](Self::shutdown)).
@@ -358,6 +360,11 @@ impl Server {
         };
 
         let restart_only = settings.restart_only();
+        // One connection for every site; kept across reloads (the stores live in the layers).
+        let fleet = match &settings.store {
+            Some(store) => Some(crate::limit::Fleet::connect(store.clone()).await?),
+            None => None,
+        };
         let mut sites = Vec::with_capacity(settings.sites.len());
         let mut hosts = Vec::with_capacity(settings.sites.len());
         let mut handles = Vec::with_capacity(settings.sites.len());
@@ -395,6 +402,11 @@ impl Server {
                     .with_clock(access_log::SharedLogClock(log.clock.clone()))
                     .with_decision_slots();
             }
+            if let Some(fleet) = &fleet {
+                layer = layer
+                    .with_store(fleet.store(&spec.name))
+                    .with_clock(fleet.clock());
+            }
             let layer = layer.with_metrics(&metrics, &spec.name);
             let service = tower_layer::Layer::layer(&layer, service);
             let served_hosts = if spec.hosts.is_empty() {
@@ -427,6 +439,7 @@ impl Server {
             metrics: metrics.clone(),
             ready: AtomicBool::new(true),
             access_log,
+            fleet,
         });
         if let Some(addr) = admin_addr {
             tracing::info!(
@@ -770,6 +783,9 @@ async fn handle(
         (policy.is_image_path(request.uri().path()), pending)
     };
     let mut service = site.service.clone();
+    if let Some(records) = service.prefetch(&request) {
+        records.await;
+    }
     let static_site = matches!(service.get_ref(), SiteService::Static(_));
     let future = service.call(request);
     // The layer judged the request inside `call`, on this thread: its clock reading is here.
