@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 needed=(
   "exiftool:libimage-exiftool-perl"
   "pebble:pebble"
+  "redis-server:redis-server"
 )
 
 missing=()

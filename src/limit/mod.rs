@@ -137,7 +137,7 @@ pub(crate) use config::{
 };
 pub use rate::{Millis, Rate};
 #[cfg(feature = "redis")]
-pub use redis::{Fleet, FleetClock, RedisStore, StoreConfig, StoreSettings};
+pub use redis::{Fleet, FleetClock, RedisStore, StoreConfig, StoreSettings, hold_writes};
 pub use store::{
     CELLS, CLIENT_BYTES, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
     StateStore, SubnetRecord,

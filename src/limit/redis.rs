@@ -34,6 +34,7 @@
 //! `store="degraded"` on `/readyz` and in the metrics, and probes Redis with backoff until it
 //! answers again.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -181,7 +182,10 @@ impl StoreSettings {
 
 impl StoreConfig {
     /// The Redis settings, `None` for the in-process store; an error names the key and line.
-    pub(crate) fn compile(&self, source: &Source<'_>) -> Result<Option<StoreSettings>, ConfigError> {
+    pub(crate) fn compile(
+        &self,
+        source: &Source<'_>,
+    ) -> Result<Option<StoreSettings>, ConfigError> {
         match self.backend.get_ref().as_str() {
             "memory" => return Ok(None),
             "redis" | "valkey" => {}
@@ -496,41 +500,74 @@ impl Fleet {
     }
 
     fn queue(&self, write: Write) {
-        if self.degraded() {
-            return;
-        }
         if self.writes.try_send(write).is_err() {
             self.dropped_writes.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Merges `writes` in one pipeline, waiting at most `wait`.
+    async fn send(self: &Arc<Self>, writes: &[Write], wait: Duration) {
+        if writes.is_empty() || self.degraded() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for write in writes {
+            let mut merge = self.merge.key(&write.key);
+            merge
+                .arg(&write.before[..])
+                .arg(&write.after[..])
+                .arg(CELLS)
+                .arg(write.mark_at)
+                .arg(write.ttl_ms);
+            pipe.invoke_script(&merge).ignore();
+        }
+        let mut connection = self.connection.clone();
+        if let Err(error) = within(wait, pipe.query_async::<()>(&mut connection)).await {
+            self.degrade(&error);
+        }
+    }
 }
 
-/// Drains the queue into pipelines of merges, one pipeline at a time.
+/// Drains the queue of writes nobody awaits (made after the response started) into
+/// pipelines of merges, one pipeline at a time.
 async fn write_back(fleet: std::sync::Weak<Fleet>, mut queue: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let Some(fleet) = fleet.upgrade() else { return };
-        if !fleet.degraded() {
-            let mut pipe = redis::pipe();
-            for write in &batch {
-                let mut merge = fleet.merge.key(&write.key);
-                merge
-                    .arg(&write.before[..])
-                    .arg(&write.after[..])
-                    .arg(CELLS)
-                    .arg(write.mark_at)
-                    .arg(write.ttl_ms);
-                pipe.invoke_script(&merge).ignore();
-            }
-            let mut connection = fleet.connection.clone();
-            // Writes are off the requests' path: they may take a little longer.
-            let wait = fleet.settings.timeout * 4;
-            if let Err(error) = within(wait, pipe.query_async::<()>(&mut connection)).await {
-                fleet.degrade(&error);
-            }
-        }
+        // Off the requests' path: it may take a little longer.
+        fleet.send(&batch, fleet.settings.timeout * 4).await;
         batch.clear();
     }
+}
+
+/// Writes held for the caller, with the fleet each goes to.
+type Held = Vec<(Arc<Fleet>, Write)>;
+
+thread_local! {
+    /// The writes of the request being decided on this thread, when its caller awaits them.
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Runs `decide` (a layer's `call`), holding back the record writes it makes, and returns
+/// them as one pipelined merge to await alongside the response. Sent at once, the merge
+/// overlaps the inner service; awaited before the response is released (at most
+/// `timeout`), it lets the client's next request, on any instance, see what this one did.
+pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Prefetching>) {
+    HELD.with(|held| *held.borrow_mut() = Some(Vec::new()));
+    let out = decide();
+    let held = HELD
+        .with(|held| held.borrow_mut().take())
+        .unwrap_or_default();
+    let Some((fleet, _)) = held.first() else {
+        return (out, None);
+    };
+    let fleet = fleet.clone();
+    let writes: Vec<Write> = held.into_iter().map(|(_, write)| write).collect();
+    let wait = fleet.settings.timeout;
+    (
+        out,
+        Some(Box::pin(async move { fleet.send(&writes, wait).await })),
+    )
 }
 
 fn random_u64() -> u64 {
@@ -585,13 +622,26 @@ impl SiteStore {
     /// Queues the merge of one record; `ttl_ms` is its shortest life in Redis (a budget
     /// further ahead keeps it longer).
     fn write(&self, key: String, before: Option<&[u8]>, after: &[u8], mark_at: usize, ttl_ms: u64) {
-        self.fleet.queue(Write {
+        if self.fleet.degraded() {
+            return;
+        }
+        let write = Write {
             key,
             before: before.map(<[u8]>::to_vec).unwrap_or_default(),
             after: after.to_vec(),
             mark_at,
             ttl_ms,
+        };
+        let unheld = HELD.with(|held| match held.borrow_mut().as_mut() {
+            Some(held) => {
+                held.push((self.fleet.clone(), write));
+                None
+            }
+            None => Some(write),
         });
+        if let Some(write) = unheld {
+            self.fleet.queue(write);
+        }
     }
 
     fn idle_ms(&self) -> u64 {
@@ -616,20 +666,24 @@ impl SiteStore {
         let sent = fleet.clock.local_unix_ms();
         let mut answers: Vec<redis::Value> =
             within(fleet.settings.timeout, pipe.query_async(&mut connection)).await?;
-        let (secs, micros): (u64, u64) = redis::from_redis_value(answers.remove(0))
-            .map_err(|_| Trouble::Answer("TIME"))?;
+        let (secs, micros): (u64, u64) =
+            redis::from_redis_value(answers.remove(0)).map_err(|_| Trouble::Answer("TIME"))?;
         fleet.clock.correct(secs * 1000 + micros / 1000, sent);
         let now = fleet.clock.now_ms();
         let cap = self.cap.load(Ordering::Relaxed) as usize;
-        let mut bytes = answers.into_iter().map(|v| {
-            redis::from_redis_value::<Option<Vec<u8>>>(v)
-                .ok()
-                .flatten()
-        });
-        let (client, subnet, site) = (bytes.next().flatten(), bytes.next().flatten(), bytes.next().flatten());
+        let mut bytes = answers
+            .into_iter()
+            .map(|v| redis::from_redis_value::<Option<Vec<u8>>>(v).ok().flatten());
+        let (client, subnet, site) = (
+            bytes.next().flatten(),
+            bytes.next().flatten(),
+            bytes.next().flatten(),
+        );
         let visitor = bytes.next().flatten();
         for (key, record) in [(Some(keys.client), client), (keys.visitor, visitor)] {
-            if let (Some(key), Some(record)) = (key, record.as_deref().and_then(ClientRecord::decode)) {
+            if let (Some(key), Some(record)) =
+                (key, record.as_deref().and_then(ClientRecord::decode))
+            {
                 self.local.put_client(key, now, cap, record);
             }
         }
@@ -637,7 +691,8 @@ impl SiteStore {
             self.local.put_subnet(keys.subnet, now, cap, record);
         }
         if let Some(cell) = site.and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok()) {
-            self.local.site(now, &mut |held| *held = u32::from_le_bytes(cell));
+            self.local
+                .site(now, &mut |held| *held = u32::from_le_bytes(cell));
         }
         Ok(())
     }
@@ -690,7 +745,13 @@ impl StateStore for RedisStore {
             }
         });
         if let Some((before, after)) = change {
-            inner.write(inner.subnet_key(key), Some(&before), &after, 0, inner.idle_ms());
+            inner.write(
+                inner.subnet_key(key),
+                Some(&before),
+                &after,
+                0,
+                inner.idle_ms(),
+            );
         }
     }
 

@@ -83,7 +83,10 @@ impl SubnetRecord {
     /// The record as bytes.
     pub fn encode(&self) -> [u8; SUBNET_BYTES] {
         let mut out = [0u8; SUBNET_BYTES];
-        put_cells(&mut out, [self.tat_pages, self.tat_images, self.tat_vouched]);
+        put_cells(
+            &mut out,
+            [self.tat_pages, self.tat_images, self.tat_vouched],
+        );
         out[4 * CELLS..].copy_from_slice(&self.last_ms.to_le_bytes());
         out
     }

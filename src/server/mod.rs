@@ -787,10 +787,17 @@ async fn handle(
         records.await;
     }
     let static_site = matches!(service.get_ref(), SiteService::Static(_));
-    let future = service.call(request);
+    let (future, written) = match &shared.fleet {
+        Some(_) => crate::limit::hold_writes(|| service.call(request)),
+        None => (service.call(request), None),
+    };
     // The layer judged the request inside `call`, on this thread: its clock reading is here.
     let judged_at = shared.access_log.as_ref().map(|log| log.clock.judged_at());
-    let mut response = match future.await {
+    let answered = match written {
+        Some(written) => tokio::join!(future, written).0,
+        None => future.await,
+    };
+    let mut response = match answered {
         Ok(response) => response,
         Err(never) => match never {},
     };

@@ -568,7 +568,10 @@ impl Behaviour {
     /// and one in [`decode`](Self::decode).
     pub(crate) fn encode(&self) -> [u8; BEHAVIOUR_BYTES] {
         let mut out = [0u8; BEHAVIOUR_BYTES];
-        let mut w = Wire { bytes: &mut out, at: 0 };
+        let mut w = Wire {
+            bytes: &mut out,
+            at: 0,
+        };
         w.u16(self.trap_until);
         w.u32(self.last_ms);
         self.distinct.iter().for_each(|&d| w.u32(d));
@@ -860,7 +863,11 @@ mod tests {
             flags: 27,
         };
         let bytes = b.encode();
-        assert_eq!(&bytes[..2], &0x2223u16.to_le_bytes(), "the trap mark comes first");
+        assert_eq!(
+            &bytes[..2],
+            &0x2223u16.to_le_bytes(),
+            "the trap mark comes first"
+        );
         assert_eq!(Behaviour::decode(&bytes), b);
     }
 
