@@ -79,6 +79,10 @@ fn gallery(name: &str) -> PathBuf {
             image::ImageFormat::Jpeg,
         )
         .unwrap();
+    let index: String = (0..PAGES)
+        .map(|page| format!("<a href=\"/page{page}.html\">page {page}</a>\n"))
+        .collect();
+    std::fs::write(dir.join("gallery/index.html"), index).unwrap();
     for page in 0..PAGES {
         let mut html = String::from("<!doctype html><title>The Crown</title>\n");
         for n in 0..PER_PAGE {
@@ -414,4 +418,51 @@ fn people_are_served_while_redis_is_gone_and_sharing_resumes_when_it_returns() {
     wait_for_store(&admins, "ok");
     let statuses = person(&ports, "198.51.100.41");
     assert!(refused(&statuses).is_empty(), "{:?}", refused(&statuses));
+}
+
+/// The requests an instance answered, from its metrics.
+fn requests_answered(admin: u16) -> u64 {
+    get(admin, "/metrics", &[])
+        .body
+        .lines()
+        .filter(|l| l.starts_with("lenscap_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn simulate_spreads_one_run_over_every_target() {
+    let (_redis, shared) = on_one_redis("simulate");
+    let targets: Vec<String> = ports(&shared)
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}/"))
+        .collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_lenscap"))
+        .arg("simulate")
+        .args(targets.iter().flat_map(|t| ["--target", t.as_str()]))
+        .args(["--max-requests", "150", "--duration", "20s", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "simulate printed no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(report.is_object(), "{report}");
+    let answered: Vec<u64> = shared
+        .instances
+        .iter()
+        .map(|(_, _, admin)| requests_answered(*admin))
+        .collect();
+    let total: u64 = answered.iter().sum();
+    assert!(
+        total >= 100,
+        "the run reached the fleet {total} times: {answered:?}"
+    );
+    for n in &answered {
+        // Round-robin: each instance gets about a third.
+        assert!(*n * 5 >= total, "one instance was left out: {answered:?}");
+    }
 }
