@@ -816,3 +816,180 @@ impl StateStore for RedisStore {
         self.inner.local.shrink_to_fit();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::Rate;
+
+    /// A throwaway `redis-server` on a free loopback port, killed when dropped.
+    struct Redis(std::process::Child, u16);
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install the Debian package redis-server (scripts/test.sh does)")
+            });
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Redis(child, port)
+    }
+
+    fn settings(port: u16) -> StoreSettings {
+        StoreSettings {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            password: None,
+            timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Runs `f` on the client record `key` of `store`, sending its writes at once.
+    async fn on_client(store: &RedisStore, key: u64, now: Millis, f: impl Fn(&mut ClientRecord)) {
+        let ((), written) = hold_writes(|| {
+            store.client(key, now, 1000, &mut |record, _| {
+                f(record);
+                true
+            });
+        });
+        written.expect("a change is written").await;
+    }
+
+    fn held(store: &RedisStore, key: u64, now: Millis) -> ClientRecord {
+        let mut seen = ClientRecord::default();
+        store.client(key, now, 1000, &mut |record, _| {
+            seen = *record;
+            true
+        });
+        seen
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_charging_one_record_at_once_lose_no_charge_nor_trap_mark() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let fleet = &a.inner.fleet;
+        assert!(!fleet.degraded());
+        let keys = RecordKeys {
+            client: 7,
+            visitor: None,
+            subnet: 8,
+        };
+        let rate = Rate::parse("60/min", Some(10)).unwrap();
+        let now = fleet.clock().now_ms();
+        // Both instances read the record before either writes.
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        let charge = |record: &mut ClientRecord| {
+            for _ in 0..3 {
+                rate.check(&mut record.tat_images, now).unwrap();
+            }
+        };
+        on_client(&a, 7, now, |record| {
+            charge(record);
+            record.behaviour.mark_trap(now, 60_000);
+        })
+        .await;
+        on_client(&b, 7, now, charge).await;
+
+        let c = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        c.prefetch(keys).unwrap().await;
+        let merged = held(&c, 7, now);
+        // Six charges of one second each, from either instance's `now` (Redis TIME).
+        let ahead = merged.tat_images.wrapping_sub(now) as i32;
+        assert!((5_900..6_500).contains(&ahead), "{ahead} ms ahead");
+        assert!(
+            merged.behaviour.trap_marked(now),
+            "b's write dropped a's trap mark"
+        );
+
+        let mut connection = fleet.connection.clone();
+        let key = a.inner.client_key(7);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_redis_the_store_decides_locally_and_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut settings = settings(port);
+        settings.connect_timeout = Duration::from_millis(200);
+        let fleet = Fleet::connect(settings).await.unwrap();
+        assert!(fleet.degraded());
+        let store = fleet.store("t");
+        let keys = RecordKeys {
+            client: 1,
+            visitor: None,
+            subnet: 2,
+        };
+        assert!(
+            store.prefetch(keys).is_none(),
+            "a degraded store waits for nothing"
+        );
+        assert_eq!(fleet.fallbacks(), 1);
+        // Decisions still run, on the local copy.
+        assert!(store.client(1, 10, 100, &mut |_, _| true));
+        assert_eq!(store.tracked_clients(), 1);
+    }
+
+    #[test]
+    fn a_store_section_names_what_is_wrong() {
+        let compile = |text: &str| {
+            #[derive(Deserialize)]
+            struct File {
+                store: StoreConfig,
+            }
+            let file: File = toml::from_str(text).unwrap();
+            file.store.compile(&Source::new("policy", text))
+        };
+        assert_eq!(compile("[store]\nbackend = \"memory\"\n").unwrap(), None);
+        let redis = compile("[store]\nbackend = \"redis\"\nurl = \"redis://h:6379/0\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(redis.timeout, Duration::from_millis(50));
+        let error = |text: &str| compile(text).unwrap_err().to_string();
+        assert!(error("[store]\nbackend = \"etcd\"\n").contains("store.backend"));
+        assert!(error("[store]\nbackend = \"redis\"\n").contains("store.url is required"));
+        assert!(error("[store]\nbackend = \"redis\"\nurl = \"http://x\"\n").contains("store.url"));
+        assert!(
+            error("[store]\nbackend = \"redis\"\nurl = \"redis://h\"\ntimeout = \"0s\"\n")
+                .contains("store.timeout must be above 0")
+        );
+        let secret = StoreSettings {
+            url: "redis://user:pint@h:6379/0".into(),
+            ..redis
+        };
+        assert!(!format!("{secret:?}").contains("pint"));
+    }
+}
