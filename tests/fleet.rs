@@ -98,7 +98,7 @@ fn gallery(name: &str) -> PathBuf {
 /// Three instances (ports) sharing `redis` when given, else each on its own.
 struct Fleet {
     instances: Vec<(Running, u16, u16)>,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
 fn config(port: u16, admin: u16, redis: Option<u16>) -> String {
@@ -121,10 +121,7 @@ fn config(port: u16, admin: u16, redis: Option<u16>) -> String {
 fn fleet(name: &str, redis: Option<u16>) -> Fleet {
     let dir = gallery(name);
     let instances = (0..3).map(|i| instance(&dir, i, redis)).collect();
-    Fleet {
-        instances,
-        _dir: dir,
-    }
+    Fleet { instances, dir }
 }
 
 /// Instance `i`, listening; tried again on other ports when a parallel test took its port
@@ -465,4 +462,48 @@ fn simulate_spreads_one_run_over_every_target() {
         // Round-robin: each instance gets about a third.
         assert!(*n * 5 >= total, "one instance was left out: {answered:?}");
     }
+}
+
+/// Clients connected to the Redis at `port`, by its own count.
+fn redis_clients(port: u16) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query(&mut connection)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .expect("INFO clients has connected_clients")
+        - 1 // this one
+}
+
+#[test]
+fn a_policy_reload_keeps_the_connection() {
+    let redis_port = free_port();
+    let _redis = redis_server(redis_port);
+    let shared = fleet("reload", Some(redis_port));
+    let admins: Vec<u16> = shared.instances.iter().map(|(_, _, a)| *a).collect();
+    wait_for_store(&admins, "ok");
+    let before = redis_clients(redis_port);
+    assert!(before >= 3, "three instances, {before} connections");
+
+    let (child, _, _) = &shared.instances[0];
+    let log = shared.dir.join("lenscap-0.log");
+    let status = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("policy reloaded")
+    {
+        assert!(started.elapsed() < DEADLINE, "the reload never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(redis_clients(redis_port), before);
+    wait_for_store(&admins, "ok");
 }
