@@ -1,6 +1,7 @@
 //! The admin listener: `/` (the dashboard, HTML), `/api/summary` (its figures as JSON),
 //! `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz` (it accepts
-//! traffic; 503 while shutting down).
+//! traffic; 503 while shutting down; with a shared store, `store="ok"` or `store="degraded"`
+//! in its body, still 200 when degraded).
 //!
 //! With `admin_token` or `admin_user`/`admin_password` set, every path but `/healthz` and
 //! `/readyz` asks for them (`Authorization: Bearer …` or basic auth, which a browser prompts
