@@ -485,7 +485,9 @@ impl Fleet {
             loop {
                 tokio::time::sleep(backoff).await;
                 let Some(fleet) = fleet.upgrade() else { return };
-                if fleet.come_up(fleet.settings.connect_timeout).await.is_ok() {
+                // Recovered means answering within the request path's timeout again, so a
+                // slow Redis does not flap between shared and local decisions.
+                if fleet.come_up(fleet.settings.timeout).await.is_ok() {
                     fleet.probing.store(false, Ordering::Release);
                     tracing::info!(
                         target: "lenscap::store",
