@@ -863,8 +863,9 @@ mod tests {
         StoreSettings {
             url: format!("redis://127.0.0.1:{port}/0"),
             password: None,
-            timeout: Duration::from_millis(500),
-            connect_timeout: Duration::from_secs(2),
+            // Generous: a loaded test machine must not make the store degrade mid-test.
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 
