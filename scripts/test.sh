@@ -15,6 +15,7 @@ needed=(
   "chromium:chromium"
   "chromedriver:chromium-driver"
   "python3:python3"
+  "redis-server:redis-server"
 )
 
 missing=()

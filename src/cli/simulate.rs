@@ -12,8 +12,10 @@ use crate::simulate::{BUILTIN_SCENARIOS, ProfileKind, Scenario, Target};
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// The site to load, `http://host[:port]/`. Loopback only, unless --allow-remote.
-    #[arg(long)]
-    target: String,
+    /// Repeated: one site served by several instances, loaded in turn (round-robin), all
+    /// named by the first target's host.
+    #[arg(long, required = true)]
+    target: Vec<String>,
     /// A scenario file, or a builtin name: default, pub-gallery, flood.
     #[arg(long, default_value = "default")]
     scenario: String,
@@ -86,7 +88,12 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let report = runtime.block_on(async {
-        let target = Target::resolve(&args.target, args.allow_remote).await?;
+        let mut targets = Vec::with_capacity(args.target.len());
+        for url in &args.target {
+            targets.push(Target::resolve(url, args.allow_remote).await?);
+        }
+        let (first, others) = targets.split_first().context("--target is required")?;
+        let target = first.clone().spread_over(others);
         anyhow::Ok(crate::simulate::run(&target, &scenario, urls).await)
     })?;
 

@@ -60,6 +60,22 @@ impl<S> Lenscap<S> {
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
     }
+
+    /// With a shared store (Redis), what to await before [`call`](Service::call): the
+    /// request's records brought close, in one round trip. `None` with the in-process store.
+    pub fn prefetch<B>(&self, request: &Request<B>) -> Option<crate::limit::Prefetching> {
+        let limits = &self.shared.limits;
+        if !limits.store().shared() {
+            return None;
+        }
+        let policy = self.shared.policy.current.load();
+        let identity = policy
+            .identify
+            .proxies
+            .identify(peer_ip(request), request.headers());
+        let inputs = limit_inputs(&policy, policy.mode == Mode::Enforce);
+        limits.prefetch(inputs, request, identity.client)
+    }
 }
 
 /// What the stages before the inner service make of one request.

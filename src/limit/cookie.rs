@@ -3,9 +3,25 @@
 //!
 //! No personal data: the id is random. Binding the subnet means a cookie copied to another
 //! network is worthless; a cookie shared by many clients on one network makes them one client.
+//!
+//! In a fleet, a policy without `[cookie] secret` signs with the fleet's secret once the shared
+//! store has it ([`share_fleet_secret`]), so a cookie one instance issued is honoured by all.
+
+use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderValue, header};
 use ring::hmac;
+
+/// The fleet's signing key: one process serves one fleet, and a policy compiled before the
+/// shared store answered must still sign with it once it is known.
+static FLEET_KEY: OnceLock<hmac::Key> = OnceLock::new();
+
+/// Makes `secret` the signing key of every policy without `[cookie] secret`, from now on.
+/// The first call wins (the fleet's secret never changes while the process runs).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn share_fleet_secret(secret: &[u8]) {
+    let _ = FLEET_KEY.set(hmac::Key::new(hmac::HMAC_SHA256, secret));
+}
 
 const PAYLOAD: usize = 16;
 /// Bytes of a truncated HMAC tag.
@@ -28,6 +44,8 @@ pub(crate) struct CookieSettings {
     name: String,
     pub(crate) lifetime_secs: u64,
     key: hmac::Key,
+    /// `[cookie] secret` was set: the fleet's secret does not replace it.
+    configured: bool,
 }
 
 impl std::fmt::Debug for CookieSettings {
@@ -57,6 +75,16 @@ impl CookieSettings {
             name,
             lifetime_secs,
             key,
+            configured: secret.is_some(),
+        }
+    }
+
+    /// The key cookies are signed with: the configured secret's, else the fleet's once known,
+    /// else this policy's own random one.
+    fn key(&self) -> &hmac::Key {
+        match FLEET_KEY.get() {
+            Some(fleet) if !self.configured => fleet,
+            _ => &self.key,
         }
     }
 
@@ -101,7 +129,7 @@ impl CookieSettings {
 
     /// Whether the cookie bytes were signed by this policy's key for this subnet.
     fn verify(&self, raw: &[u8; RAW], subnet: u128) -> bool {
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let mut ctx = hmac::Context::with_key(self.key());
         ctx.update(&raw[..PAYLOAD]);
         ctx.update(&subnet.to_le_bytes());
         let tag = ctx.sign();
@@ -150,7 +178,7 @@ impl CookieSettings {
         raw[0..8].copy_from_slice(&id.to_le_bytes());
         raw[8..12].copy_from_slice(&(now_unix as u32).to_le_bytes());
         raw[12..14].copy_from_slice(&page.to_le_bytes());
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let mut ctx = hmac::Context::with_key(self.key());
         ctx.update(&raw[..PAYLOAD]);
         ctx.update(&subnet.to_le_bytes());
         raw[PAYLOAD..].copy_from_slice(&ctx.sign().as_ref()[..TAG]);

@@ -120,10 +120,12 @@ mod config;
 mod cookie;
 mod pass;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Response, header};
@@ -137,7 +139,12 @@ pub(crate) use config::{
 pub(crate) use pass::PassError;
 pub use pass::{PASS_PARAM, PASS_PATH, with_pass};
 pub use rate::{Millis, Rate};
-pub use store::{ClientRecord, MemoryStore, StateStore, SubnetRecord};
+#[cfg(feature = "redis")]
+pub use redis::{Fleet, FleetClock, RedisStore, StoreConfig, StoreSettings, hold_writes};
+pub use store::{
+    CELLS, CLIENT_BYTES, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
+    StateStore, SubnetRecord,
+};
 
 use crate::classify::Classification;
 use crate::client::{ClientId, SubnetPrefixes};
@@ -158,8 +165,8 @@ pub struct Limits {
     /// The images each page served lately embeds.
     embeds: Arc<EmbedTable>,
     clock: Arc<dyn Clock>,
-    keys: foldhash::quality::RandomState,
-    site_images: Mutex<Millis>,
+    /// The seed of [`key`](Self::key): random, or the one a shared store's fleet uses.
+    key_seed: Arc<AtomicU64>,
     cleanup_started: AtomicBool,
 }
 
@@ -172,12 +179,17 @@ impl Default for Limits {
 impl Limits {
     /// Limits keeping state in `store` and reading time from `clock`.
     pub fn new(store: impl StateStore, clock: impl Clock) -> Limits {
+        use std::hash::BuildHasher;
+        let key_seed = store.key_seed().unwrap_or_else(|| {
+            Arc::new(AtomicU64::new(
+                foldhash::quality::RandomState::default().hash_one(0u8),
+            ))
+        });
         Limits {
             store: Arc::new(store),
             embeds: Arc::default(),
             clock: Arc::new(clock),
-            keys: foldhash::quality::RandomState::default(),
-            site_images: Mutex::new(0),
+            key_seed,
             cleanup_started: AtomicBool::new(false),
         }
     }
@@ -189,6 +201,9 @@ impl Limits {
 
     /// The same limits keeping state in `store` instead.
     pub(crate) fn set_store(&mut self, store: impl StateStore) {
+        if let Some(seed) = store.key_seed() {
+            self.key_seed = seed;
+        }
         self.store = Arc::new(store);
     }
 
@@ -214,7 +229,34 @@ impl Limits {
 
     fn key<T: std::hash::Hash>(&self, value: T) -> u64 {
         use std::hash::BuildHasher;
-        self.keys.hash_one(value)
+        foldhash::quality::FixedState::with_seed(self.key_seed.load(Ordering::Relaxed))
+            .hash_one(value)
+    }
+
+    /// With a shared store, the request's records, fetched before it is decided (`None`
+    /// with the in-process store, or with limits off): the address's, the cookie visitor's
+    /// and the subnet's, as the limit stage will ask for them.
+    pub(crate) fn prefetch<B>(
+        &self,
+        inputs: Inputs<'_>,
+        request: &http::Request<B>,
+        client: ClientId,
+    ) -> Option<Prefetching> {
+        if !self.store.shared() || !inputs.settings.enabled {
+            return None;
+        }
+        let subnet = client.subnet_key(inputs.subnets);
+        let unix = self.clock.unix_secs();
+        let visitor = inputs
+            .settings
+            .cookie
+            .read(request.headers(), unix, subnet)
+            .map(|v| self.key((2u8, v.id, subnet)));
+        self.store.prefetch(RecordKeys {
+            client: self.key((1u8, client.key())),
+            visitor,
+            subnet: self.key((3u8, subnet)),
+        })
     }
 
     fn start_cleanup(&self, settings: &LimitSettings) {
@@ -822,15 +864,15 @@ fn charge_subnet(
 /// Charges the optional site-wide budget for images no page view vouches for.
 fn charge_site(limits: &Limits, ls: &LimitSettings, now: Millis) -> Option<Exceeded> {
     let rate = ls.unknown_images?;
-    let mut cell = limits
-        .site_images
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    rate.check(&mut cell, now).err().map(|wait| Exceeded {
-        quota: "site-images",
-        rate,
-        wait,
-    })
+    let mut refusal = None;
+    limits.store.site(now, &mut |cell| {
+        refusal = rate.check(cell, now).err().map(|wait| Exceeded {
+            quota: "site-images",
+            rate,
+            wait,
+        });
+    });
+    refusal
 }
 
 /// The work left for a page view's response: a visitor cookie for a client without one, and

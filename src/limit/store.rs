@@ -7,12 +7,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::rate::{Millis, is_idle};
-use crate::signals::behaviour::Behaviour;
+use crate::signals::behaviour::{BEHAVIOUR_BYTES, Behaviour};
 
 /// A client's state: its page, pace and image limiter cells and its tracker. 56 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,98 @@ impl ClientRecord {
         now.wrapping_sub(self.behaviour.last_seen())
     }
 }
+
+/// Leading little-endian `u32` GCRA cells of every encoded record: a shared store merges
+/// concurrent writes by adding up what each charged to them.
+pub const CELLS: usize = 3;
+
+/// Bytes of an encoded [`ClientRecord`]: its three cells, then its tracker (whose trap mark
+/// comes first, at byte 12).
+pub const CLIENT_BYTES: usize = 4 * CELLS + BEHAVIOUR_BYTES;
+
+/// Bytes of an encoded [`SubnetRecord`]: its three cells, then when it was last seen.
+pub const SUBNET_BYTES: usize = 4 * CELLS + 4;
+
+// === impl ClientRecord, SubnetRecord: the one encoding (a shared store's wire form) ===
+
+impl ClientRecord {
+    /// The record as bytes: a new field is one line here and one in [`decode`](Self::decode).
+    pub fn encode(&self) -> [u8; CLIENT_BYTES] {
+        let mut out = [0u8; CLIENT_BYTES];
+        put_cells(&mut out, [self.tat_pages, self.tat_pace, self.tat_images]);
+        out[4 * CELLS..].copy_from_slice(&self.behaviour.encode());
+        out
+    }
+
+    /// The record [`encode`](Self::encode) wrote; `None` for bytes of another length (a
+    /// record written by another version).
+    pub fn decode(bytes: &[u8]) -> Option<ClientRecord> {
+        let bytes: &[u8; CLIENT_BYTES] = bytes.try_into().ok()?;
+        let [tat_pages, tat_pace, tat_images] = cells(bytes);
+        let behaviour = Behaviour::decode(bytes[4 * CELLS..].try_into().ok()?);
+        Some(ClientRecord {
+            tat_pages,
+            tat_pace,
+            tat_images,
+            behaviour,
+        })
+    }
+}
+
+impl SubnetRecord {
+    /// The record as bytes.
+    pub fn encode(&self) -> [u8; SUBNET_BYTES] {
+        let mut out = [0u8; SUBNET_BYTES];
+        put_cells(
+            &mut out,
+            [self.tat_pages, self.tat_images, self.tat_vouched],
+        );
+        out[4 * CELLS..].copy_from_slice(&self.last_ms.to_le_bytes());
+        out
+    }
+
+    /// The record [`encode`](Self::encode) wrote; `None` for bytes of another length.
+    pub fn decode(bytes: &[u8]) -> Option<SubnetRecord> {
+        let bytes: &[u8; SUBNET_BYTES] = bytes.try_into().ok()?;
+        let [tat_pages, tat_images, tat_vouched] = cells(bytes);
+        Some(SubnetRecord {
+            tat_pages,
+            tat_images,
+            tat_vouched,
+            last_ms: u32::from_le_bytes(bytes[4 * CELLS..].try_into().ok()?),
+        })
+    }
+}
+
+fn put_cells(out: &mut [u8], cells: [Millis; CELLS]) {
+    for (chunk, cell) in out.chunks_exact_mut(4).zip(cells) {
+        chunk.copy_from_slice(&cell.to_le_bytes());
+    }
+}
+
+fn cells(bytes: &[u8]) -> [Millis; CELLS] {
+    let mut out = [0; CELLS];
+    for (cell, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *cell = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    out
+}
+
+/// The records one request reads: its address's, its visitor's (when it holds a valid
+/// cookie) and its subnet's, by store key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordKeys {
+    /// The address's client record.
+    pub client: u64,
+    /// The cookie visitor's client record.
+    pub visitor: Option<u64>,
+    /// The subnet's record.
+    pub subnet: u64,
+}
+
+/// What a shared store's [`prefetch`](StateStore::prefetch) returns: resolves once the
+/// request's records are at hand (or the store gave up waiting for them).
+pub type Prefetching = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A subnet's limiter cells. 16 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +164,28 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
 
     /// Runs `f` on the subnet's record, made fresh when missing.
     fn subnet(&self, key: u64, now: Millis, cap: usize, f: &mut dyn FnMut(&mut SubnetRecord));
+
+    /// Runs `f` on the site's GCRA cell for images no page view vouches for.
+    fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis));
+
+    /// Whether the store is shared with other instances: each request then awaits
+    /// [`prefetch`](StateStore::prefetch) before it is decided.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Brings the records of one request close, so that the synchronous calls above find
+    /// them: `None` when there is nothing to wait for (the in-process store).
+    fn prefetch(&self, keys: RecordKeys) -> Option<Prefetching> {
+        let _ = keys;
+        None
+    }
+
+    /// The seed every instance sharing this store hashes identities into keys with, once
+    /// known (a shared store learns it from the other instances).
+    fn key_seed(&self) -> Option<Arc<AtomicU64>> {
+        None
+    }
 
     /// Client records held now.
     fn tracked_clients(&self) -> usize;
@@ -117,6 +233,7 @@ fn shard_of(key: u64) -> usize {
 pub struct MemoryStore {
     clients: Box<[Shard<ClientRecord>]>,
     subnets: Box<[Shard<SubnetRecord>]>,
+    site_images: Mutex<Millis>,
     tracked: AtomicUsize,
     evictions: AtomicU64,
 }
@@ -135,6 +252,7 @@ impl Default for MemoryStore {
         MemoryStore {
             clients: (0..SHARDS).map(|_| Shard::default()).collect(),
             subnets: (0..SHARDS).map(|_| Shard::default()).collect(),
+            site_images: Mutex::new(0),
             tracked: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
         }
@@ -170,6 +288,24 @@ fn evict_stalest<V>(
         }
     });
     before - map.len()
+}
+
+impl MemoryStore {
+    /// Puts `record` in place of the client's (a shared store's copy, just loaded).
+    pub(crate) fn put_client(&self, key: u64, now: Millis, cap: usize, record: ClientRecord) {
+        let mut put = Some(record);
+        self.client(key, now, cap, &mut |held, _| {
+            if let Some(record) = put.take() {
+                *held = record;
+            }
+            true
+        });
+    }
+
+    /// Puts `record` in place of the subnet's.
+    pub(crate) fn put_subnet(&self, key: u64, now: Millis, cap: usize, record: SubnetRecord) {
+        self.subnet(key, now, cap, &mut |held| *held = record);
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -217,6 +353,14 @@ impl StateStore for MemoryStore {
         };
         f(&mut record);
         map.insert(key, record);
+    }
+
+    fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis)) {
+        let _ = now;
+        f(&mut self
+            .site_images
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()));
     }
 
     fn tracked_clients(&self) -> usize {
@@ -287,6 +431,30 @@ mod tests {
         store.retain_recent(20_001 + 600_000, 600_000);
         assert_eq!(store.tracked_clients(), 0);
         store.shrink_to_fit();
+    }
+
+    #[test]
+    fn records_come_back_from_their_encoding() {
+        let store = MemoryStore::default();
+        let mut seen = ClientRecord::default();
+        store.client(9, 1234, 100, &mut |record, _| {
+            record.tat_pages = 7;
+            record.tat_pace = 0xdead_beef;
+            record.tat_images = 9;
+            record.behaviour.mark_trap(1234, 60_000);
+            seen = *record;
+            true
+        });
+        assert_eq!(ClientRecord::decode(&seen.encode()), Some(seen));
+        assert_eq!(&seen.encode()[..4], &7u32.to_le_bytes());
+        assert_eq!(ClientRecord::decode(&seen.encode()[1..]), None);
+        let subnet = SubnetRecord {
+            tat_pages: 1,
+            tat_images: 2,
+            tat_vouched: 3,
+            last_ms: 4,
+        };
+        assert_eq!(SubnetRecord::decode(&subnet.encode()), Some(subnet));
     }
 
     #[test]

@@ -79,4 +79,5 @@ pub(crate) struct Config {
     pub(crate) server: IgnoredAny,
     pub(crate) proxy: IgnoredAny,
     pub(crate) site: IgnoredAny,
+    pub(crate) store: IgnoredAny,
 }

@@ -1,6 +1,7 @@
 //! The admin listener: `/` (the dashboard, HTML), `/api/summary` (its figures as JSON),
 //! `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz` (it accepts
-//! traffic; 503 while shutting down).
+//! traffic; 503 while shutting down; with a shared store, `store="ok"` or `store="degraded"`
+//! in its body, still 200 when degraded).
 //!
 //! With `admin_token` or `admin_user`/`admin_password` set, every path but `/healthz` and
 //! `/readyz` asks for them (`Authorization: Bearer …` or basic auth, which a browser prompts
@@ -189,12 +190,18 @@ fn answer(
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Bytes::from(shared.metrics.encode()),
+            Bytes::from(with_store_metrics(shared.metrics.encode(), shared)),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/readyz" if shared.ready.load(Ordering::Relaxed) => {
-            (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))
-        }
+        "/readyz" if shared.ready.load(Ordering::Relaxed) => (
+            StatusCode::OK,
+            "text/plain",
+            match store_state(shared) {
+                // Still ready: a fleet whose Redis is gone must go on serving.
+                Some(state) => Bytes::from(format!("ready\nstore=\"{state}\"\n")),
+                None => Bytes::from_static(b"ready\n"),
+            },
+        ),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -212,6 +219,38 @@ fn answer(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `ok` or `degraded` with a shared store; `None` with the in-process one.
+fn store_state(shared: &Shared) -> Option<&'static str> {
+    let fleet = shared.fleet.as_ref()?;
+    Some(if fleet.degraded() { "degraded" } else { "ok" })
+}
+
+/// The registry's text with the shared store's state and fallbacks added before `# EOF`.
+fn with_store_metrics(mut text: String, shared: &Shared) -> String {
+    let (Some(fleet), Some(state)) = (&shared.fleet, store_state(shared)) else {
+        return text;
+    };
+    let at = text.rfind("# EOF").unwrap_or(text.len());
+    let degraded = u8::from(state == "degraded");
+    let lines = format!(
+        "# HELP lenscap_store_state The shared store's state: 1 for the state it is in.\n\
+         # TYPE lenscap_store_state gauge\n\
+         lenscap_store_state{{backend=\"redis\",store=\"ok\"}} {}\n\
+         lenscap_store_state{{backend=\"redis\",store=\"degraded\"}} {degraded}\n\
+         # HELP lenscap_store_fallbacks Decisions made from local state because the shared store did not answer in time.\n\
+         # TYPE lenscap_store_fallbacks counter\n\
+         lenscap_store_fallbacks_total {}\n\
+         # HELP lenscap_store_dropped_writes Record writes dropped because the queue to the shared store was full.\n\
+         # TYPE lenscap_store_dropped_writes counter\n\
+         lenscap_store_dropped_writes_total {}\n",
+        1 - degraded,
+        fleet.fallbacks(),
+        fleet.dropped_writes(),
+    );
+    text.insert_str(at, &lines);
+    text
 }
 
 /// The dashboard's figures, with each site's mode from its policy in force.

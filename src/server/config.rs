@@ -42,6 +42,7 @@ pub(crate) struct ServerFile {
     pub(crate) server: ServerSection,
     pub(crate) proxy: ProxySection,
     pub(crate) site: Vec<SiteSection>,
+    pub(crate) store: crate::limit::StoreConfig,
 }
 
 /// `[server]`
@@ -439,6 +440,8 @@ pub struct Settings {
     pub sites: Vec<SiteSpec>,
     /// Index in `sites` of the site answering unknown hosts.
     pub default_site: Option<usize>,
+    /// `[store]`: the shared store of a fleet (`None`: the in-process store).
+    pub store: Option<crate::limit::StoreSettings>,
 }
 
 /// Command-line values that override the file.
@@ -839,6 +842,7 @@ impl Settings {
             keys.insert(key.to_owned(), value);
         };
         put("server.listen", self.listen.to_string());
+        put("store", format!("{:?}", self.store));
         put("server.admin", format!("{:?}", self.admin));
         put(
             "server.tls_cert/tls_key (TLS on or off)",
@@ -1276,6 +1280,9 @@ impl Settings {
             proxy,
             sites: specs,
             default_site,
+            store: config
+                .store
+                .compile(&crate::settings::Source::new(source_name, text))?,
         })
     }
 }

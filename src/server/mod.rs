@@ -183,6 +183,8 @@ struct Shared {
     ready: AtomicBool,
     /// The access log, when `[server] access_log` is set.
     access_log: Option<access_log::AccessLog>,
+    /// The shared store, when `[store] backend = "redis"`.
+    fleet: Option<Arc<crate::limit::Fleet>>,
 }
 
 /// A server that is running; dropping it does not stop it (call [`shutdown`](Self::shutdown)).
@@ -360,6 +362,11 @@ impl Server {
         };
 
         let restart_only = settings.restart_only();
+        // One connection for every site; kept across reloads (the stores live in the layers).
+        let fleet = match &settings.store {
+            Some(store) => Some(crate::limit::Fleet::connect(store.clone()).await?),
+            None => None,
+        };
         let mut sites = Vec::with_capacity(settings.sites.len());
         let mut hosts = Vec::with_capacity(settings.sites.len());
         let mut handles = Vec::with_capacity(settings.sites.len());
@@ -397,6 +404,11 @@ impl Server {
                     .with_clock(access_log::SharedLogClock(log.clock.clone()))
                     .with_decision_slots();
             }
+            if let Some(fleet) = &fleet {
+                layer = layer
+                    .with_store(fleet.store(&spec.name))
+                    .with_clock(fleet.clock());
+            }
             let layer = layer.with_metrics(&metrics, &spec.name);
             let service = tower_layer::Layer::layer(&layer, service);
             let served_hosts = if spec.hosts.is_empty() {
@@ -429,6 +441,7 @@ impl Server {
             metrics: metrics.clone(),
             ready: AtomicBool::new(true),
             access_log,
+            fleet,
         });
         if let Some(addr) = admin_addr {
             tracing::info!(
@@ -792,11 +805,21 @@ async fn handle(
         (policy.is_image_path(request.uri().path()), pending)
     };
     let mut service = site.service.clone();
+    if let Some(records) = service.prefetch(&request) {
+        records.await;
+    }
     let static_site = matches!(service.get_ref(), SiteService::Static(_));
-    let future = service.call(request);
+    let (future, written) = match &shared.fleet {
+        Some(_) => crate::limit::hold_writes(|| service.call(request)),
+        None => (service.call(request), None),
+    };
     // The layer judged the request inside `call`, on this thread: its clock reading is here.
     let judged_at = shared.access_log.as_ref().map(|log| log.clock.judged_at());
-    let mut response = match future.await {
+    let answered = match written {
+        Some(written) => tokio::join!(future, written).0,
+        None => future.await,
+    };
+    let mut response = match answered {
         Ok(response) => response,
         Err(never) => match never {},
     };

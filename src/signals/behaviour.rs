@@ -526,6 +526,100 @@ pub(crate) struct Observed {
     pub(crate) vouched: bool,
 }
 
+/// Bytes of [`Behaviour::encode`]. The trap mark comes first (a shared store merges it).
+pub(crate) const BEHAVIOUR_BYTES: usize = 44;
+
+/// Writes little-endian fields one after the other.
+struct Wire<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
+}
+
+impl Wire<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        self.bytes[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+    fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+/// Reads what [`Wire`] wrote.
+struct Unwire<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Unwire<'_> {
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.array())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.array())
+    }
+}
+
+// === impl Behaviour: the one encoding (a shared store's wire form) ===
+
+impl Behaviour {
+    /// The record as bytes, little-endian, the trap mark first: a new field is one line here
+    /// and one in [`decode`](Self::decode).
+    pub(crate) fn encode(&self) -> [u8; BEHAVIOUR_BYTES] {
+        let mut out = [0u8; BEHAVIOUR_BYTES];
+        let mut w = Wire {
+            bytes: &mut out,
+            at: 0,
+        };
+        w.u16(self.trap_until);
+        w.u32(self.last_ms);
+        self.distinct.iter().for_each(|&d| w.u32(d));
+        self.counts.iter().for_each(|c| w.bytes(c));
+        self.pages.iter().for_each(|&p| w.u16(p));
+        for v in [self.address, self.credit, self.number, self.interval] {
+            w.u16(v);
+        }
+        w.bytes(&[self.around, self.run, self.regular, self.flags]);
+        out
+    }
+
+    /// The record [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(bytes: &[u8; BEHAVIOUR_BYTES]) -> Behaviour {
+        let mut r = Unwire { bytes, at: 0 };
+        let trap_until = r.u16();
+        let last_ms = r.u32();
+        let distinct = [r.u32(), r.u32()];
+        let counts = [r.array(), r.array()];
+        let pages = [r.u16(), r.u16()];
+        let [address, credit, number, interval] = [r.u16(), r.u16(), r.u16(), r.u16()];
+        let [around, run, regular, flags] = r.array();
+        Behaviour {
+            last_ms,
+            distinct,
+            counts,
+            pages,
+            address,
+            credit,
+            number,
+            interval,
+            trap_until,
+            around,
+            run,
+            regular,
+            flags,
+        }
+    }
+}
+
 impl Behaviour {
     /// A client first seen at `now` (milliseconds).
     pub fn new(now: u32) -> Behaviour {
@@ -780,6 +874,32 @@ fn bump(counter: &mut u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encoding_gives_back_every_field() {
+        let b = Behaviour {
+            last_ms: 0x0102_0304,
+            distinct: [5, 0x0607_0809],
+            counts: [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14]],
+            pages: [15, 0x1617],
+            address: 18,
+            credit: 19,
+            number: 20,
+            interval: 21,
+            trap_until: 0x2223,
+            around: 24,
+            run: 25,
+            regular: 26,
+            flags: 27,
+        };
+        let bytes = b.encode();
+        assert_eq!(
+            &bytes[..2],
+            &0x2223u16.to_le_bytes(),
+            "the trap mark comes first"
+        );
+        assert_eq!(Behaviour::decode(&bytes), b);
+    }
 
     fn run(client: &mut Behaviour, facts: &[(u32, Facts)]) -> Observed {
         let s = BehaviourSettings::default();

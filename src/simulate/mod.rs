@@ -92,7 +92,8 @@ pub enum TargetError {
 pub struct Target {
     url: String,
     authority: String,
-    addr: SocketAddr,
+    /// Where connections go, in turn: one address, or a fleet's instances.
+    addrs: Vec<SocketAddr>,
 }
 
 impl Target {
@@ -143,8 +144,18 @@ impl Target {
         Ok(Target {
             url: url.to_owned(),
             authority: authority.to_owned(),
-            addr,
+            addrs: vec![addr],
         })
+    }
+
+    /// One site served by several instances: requests go to `self` and `others` in turn
+    /// (round-robin, as a load balancer would), all naming `self`'s host.
+    pub fn spread_over(mut self, others: &[Target]) -> Target {
+        for other in others {
+            self.addrs.extend(&other.addrs);
+            self.url.push_str(&format!(", {}", other.url));
+        }
+        self
     }
 
     /// The URL as given.
@@ -157,9 +168,14 @@ impl Target {
         &self.authority
     }
 
-    /// The address connections go to.
+    /// The address connections go to (the first, for a fleet).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// The addresses connections go to, in turn.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Always `http` (TLS targets are not supported).
@@ -234,6 +250,20 @@ mod tests {
                 "{url}"
             );
         }
+        let fleet = Target::resolve("http://127.0.0.1:81/", false)
+            .await
+            .unwrap()
+            .spread_over(&[Target::resolve("http://127.0.0.2:82/", false)
+                .await
+                .unwrap()]);
+        assert_eq!(fleet.authority(), "127.0.0.1:81");
+        assert_eq!(
+            fleet.addrs(),
+            [
+                "127.0.0.1:81".parse().unwrap(),
+                "127.0.0.2:82".parse().unwrap()
+            ]
+        );
         let t = Target::resolve("http://[::1]:81/a", false).await.unwrap();
         assert_eq!(t.addr(), "[::1]:81".parse().unwrap());
         assert_eq!(t.authority(), "[::1]:81");

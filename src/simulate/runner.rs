@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,7 +46,12 @@ pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<S
         .unwrap_or_else(|| target.scheme().to_owned());
     let secure = visible_scheme == "https" || is_localhost_name(&site_host);
     let shared = Arc::new(Shared {
-        base_uri: format!("http://{}", target.addr()),
+        base_uris: target
+            .addrs()
+            .iter()
+            .map(|addr| format!("http://{addr}"))
+            .collect(),
+        next_base: AtomicUsize::new(0),
         host: HeaderValue::from_str(&site_host).unwrap_or(HeaderValue::from_static("localhost")),
         origin: format!("{visible_scheme}://{site_host}"),
         site_scheme: visible_scheme.clone(),
@@ -265,8 +270,10 @@ impl Gate {
 }
 
 struct Shared {
-    /// `http://ADDR:PORT`: connections go to the address resolved and checked once.
-    base_uri: String,
+    /// `http://ADDR:PORT`: connections go to the addresses resolved and checked once, in
+    /// turn (a fleet behind a round-robin balancer).
+    base_uris: Vec<String>,
+    next_base: AtomicUsize,
     host: HeaderValue,
     /// `scheme://host` as a browser on the site sees it (for Referer).
     origin: String,
@@ -861,8 +868,10 @@ impl Session {
     ) -> Option<Request<Empty<Bytes>>> {
         let identity = self.identity;
         let shared = &self.shared;
-        let mut builder = Request::get(format!("{}{path}", shared.base_uri))
-            .header(header::HOST, shared.host.clone());
+        let turn = shared.next_base.fetch_add(1, Ordering::Relaxed);
+        let base = &shared.base_uris[turn % shared.base_uris.len()];
+        let mut builder =
+            Request::get(format!("{base}{path}")).header(header::HOST, shared.host.clone());
         let secure = shared.secure;
         if secure {
             for (name, value) in identity.client_hints {

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The in-process store vs the Redis store: one `lenscap serve` of examples/gallery each, the
+# same policy, the same wrk load, one invocation, so the ratios compare like with like.
+#
+# The policy is `mode = "report-only"` with the limits on: every request is tracked, charged
+# and decided (the store read before the decision, the merge written back) and then served,
+# so wrk sees only 200s and the figures are the cost of the decision path on the store.
+# Loopback only: redis-server and both servers listen on 127.0.0.1. Prints requests/s, p99,
+# the ratios (redis / memory), the added p99, and Redis's memory per client record.
+#
+#   scripts/bench-fleet.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2 WORKERS=2
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-2}
+PATH_UNDER_TEST=${PATH_UNDER_TEST:-/photos/terrace-09.webp}
+PORT=18280
+REDIS_PORT=18379
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need redis-server || ! need redis-cli; then
+    echo "installing wrk and redis-server from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server redis-tools >/dev/null
+fi
+
+echo "building lenscap (release)" >&2
+cargo build --release --quiet --bin lenscap
+LENSCAP="${CARGO_TARGET_DIR:-$REPO/target}/release/lenscap"
+
+WORK=$(mktemp -d /tmp/lenscap-bench-fleet.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listening on port $1" >&2
+    exit 1
+}
+
+redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+PIDS+=($!)
+wait_port $REDIS_PORT
+
+write_config() { # $1 = file, $2 = extra sections
+    cat >"$1" <<EOF
+mode = "report-only"
+
+[server]
+listen = "127.0.0.1:$PORT"
+admin = "off"
+root = "$REPO/examples/gallery"
+watch = false
+
+$2
+EOF
+}
+write_config "$WORK/memory.toml" ""
+write_config "$WORK/redis.toml" "[store]
+backend = \"redis\"
+url = \"redis://127.0.0.1:$REDIS_PORT/0\""
+
+load() { # prints "requests/s p99_ms"
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+        -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' \
+        -H 'Accept: image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5' \
+        -H 'Accept-Language: en-GB,en;q=0.7' \
+        -H 'Accept-Encoding: gzip, deflate, br' \
+        -H "Referer: http://127.0.0.1:$PORT/" \
+        "http://127.0.0.1:$PORT$PATH_UNDER_TEST")
+    if grep -q "Non-2xx" <<<"$out"; then
+        echo "wrk saw non-2xx responses:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    local rps p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
+    echo "$rps $p99"
+}
+
+run() { # $1 = config; prints "requests/s p99_ms"
+    RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$1" >"$WORK/serve.log" 2>&1 &
+    PIDS+=($!)
+    wait_port $PORT
+    load
+    local pid=${PIDS[-1]}
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset 'PIDS[-1]'
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each, redis-server $(redis-server --version | awk '{print $3}')"
+read -r MEM_RPS MEM_P99 <<<"$(run "$WORK/memory.toml")"
+read -r REDIS_RPS REDIS_P99 <<<"$(run "$WORK/redis.toml")"
+
+printf '%-8s %12s %10s\n' store requests/s p99_ms
+printf '%-8s %12s %10s\n' memory "$MEM_RPS" "$MEM_P99"
+printf '%-8s %12s %10s\n' redis "$REDIS_RPS" "$REDIS_P99"
+awk -v mr="$MEM_RPS" -v rr="$REDIS_RPS" -v mp="$MEM_P99" -v rp="$REDIS_P99" 'BEGIN {
+    printf "redis/memory: throughput %.2f, p99 %.2f; added p99 %.2f ms\n", rr / mr, rp / mp, rp - mp
+}'
+
+client=$(redis-cli -p $REDIS_PORT --scan --pattern 'lenscap:*:c:*' | head -1)
+subnet=$(redis-cli -p $REDIS_PORT --scan --pattern 'lenscap:*:n:*' | head -1)
+echo "redis keys: $(redis-cli -p $REDIS_PORT dbsize); MEMORY USAGE of a client record ($client): $(redis-cli -p $REDIS_PORT memory usage "$client") bytes, of a subnet record: $(redis-cli -p $REDIS_PORT memory usage "$subnet") bytes; TTL of the client record: $(redis-cli -p $REDIS_PORT pttl "$client") ms"

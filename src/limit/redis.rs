@@ -1,0 +1,998 @@
+//! The Redis/Valkey store: several instances behind a load balancer keep one set of client,
+//! subnet and site records, so that they behave as one site.
+//!
+//! ```toml
+//! [store]
+//! backend = "redis"                 # "memory" (the default) or "redis"
+//! url = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; user and password in the URL,
+//! password_env = "LENSCAP_REDIS_PASSWORD"  # or the password from this variable
+//! timeout = "50ms"                  # past this, decide from local state
+//! ```
+//!
+//! **One request, one round trip.** Before a request is decided, [`RedisStore::prefetch`]
+//! reads, in one pipeline, Redis `TIME` and the records the decision will touch (the
+//! address's, the cookie visitor's, the subnet's, the site's cell) into the instance's local
+//! copy ([`MemoryStore`]). The decision then runs on that copy as it would in one process.
+//! What the decision changed is written back off the request's path: a background writer
+//! pipelines one atomic Lua merge per record. The merge adds up what each instance charged
+//! to the GCRA cells (never losing a charge when two instances touched one record at once),
+//! keeps the later trap mark, takes the newest tracker otherwise, reads the time with Redis
+//! `TIME` and sets a TTL that outlives the record's longest budget.
+//!
+//! **Time.** Limiter cells hold milliseconds of the fleet's clock ([`FleetClock`]): Unix time
+//! modulo 2³² as Redis `TIME` tells it, each instance correcting its own clock at every round
+//! trip, so a cell written by one instance means the same to all.
+//!
+//! **Keys.** `lenscap:<site>:c:{<key>}` (client), `lenscap:<site>:n:{<key>}` (subnet),
+//! `lenscap:<site>:s:{site}` (site cell): every script touches one key, so Redis Cluster works
+//! with the same layout. `lenscap:fleet:secret` holds the visitor-cookie secret (made once
+//! with `SET NX`), from which every instance also derives the seed it hashes identities into
+//! keys with.
+//!
+//! **Failure.** Past `timeout`, or while Redis is gone, the instance decides from its local
+//! copy, counts each such decision, logs the change of state once, reports
+//! `store="degraded"` on `/readyz` and in the metrics, and probes Redis with backoff until it
+//! answers again.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use tokio::sync::mpsc;
+
+use super::clock::Clock;
+use super::cookie::share_fleet_secret;
+use super::rate::Millis;
+use super::store::{
+    CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, StateStore, SubnetRecord,
+};
+use crate::settings::{ConfigError, Source};
+use crate::signals::behaviour::MAX_TRAP_MARK;
+
+/// Byte offset of the trap mark in an encoded client record (merged as the later of two).
+const TRAP_AT: usize = 4 * CELLS;
+
+/// Writes waiting for the writer; past this, new ones are dropped (and counted).
+const QUEUE: usize = 16_384;
+
+/// Most writes one pipeline carries.
+const BATCH: usize = 512;
+
+/// Where the fleet's visitor-cookie secret lives.
+const SECRET_KEY: &str = "lenscap:fleet:secret";
+
+/// Merges one record written by an instance into the stored one, atomically.
+/// KEYS[1] the record; ARGV: before (empty when the instance had none), after, the number of
+/// leading u32 cells, the byte offset of a u16 "later wins" mark (0: none), the TTL floor in
+/// milliseconds.
+const MERGE: &str = r#"
+local M = 4294967296
+local function ahead(a, b)
+  local d = (a - b) % M
+  if d >= 2147483648 then d = d - M end
+  return d
+end
+local function later(a, b)
+  if a == 0 then return b end
+  if b == 0 then return a end
+  if ahead(a, b) > 0 then return a end
+  return b
+end
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) % M
+local stored = redis.call('GET', KEYS[1])
+local before, after = ARGV[1], ARGV[2]
+local cells, mark, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local merged = after
+if stored and stored ~= before and #stored == #after then
+  local parts = {}
+  local horizon = 0
+  for i = 0, cells - 1 do
+    local at = i * 4 + 1
+    local s = struct.unpack('<I4', stored, at)
+    local a = struct.unpack('<I4', after, at)
+    local b = 0
+    if #before == #after then b = struct.unpack('<I4', before, at) end
+    local charge = 0
+    if a ~= 0 then charge = ahead(a, later(b, now)) end
+    if charge > 0 then
+      s = (later(s, now) + charge) % M
+      if s == 0 then s = 1 end
+    end
+    parts[#parts + 1] = struct.pack('<I4', s)
+  end
+  local rest = string.sub(after, cells * 4 + 1)
+  if mark > 0 then
+    local s = struct.unpack('<I2', stored, mark + 1)
+    local a = struct.unpack('<I2', after, mark + 1)
+    local d = (s - a) % 65536
+    if a == 0 or (s ~= 0 and d > 0 and d < 32768) then a = s end
+    rest = struct.pack('<I2', a) .. string.sub(after, mark + 3)
+  end
+  merged = table.concat(parts) .. rest
+end
+for i = 0, cells - 1 do
+  local cell = struct.unpack('<I4', merged, i * 4 + 1)
+  if cell ~= 0 and ahead(cell, now) > ttl then ttl = ahead(cell, now) end
+end
+redis.call('SET', KEYS[1], merged, 'PX', ttl + 1000)
+return 1
+"#;
+
+// === impl StoreConfig ===
+
+/// `[store]`: where limiter and tracker state lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    backend: Spanned<String>,
+    url: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    timeout: Spanned<String>,
+    connect_timeout: Spanned<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Spanned::new(0..0, "memory".into()),
+            url: None,
+            password_env: None,
+            timeout: Spanned::new(0..0, "50ms".into()),
+            connect_timeout: Spanned::new(0..0, "1s".into()),
+        }
+    }
+}
+
+/// `[store]`, compiled, for the Redis backend (the in-process store needs no settings).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    url: String,
+    password: Option<String>,
+    /// Longest wait for Redis on a request's path before deciding from local state.
+    pub timeout: Duration,
+    /// Longest wait for a connection, and for the fleet's secret at start.
+    pub connect_timeout: Duration,
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &self.redacted_url())
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreSettings {
+    /// The URL without its password, for logs.
+    pub fn redacted_url(&self) -> String {
+        match (self.url.split_once("://"), self.url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &self.url[at..]),
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The Redis settings, `None` for the in-process store; an error names the key and line.
+    pub(crate) fn compile(
+        &self,
+        source: &Source<'_>,
+    ) -> Result<Option<StoreSettings>, ConfigError> {
+        match self.backend.get_ref().as_str() {
+            "memory" => return Ok(None),
+            "redis" | "valkey" => {}
+            other => {
+                return Err(source.invalid(
+                    Some(self.backend.span()),
+                    format!("store.backend = {other:?}: expected \"memory\" or \"redis\""),
+                ));
+            }
+        }
+        let url = self.url.as_ref().ok_or_else(|| {
+            source.invalid(
+                source.section("store"),
+                "store.url is required with backend = \"redis\" (e.g. \"redis://127.0.0.1:6379/0\")",
+            )
+        })?;
+        if let Err(error) = redis::Client::open(url.get_ref().as_str()) {
+            return Err(source.invalid(Some(url.span()), format!("store.url: {error}")));
+        }
+        let password = match &self.password_env {
+            None => None,
+            Some(name) => Some(std::env::var(name.get_ref()).map_err(|_| {
+                source.invalid(
+                    Some(name.span()),
+                    format!(
+                        "store.password_env: the environment variable {} is not set",
+                        name.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let positive = |key: &str, value: &Spanned<String>| {
+            let d = source.duration(key, value)?;
+            if d.is_zero() {
+                return Err(source.invalid(Some(value.span()), format!("{key} must be above 0")));
+            }
+            Ok(d)
+        };
+        Ok(Some(StoreSettings {
+            url: url.get_ref().clone(),
+            password,
+            timeout: positive("store.timeout", &self.timeout)?,
+            connect_timeout: positive("store.connect_timeout", &self.connect_timeout)?,
+        }))
+    }
+}
+
+// === impl FleetClock ===
+
+/// The fleet's clock: Unix milliseconds modulo 2³² as Redis `TIME` tells them, read from this
+/// instance's monotonic clock plus the correction measured at each round trip.
+#[derive(Debug, Clone)]
+pub struct FleetClock {
+    start: Instant,
+    /// Unix milliseconds at `start`, by this machine's clock.
+    start_unix_ms: u64,
+    /// Redis time minus this machine's, in milliseconds.
+    correction: Arc<AtomicI64>,
+}
+
+impl Default for FleetClock {
+    fn default() -> Self {
+        FleetClock {
+            start: Instant::now(),
+            start_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            correction: Arc::default(),
+        }
+    }
+}
+
+impl FleetClock {
+    fn local_unix_ms(&self) -> u64 {
+        self.start_unix_ms + self.start.elapsed().as_millis() as u64
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.local_unix_ms()
+            .saturating_add_signed(self.correction.load(Ordering::Relaxed))
+    }
+
+    /// Redis said `redis_ms` somewhere between `sent` and now (local Unix milliseconds).
+    fn correct(&self, redis_ms: u64, sent_local_ms: u64) {
+        let midpoint = (sent_local_ms + self.local_unix_ms()) / 2;
+        self.correction
+            .store(redis_ms as i64 - midpoint as i64, Ordering::Relaxed);
+    }
+}
+
+impl Clock for FleetClock {
+    fn now_ms(&self) -> Millis {
+        // 0 marks an unused cell.
+        (self.unix_ms() as Millis).max(1)
+    }
+
+    fn unix_secs(&self) -> u64 {
+        self.unix_ms() / 1000
+    }
+
+    fn now(&self) -> (Millis, u64) {
+        let ms = self.unix_ms();
+        ((ms as Millis).max(1), ms / 1000)
+    }
+}
+
+// === impl Fleet ===
+
+/// One write for the writer: the record as the instance found it and as it left it.
+struct Write {
+    key: String,
+    before: Vec<u8>,
+    after: Vec<u8>,
+    mark_at: usize,
+    ttl_ms: u64,
+}
+
+/// The connection to the fleet's Redis, its health, and the writer that merges records back.
+/// One per process; each site gets a [`RedisStore`] from it.
+pub struct Fleet {
+    connection: ConnectionManager,
+    settings: StoreSettings,
+    clock: FleetClock,
+    key_seed: Arc<AtomicU64>,
+    healthy: AtomicBool,
+    probing: AtomicBool,
+    secret_known: AtomicBool,
+    fallbacks: AtomicU64,
+    dropped_writes: AtomicU64,
+    writes: mpsc::Sender<Write>,
+    merge: redis::Script,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("settings", &self.settings)
+            .field("degraded", &self.degraded())
+            .field("fallbacks", &self.fallbacks())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Redis error or a wait past the timeout.
+#[derive(Debug, thiserror::Error)]
+enum Trouble {
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected answer to {0}")]
+    Answer(&'static str),
+}
+
+async fn within<T>(
+    wait: Duration,
+    f: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Trouble> {
+    match tokio::time::timeout(wait, f).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Trouble::Timeout(wait)),
+    }
+}
+
+impl Fleet {
+    /// Opens the connection (lazily: an unreachable Redis at start means a degraded start,
+    /// not a failure) and waits up to `connect_timeout` for the fleet's secret. Call inside a
+    /// tokio runtime. Fails only on settings Redis cannot use.
+    pub async fn connect(settings: StoreSettings) -> Result<Arc<Fleet>, ConfigError> {
+        let invalid = |error: redis::RedisError| ConfigError::Invalid {
+            source_name: "store.url".to_owned(),
+            message: format!("{}: {error}", settings.redacted_url()),
+        };
+        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
+            .map_err(invalid)?;
+        if let Some(password) = &settings.password {
+            let redis_settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis_settings);
+        }
+        let client = redis::Client::open(info).map_err(invalid)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        let (writes, queue) = mpsc::channel(QUEUE);
+        let fleet = Arc::new(Fleet {
+            connection,
+            settings,
+            clock: FleetClock::default(),
+            key_seed: Arc::new(AtomicU64::new(random_u64())),
+            healthy: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            secret_known: AtomicBool::new(false),
+            fallbacks: AtomicU64::new(0),
+            dropped_writes: AtomicU64::new(0),
+            writes,
+            merge: redis::Script::new(MERGE),
+        });
+        tokio::spawn(write_back(Arc::downgrade(&fleet), queue));
+        match fleet.come_up(fleet.settings.connect_timeout).await {
+            Ok(()) => tracing::info!(
+                target: "lenscap::store",
+                url = %fleet.settings.redacted_url(),
+                "shared store connected"
+            ),
+            Err(error) => fleet.degrade(&error),
+        }
+        Ok(fleet)
+    }
+
+    /// Whether decisions are made from local state now (Redis slow or gone).
+    pub fn degraded(&self) -> bool {
+        !self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Decisions made from local state because Redis did not answer in time, since start.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Writes dropped because the queue to Redis was full, since start.
+    pub fn dropped_writes(&self) -> u64 {
+        self.dropped_writes.load(Ordering::Relaxed)
+    }
+
+    /// The fleet's clock, for the limiters of every site on this store.
+    pub fn clock(&self) -> FleetClock {
+        self.clock.clone()
+    }
+
+    /// The store of the site named `site`.
+    pub fn store(self: &Arc<Self>, site: &str) -> RedisStore {
+        RedisStore {
+            inner: Arc::new(SiteStore {
+                fleet: self.clone(),
+                prefix: format!("lenscap:{site}"),
+                local: MemoryStore::default(),
+                cap: AtomicU64::new(1 << 20),
+                idle_ms: AtomicU32::new(600_000),
+            }),
+        }
+    }
+
+    /// Loads the script, learns the secret and the time: what makes the store usable.
+    async fn come_up(&self, wait: Duration) -> Result<(), Trouble> {
+        let mut connection = self.connection.clone();
+        let sent = self.clock.local_unix_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME")
+            .cmd("SET")
+            .arg(SECRET_KEY)
+            .arg(hex(&random_u64().to_le_bytes()) + &hex(&random_u64().to_le_bytes()))
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(SECRET_KEY)
+            .cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(MERGE)
+            .ignore();
+        let ((secs, micros), secret): ((u64, u64), Option<String>) =
+            within(wait, pipe.query_async(&mut connection)).await?;
+        let secret = secret.ok_or(Trouble::Answer("GET lenscap:fleet:secret"))?;
+        self.clock.correct(secs * 1000 + micros / 1000, sent);
+        if !self.secret_known.swap(true, Ordering::AcqRel) {
+            share_fleet_secret(secret.as_bytes());
+            let digest = ring::digest::digest(
+                &ring::digest::SHA256,
+                &[b"lenscap keys ", secret.as_bytes()].concat(),
+            );
+            let seed = u64::from_le_bytes(digest.as_ref()[..8].try_into().unwrap_or_default());
+            self.key_seed.store(seed, Ordering::Relaxed);
+        }
+        self.healthy.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Redis did not answer: decide locally from now on, say so once, and probe with backoff.
+    fn degrade(self: &Arc<Self>, error: &Trouble) {
+        if self.healthy.swap(false, Ordering::AcqRel) || !self.secret_known.load(Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "lenscap::store",
+                url = %self.settings.redacted_url(),
+                %error,
+                "shared store degraded: deciding from local state until Redis answers"
+            );
+        }
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let fleet = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                tokio::time::sleep(backoff).await;
+                let Some(fleet) = fleet.upgrade() else { return };
+                // Recovered means answering within the request path's timeout again, so a
+                // slow Redis does not flap between shared and local decisions.
+                if fleet.come_up(fleet.settings.timeout).await.is_ok() {
+                    fleet.probing.store(false, Ordering::Release);
+                    tracing::info!(
+                        target: "lenscap::store",
+                        fallbacks = fleet.fallbacks(),
+                        "shared store recovered: decisions are shared again"
+                    );
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+
+    fn queue(&self, write: Write) {
+        if self.writes.try_send(write).is_err() {
+            self.dropped_writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Merges `writes` in one pipeline, waiting at most `wait`.
+    async fn send(self: &Arc<Self>, writes: &[Write], wait: Duration) {
+        if writes.is_empty() || self.degraded() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for write in writes {
+            let mut merge = self.merge.key(&write.key);
+            merge
+                .arg(&write.before[..])
+                .arg(&write.after[..])
+                .arg(CELLS)
+                .arg(write.mark_at)
+                .arg(write.ttl_ms);
+            pipe.invoke_script(&merge).ignore();
+        }
+        let mut connection = self.connection.clone();
+        if let Err(error) = within(wait, pipe.query_async::<()>(&mut connection)).await {
+            self.degrade(&error);
+        }
+    }
+}
+
+/// Drains the queue of writes nobody awaits (made after the response started) into
+/// pipelines of merges, one pipeline at a time.
+async fn write_back(fleet: std::sync::Weak<Fleet>, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let Some(fleet) = fleet.upgrade() else { return };
+        // Off the requests' path: it may take a little longer.
+        fleet.send(&batch, fleet.settings.timeout * 4).await;
+        batch.clear();
+    }
+}
+
+/// Writes held for the caller, with the fleet each goes to.
+type Held = Vec<(Arc<Fleet>, Write)>;
+
+thread_local! {
+    /// The writes of the request being decided on this thread, when its caller awaits them.
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Runs `decide` (a layer's `call`), holding back the record writes it makes, and returns
+/// them as one pipelined merge to await alongside the response. Sent at once, the merge
+/// overlaps the inner service; awaited before the response is released (at most
+/// `timeout`), it lets the client's next request, on any instance, see what this one did.
+pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Prefetching>) {
+    HELD.with(|held| *held.borrow_mut() = Some(Vec::new()));
+    let out = decide();
+    let held = HELD
+        .with(|held| held.borrow_mut().take())
+        .unwrap_or_default();
+    let Some((fleet, _)) = held.first() else {
+        return (out, None);
+    };
+    let fleet = fleet.clone();
+    let writes: Vec<Write> = held.into_iter().map(|(_, write)| write).collect();
+    let wait = fleet.settings.timeout;
+    (
+        out,
+        Some(Box::pin(async move { fleet.send(&writes, wait).await })),
+    )
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness the seed is still private to this process's start time.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        return SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// === impl RedisStore ===
+
+/// One site's records on the fleet's Redis, with the local copy decisions run on. Made by
+/// [`Fleet::store`]; give it to [`LenscapLayer::with_store`](crate::LenscapLayer::with_store)
+/// together with [`Fleet::clock`].
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    inner: Arc<SiteStore>,
+}
+
+#[derive(Debug)]
+struct SiteStore {
+    fleet: Arc<Fleet>,
+    prefix: String,
+    local: MemoryStore,
+    /// The last `max_tracked_clients` the limiter asked with.
+    cap: AtomicU64,
+    /// The last `idle_after` the cleanup asked with: the shortest TTL of a record.
+    idle_ms: AtomicU32,
+}
+
+impl SiteStore {
+    fn client_key(&self, key: u64) -> String {
+        format!("{}:c:{{{key:016x}}}", self.prefix)
+    }
+
+    fn subnet_key(&self, key: u64) -> String {
+        format!("{}:n:{{{key:016x}}}", self.prefix)
+    }
+
+    fn site_key(&self) -> String {
+        format!("{}:s:{{site}}", self.prefix)
+    }
+
+    /// Queues the merge of one record; `ttl_ms` is its shortest life in Redis (a budget
+    /// further ahead keeps it longer).
+    fn write(&self, key: String, before: Option<&[u8]>, after: &[u8], mark_at: usize, ttl_ms: u64) {
+        if self.fleet.degraded() {
+            return;
+        }
+        let write = Write {
+            key,
+            before: before.map(<[u8]>::to_vec).unwrap_or_default(),
+            after: after.to_vec(),
+            mark_at,
+            ttl_ms,
+        };
+        let unheld = HELD.with(|held| match held.borrow_mut().as_mut() {
+            Some(held) => {
+                held.push((self.fleet.clone(), write));
+                None
+            }
+            None => Some(write),
+        });
+        if let Some(write) = unheld {
+            self.fleet.queue(write);
+        }
+    }
+
+    fn idle_ms(&self) -> u64 {
+        u64::from(self.idle_ms.load(Ordering::Relaxed))
+    }
+
+    /// Reads the request's records and the time in one pipeline into the local copy.
+    async fn load(self: Arc<Self>, keys: RecordKeys) -> Result<(), Trouble> {
+        let fleet = &self.fleet;
+        let mut connection = fleet.connection.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME")
+            .cmd("GET")
+            .arg(self.client_key(keys.client))
+            .cmd("GET")
+            .arg(self.subnet_key(keys.subnet))
+            .cmd("GET")
+            .arg(self.site_key());
+        if let Some(visitor) = keys.visitor {
+            pipe.cmd("GET").arg(self.client_key(visitor));
+        }
+        let sent = fleet.clock.local_unix_ms();
+        let mut answers: Vec<redis::Value> =
+            within(fleet.settings.timeout, pipe.query_async(&mut connection)).await?;
+        let (secs, micros): (u64, u64) =
+            redis::from_redis_value(answers.remove(0)).map_err(|_| Trouble::Answer("TIME"))?;
+        fleet.clock.correct(secs * 1000 + micros / 1000, sent);
+        let now = fleet.clock.now_ms();
+        let cap = self.cap.load(Ordering::Relaxed) as usize;
+        let mut bytes = answers
+            .into_iter()
+            .map(|v| redis::from_redis_value::<Option<Vec<u8>>>(v).ok().flatten());
+        let (client, subnet, site) = (
+            bytes.next().flatten(),
+            bytes.next().flatten(),
+            bytes.next().flatten(),
+        );
+        let visitor = bytes.next().flatten();
+        for (key, record) in [(Some(keys.client), client), (keys.visitor, visitor)] {
+            if let (Some(key), Some(record)) =
+                (key, record.as_deref().and_then(ClientRecord::decode))
+            {
+                self.local.put_client(key, now, cap, record);
+            }
+        }
+        if let Some(record) = subnet.as_deref().and_then(SubnetRecord::decode) {
+            self.local.put_subnet(keys.subnet, now, cap, record);
+        }
+        if let Some(cell) = site.and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok()) {
+            self.local
+                .site(now, &mut |held| *held = u32::from_le_bytes(cell));
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for RedisStore {
+    fn client(
+        &self,
+        key: u64,
+        now: Millis,
+        cap: usize,
+        f: &mut dyn FnMut(&mut ClientRecord, bool) -> bool,
+    ) -> bool {
+        let inner = &self.inner;
+        inner.cap.store(cap as u64, Ordering::Relaxed);
+        let mut change = None;
+        let kept = inner.local.client(key, now, cap, &mut |record, fresh| {
+            let before = (!fresh).then(|| record.encode());
+            let kept = f(record, fresh);
+            let after = record.encode();
+            if kept && before != Some(after) {
+                let trap = record.behaviour.trap_marked(now);
+                change = Some((before, after, trap));
+            }
+            kept
+        });
+        if let Some((before, after, trap)) = change {
+            let idle = inner.idle_ms();
+            // A trap mark outlives an idle record.
+            let ttl = if trap {
+                idle.max(MAX_TRAP_MARK.as_millis() as u64)
+            } else {
+                idle
+            };
+            let before = before.as_ref().map(|b| &b[..]);
+            inner.write(inner.client_key(key), before, &after, TRAP_AT, ttl);
+        }
+        kept
+    }
+
+    fn subnet(&self, key: u64, now: Millis, cap: usize, f: &mut dyn FnMut(&mut SubnetRecord)) {
+        let inner = &self.inner;
+        let mut change = None;
+        inner.local.subnet(key, now, cap, &mut |record| {
+            let before = record.encode();
+            f(record);
+            let after = record.encode();
+            if before != after {
+                change = Some((before, after));
+            }
+        });
+        if let Some((before, after)) = change {
+            inner.write(
+                inner.subnet_key(key),
+                Some(&before),
+                &after,
+                0,
+                inner.idle_ms(),
+            );
+        }
+    }
+
+    fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis)) {
+        let inner = &self.inner;
+        let mut change = None;
+        inner.local.site(now, &mut |cell| {
+            let before = *cell;
+            f(cell);
+            if *cell != before {
+                change = Some((before, *cell));
+            }
+        });
+        if let Some((before, after)) = change {
+            inner.write(
+                inner.site_key(),
+                Some(&before.to_le_bytes()),
+                &after.to_le_bytes(),
+                0,
+                inner.idle_ms(),
+            );
+        }
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&self, keys: RecordKeys) -> Option<Prefetching> {
+        let inner = self.inner.clone();
+        if inner.fleet.degraded() {
+            inner.fleet.fallbacks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Box::pin(async move {
+            let fleet = inner.fleet.clone();
+            if let Err(error) = inner.load(keys).await {
+                fleet.fallbacks.fetch_add(1, Ordering::Relaxed);
+                fleet.degrade(&error);
+            }
+        }))
+    }
+
+    fn key_seed(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.inner.fleet.key_seed.clone())
+    }
+
+    fn tracked_clients(&self) -> usize {
+        self.inner.local.tracked_clients()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.inner.local.evictions()
+    }
+
+    fn retain_recent(&self, now: Millis, idle_ms: u32) {
+        self.inner.idle_ms.store(idle_ms, Ordering::Relaxed);
+        self.inner.local.retain_recent(now, idle_ms);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.inner.local.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::Rate;
+
+    /// A throwaway `redis-server` on a free loopback port, killed when dropped.
+    struct Redis(std::process::Child, u16);
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install the Debian package redis-server (scripts/test.sh does)")
+            });
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Redis(child, port)
+    }
+
+    fn settings(port: u16) -> StoreSettings {
+        StoreSettings {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            password: None,
+            // Generous: a loaded test machine must not make the store degrade mid-test.
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Runs `f` on the client record `key` of `store`, sending its writes at once.
+    async fn on_client(store: &RedisStore, key: u64, now: Millis, f: impl Fn(&mut ClientRecord)) {
+        let ((), written) = hold_writes(|| {
+            store.client(key, now, 1000, &mut |record, _| {
+                f(record);
+                true
+            });
+        });
+        written.expect("a change is written").await;
+    }
+
+    fn held(store: &RedisStore, key: u64, now: Millis) -> ClientRecord {
+        let mut seen = ClientRecord::default();
+        store.client(key, now, 1000, &mut |record, _| {
+            seen = *record;
+            true
+        });
+        seen
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_charging_one_record_at_once_lose_no_charge_nor_trap_mark() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let fleet = &a.inner.fleet;
+        assert!(!fleet.degraded());
+        let keys = RecordKeys {
+            client: 7,
+            visitor: None,
+            subnet: 8,
+        };
+        let rate = Rate::parse("60/min", Some(10)).unwrap();
+        let now = fleet.clock().now_ms();
+        // Both instances read the record before either writes.
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        let charge = |record: &mut ClientRecord| {
+            for _ in 0..3 {
+                rate.check(&mut record.tat_images, now).unwrap();
+            }
+        };
+        on_client(&a, 7, now, |record| {
+            charge(record);
+            record.behaviour.mark_trap(now, 60_000);
+        })
+        .await;
+        on_client(&b, 7, now, charge).await;
+
+        let c = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        c.prefetch(keys).unwrap().await;
+        let merged = held(&c, 7, now);
+        // Six charges of one second each, from either instance's `now` (Redis TIME).
+        let ahead = merged.tat_images.wrapping_sub(now) as i32;
+        assert!((5_900..6_500).contains(&ahead), "{ahead} ms ahead");
+        assert!(
+            merged.behaviour.trap_marked(now),
+            "b's write dropped a's trap mark"
+        );
+
+        let mut connection = fleet.connection.clone();
+        let key = a.inner.client_key(7);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_redis_the_store_decides_locally_and_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut settings = settings(port);
+        settings.connect_timeout = Duration::from_millis(200);
+        let fleet = Fleet::connect(settings).await.unwrap();
+        assert!(fleet.degraded());
+        let store = fleet.store("t");
+        let keys = RecordKeys {
+            client: 1,
+            visitor: None,
+            subnet: 2,
+        };
+        assert!(
+            store.prefetch(keys).is_none(),
+            "a degraded store waits for nothing"
+        );
+        assert_eq!(fleet.fallbacks(), 1);
+        // Decisions still run, on the local copy.
+        assert!(store.client(1, 10, 100, &mut |_, _| true));
+        assert_eq!(store.tracked_clients(), 1);
+    }
+
+    #[test]
+    fn a_store_section_names_what_is_wrong() {
+        let compile = |text: &str| {
+            #[derive(Deserialize)]
+            struct File {
+                store: StoreConfig,
+            }
+            let file: File = toml::from_str(text).unwrap();
+            file.store.compile(&Source::new("policy", text))
+        };
+        assert_eq!(compile("[store]\nbackend = \"memory\"\n").unwrap(), None);
+        let redis = compile("[store]\nbackend = \"redis\"\nurl = \"redis://h:6379/0\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(redis.timeout, Duration::from_millis(50));
+        let error = |text: &str| compile(text).unwrap_err().to_string();
+        assert!(error("[store]\nbackend = \"etcd\"\n").contains("store.backend"));
+        assert!(error("[store]\nbackend = \"redis\"\n").contains("store.url is required"));
+        assert!(error("[store]\nbackend = \"redis\"\nurl = \"http://x\"\n").contains("store.url"));
+        assert!(
+            error("[store]\nbackend = \"redis\"\nurl = \"redis://h\"\ntimeout = \"0s\"\n")
+                .contains("store.timeout must be above 0")
+        );
+        let secret = StoreSettings {
+            url: "redis://user:pint@h:6379/0".into(),
+            ..redis
+        };
+        assert!(!format!("{secret:?}").contains("pint"));
+    }
+}
