@@ -292,7 +292,7 @@ impl ProfileKind {
             ProfileKind::DirectLinkOpener => ProfileSettings {
                 concurrency: 1,
                 pages: 30,
-                think: (Duration::from_millis(500), Duration::from_secs(2)),
+                think: (Duration::from_millis(250), Duration::from_secs(1)),
                 give_up_after: 0,
                 ..base
             },
