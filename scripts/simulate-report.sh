@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces the `lenscap simulate` figures in docs/BENCHMARKS.md: the `default` scenario and
-# the `flood` scenario against `lenscap serve` (demo gallery) on loopback, with the server's
-# memory (VmRSS, and VmHWM, the peak) read from /proc/PID/status before and after the flood.
+# the `flood` scenario against `lenscap serve` on loopback, with the server's memory (VmRSS,
+# and VmHWM, the peak) read from /proc/PID/status before and after the flood. The default
+# scenario plays against a generated gallery of 300 photos on 15 pages (the shape its
+# max_share thresholds are written for; the demo gallery's 6 pages are a person's share in
+# full); the flood against the demo gallery.
 #
 #   scripts/simulate-report.sh                  # both runs, as the scenarios ship (30 s + 120 s)
 #   DEFAULT_DURATION=10s FLOOD_DURATION=30s scripts/simulate-report.sh
@@ -44,14 +47,38 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server() {
+# 15 pages of 20 photos (copies of one demo photo), each an <img> inside a link to it.
+generate_gallery() {
+    local root=$1
+    rm -rf "$root"
+    mkdir -p "$root/photos"
+    printf 'img { width: 128px }\n' >"$root/style.css"
+    local head='<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="stylesheet" href="/style.css">'
+    {
+        echo "$head<title>Gallery</title></head><body><h1>Gallery</h1>"
+        for page in $(seq -w 1 15); do echo "<a href=\"/p$page.html\">Evening $page</a>"; done
+        echo '</body></html>'
+    } >"$root/index.html"
+    for page in $(seq -w 1 15); do
+        {
+            echo "$head<title>Evening $page</title></head><body><h1>Evening $page</h1>"
+            for i in $(seq -w 1 20); do
+                cp examples/gallery/photos/terrace-02.jpg "$root/photos/p$page-$i.jpg"
+                echo "<a href=\"/photos/p$page-$i.jpg\"><img src=\"/photos/p$page-$i.jpg\" alt=\"photo $i\"></a>"
+            done
+            echo "<a href=\"/\">Gallery</a> <a href=\"/p$(printf %02d $((10#$page % 15 + 1))).html\">Next</a></body></html>"
+        } >"$root/p$page.html"
+    done
+}
+
+start_server() { # name, site folder
     # Never load someone else's server: the port must be free before ours starts.
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
         echo "127.0.0.1:$PORT is already in use: set PORT to a free port" >&2
         exit 1
     fi
     "$LENSCAP" serve --listen "127.0.0.1:$PORT" --admin off --config "$POLICY" \
-        --static examples/gallery >"$OUT/serve-$1.log" 2>&1 &
+        --static "$2" >"$OUT/serve-$1.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -84,12 +111,13 @@ simulate() { # scenario, duration (may be empty), then extra flags
 echo "== lenscap $("$LENSCAP" --version 2>/dev/null || true), $(nproc) cores, $(date -u +%F)"
 
 echo "== default scenario"
-start_server default
+generate_gallery "$OUT/gallery"
+start_server default "$OUT/gallery"
 simulate default "${DEFAULT_DURATION:-}"
 stop_server
 
 echo "== flood scenario"
-start_server flood
+start_server flood examples/gallery
 # One page view first, so "before" is a server that has loaded its policy and served once.
 (exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 && cat <&3 >/dev/null) || true
 echo "before the flood: $(memory)" | tee "$OUT/flood-memory.txt"

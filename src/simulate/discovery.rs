@@ -26,6 +26,8 @@ pub struct ScannedPage {
     pub hidden_links: Vec<String>,
     /// `<img>` elements and `<picture>`'s `<source>` elements, in document order.
     pub images: Vec<ImageElement>,
+    /// `href` of `<link rel="stylesheet">`, as written: what a renderer fetches besides images.
+    pub stylesheets: Vec<String>,
 }
 
 /// An `<img>` (or a `<source>` inside `<picture>`).
@@ -121,6 +123,15 @@ pub fn scan_html(html: &str) -> ScannedPage {
                     }
                 }
             }
+            "link" => {
+                let stylesheet = attribute(&attributes, "rel").is_some_and(|rel| {
+                    rel.split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("stylesheet"))
+                });
+                if stylesheet && let Some(href) = attribute(&attributes, "href") {
+                    page.stylesheets.push(href);
+                }
+            }
             "img" | "source" => {
                 let element = ImageElement {
                     src: attribute(&attributes, "src"),
@@ -142,6 +153,30 @@ pub fn scan_html(html: &str) -> ScannedPage {
         }
     }
     page
+}
+
+/// The wait and the target of a page's `<meta http-equiv="refresh" content="N;url=…">` when it
+/// points at Lenscap's pass URL (the way-through page), entities in the URL decoded.
+pub fn way_through_link(html: &str) -> Option<(u64, String)> {
+    let bytes = html.as_bytes();
+    let mut i = 0;
+    while let Some(offset) = memchr(b'<', &bytes[i..]) {
+        i += offset + 1;
+        let (tag, attributes, end) = read_tag(html, i);
+        i = end;
+        let refresh =
+            attribute(&attributes, "http-equiv").is_some_and(|v| v.eq_ignore_ascii_case("refresh"));
+        if tag != "meta" || !refresh {
+            continue;
+        }
+        let content = attribute(&attributes, "content")?;
+        let (wait, rest) = content.split_once(';')?;
+        let url = rest.trim().strip_prefix("url=")?;
+        return url
+            .starts_with(crate::limit::PASS_PATH)
+            .then(|| Some((wait.trim().parse().ok()?, url.to_owned())))?;
+    }
+    None
 }
 
 /// Reads a start tag whose name begins at `start`: (lower-case name, attributes, index after `>`).
@@ -488,6 +523,7 @@ mod tests {
     #[test]
     fn scans_links_images_and_srcset_and_skips_scripts_and_comments() {
         let html = r#"<!doctype html><html><head><title><a href="/no">x</a></title>
+            <link rel="preload" href="/font.woff2"><link rel="Stylesheet alternate" href="/s.css">
             <script>var s = '<img src="/no.jpg">';</script><style>a{}</style></head>
             <body><!-- <a href="/commented"> -->
             <A HREF='/g/2?p=1&amp;q=2'>next</A> <a href=/g/3>unquoted</a>
@@ -499,6 +535,7 @@ mod tests {
         let page = scan_html(html);
         assert_eq!(page.links, ["/g/2?p=1&q=2", "/g/3"]);
         assert_eq!(page.hidden_links, ["/trap/", "/trap2/"]);
+        assert_eq!(page.stylesheets, ["/s.css"]);
         assert_eq!(page.images.len(), 2);
         assert!(page.images[0].source);
         let img = &page.images[1];
@@ -506,6 +543,19 @@ mod tests {
         assert_eq!(img.browser_choice(), Some("/p/1-1200.jpg"));
         assert_eq!(img.largest(), Some("/p/1-2400.jpg"));
         assert_eq!(img.all().count(), 4);
+    }
+
+    #[test]
+    fn the_way_through_page_is_read_for_its_wait_and_pass_url() {
+        let html = "<html><head><meta charset=utf-8>\
+            <meta http-equiv=\"refresh\" content=\"3;url=/.well-known/lenscap/pass?t=ab&amp;to=%2Fg%2F1\">";
+        assert_eq!(
+            way_through_link(html),
+            Some((3, "/.well-known/lenscap/pass?t=ab&to=%2Fg%2F1".to_owned()))
+        );
+        let elsewhere = "<meta http-equiv=\"Refresh\" content=\"0;url=/next\">";
+        assert_eq!(way_through_link(elsewhere), None);
+        assert_eq!(way_through_link("<p>no refresh</p>"), None);
     }
 
     #[test]

@@ -49,6 +49,27 @@ pub enum ProfileKind {
     /// signed): a site that licenses (`ai-training = "license"`) and lists its directory
     /// serves it.
     PayingCrawler,
+    /// A script with Chrome's headers, a cookie jar and correct Referers: each page, then the
+    /// images that page shows, no pauses.
+    PageThenImages,
+    /// Headless Chromium with a Chrome User-Agent walking every page as fast as it renders:
+    /// the page, its stylesheets, its images.
+    HeadlessFast,
+    /// The same walker with a second between pages.
+    HeadlessPaced,
+    /// The page-then-images script on a secure origin (`X-Forwarded-Proto: https`), sending a
+    /// browser's `Sec-Fetch-*` headers it made up.
+    ForgedFetchMetadata,
+    /// The page-then-images script behind a trusted proxy, each request from another /24
+    /// (`X-Forwarded-For`).
+    RotatingSubnets,
+    /// People without cookies on one address who use the way-through page as a person would:
+    /// wait out its refresh or press its button, then carry the pass in the URL.
+    CookielessCrowd,
+    /// A guest opening photo links one after another.
+    DirectLinkOpener,
+    /// People on a mobile carrier's NAT: their address changes inside a /24.
+    CarrierNat,
 }
 
 /// Whether a profile should get through (humans, welcome crawlers) or be stopped (scrapers).
@@ -75,7 +96,7 @@ impl Role {
 
 impl ProfileKind {
     /// Every profile, in report order.
-    pub const ALL: [ProfileKind; 11] = [
+    pub const ALL: [ProfileKind; 19] = [
         ProfileKind::Human,
         ProfileKind::PubWifi,
         ProfileKind::AiCrawlerPolite,
@@ -87,6 +108,14 @@ impl ProfileKind {
         ProfileKind::SearchEngine,
         ProfileKind::SignedAgent,
         ProfileKind::PayingCrawler,
+        ProfileKind::PageThenImages,
+        ProfileKind::HeadlessFast,
+        ProfileKind::HeadlessPaced,
+        ProfileKind::ForgedFetchMetadata,
+        ProfileKind::RotatingSubnets,
+        ProfileKind::CookielessCrowd,
+        ProfileKind::DirectLinkOpener,
+        ProfileKind::CarrierNat,
     ];
 
     /// The name used on the command line, in scenarios and in reports.
@@ -103,17 +132,46 @@ impl ProfileKind {
             ProfileKind::SearchEngine => "search-engine",
             ProfileKind::SignedAgent => "signed-agent",
             ProfileKind::PayingCrawler => "paying-crawler",
+            ProfileKind::PageThenImages => "page-then-images",
+            ProfileKind::HeadlessFast => "headless-fast",
+            ProfileKind::HeadlessPaced => "headless-paced",
+            ProfileKind::ForgedFetchMetadata => "forged-fetch-metadata",
+            ProfileKind::RotatingSubnets => "rotating-subnets",
+            ProfileKind::CookielessCrowd => "cookieless-crowd",
+            ProfileKind::DirectLinkOpener => "direct-link-opener",
+            ProfileKind::CarrierNat => "carrier-nat",
         }
     }
 
     /// Whether it should get through or be stopped.
     pub fn role(self) -> Role {
         match self {
-            ProfileKind::Human | ProfileKind::PubWifi => Role::Human,
+            ProfileKind::Human
+            | ProfileKind::PubWifi
+            | ProfileKind::CookielessCrowd
+            | ProfileKind::DirectLinkOpener
+            | ProfileKind::CarrierNat => Role::Human,
             ProfileKind::SearchEngine => Role::Welcome,
             // Kept off images unless the site licenses and verifies it: scored as a scraper.
             _ => Role::Scraper,
         }
+    }
+
+    /// Whether it fetches the stylesheets a page links, as a renderer does.
+    pub(crate) fn renders(self) -> bool {
+        matches!(self, ProfileKind::HeadlessFast | ProfileKind::HeadlessPaced)
+    }
+
+    /// Whether it sends `X-Forwarded-Proto: https` of its own (the site looks secure to the
+    /// layer, so a browser's `Sec-Fetch-*` are expected, and forged).
+    pub(crate) fn claims_secure(self) -> bool {
+        self == ProfileKind::ForgedFetchMetadata
+    }
+
+    /// Whether its address changes only between page views (a carrier NAT), not with every
+    /// request.
+    pub(crate) fn moves_per_page(self) -> bool {
+        self == ProfileKind::CarrierNat
     }
 
     /// Whether it signs its requests (Web Bot Auth).
@@ -134,7 +192,16 @@ impl ProfileKind {
     pub fn keeps_cookies(self) -> bool {
         matches!(
             self,
-            ProfileKind::Human | ProfileKind::PubWifi | ProfileKind::Stealth
+            ProfileKind::Human
+                | ProfileKind::PubWifi
+                | ProfileKind::DirectLinkOpener
+                | ProfileKind::CarrierNat
+                | ProfileKind::Stealth
+                | ProfileKind::PageThenImages
+                | ProfileKind::HeadlessFast
+                | ProfileKind::HeadlessPaced
+                | ProfileKind::ForgedFetchMetadata
+                | ProfileKind::RotatingSubnets
         )
     }
 
@@ -152,6 +219,16 @@ impl ProfileKind {
             ProfileKind::FakeGooglebot | ProfileKind::SearchEngine => &[GOOGLEBOT],
             ProfileKind::SignedAgent => &[CHATGPT_AGENT],
             ProfileKind::PayingCrawler => &[GPTBOT],
+            ProfileKind::PageThenImages
+            | ProfileKind::HeadlessFast
+            | ProfileKind::HeadlessPaced
+            | ProfileKind::ForgedFetchMetadata
+            | ProfileKind::RotatingSubnets => &[CHROME],
+            ProfileKind::CookielessCrowd => {
+                &[FIREFOX, SAFARI_IPHONE, CHROME, CHROME_ANDROID, SAFARI]
+            }
+            ProfileKind::DirectLinkOpener => &[SAFARI, CHROME, FIREFOX],
+            ProfileKind::CarrierNat => &[CHROME_ANDROID, SAFARI_IPHONE],
         }
     }
 
@@ -175,6 +252,7 @@ impl ProfileKind {
             repeat: false,
             give_up_after: 50,
             max_images: None,
+            max_share: None,
             expect_stopped: false,
             key_directory: None,
             keeps_cookies: self.keeps_cookies(),
@@ -191,6 +269,51 @@ impl ProfileKind {
                     Rotation::PerSession
                 },
                 give_up_after: 0,
+                ..base
+            },
+            ProfileKind::CookielessCrowd | ProfileKind::CarrierNat => ProfileSettings {
+                sessions: if self == ProfileKind::CookielessCrowd {
+                    6
+                } else {
+                    2
+                },
+                concurrency: 6,
+                pages: 4,
+                think: (Duration::from_secs(2), Duration::from_secs(8)),
+                rotate: if self == ProfileKind::CookielessCrowd {
+                    Rotation::Shared
+                } else {
+                    Rotation::Subnet
+                },
+                addresses: 254,
+                give_up_after: 0,
+                ..base
+            },
+            ProfileKind::DirectLinkOpener => ProfileSettings {
+                concurrency: 1,
+                pages: 30,
+                think: (Duration::from_millis(250), Duration::from_secs(1)),
+                give_up_after: 0,
+                ..base
+            },
+            ProfileKind::PageThenImages
+            | ProfileKind::HeadlessFast
+            | ProfileKind::ForgedFetchMetadata
+            | ProfileKind::RotatingSubnets => ProfileSettings {
+                concurrency: 6,
+                pages: 1_000,
+                rotate: if self == ProfileKind::RotatingSubnets {
+                    Rotation::Subnets
+                } else {
+                    Rotation::PerSession
+                },
+                addresses: 65_536,
+                ..base
+            },
+            ProfileKind::HeadlessPaced => ProfileSettings {
+                concurrency: 6,
+                pages: 1_000,
+                think: (Duration::from_secs(1), Duration::from_secs(1)),
                 ..base
             },
             ProfileKind::AiCrawlerPolite => ProfileSettings {
@@ -242,7 +365,11 @@ impl ProfileKind {
 
     pub(crate) fn strategy(self) -> Strategy {
         match self {
-            ProfileKind::Human | ProfileKind::PubWifi => Strategy::Browse,
+            ProfileKind::Human
+            | ProfileKind::PubWifi
+            | ProfileKind::CookielessCrowd
+            | ProfileKind::CarrierNat => Strategy::Browse,
+            ProfileKind::DirectLinkOpener => Strategy::OpenLinks,
             ProfileKind::DatasetBuilder => Strategy::List,
             _ => Strategy::Crawl,
         }
@@ -250,7 +377,16 @@ impl ProfileKind {
 
     pub(crate) fn image_choice(self) -> ImageChoice {
         match self {
-            ProfileKind::Human | ProfileKind::PubWifi => ImageChoice::Browser,
+            ProfileKind::Human
+            | ProfileKind::PubWifi
+            | ProfileKind::CookielessCrowd
+            | ProfileKind::DirectLinkOpener
+            | ProfileKind::CarrierNat
+            | ProfileKind::PageThenImages
+            | ProfileKind::HeadlessFast
+            | ProfileKind::HeadlessPaced
+            | ProfileKind::ForgedFetchMetadata
+            | ProfileKind::RotatingSubnets => ImageChoice::Browser,
             ProfileKind::BulkDownloader => ImageChoice::All,
             _ => ImageChoice::Largest,
         }
@@ -290,6 +426,9 @@ pub enum Rotation {
     Subnet,
     /// A new address for each request, across `addresses` addresses in 10.0.0.0/8.
     Wide,
+    /// A new address for each request, each in another /24 (up to `addresses` /24s of
+    /// 10.0.0.0/8): a proxy pool spread over networks.
+    Subnets,
 }
 
 impl Rotation {
@@ -300,6 +439,7 @@ impl Rotation {
             Rotation::Shared => "shared",
             Rotation::Subnet => "subnet",
             Rotation::Wide => "wide",
+            Rotation::Subnets => "subnets",
         }
     }
 
@@ -309,6 +449,7 @@ impl Rotation {
             Rotation::Shared,
             Rotation::Subnet,
             Rotation::Wide,
+            Rotation::Subnets,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -352,6 +493,10 @@ pub struct ProfileSettings {
     pub give_up_after: u32,
     /// Threshold: images this profile may obtain at most.
     pub max_images: Option<u64>,
+    /// Threshold: the share of the images available (0 to 1) this profile may obtain at most,
+    /// so one threshold fits any gallery (the 60 of 300 is `0.2`). It replaces the
+    /// scenario's `max_scraper_images` for this profile.
+    pub max_share: Option<f64>,
     /// Threshold: every session of this profile must be stopped.
     pub expect_stopped: bool,
     /// Signing profiles: where the simulator serves their key directory (a loopback address;
@@ -363,6 +508,8 @@ pub struct ProfileSettings {
 
 pub(crate) enum Strategy {
     Browse,
+    /// Pages as a person reaches them, then the photo links on them opened one by one.
+    OpenLinks,
     Crawl,
     List,
 }

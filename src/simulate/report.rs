@@ -64,6 +64,8 @@ pub struct ProfileReport {
     pub sessions_hindered: u32,
     /// Distinct client addresses the profile used (0 when addresses were not forwarded).
     pub addresses: u64,
+    /// Way-through pages the site answered instead of a page (people follow them).
+    pub way_through_pages: u64,
 }
 
 impl ProfileReport {
@@ -180,7 +182,18 @@ impl Report {
         }
         for p in &self.profiles {
             let settings = scenario.profiles.iter().find(|s| s.kind == p.profile);
+            let share = settings.and_then(|s| s.max_share);
+            if let Some(share) = share {
+                let max = (share * self.images_available as f64).floor() as u64;
+                if p.images_obtained > max {
+                    out.push(format!(
+                        "{} obtained {} of {} images (its max_share = {share}: at most {max})",
+                        p.profile, p.images_obtained, self.images_available
+                    ));
+                }
+            }
             if let Some(max) = t.max_scraper_images
+                && share.is_none()
                 && p.role() == Role::Scraper
                 && p.images_obtained > max
             {
@@ -292,6 +305,9 @@ impl Report {
             if p.addresses > 1 {
                 extra.push(format!("{} addresses", p.addresses));
             }
+            if p.way_through_pages > 0 {
+                extra.push(format!("{} way-through pages", p.way_through_pages));
+            }
             if !extra.is_empty() {
                 let _ = writeln!(out, "{:<18} ({})", "", extra.join(", "));
             }
@@ -369,6 +385,7 @@ mod tests {
             sessions_stopped: stopped,
             sessions_hindered: hindered,
             addresses: 1,
+            way_through_pages: 0,
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Target;
-use super::discovery::{Robots, ScannedPage, is_image_path, resolve, scan_html};
+use super::discovery::{Robots, ScannedPage, is_image_path, resolve, scan_html, way_through_link};
 use super::profile::{Identity, ImageChoice, ProfileKind, ProfileSettings, Rotation, Strategy};
 use super::report::{ProfileReport, Report, percentile_ms};
 use super::scenario::{MAX_ROTATING_ADDRESSES, Scenario};
@@ -210,6 +210,8 @@ fn survey_settings(max_pages: usize) -> ProfileSettings {
         // visitor over its page pace (the way-through page); without, its pages are an
         // address's arrivals, which are served.
         keeps_cookies: false,
+        // It maps the site without a person's pauses.
+        think: (Duration::ZERO, Duration::ZERO),
         ..ProfileKind::Human.defaults()
     }
 }
@@ -334,6 +336,7 @@ struct Totals {
     hindered: u32,
     addresses: HashSet<IpAddr>,
     rotated: bool,
+    way_through: u64,
 }
 
 impl ProfileRun {
@@ -385,6 +388,7 @@ impl ProfileRun {
             sessions_stopped: totals.stopped,
             sessions_hindered: totals.hindered,
             addresses,
+            way_through_pages: totals.way_through,
         }
     }
 }
@@ -425,6 +429,19 @@ enum Kind {
         navigated: bool,
     },
     Image,
+    /// A stylesheet the page links (fetched by renderers).
+    Style,
+    /// The way-through page's pass URL.
+    Pass,
+    /// A photo link opened as a page of its own: counted as an image.
+    Opened,
+}
+
+impl Kind {
+    /// Whether an answer to it counts as an image obtained.
+    fn is_image(self) -> bool {
+        matches!(self, Kind::Image | Kind::Opened)
+    }
 }
 
 enum Outcome {
@@ -449,6 +466,21 @@ struct Fetched {
     content_encoding: Option<String>,
     content_type: Option<String>,
     set_cookie: Vec<String>,
+    /// `Location` of a redirect.
+    location: Option<String>,
+}
+
+impl Fetched {
+    /// The way-through page's wait and pass URL, when this is one (a 429 page for a page view).
+    fn way_through(&self) -> Option<(u64, String)> {
+        let Outcome::Status(429) = self.outcome else {
+            return None;
+        };
+        if !matches!(self.kind, Kind::Document { .. }) {
+            return None;
+        }
+        way_through_link(&decode_body(self)?)
+    }
 }
 
 #[derive(Default)]
@@ -466,6 +498,8 @@ struct SessionLog {
     failed: bool,
     /// robots.txt or `X-Robots-Tag` kept it off something.
     kept_off: bool,
+    /// Way-through pages answered instead of a page.
+    way_through: u64,
     addresses: HashSet<IpAddr>,
 }
 
@@ -488,6 +522,8 @@ struct Session {
     site: SiteMap,
     /// Cookies the site set (`name`, `value`), for profiles that keep them.
     cookies: Vec<(String, String)>,
+    /// The address of the page view under way, for profiles that move only between pages.
+    page_address: Option<Ipv4Addr>,
 }
 
 impl Session {
@@ -546,6 +582,7 @@ impl Session {
             done: false,
             site: SiteMap::default(),
             cookies: Vec::new(),
+            page_address: None,
         }
     }
 }
@@ -554,6 +591,7 @@ impl Session {
     async fn play(&mut self) {
         match self.run.settings.kind.strategy() {
             Strategy::Browse => self.browse().await,
+            Strategy::OpenLinks => self.open_links().await,
             Strategy::Crawl => self.crawl(true).await,
             Strategy::List => self.fetch_list().await,
         }
@@ -577,9 +615,10 @@ impl Session {
             let kind = Kind::Document {
                 navigated: referer.is_some(),
             };
-            let Some(page) = self.fetch_page(&path, kind, referer.clone()).await else {
+            let Some((opened, page)) = self.open_page(&path, kind, referer.clone()).await else {
                 break;
             };
+            path = opened;
             let images: Vec<String> = page
                 .images
                 .iter()
@@ -605,8 +644,7 @@ impl Session {
             else {
                 break;
             };
-            let (low, high) = self.run.settings.think;
-            let think = low + (high - low).mul_f64(self.rng.f64());
+            let think = self.think();
             self.pause(think).await;
             referer = Some(page_url);
             path = next;
@@ -662,6 +700,10 @@ impl Session {
             if visited > 0 && !delay.is_zero() {
                 self.pause(delay).await;
             }
+            if visited > 0 {
+                let think = self.think();
+                self.pause(think).await;
+            }
             visited += 1;
             // A stealth scraper arrives as if from a search result.
             let referer = (settings.kind == ProfileKind::Stealth && visited == 1)
@@ -716,6 +758,16 @@ impl Session {
                 }
             }
             let mut batch = Vec::new();
+            if images && settings.kind.renders() {
+                let page_url = format!("{}{path}", self.shared.origin);
+                for sheet in &page.stylesheets {
+                    if let Some(sheet) = self.resolve(&path, sheet)
+                        && seen_images.insert(sheet.clone())
+                    {
+                        batch.push((sheet, Kind::Style, Some(page_url.clone())));
+                    }
+                }
+            }
             for image in found {
                 if !seen_images.insert(image.clone()) {
                     continue;
@@ -751,6 +803,88 @@ impl Session {
         }
     }
 
+    /// A pause between two pages, uniform in the profile's `think` range.
+    fn think(&mut self) -> Duration {
+        let (low, high) = self.run.settings.think;
+        low + high.saturating_sub(low).mul_f64(self.rng.f64())
+    }
+
+    /// A guest: pages as a person reaches them (a random link each time), and every photo link
+    /// on them opened as a page of its own, one after another, a pause between two.
+    async fn open_links(&mut self) {
+        let mut path = self.shared.start.clone();
+        let mut referer: Option<String> = None;
+        let mut opened: HashSet<String> = HashSet::new();
+        let mut pages_seen = 0;
+        while opened.len() < self.run.settings.pages && pages_seen < 50 && !self.stopped() {
+            pages_seen += 1;
+            let kind = Kind::Document {
+                navigated: referer.is_some(),
+            };
+            let Some((at, page)) = self.open_page(&path, kind, referer.clone()).await else {
+                break;
+            };
+            path = at;
+            let page_url = format!("{}{path}", self.shared.origin);
+            let photos: Vec<String> = page
+                .links
+                .iter()
+                .filter_map(|href| self.resolve(&path, href))
+                .filter(|link| is_image_path(link) && !opened.contains(link))
+                .collect();
+            for photo in photos {
+                if opened.len() >= self.run.settings.pages || self.stopped() {
+                    break;
+                }
+                opened.insert(photo.clone());
+                self.fetch_batch(vec![(photo, Kind::Opened, Some(page_url.clone()))])
+                    .await;
+                let think = self.think();
+                self.pause(think).await;
+            }
+            let links: Vec<String> = page
+                .links
+                .iter()
+                .filter_map(|href| self.resolve(&path, href))
+                .filter(|link| !is_image_path(link) && *link != path)
+                .collect();
+            if links.is_empty() {
+                break;
+            }
+            referer = Some(page_url);
+            path = links[self.rng.usize(..links.len())].clone();
+        }
+    }
+
+    /// A page as a person gets it: when the site answers its way-through page instead, waits
+    /// out the refresh and follows it (the pass URL, then its redirect back to the page with
+    /// the pass in the URL). The path finally shown, and the page.
+    async fn open_page(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        referer: Option<String>,
+    ) -> Option<(String, ScannedPage)> {
+        let fetched = self.fetch_document(path, kind, referer.clone()).await?;
+        let Some((wait, pass_url)) = fetched.way_through() else {
+            return Some((path.to_owned(), self.scan(&fetched)?));
+        };
+        if self.run.settings.kind.role() != super::profile::Role::Human {
+            return None;
+        }
+        self.pause(Duration::from_secs(wait)).await;
+        let here = format!("{}{path}", self.shared.origin);
+        let pass_path = self.resolve(path, &pass_url)?;
+        let redeemed = self
+            .fetch_document(&pass_path, Kind::Pass, Some(here.clone()))
+            .await?;
+        let back = self.resolve(path, redeemed.location.as_deref()?)?;
+        let page = self
+            .fetch_document(&back, Kind::Document { navigated: true }, Some(here))
+            .await?;
+        Some((back, self.scan(&page)?))
+    }
+
     /// img2dataset: its share of the URL list, many at once.
     async fn fetch_list(&mut self) {
         let images = self.shared.site.lock().expect("site lock").images.clone();
@@ -780,16 +914,30 @@ impl Session {
         kind: Kind,
         referer: Option<String>,
     ) -> Option<ScannedPage> {
-        let fetched = self
-            .fetch_batch(vec![(path.to_owned(), kind, referer)])
+        let fetched = self.fetch_document(path, kind, referer).await?;
+        self.scan(&fetched)
+    }
+
+    /// One request whose body is kept.
+    async fn fetch_document(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        referer: Option<String>,
+    ) -> Option<Fetched> {
+        self.fetch_batch(vec![(path.to_owned(), kind, referer)])
             .await
             .into_iter()
-            .next()?;
+            .next()
+    }
+
+    /// The links and images of a 2xx page.
+    fn scan(&self, fetched: &Fetched) -> Option<ScannedPage> {
         match fetched.outcome {
             Outcome::Status(s) if (200..300).contains(&s) => {}
             _ => return None,
         }
-        Some(scan_html(&decode_body(&fetched).or_else(|| {
+        Some(scan_html(&decode_body(fetched).or_else(|| {
             self.shared.undecodable.fetch_add(1, Ordering::Relaxed);
             None
         })?))
@@ -840,7 +988,7 @@ impl Session {
                 None => continue,
             };
             self.sent += 1;
-            let keep_body = kind != Kind::Image;
+            let keep_body = !matches!(kind, Kind::Image | Kind::Opened | Kind::Style);
             set.spawn(fetch(
                 self.shared.clone(),
                 self.client.clone(),
@@ -872,7 +1020,8 @@ impl Session {
         let base = &shared.base_uris[turn % shared.base_uris.len()];
         let mut builder =
             Request::get(format!("{base}{path}")).header(header::HOST, shared.host.clone());
-        let secure = shared.secure;
+        let claims_secure = self.run.settings.kind.claims_secure();
+        let secure = shared.secure || claims_secure;
         if secure {
             for (name, value) in identity.client_hints {
                 builder = builder.header(*name, *value);
@@ -880,17 +1029,24 @@ impl Session {
         }
         builder = builder.header(header::USER_AGENT, self.user_agent.clone());
         let set = match kind {
-            Kind::Image => identity.image,
-            Kind::Document { .. } | Kind::Robots => identity.document,
+            Kind::Image | Kind::Style => identity.image,
+            Kind::Document { .. } | Kind::Robots | Kind::Pass | Kind::Opened => identity.document,
         };
         for (name, value) in set {
-            builder = builder.header(*name, *value);
+            let value = match (kind, *name) {
+                (Kind::Style, "accept") => "text/css,*/*;q=0.1",
+                _ => *value,
+            };
+            builder = builder.header(*name, value);
         }
         if secure && identity.fetch_metadata {
             let (site, mode, dest) = match kind {
                 Kind::Document { navigated: false } => ("none", "navigate", "document"),
-                Kind::Document { navigated: true } => ("same-origin", "navigate", "document"),
+                Kind::Document { navigated: true } | Kind::Pass | Kind::Opened => {
+                    ("same-origin", "navigate", "document")
+                }
                 Kind::Image => ("same-origin", "no-cors", "image"),
+                Kind::Style => ("same-origin", "no-cors", "style"),
                 Kind::Robots => ("none", "navigate", "document"),
             };
             let site = if referer.is_some_and(|r| !r.starts_with(&shared.origin)) {
@@ -932,9 +1088,11 @@ impl Session {
         }
         if let Some(proto) = &shared.forwarded_proto {
             builder = builder.header("x-forwarded-proto", proto.clone());
+        } else if claims_secure {
+            builder = builder.header("x-forwarded-proto", "https");
         }
         if shared.forward_addresses {
-            let address = IpAddr::V4(self.next_address());
+            let address = IpAddr::V4(self.address_for(kind));
             // Rotating profiles are counted from the rotation counter: a flood's million
             // addresses are not kept in a set.
             if matches!(
@@ -946,6 +1104,22 @@ impl Session {
             builder = builder.header("x-forwarded-for", address.to_string());
         }
         builder.body(Empty::new()).ok()
+    }
+
+    /// The address a request of `kind` comes from: a new one per page view for profiles that
+    /// move only between pages, else the rotation's next.
+    fn address_for(&mut self, kind: Kind) -> Ipv4Addr {
+        if !self.run.settings.kind.moves_per_page() {
+            return self.next_address();
+        }
+        match (kind, self.page_address) {
+            (Kind::Document { .. }, _) | (_, None) => {
+                let address = self.next_address();
+                self.page_address = Some(address);
+                address
+            }
+            (_, Some(address)) => address,
+        }
     }
 
     fn next_address(&mut self) -> Ipv4Addr {
@@ -962,6 +1136,14 @@ impl Session {
                 let span = u64::from(settings.addresses.clamp(1, MAX_ROTATING_ADDRESSES));
                 let block = (self.run.index as u32 % 16) << 20;
                 Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + block + (n % span) as u32)
+            }
+            Rotation::Subnets => {
+                let n = self.run.rotation.fetch_add(1, Ordering::Relaxed);
+                // Up to 2^12 /24s inside the profile's own /12 of 10.0.0.0/8.
+                let span = u64::from(settings.addresses.clamp(1, 1 << 12));
+                let block = (self.run.index as u32 % 16) << 20;
+                let subnet = ((n % span) as u32) << 8;
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + block + subnet + 1)
             }
         }
     }
@@ -995,7 +1177,7 @@ impl Session {
                 };
                 *log.statuses.entry(key.into()).or_default() += 1;
                 log.failed = true;
-                if f.kind == Kind::Image {
+                if f.kind.is_image() {
                     log.images_requested.insert(f.path.clone());
                 }
                 return;
@@ -1007,8 +1189,18 @@ impl Session {
             .push(f.elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
         *log.statuses.entry(status.to_string()).or_default() += 1;
         let ordinal = self.run.ordinal.fetch_add(1, Ordering::AcqRel) + 1;
-        if f.kind == Kind::Image {
+        if f.kind.is_image() {
             log.images_requested.insert(f.path.clone());
+        }
+        if f.way_through().is_some() {
+            log.way_through += 1;
+            // A person follows it (hindered only past one per session); a scraper is stopped.
+            if settings.kind.role() == super::profile::Role::Human {
+                return;
+            }
+        }
+        if f.kind == Kind::Pass && status >= 400 {
+            log.failed = true;
         }
         let throttled = self.shared.throttled.contains(&status);
         let blocked = self.shared.blocked.contains(&status);
@@ -1027,7 +1219,7 @@ impl Session {
             return;
         }
         self.refusals_in_row = 0;
-        if f.kind == Kind::Image && (200..300).contains(&status) && f.complete {
+        if f.kind.is_image() && (200..300).contains(&status) && f.complete {
             if !is_image_content_type(f.content_type.as_deref()) {
                 // A challenge or error page served with a 2xx is not the photo.
                 self.shared.not_images.fetch_add(1, Ordering::Relaxed);
@@ -1053,6 +1245,7 @@ impl Session {
         totals.skipped_by_robots += log.skipped_by_robots;
         totals.throttled += log.throttled;
         totals.blocked += log.blocked;
+        totals.way_through += log.way_through;
         for (status, count) in log.statuses {
             *totals.statuses.entry(status).or_default() += count;
         }
@@ -1061,10 +1254,17 @@ impl Session {
         if log.refused || (kept_off && log.images_obtained.is_empty()) {
             totals.stopped += 1;
         }
-        if log.refused || log.failed || log.images_obtained.len() < log.images_requested.len() {
+        if log.refused
+            || log.failed
+            || log.way_through > 1
+            || log.images_obtained.len() < log.images_requested.len()
+        {
             totals.hindered += 1;
         }
-        totals.rotated |= matches!(self.run.settings.rotate, Rotation::Subnet | Rotation::Wide);
+        totals.rotated |= matches!(
+            self.run.settings.rotate,
+            Rotation::Subnet | Rotation::Wide | Rotation::Subnets
+        );
         if !totals.rotated {
             totals.addresses.extend(log.addresses);
         }
@@ -1091,6 +1291,7 @@ async fn fetch(
         content_encoding: None,
         content_type: None,
         set_cookie: Vec::new(),
+        location: None,
     };
     let Some(_permit) = shared.gate.enter().await else {
         return fetched;
@@ -1118,6 +1319,11 @@ async fn fetch(
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
+        fetched.location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         fetched.content_type = response
             .headers()
             .get(header::CONTENT_TYPE)

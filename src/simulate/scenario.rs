@@ -136,6 +136,7 @@ struct ProfileEntry {
     repeat: Option<bool>,
     give_up_after: Option<u32>,
     max_images: Option<u64>,
+    max_share: Option<Spanned<f64>>,
     expect_stopped: Option<bool>,
     /// Signing profiles: the loopback address their key directory is served on.
     key_directory: Option<std::net::SocketAddr>,
@@ -330,7 +331,7 @@ impl Scenario {
                         v.span(),
                         "profile.rotate",
                         format!(
-                            "{:?}: expected \"session\", \"shared\", \"subnet\" or \"wide\"",
+                            "{:?}: expected \"session\", \"shared\", \"subnet\", \"subnets\" or \"wide\"",
                             v.get_ref()
                         ),
                     )
@@ -390,6 +391,17 @@ impl Scenario {
             settings.fetch_robots |= settings.obey_robots;
             if let Some(v) = entry.give_up_after {
                 settings.give_up_after = v;
+            }
+            if let Some(v) = &entry.max_share {
+                let share = *v.get_ref();
+                if !(0.0..=1.0).contains(&share) {
+                    return Err(invalid(
+                        v.span(),
+                        "profile.max_share",
+                        format!("{share} is not a share between 0 and 1"),
+                    ));
+                }
+                settings.max_share = Some(share);
             }
             if entry.max_images.is_some() {
                 settings.max_images = entry.max_images;
@@ -518,6 +530,11 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("googlebot"), "{e}");
         let e = error("[[profile]]\nname = \"stealth\"\nrotate = \"often\"\n");
         assert!(e.contains("line 3") && e.contains("profile.rotate"), "{e}");
+        let e = error("[[profile]]\nname = \"stealth\"\nmax_share = 1.5\n");
+        assert!(
+            e.contains("line 3") && e.contains("profile.max_share"),
+            "{e}"
+        );
         let e = error("[[profile]]\nname = \"stealth\"\naddresses = 0\n");
         assert!(e.contains("line 3") && e.contains("addresses"), "{e}");
         let e = error("max_requests = 0\n");
