@@ -516,6 +516,14 @@ pub(crate) fn admit<B>(
         return Err(Refusal::WayThrough(Box::new(way)));
     }
     let charged = !verdict.action.refuses() && matches!(seen.kind, Kind::Page | Kind::Image);
+    if charged && refusal.is_none() && (seen.kind == Kind::Page || tracked.vouched) {
+        refusal = charge_address(limits, ls, &seen, &tracked);
+        if let Some(over) = refusal
+            && let Some(way) = way_through(limits, inputs, &seen, found, verdict, &tracked, over)
+        {
+            return Err(Refusal::WayThrough(Box::new(way)));
+        }
+    }
     let subnet_key = limits.key((3u8, subnet));
     if charged && refusal.is_none() {
         refusal = charge_subnet(limits, ls, &seen, subnet_key, tracked.vouched);
@@ -601,6 +609,10 @@ fn mark_trap(
 struct Tracked {
     /// The record the request was charged to (the visitor's, or the address's).
     key: u64,
+    /// The address's record (its anonymous client's), which holds the address's budgets.
+    address_key: u64,
+    /// The visitor or pass holder, once established on the address: it adds a share.
+    member: Option<u64>,
     /// Known by a valid visitor cookie.
     as_visitor: bool,
     /// An image one of the client's page views vouches for.
@@ -635,6 +647,11 @@ fn track(
     let mut over_pace = false;
     let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
+    let mut established = false;
+    let established_ms = ls
+        .address_established_after
+        .as_millis()
+        .min(u128::from(u32::MAX / 2)) as u32;
     let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
         let mut facts = seen.facts;
         if facts.navigation {
@@ -695,6 +712,11 @@ fn track(
         if refusal.is_some() && kind == Kind::Page {
             // A refused page was not viewed: it vouches for nothing.
             record.behaviour.unview(viewed);
+        } else if as_visitor && kind == Kind::Page && seen.facts.navigation && !over_pace {
+            if record.first_page == 0 {
+                record.first_page = now.max(1);
+            }
+            established = now.wrapping_sub(record.first_page) >= established_ms;
         }
     };
 
@@ -709,7 +731,9 @@ fn track(
         || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
     );
     let mut key = ip_key;
+    let mut member = visitor.map(|v| limits.key((2u8, v.id, subnet)));
     if let Some((pass, _)) = pass {
+        member = Some(limits.key((4u8, pass.id, subnet)));
         // A pass holder is a client of its own, with a person's pace and budgets afresh.
         key = limits.key((4u8, pass.id, subnet));
         limits.store.client(key, now, cap, &mut |record, _| {
@@ -746,6 +770,8 @@ fn track(
     }
     Tracked {
         key,
+        address_key: ip_key,
+        member: member.filter(|_| as_visitor && established),
         as_visitor,
         vouched,
         over_pace,
@@ -786,6 +812,69 @@ fn charge_client(
     rate.check(cell, now)
         .err()
         .map(|wait| Exceeded { quota, rate, wait })
+}
+
+/// The address's visitor window: 10 minutes.
+const MEMBER_WINDOW_MS: u32 = 600_000;
+/// Slots in the address's visitor set.
+const MEMBER_SLOTS: u32 = 28;
+
+/// Charges the address's page or vouched-photo budget, which every client on the address
+/// shares (fresh cookies and passes included), scaled by the visitors established on it.
+/// An established visitor joins the address's set only when its request is served.
+fn charge_address(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    tracked: &Tracked,
+) -> Option<Exceeded> {
+    let mut refusal = None;
+    let (now, cap) = (seen.now, ls.max_tracked_clients);
+    limits
+        .store
+        .client(tracked.address_key, now, cap, &mut |record, _| {
+            let window = (now / MEMBER_WINDOW_MS) & 0xF;
+            if record.members >> MEMBER_SLOTS != window {
+                record.members = window << MEMBER_SLOTS;
+            }
+            let bit = tracked
+                .member
+                .map_or(0, |m| 1u32 << (m % u64::from(MEMBER_SLOTS)));
+            let set = (record.members | bit) & ((1 << MEMBER_SLOTS) - 1);
+            let shares = estimated_members(set).clamp(1, ls.address_max_shares);
+            let (quota, rate, cell) = match seen.kind {
+                Kind::Page => (
+                    "address-pages",
+                    ls.address_pages,
+                    &mut record.tat_address_pages,
+                ),
+                _ => (
+                    "address-photos",
+                    ls.address_photos,
+                    &mut record.tat_address_photos,
+                ),
+            };
+            let shared = rate.shared(shares);
+            match shared.check(cell, now) {
+                Ok(()) => record.members |= bit,
+                Err(wait) => {
+                    refusal = Some(Exceeded {
+                        quota,
+                        rate: shared,
+                        wait,
+                    })
+                }
+            }
+            true
+        });
+    refusal
+}
+
+/// Distinct visitors behind a set of hashed slots (linear counting).
+fn estimated_members(set: u32) -> u32 {
+    let slots = f64::from(MEMBER_SLOTS);
+    let empty = f64::from(MEMBER_SLOTS - set.count_ones()).max(0.5);
+    (-slots * (empty / slots).ln()).round() as u32
 }
 
 /// Charges the subnet's page, image or vouched-image quota.
