@@ -107,7 +107,7 @@
 //! robots.txt disallows: a client that fetched robots.txt and then requests one raises
 //! `robots-ignored`.
 //!
-//! **Memory.** One record per client (64 bytes in the map) holds its tracker and its page,
+//! **Memory.** One record per client (80 bytes in the map) holds its tracker and its page,
 //! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
 //! evicting the stalest; a cleanup task (started with the first request inside a tokio
 //! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).

@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn records_fit_the_memory_budget() {
         assert_eq!(std::mem::size_of::<ClientRecord>(), 72);
-        assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 64);
+        assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 80);
         assert_eq!(std::mem::size_of::<(u64, SubnetRecord)>(), 24);
     }
 
