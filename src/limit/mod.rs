@@ -716,8 +716,10 @@ fn track(
             if record.first_page == 0 {
                 record.first_page = now.max(1);
             }
-            established = now.wrapping_sub(record.first_page) >= established_ms;
         }
+        established = as_visitor
+            && record.first_page != 0
+            && now.wrapping_sub(record.first_page) >= established_ms;
     };
 
     let ip_key = limits.key((1u8, seen.client.key()));
@@ -814,8 +816,9 @@ fn charge_client(
         .map(|wait| Exceeded { quota, rate, wait })
 }
 
-/// The address's visitor window: 10 minutes.
-const MEMBER_WINDOW_MS: u32 = 600_000;
+/// The address's visitor window: 2 minutes. Visitors active together count; a client that
+/// takes one fresh cookie after another has one established at a time.
+const MEMBER_WINDOW_MS: u32 = 120_000;
 /// Slots in the address's visitor set.
 const MEMBER_SLOTS: u32 = 28;
 
