@@ -712,10 +712,13 @@ fn track(
         if refusal.is_some() && kind == Kind::Page {
             // A refused page was not viewed: it vouches for nothing.
             record.behaviour.unview(viewed);
-        } else if as_visitor && kind == Kind::Page && seen.facts.navigation && !over_pace {
-            if record.first_page == 0 {
-                record.first_page = now.max(1);
-            }
+        } else if as_visitor
+            && kind == Kind::Page
+            && seen.facts.navigation
+            && !over_pace
+            && record.first_page == 0
+        {
+            record.first_page = now.max(1);
         }
         established = as_visitor
             && record.first_page != 0
