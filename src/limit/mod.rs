@@ -1128,6 +1128,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_visitor_set_counts_distinct_visitors_roughly() {
+        assert_eq!(estimated_members(0), 0);
+        assert_eq!(estimated_members(1), 1);
+        assert_eq!(estimated_members(0b1111), 4);
+        // Full: beyond what 28 slots can tell apart, capped by address_max_shares.
+        assert!(estimated_members((1 << MEMBER_SLOTS) - 1) >= 28);
+    }
+
+    #[test]
+    fn a_shared_rate_costs_a_share_of_a_period_over_the_same_span() {
+        let rate = Rate::parse("600/day", Some(1200)).unwrap();
+        let shared = rate.shared(4);
+        assert_eq!(shared.burst(), 4800);
+        assert_eq!(shared.period(), rate.period() / 4);
+        assert_eq!(rate.shared(0), rate.shared(1));
+    }
+
+    #[test]
     fn retry_after_rounds_up_and_is_never_zero() {
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
