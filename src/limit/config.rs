@@ -134,7 +134,7 @@ impl Default for LimitsConfig {
             address_pages: RateConfig::new("150/day", 150),
             address_photos: RateConfig::new("600/day", 1200),
             address_max_shares: 28,
-            address_established_after: Spanned::new(0..0, "30s".into()),
+            address_established_after: Spanned::new(0..0, "0s".into()),
             unknown_images: None,
             credit_per_page: 100,
             max_credit: 300,

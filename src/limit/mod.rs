@@ -758,6 +758,7 @@ fn track(
                             .seed_page(v.page, ls.behaviour.credit_per_page);
                         // The page the cookie was issued on was this visitor's first step.
                         let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
+                        record.first_page = seen.now.max(1);
                     }
                     observe(record, verdict, true);
                     true
