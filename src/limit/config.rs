@@ -82,6 +82,15 @@ pub(crate) struct LimitsConfig {
     subnet_images: RateConfig,
     /// Vouched images per subnet: the ceiling for a crowd behind one address.
     subnet_vouched_images: RateConfig,
+    /// Page views per address, every client on it together (cookie visitors and pass holders
+    /// included): one share; the address gets a share for each visitor established on it.
+    address_pages: RateConfig,
+    /// Vouched photos per address, every client on it together: one share, as above.
+    address_photos: RateConfig,
+    /// Most shares an address gets, however many visitors it has.
+    address_max_shares: u32,
+    /// A visitor adds a share to its address once it has been served pages this long.
+    address_established_after: Spanned<String>,
     /// Optional budget for unvouched images served to anyone, per site.
     unknown_images: Option<RateConfig>,
     /// Images a page view vouches for (when their Referer is that page).
@@ -122,6 +131,10 @@ impl Default for LimitsConfig {
             subnet_pages: RateConfig::new("2000/day", 1000),
             subnet_images: RateConfig::new("60/min", 20),
             subnet_vouched_images: RateConfig::new("20000/day", 10000),
+            address_pages: RateConfig::new("150/day", 150),
+            address_photos: RateConfig::new("600/day", 1200),
+            address_max_shares: 28,
+            address_established_after: Spanned::new(0..0, "0s".into()),
             unknown_images: None,
             credit_per_page: 100,
             max_credit: 300,
@@ -249,6 +262,10 @@ pub(crate) struct LimitSettings {
     pub(crate) subnet_pages: Rate,
     pub(crate) subnet_images: Rate,
     pub(crate) subnet_vouched_images: Rate,
+    pub(crate) address_pages: Rate,
+    pub(crate) address_photos: Rate,
+    pub(crate) address_max_shares: u32,
+    pub(crate) address_established_after: Duration,
     pub(crate) unknown_images: Option<Rate>,
     pub(crate) behaviour: BehaviourSettings,
     pub(crate) trap_paths: Vec<String>,
@@ -310,6 +327,21 @@ impl LimitSettings {
             subnet_vouched_images: l
                 .subnet_vouched_images
                 .compile("limits.subnet_vouched_images", source)?,
+            address_pages: l.address_pages.compile("limits.address_pages", source)?,
+            address_photos: l.address_photos.compile("limits.address_photos", source)?,
+            address_max_shares: match l.address_max_shares {
+                1..=28 => l.address_max_shares,
+                n => {
+                    return Err(source.invalid(
+                        None,
+                        format!("limits.address_max_shares = {n}: from 1 to 28"),
+                    ));
+                }
+            },
+            address_established_after: source.duration(
+                "limits.address_established_after",
+                &l.address_established_after,
+            )?,
             unknown_images: l
                 .unknown_images
                 .as_ref()

@@ -107,7 +107,7 @@
 //! robots.txt disallows: a client that fetched robots.txt and then requests one raises
 //! `robots-ignored`.
 //!
-//! **Memory.** One record per client (64 bytes in the map) holds its tracker and its page,
+//! **Memory.** One record per client (80 bytes in the map) holds its tracker and its page,
 //! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
 //! evicting the stalest; a cleanup task (started with the first request inside a tokio
 //! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).
@@ -558,6 +558,14 @@ pub(crate) fn admit<B>(
         return Err(Refusal::WayThrough(Box::new(way)));
     }
     let charged = !verdict.action.refuses() && matches!(seen.kind, Kind::Page | Kind::Image);
+    if charged && refusal.is_none() && (seen.kind == Kind::Page || tracked.vouched) {
+        refusal = charge_address(limits, ls, &seen, &tracked);
+        if let Some(over) = refusal
+            && let Some(way) = way_through(limits, inputs, &seen, found, verdict, &tracked, over)
+        {
+            return Err(Refusal::WayThrough(Box::new(way)));
+        }
+    }
     let subnet_key = limits.key((3u8, subnet));
     if charged && refusal.is_none() {
         refusal = charge_subnet(limits, ls, &seen, subnet_key, tracked.vouched);
@@ -643,6 +651,10 @@ fn mark_trap(
 struct Tracked {
     /// The record the request was charged to (the visitor's, or the address's).
     key: u64,
+    /// The address's record (its anonymous client's), which holds the address's budgets.
+    address_key: u64,
+    /// The visitor or pass holder, once established on the address: it adds a share.
+    member: Option<u64>,
     /// Known by a valid visitor cookie.
     as_visitor: bool,
     /// An image one of the client's page views vouches for.
@@ -677,6 +689,11 @@ fn track(
     let mut over_pace = false;
     let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
+    let mut established = false;
+    let established_ms = ls
+        .address_established_after
+        .as_millis()
+        .min(u128::from(u32::MAX / 2)) as u32;
     let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
         let mut facts = seen.facts;
         if facts.navigation {
@@ -737,7 +754,17 @@ fn track(
         if refusal.is_some() && kind == Kind::Page {
             // A refused page was not viewed: it vouches for nothing.
             record.behaviour.unview(viewed);
+        } else if as_visitor
+            && kind == Kind::Page
+            && seen.facts.navigation
+            && !over_pace
+            && record.first_page == 0
+        {
+            record.first_page = now.max(1);
         }
+        established = as_visitor
+            && record.first_page != 0
+            && now.wrapping_sub(record.first_page) >= established_ms;
     };
 
     let ip_key = limits.key((1u8, seen.client.key()));
@@ -751,7 +778,9 @@ fn track(
         || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
     );
     let mut key = ip_key;
+    let mut member = visitor.map(|v| limits.key((2u8, v.id, subnet)));
     if let Some((pass, _)) = pass {
+        member = Some(limits.key((4u8, pass.id, subnet)));
         // A pass holder is a client of its own, with a person's pace and budgets afresh.
         key = limits.key((4u8, pass.id, subnet));
         limits.store.client(key, now, cap, &mut |record, _| {
@@ -771,6 +800,7 @@ fn track(
                             .seed_page(v.page, ls.behaviour.credit_per_page);
                         // The page the cookie was issued on was this visitor's first step.
                         let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
+                        record.first_page = seen.now.max(1);
                     }
                     observe(record, verdict, true);
                     true
@@ -788,6 +818,8 @@ fn track(
     }
     Tracked {
         key,
+        address_key: ip_key,
+        member: member.filter(|_| as_visitor && established),
         as_visitor,
         vouched,
         over_pace,
@@ -828,6 +860,70 @@ fn charge_client(
     rate.check(cell, now)
         .err()
         .map(|wait| Exceeded { quota, rate, wait })
+}
+
+/// The address's visitor window: 2 minutes. Visitors active together count; a client that
+/// takes one fresh cookie after another has one established at a time.
+const MEMBER_WINDOW_MS: u32 = 120_000;
+/// Slots in the address's visitor set.
+const MEMBER_SLOTS: u32 = 28;
+
+/// Charges the address's page or vouched-photo budget, which every client on the address
+/// shares (fresh cookies and passes included), scaled by the visitors established on it.
+/// An established visitor joins the address's set only when its request is served.
+fn charge_address(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    tracked: &Tracked,
+) -> Option<Exceeded> {
+    let mut refusal = None;
+    let (now, cap) = (seen.now, ls.max_tracked_clients);
+    limits
+        .store
+        .client(tracked.address_key, now, cap, &mut |record, _| {
+            let window = (now / MEMBER_WINDOW_MS) & 0xF;
+            if record.members >> MEMBER_SLOTS != window {
+                record.members = window << MEMBER_SLOTS;
+            }
+            let bit = tracked
+                .member
+                .map_or(0, |m| 1u32 << (m % u64::from(MEMBER_SLOTS)));
+            let set = (record.members | bit) & ((1 << MEMBER_SLOTS) - 1);
+            let shares = estimated_members(set).clamp(1, ls.address_max_shares);
+            let (quota, rate, cell) = match seen.kind {
+                Kind::Page => (
+                    "address-pages",
+                    ls.address_pages,
+                    &mut record.tat_address_pages,
+                ),
+                _ => (
+                    "address-photos",
+                    ls.address_photos,
+                    &mut record.tat_address_photos,
+                ),
+            };
+            let shared = rate.shared(shares);
+            match shared.check(cell, now) {
+                Ok(()) => record.members |= bit,
+                Err(wait) => {
+                    refusal = Some(Exceeded {
+                        quota,
+                        rate: shared,
+                        wait,
+                    })
+                }
+            }
+            true
+        });
+    refusal
+}
+
+/// Distinct visitors behind a set of hashed slots (linear counting).
+fn estimated_members(set: u32) -> u32 {
+    let slots = f64::from(MEMBER_SLOTS);
+    let empty = f64::from(MEMBER_SLOTS - set.count_ones()).max(0.5);
+    (-slots * (empty / slots).ln()).round() as u32
 }
 
 /// Charges the subnet's page, image or vouched-image quota.
@@ -1073,6 +1169,24 @@ fn address_hash(client: ClientId) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_visitor_set_counts_distinct_visitors_roughly() {
+        assert_eq!(estimated_members(0), 0);
+        assert_eq!(estimated_members(1), 1);
+        assert_eq!(estimated_members(0b1111), 4);
+        // Full: beyond what 28 slots can tell apart, capped by address_max_shares.
+        assert!(estimated_members((1 << MEMBER_SLOTS) - 1) >= 28);
+    }
+
+    #[test]
+    fn a_shared_rate_costs_a_share_of_a_period_over_the_same_span() {
+        let rate = Rate::parse("600/day", Some(1200)).unwrap();
+        let shared = rate.shared(4);
+        assert_eq!(shared.burst(), 4800);
+        assert_eq!(shared.period(), rate.period() / 4);
+        assert_eq!(rate.shared(0), rate.shared(1));
+    }
 
     #[test]
     fn retry_after_rounds_up_and_is_never_zero() {

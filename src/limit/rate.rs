@@ -80,6 +80,22 @@ impl Rate {
         self.quota.replenish_interval()
     }
 
+    /// The rate shared by `shares` people: each request costs a `shares`-th of a period, and
+    /// the bucket holds `shares` times the burst (the same span of time).
+    pub(crate) fn shared(&self, shares: u32) -> Rate {
+        let shares = shares.max(1);
+        let Some(quota) = Quota::with_period(self.period() / shares) else {
+            return *self;
+        };
+        let burst = self.burst().saturating_mul(shares);
+        Rate {
+            quota: quota
+                .allow_burst(std::num::NonZeroU32::new(burst).unwrap_or(self.quota.burst_size())),
+            per: self.per.saturating_mul(shares),
+            unit: self.unit,
+        }
+    }
+
     /// Seconds for an empty bucket to fill up again (the `w` of `RateLimit-Policy`).
     pub fn window_secs(&self) -> u64 {
         self.quota.burst_size_replenished_in().as_secs_f64().ceil() as u64

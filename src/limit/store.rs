@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::rate::{Millis, is_idle};
 use crate::signals::behaviour::{BEHAVIOUR_BYTES, Behaviour};
 
-/// A client's state: its page, pace and image limiter cells and its tracker. 56 bytes.
+/// A client's state: its page, pace and image limiter cells and its tracker. 72 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientRecord {
     /// GCRA cell for page views (the long-horizon budget).
@@ -27,6 +27,16 @@ pub struct ClientRecord {
     pub tat_images: Millis,
     /// What the client has been doing.
     pub behaviour: Behaviour,
+    /// An address's record: GCRA cell for every page view from the address (its anonymous
+    /// client, its cookie visitors, its pass holders), shared by the visitors it has seen.
+    pub tat_address_pages: Millis,
+    /// An address's record: GCRA cell for every vouched photo from the address.
+    pub tat_address_photos: Millis,
+    /// An address's record: the visitors seen on it in the current window (a 28-bit set,
+    /// the window's number in the top 4 bits).
+    pub members: u32,
+    /// A visitor's record: when it was first served a page (0: not yet).
+    pub first_page: Millis,
 }
 
 impl ClientRecord {
@@ -405,8 +415,8 @@ mod tests {
 
     #[test]
     fn records_fit_the_memory_budget() {
-        assert_eq!(std::mem::size_of::<ClientRecord>(), 56);
-        assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 64);
+        assert_eq!(std::mem::size_of::<ClientRecord>(), 72);
+        assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 80);
         assert_eq!(std::mem::size_of::<(u64, SubnetRecord)>(), 24);
     }
 
