@@ -142,8 +142,8 @@ pub use rate::{Millis, Rate};
 #[cfg(feature = "redis")]
 pub use redis::{Fleet, FleetClock, RedisStore, StoreConfig, StoreSettings, hold_writes};
 pub use store::{
-    CELLS, CLIENT_BYTES, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
-    StateStore, SubnetRecord,
+    CLIENT_BYTES, CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
+    SUBNET_CELLS, StateStore, SubnetRecord,
 };
 
 use crate::classify::Classification;

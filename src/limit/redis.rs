@@ -49,13 +49,14 @@ use super::clock::Clock;
 use super::cookie::share_fleet_secret;
 use super::rate::Millis;
 use super::store::{
-    CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, StateStore, SubnetRecord,
+    CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_CELLS, StateStore,
+    SubnetRecord,
 };
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::MAX_TRAP_MARK;
 
 /// Byte offset of the trap mark in an encoded client record (merged as the later of two).
-const TRAP_AT: usize = 4 * CELLS;
+const TRAP_AT: usize = 4 * CLIENT_CELLS;
 
 /// Writes waiting for the writer; past this, new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
@@ -299,6 +300,8 @@ struct Write {
     key: String,
     before: Vec<u8>,
     after: Vec<u8>,
+    /// Its leading GCRA cells (merged by adding charges).
+    cells: usize,
     mark_at: usize,
     ttl_ms: u64,
 }
@@ -518,7 +521,7 @@ impl Fleet {
             merge
                 .arg(&write.before[..])
                 .arg(&write.after[..])
-                .arg(CELLS)
+                .arg(write.cells)
                 .arg(write.mark_at)
                 .arg(write.ttl_ms);
             pipe.invoke_script(&merge).ignore();
@@ -623,7 +626,15 @@ impl SiteStore {
 
     /// Queues the merge of one record; `ttl_ms` is its shortest life in Redis (a budget
     /// further ahead keeps it longer).
-    fn write(&self, key: String, before: Option<&[u8]>, after: &[u8], mark_at: usize, ttl_ms: u64) {
+    fn write(
+        &self,
+        key: String,
+        before: Option<&[u8]>,
+        after: &[u8],
+        cells: usize,
+        mark_at: usize,
+        ttl_ms: u64,
+    ) {
         if self.fleet.degraded() {
             return;
         }
@@ -631,6 +642,7 @@ impl SiteStore {
             key,
             before: before.map(<[u8]>::to_vec).unwrap_or_default(),
             after: after.to_vec(),
+            cells,
             mark_at,
             ttl_ms,
         };
@@ -730,7 +742,14 @@ impl StateStore for RedisStore {
                 idle
             };
             let before = before.as_ref().map(|b| &b[..]);
-            inner.write(inner.client_key(key), before, &after, TRAP_AT, ttl);
+            inner.write(
+                inner.client_key(key),
+                before,
+                &after,
+                CLIENT_CELLS,
+                TRAP_AT,
+                ttl,
+            );
         }
         kept
     }
@@ -751,6 +770,7 @@ impl StateStore for RedisStore {
                 inner.subnet_key(key),
                 Some(&before),
                 &after,
+                SUBNET_CELLS,
                 0,
                 inner.idle_ms(),
             );
@@ -772,6 +792,7 @@ impl StateStore for RedisStore {
                 inner.site_key(),
                 Some(&before.to_le_bytes()),
                 &after.to_le_bytes(),
+                1,
                 0,
                 inner.idle_ms(),
             );

@@ -52,16 +52,19 @@ impl ClientRecord {
     }
 }
 
-/// Leading little-endian `u32` GCRA cells of every encoded record: a shared store merges
-/// concurrent writes by adding up what each charged to them.
-pub const CELLS: usize = 3;
+/// Leading little-endian `u32` GCRA cells of an encoded [`ClientRecord`]: a shared store
+/// merges concurrent writes by adding up what each charged to them.
+pub const CLIENT_CELLS: usize = 5;
 
-/// Bytes of an encoded [`ClientRecord`]: its three cells, then its tracker (whose trap mark
-/// comes first, at byte 12).
-pub const CLIENT_BYTES: usize = 4 * CELLS + BEHAVIOUR_BYTES;
+/// Leading `u32` GCRA cells of an encoded [`SubnetRecord`].
+pub const SUBNET_CELLS: usize = 3;
+
+/// Bytes of an encoded [`ClientRecord`]: its five cells, then its tracker (whose trap mark
+/// comes first, at byte 20), then the address's visitor set and the visitor's first page.
+pub const CLIENT_BYTES: usize = 4 * CLIENT_CELLS + BEHAVIOUR_BYTES + 8;
 
 /// Bytes of an encoded [`SubnetRecord`]: its three cells, then when it was last seen.
-pub const SUBNET_BYTES: usize = 4 * CELLS + 4;
+pub const SUBNET_BYTES: usize = 4 * SUBNET_CELLS + 4;
 
 // === impl ClientRecord, SubnetRecord: the one encoding (a shared store's wire form) ===
 
@@ -69,8 +72,21 @@ impl ClientRecord {
     /// The record as bytes: a new field is one line here and one in [`decode`](Self::decode).
     pub fn encode(&self) -> [u8; CLIENT_BYTES] {
         let mut out = [0u8; CLIENT_BYTES];
-        put_cells(&mut out, [self.tat_pages, self.tat_pace, self.tat_images]);
-        out[4 * CELLS..].copy_from_slice(&self.behaviour.encode());
+        put_cells(
+            &mut out,
+            [
+                self.tat_pages,
+                self.tat_pace,
+                self.tat_images,
+                self.tat_address_pages,
+                self.tat_address_photos,
+            ],
+        );
+        let tracker = 4 * CLIENT_CELLS;
+        let tail = tracker + BEHAVIOUR_BYTES;
+        out[tracker..tail].copy_from_slice(&self.behaviour.encode());
+        out[tail..tail + 4].copy_from_slice(&self.members.to_le_bytes());
+        out[tail + 4..].copy_from_slice(&self.first_page.to_le_bytes());
         out
     }
 
@@ -78,13 +94,28 @@ impl ClientRecord {
     /// record written by another version).
     pub fn decode(bytes: &[u8]) -> Option<ClientRecord> {
         let bytes: &[u8; CLIENT_BYTES] = bytes.try_into().ok()?;
-        let [tat_pages, tat_pace, tat_images] = cells(bytes);
-        let behaviour = Behaviour::decode(bytes[4 * CELLS..].try_into().ok()?);
+        let [
+            tat_pages,
+            tat_pace,
+            tat_images,
+            tat_address_pages,
+            tat_address_photos,
+        ] = cells(bytes);
+        let tracker = 4 * CLIENT_CELLS;
+        let tail = tracker + BEHAVIOUR_BYTES;
+        let behaviour = Behaviour::decode(bytes[tracker..tail].try_into().ok()?);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         Some(ClientRecord {
             tat_pages,
             tat_pace,
             tat_images,
             behaviour,
+            tat_address_pages,
+            tat_address_photos,
+            members: word(tail),
+            first_page: word(tail + 4),
         })
     }
 }
@@ -97,7 +128,7 @@ impl SubnetRecord {
             &mut out,
             [self.tat_pages, self.tat_images, self.tat_vouched],
         );
-        out[4 * CELLS..].copy_from_slice(&self.last_ms.to_le_bytes());
+        out[4 * SUBNET_CELLS..].copy_from_slice(&self.last_ms.to_le_bytes());
         out
     }
 
@@ -109,19 +140,19 @@ impl SubnetRecord {
             tat_pages,
             tat_images,
             tat_vouched,
-            last_ms: u32::from_le_bytes(bytes[4 * CELLS..].try_into().ok()?),
+            last_ms: u32::from_le_bytes(bytes[4 * SUBNET_CELLS..].try_into().ok()?),
         })
     }
 }
 
-fn put_cells(out: &mut [u8], cells: [Millis; CELLS]) {
+fn put_cells<const N: usize>(out: &mut [u8], cells: [Millis; N]) {
     for (chunk, cell) in out.chunks_exact_mut(4).zip(cells) {
         chunk.copy_from_slice(&cell.to_le_bytes());
     }
 }
 
-fn cells(bytes: &[u8]) -> [Millis; CELLS] {
-    let mut out = [0; CELLS];
+fn cells<const N: usize>(bytes: &[u8]) -> [Millis; N] {
+    let mut out = [0; N];
     for (cell, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
         *cell = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
@@ -451,12 +482,18 @@ mod tests {
             record.tat_pages = 7;
             record.tat_pace = 0xdead_beef;
             record.tat_images = 9;
+            record.tat_address_pages = 11;
+            record.tat_address_photos = 13;
+            record.members = 0x3000_0005;
+            record.first_page = 1200;
             record.behaviour.mark_trap(1234, 60_000);
             seen = *record;
             true
         });
         assert_eq!(ClientRecord::decode(&seen.encode()), Some(seen));
         assert_eq!(&seen.encode()[..4], &7u32.to_le_bytes());
+        // Every cell a shared store merges by adding charges leads the encoding.
+        assert_eq!(&seen.encode()[16..20], &13u32.to_le_bytes());
         assert_eq!(ClientRecord::decode(&seen.encode()[1..]), None);
         let subnet = SubnetRecord {
             tat_pages: 1,
