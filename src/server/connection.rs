@@ -355,30 +355,35 @@ impl TransportSlot {
     }
 }
 
+/// What a [`ReadTap`] does with the bytes a client sends.
+pub(super) trait Tap {
+    /// Sees the next bytes read; `false` once it has seen enough (the tap is then dropped).
+    fn saw(&mut self, bytes: &[u8]) -> bool;
+}
+
 pin_project! {
-    /// The decrypted stream under hyper: on an HTTP/2 connection it reads the opening frames
-    /// as they pass, up to the first HEADERS frame (at most [`H2_BOUND`] bytes), then only
-    /// passes bytes on.
-    pub(super) struct H2Recorder<IO> {
+    /// A stream that shows what the client sends to a [`Tap`] until the tap has seen enough,
+    /// then only passes bytes on; writes always pass straight through.
+    pub(super) struct ReadTap<IO, T> {
         #[pin]
         io: IO,
-        seen: Option<Vec<u8>>,
-        slot: Arc<TransportSlot>,
+        tap: Option<T>,
     }
 }
 
-impl<IO> H2Recorder<IO> {
-    /// Records when `h2` (the negotiated ALPN protocol); passes bytes on untouched otherwise.
-    pub(super) fn new(io: IO, slot: Arc<TransportSlot>, h2: bool) -> Self {
-        H2Recorder {
-            io,
-            seen: h2.then(|| Vec::with_capacity(512)),
-            slot,
-        }
+impl<IO, T> ReadTap<IO, T> {
+    /// `io` shown to `tap`; with `None`, a plain pass-through.
+    pub(super) fn new(io: IO, tap: Option<T>) -> Self {
+        ReadTap { io, tap }
+    }
+
+    /// The tap, if it has not seen enough yet; it sees nothing more.
+    pub(super) fn take_tap(&mut self) -> Option<T> {
+        self.tap.take()
     }
 }
 
-impl<IO: tokio::io::AsyncRead> tokio::io::AsyncRead for H2Recorder<IO> {
+impl<IO: tokio::io::AsyncRead, T: Tap> tokio::io::AsyncRead for ReadTap<IO, T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -387,22 +392,16 @@ impl<IO: tokio::io::AsyncRead> tokio::io::AsyncRead for H2Recorder<IO> {
         let this = self.project();
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
-        if let Some(seen) = this.seen.as_mut() {
-            seen.extend_from_slice(&buf.filled()[before..]);
-            match H2Fingerprint::read(seen) {
-                H2Reading::Incomplete if seen.len() < H2_BOUND => {}
-                H2Reading::Done(fingerprint) => {
-                    let _ = this.slot.h2.set(fingerprint);
-                    *this.seen = None;
-                }
-                H2Reading::Incomplete | H2Reading::Unreadable => *this.seen = None,
-            }
+        if let Some(tap) = this.tap.as_mut()
+            && !tap.saw(&buf.filled()[before..])
+        {
+            *this.tap = None;
         }
         polled
     }
 }
 
-impl<IO: tokio::io::AsyncWrite> tokio::io::AsyncWrite for H2Recorder<IO> {
+impl<IO: tokio::io::AsyncWrite, T> tokio::io::AsyncWrite for ReadTap<IO, T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -429,6 +428,44 @@ impl<IO: tokio::io::AsyncWrite> tokio::io::AsyncWrite for H2Recorder<IO> {
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
+    }
+}
+
+/// The decrypted stream under hyper: on an HTTP/2 connection it reads the opening frames as
+/// they pass, up to the first HEADERS frame (at most [`H2_BOUND`] bytes), then only passes
+/// bytes on.
+pub(super) type H2Recorder<IO> = ReadTap<IO, H2Opening>;
+
+/// The HTTP/2 opening read so far, and where its fingerprint goes.
+pub(super) struct H2Opening {
+    seen: Vec<u8>,
+    slot: Arc<TransportSlot>,
+}
+
+impl H2Opening {
+    /// Records when `h2` (the negotiated ALPN protocol); passes bytes on untouched otherwise.
+    pub(super) fn on<IO>(io: IO, slot: Arc<TransportSlot>, h2: bool) -> H2Recorder<IO> {
+        ReadTap::new(
+            io,
+            h2.then(|| H2Opening {
+                seen: Vec::with_capacity(512),
+                slot,
+            }),
+        )
+    }
+}
+
+impl Tap for H2Opening {
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        self.seen.extend_from_slice(bytes);
+        match H2Fingerprint::read(&self.seen) {
+            H2Reading::Incomplete => self.seen.len() < H2_BOUND,
+            H2Reading::Done(fingerprint) => {
+                let _ = self.slot.h2.set(fingerprint);
+                false
+            }
+            H2Reading::Unreadable => false,
+        }
     }
 }
 

@@ -711,7 +711,7 @@ async fn serve_connection(
         }
         Some(acceptor) => {
             let stream = tokio::select! {
-                accepted = tokio::time::timeout(timeout, acceptor.accept(tls::HelloRecorder::new(stream))) => match accepted {
+                accepted = tokio::time::timeout(timeout, acceptor.accept(tls::HelloCopy::on(stream))) => match accepted {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
                         tracing::debug!(target: "lenscap::server", %peer, %error, "TLS handshake failed");
@@ -728,7 +728,7 @@ async fn serve_connection(
             let mut stream = stream;
             let slot = connection::TransportSlot::new(stream.get_mut().0.take_fingerprint());
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let stream = connection::H2Recorder::new(stream, slot.clone(), h2);
+            let stream = connection::H2Opening::on(stream, slot.clone(), h2);
             let service = connection_service(context.shared, peer, Some(slot), activity.clone());
             connection::serve(
                 stream,

@@ -15,16 +15,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use notify::Watcher as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -33,6 +30,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
 use super::ServerError;
+use super::connection::{ReadTap, Tap};
 use crate::signals::transport::{ClientHelloFacts, TlsFingerprint, is_grease};
 
 /// The ALPN protocol of the TLS-ALPN-01 challenge.
@@ -310,75 +308,32 @@ pub(super) fn reload_files(certificates: &Certificates) {
 /// holds at most 16 KiB).
 const HELLO_BOUND: usize = 16 * 1024 + 5;
 
-pin_project_lite::pin_project! {
-    /// The socket under rustls, keeping a copy of what the client sends until the handshake
-    /// is done: rustls does not expose the ClientHello's extension order, which JA4 needs.
-    pub(super) struct HelloRecorder<IO> {
-        #[pin]
-        io: IO,
-        seen: Option<Vec<u8>>,
+/// The socket under rustls, keeping a copy of what the client sends until the handshake is
+/// done: rustls does not expose the ClientHello's extension order, which JA4 needs.
+pub(super) type HelloRecorder<IO> = ReadTap<IO, HelloCopy>;
+
+/// The bytes a client sent before its handshake was done, up to [`HELLO_BOUND`].
+pub(super) struct HelloCopy(Vec<u8>);
+
+impl HelloCopy {
+    /// `io` with its ClientHello kept.
+    pub(super) fn on<IO>(io: IO) -> HelloRecorder<IO> {
+        ReadTap::new(io, Some(HelloCopy(Vec::with_capacity(2048))))
+    }
+}
+
+impl Tap for HelloCopy {
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        let room = HELLO_BOUND.saturating_sub(self.0.len());
+        self.0.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        true
     }
 }
 
 impl<IO> HelloRecorder<IO> {
-    pub(super) fn new(io: IO) -> Self {
-        HelloRecorder {
-            io,
-            seen: Some(Vec::with_capacity(2048)),
-        }
-    }
-
     /// The fingerprint of the ClientHello read so far; recording stops here.
     pub(super) fn take_fingerprint(&mut self) -> Option<TlsFingerprint> {
-        hello_fingerprint(&self.seen.take()?)
-    }
-}
-
-impl<IO: AsyncRead> AsyncRead for HelloRecorder<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let polled = this.io.poll_read(cx, buf);
-        if let Some(seen) = this.seen.as_mut() {
-            let new = &buf.filled()[before..];
-            let room = HELLO_BOUND.saturating_sub(seen.len());
-            seen.extend_from_slice(&new[..new.len().min(room)]);
-        }
-        polled
-    }
-}
-
-impl<IO: AsyncWrite> AsyncWrite for HelloRecorder<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().io.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        hello_fingerprint(&self.take_tap()?.0)
     }
 }
 
