@@ -16,6 +16,7 @@ needed=(
   "chromedriver:chromium-driver"
   "python3:python3"
   "redis-server:redis-server"
+  "redis-cli:redis-tools"
 )
 
 missing=()

@@ -140,7 +140,10 @@ pub(crate) use pass::PassError;
 pub use pass::{PASS_PARAM, PASS_PATH, with_pass};
 pub use rate::{Millis, Rate};
 #[cfg(feature = "redis")]
-pub use redis::{Fleet, FleetClock, RedisStore, StoreConfig, StoreSettings, hold_writes};
+pub use redis::{
+    Fleet, FleetClock, Merged, Merging, RedisStore, Servers, StoreConfig, StoreSettings,
+    hold_writes,
+};
 pub use store::{
     CLIENT_BYTES, CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
     SUBNET_CELLS, StateStore, SubnetRecord,

@@ -5,7 +5,7 @@
 //! arithmetic through a [`StateStore`] that borrows that cell, so a client's tracker and all
 //! its limiter cells live in one map entry and one lookup serves them all.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use governor::clock::Clock as GovernorClock;
@@ -110,10 +110,46 @@ impl Rate {
         };
         let limiter: RateLimiter<NotKeyed, _, _, NoOpMiddleware<Duration>> =
             RateLimiter::new(self.quota, cell, Frozen);
-        limiter
+        let checked = limiter
             .check()
-            .map_err(|not_until| not_until.wait_time_from(Duration::ZERO))
+            .map_err(|not_until| not_until.wait_time_from(Duration::ZERO));
+        checked?;
+        note_admission(*tat, self);
+        Ok(())
     }
+
+    /// The most a cell may be ahead of now right after an admitted request: the bucket's
+    /// whole span (burst × period), in milliseconds, rounded up.
+    pub(crate) fn span_ms(&self) -> u32 {
+        let span = self.quota.burst_size_replenished_in().as_nanos();
+        span.div_ceil(1_000_000).min(u128::from(u32::MAX / 2)) as u32
+    }
+}
+
+/// Admissions made while [`admissions_during`] runs: each admitted cell's new value and the
+/// most it may be ahead of now ([`Rate::span_ms`]).
+pub(crate) type Admissions = Vec<(Millis, u32)>;
+
+thread_local! {
+    /// The admissions of the record being decided on this thread, when a shared store asked.
+    static ADMISSIONS: RefCell<Option<Admissions>> = const { RefCell::new(None) };
+}
+
+fn note_admission(tat: Millis, rate: &Rate) {
+    ADMISSIONS.with(|noted| {
+        if let Some(noted) = noted.borrow_mut().as_mut() {
+            noted.push((tat, rate.span_ms()));
+        }
+    });
+}
+
+/// Runs `decide` and returns the admissions its checks made, so that a shared store can
+/// check each one again, atomically, against the fleet's copy of the cell.
+pub(crate) fn admissions_during<R>(decide: impl FnOnce() -> R) -> (R, Admissions) {
+    let outer = ADMISSIONS.with(|noted| noted.borrow_mut().replace(Vec::new()));
+    let out = decide();
+    let noted = ADMISSIONS.with(|noted| std::mem::replace(&mut *noted.borrow_mut(), outer));
+    (out, noted.unwrap_or_default())
 }
 
 impl std::fmt::Display for Rate {
@@ -202,6 +238,21 @@ mod tests {
         assert!(r.check(&mut tat, now + 2000).is_err());
         assert!(!is_idle(tat, now + 2000));
         assert!(is_idle(tat, now + 10_000));
+    }
+
+    #[test]
+    fn admissions_are_noted_only_while_asked_for() {
+        let r = Rate::parse("30/min", Some(3)).unwrap();
+        let mut tat = 0;
+        r.check(&mut tat, 10_000).unwrap();
+        let ((), noted) = admissions_during(|| {
+            r.check(&mut tat, 10_000).unwrap();
+            r.check(&mut tat, 10_000).unwrap();
+            assert!(r.check(&mut tat, 10_000).is_err());
+        });
+        // Two admitted (the refused one changes nothing); a 3-burst of 2 s periods spans 6 s.
+        assert_eq!(noted, vec![(14_000, 6_000), (16_000, 6_000)]);
+        assert_eq!(r.span_ms(), 6_000);
     }
 
     #[test]

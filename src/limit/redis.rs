@@ -40,20 +40,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use tokio::sync::mpsc;
 
 use super::clock::Clock;
 use super::cookie::share_fleet_secret;
-use super::rate::Millis;
+use super::rate::{Admissions, Millis, admissions_during};
 use super::store::{
     CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_CELLS, StateStore,
     SubnetRecord,
 };
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::MAX_TRAP_MARK;
+
+mod link;
+
+use link::Link;
+pub use link::Servers;
 
 /// Byte offset of the trap mark in an encoded client record (merged as the later of two).
 const TRAP_AT: usize = 4 * CLIENT_CELLS;
@@ -67,10 +71,15 @@ const BATCH: usize = 512;
 /// Where the fleet's visitor-cookie secret lives.
 const SECRET_KEY: &str = "lenscap:fleet:secret";
 
-/// Merges one record written by an instance into the stored one, atomically.
+/// Merges one record written by an instance into the stored one, atomically, at Redis `TIME`.
 /// KEYS[1] the record; ARGV: before (empty when the instance had none), after, the number of
 /// leading u32 cells, the byte offset of a u16 "later wins" mark (0: none), the TTL floor in
-/// milliseconds.
+/// milliseconds, the most each cell may be ahead of now after the request's charge (u32
+/// each, 0: not checked; may be empty), and `1` when the instance refuses the request on an
+/// answer above 0 (the refused charge is then not kept) or `0` when it has answered already
+/// (the charge is kept, so the next request pays for it).
+/// Returns 0, or how many milliseconds too early the request came for a cell whose charge no
+/// longer conforms once another instance's write is counted.
 const MERGE: &str = r#"
 local M = 4294967296
 local function ahead(a, b)
@@ -89,10 +98,11 @@ local now = (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) % M
 local stored = redis.call('GET', KEYS[1])
 local before, after = ARGV[1], ARGV[2]
 local cells, mark, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limits, held = ARGV[6] or '', ARGV[7] == '1'
 local merged = after
+local late = 0
 if stored and stored ~= before and #stored == #after then
   local parts = {}
-  local horizon = 0
   for i = 0, cells - 1 do
     local at = i * 4 + 1
     local s = struct.unpack('<I4', stored, at)
@@ -102,7 +112,13 @@ if stored and stored ~= before and #stored == #after then
     local charge = 0
     if a ~= 0 then charge = ahead(a, later(b, now)) end
     if charge > 0 then
-      s = (later(s, now) + charge) % M
+      local charged = (later(s, now) + charge) % M
+      local limit = 0
+      if #limits >= at + 3 then limit = struct.unpack('<I4', limits, at) end
+      local over = 0
+      if limit > 0 then over = ahead(charged, now) - limit end
+      if over > late then late = over end
+      if over <= 0 or not held then s = charged end
       if s == 0 then s = 1 end
     end
     parts[#parts + 1] = struct.pack('<I4', s)
@@ -122,7 +138,7 @@ for i = 0, cells - 1 do
   if cell ~= 0 and ahead(cell, now) > ttl then ttl = ahead(cell, now) end
 end
 redis.call('SET', KEYS[1], merged, 'PX', ttl + 1000)
-return 1
+return late
 "#;
 
 // === impl StoreConfig ===
@@ -133,6 +149,7 @@ return 1
 pub struct StoreConfig {
     backend: Spanned<String>,
     url: Option<Spanned<String>>,
+    nodes: Option<Spanned<Vec<String>>>,
     password_env: Option<Spanned<String>>,
     timeout: Spanned<String>,
     connect_timeout: Spanned<String>,
@@ -143,6 +160,7 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: Spanned::new(0..0, "memory".into()),
             url: None,
+            nodes: None,
             password_env: None,
             timeout: Spanned::new(0..0, "50ms".into()),
             connect_timeout: Spanned::new(0..0, "1s".into()),
@@ -153,7 +171,7 @@ impl Default for StoreConfig {
 /// `[store]`, compiled, for the Redis backend (the in-process store needs no settings).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreSettings {
-    url: String,
+    servers: Servers,
     password: Option<String>,
     /// Longest wait for Redis on a request's path before deciding from local state.
     pub timeout: Duration,
@@ -172,12 +190,27 @@ impl fmt::Debug for StoreSettings {
 }
 
 impl StoreSettings {
-    /// The URL without its password, for logs.
+    /// The URL (a cluster's node URLs, comma-separated) without passwords, for logs.
     pub fn redacted_url(&self) -> String {
-        match (self.url.split_once("://"), self.url.rfind('@')) {
-            (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &self.url[at..]),
-            _ => self.url.clone(),
+        match &self.servers {
+            Servers::One(url) => redacted(url),
+            Servers::Cluster(nodes) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| redacted(n)).collect();
+                nodes.join(",")
+            }
         }
+    }
+
+    /// Where the fleet's Redis is.
+    pub fn servers(&self) -> &Servers {
+        &self.servers
+    }
+}
+
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
+        _ => url.to_owned(),
     }
 }
 
@@ -197,15 +230,7 @@ impl StoreConfig {
                 ));
             }
         }
-        let url = self.url.as_ref().ok_or_else(|| {
-            source.invalid(
-                source.section("store"),
-                "store.url is required with backend = \"redis\" (e.g. \"redis://127.0.0.1:6379/0\")",
-            )
-        })?;
-        if let Err(error) = redis::Client::open(url.get_ref().as_str()) {
-            return Err(source.invalid(Some(url.span()), format!("store.url: {error}")));
-        }
+        let servers = self.servers(source)?;
         let password = match &self.password_env {
             None => None,
             Some(name) => Some(std::env::var(name.get_ref()).map_err(|_| {
@@ -226,11 +251,56 @@ impl StoreConfig {
             Ok(d)
         };
         Ok(Some(StoreSettings {
-            url: url.get_ref().clone(),
+            servers,
             password,
             timeout: positive("store.timeout", &self.timeout)?,
             connect_timeout: positive("store.connect_timeout", &self.connect_timeout)?,
         }))
+    }
+}
+
+impl StoreConfig {
+    /// `url` (one server) or `nodes` (a Redis Cluster's), exactly one, each a URL the
+    /// crate reads; a cluster's nodes all on database 0 (a cluster has no other).
+    fn servers(&self, source: &Source<'_>) -> Result<Servers, ConfigError> {
+        let check = |key: &str, url: &Spanned<String>, at: std::ops::Range<usize>| {
+            match redis::IntoConnectionInfo::into_connection_info(url.get_ref().as_str()) {
+                Err(error) => Err(source.invalid(Some(at), format!("{key}: {error}"))),
+                Ok(info) => Ok(info.redis_settings().db()),
+            }
+        };
+        match (&self.url, &self.nodes) {
+            (Some(url), None) => {
+                check("store.url", url, url.span())?;
+                Ok(Servers::One(url.get_ref().clone()))
+            }
+            (None, Some(nodes)) => {
+                if nodes.get_ref().is_empty() {
+                    return Err(source.invalid(
+                        Some(nodes.span()),
+                        "store.nodes is empty: name at least one node of the cluster",
+                    ));
+                }
+                for node in nodes.get_ref() {
+                    let spanned = Spanned::new(nodes.span(), node.clone());
+                    if check("store.nodes", &spanned, nodes.span())? != 0 {
+                        return Err(source.invalid(
+                            Some(nodes.span()),
+                            format!("store.nodes: {node:?} names a database other than 0, which a Redis Cluster does not have"),
+                        ));
+                    }
+                }
+                Ok(Servers::Cluster(nodes.get_ref().clone()))
+            }
+            (Some(_), Some(nodes)) => Err(source.invalid(
+                Some(nodes.span()),
+                "store.url and store.nodes are both set: url is one server, nodes a Redis Cluster's; keep one",
+            )),
+            (None, None) => Err(source.invalid(
+                source.section("store"),
+                "store.url is required with backend = \"redis\" (e.g. \"redis://127.0.0.1:6379/0\"), or store.nodes for a Redis Cluster",
+            )),
+        }
     }
 }
 
@@ -304,12 +374,34 @@ struct Write {
     cells: usize,
     mark_at: usize,
     ttl_ms: u64,
+    /// For each cell this request was admitted on, the most it may be ahead of now (u32
+    /// each, 0 for a cell not charged): what the merge checks again. Empty: nothing to check.
+    limits: Vec<u8>,
 }
+
+/// What merging one request's writes found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    refused_for: Option<Duration>,
+}
+
+impl Merged {
+    /// `Some(wait)` when a charge no longer conformed at Redis `TIME` once another
+    /// instance's concurrent write was counted: the request must be refused (it was not
+    /// charged) and may come back after `wait`.
+    pub fn refused_for(&self) -> Option<Duration> {
+        self.refused_for
+    }
+}
+
+/// What [`hold_writes`] returns: resolves once the request's merges are acknowledged (or
+/// the wait for them ran out).
+pub type Merging = std::pin::Pin<Box<dyn Future<Output = Merged> + Send + 'static>>;
 
 /// The connection to the fleet's Redis, its health, and the writer that merges records back.
 /// One per process; each site gets a [`RedisStore`] from it.
 pub struct Fleet {
-    connection: ConnectionManager,
+    link: Link,
     settings: StoreSettings,
     clock: FleetClock,
     key_seed: Arc<AtomicU64>,
@@ -318,6 +410,7 @@ pub struct Fleet {
     secret_known: AtomicBool,
     fallbacks: AtomicU64,
     dropped_writes: AtomicU64,
+    late_refusals: AtomicU64,
     writes: mpsc::Sender<Write>,
     merge: redis::Script,
 }
@@ -358,26 +451,18 @@ impl Fleet {
     /// not a failure) and waits up to `connect_timeout` for the fleet's secret. Call inside a
     /// tokio runtime. Fails only on settings Redis cannot use.
     pub async fn connect(settings: StoreSettings) -> Result<Arc<Fleet>, ConfigError> {
-        let invalid = |error: redis::RedisError| ConfigError::Invalid {
+        let link = Link::open(
+            &settings.servers,
+            settings.password.as_deref(),
+            settings.connect_timeout,
+        )
+        .map_err(|error| ConfigError::Invalid {
             source_name: "store.url".to_owned(),
             message: format!("{}: {error}", settings.redacted_url()),
-        };
-        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
-            .map_err(invalid)?;
-        if let Some(password) = &settings.password {
-            let redis_settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(redis_settings);
-        }
-        let client = redis::Client::open(info).map_err(invalid)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        })?;
         let (writes, queue) = mpsc::channel(QUEUE);
         let fleet = Arc::new(Fleet {
-            connection,
+            link,
             settings,
             clock: FleetClock::default(),
             key_seed: Arc::new(AtomicU64::new(random_u64())),
@@ -386,6 +471,7 @@ impl Fleet {
             secret_known: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
             dropped_writes: AtomicU64::new(0),
+            late_refusals: AtomicU64::new(0),
             writes,
             merge: redis::Script::new(MERGE),
         });
@@ -394,6 +480,7 @@ impl Fleet {
             Ok(()) => tracing::info!(
                 target: "lenscap::store",
                 url = %fleet.settings.redacted_url(),
+                cluster = fleet.link.is_cluster(),
                 "shared store connected"
             ),
             Err(error) => fleet.degrade(&error),
@@ -416,6 +503,17 @@ impl Fleet {
         self.dropped_writes.load(Ordering::Relaxed)
     }
 
+    /// Requests refused after their merge found that another instance had used up the budget
+    /// in between (see [`Merged`]), since start.
+    pub fn late_refusals(&self) -> u64 {
+        self.late_refusals.load(Ordering::Relaxed)
+    }
+
+    /// A connection to the fleet's Redis (a cluster's is made on first use), within `wait`.
+    async fn connection(&self, wait: Duration) -> Result<link::Connection, Trouble> {
+        within(wait, self.link.connection()).await
+    }
+
     /// The fleet's clock, for the limiters of every site on this store.
     pub fn clock(&self) -> FleetClock {
         self.clock.clone()
@@ -436,24 +534,36 @@ impl Fleet {
 
     /// Loads the script, learns the secret and the time: what makes the store usable.
     async fn come_up(&self, wait: Duration) -> Result<(), Trouble> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection(wait).await?;
         let sent = self.clock.local_unix_ms();
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME")
-            .cmd("SET")
-            .arg(SECRET_KEY)
+        let mut set = redis::cmd("SET");
+        set.arg(SECRET_KEY)
             .arg(hex(&random_u64().to_le_bytes()) + &hex(&random_u64().to_le_bytes()))
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(SECRET_KEY)
-            .cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(MERGE)
-            .ignore();
-        let ((secs, micros), secret): ((u64, u64), Option<String>) =
-            within(wait, pipe.query_async(&mut connection)).await?;
-        let secret = secret.ok_or(Trouble::Answer("GET lenscap:fleet:secret"))?;
+            .arg("NX");
+        let mut get = redis::cmd("GET");
+        get.arg(SECRET_KEY);
+        let mut load = redis::cmd("SCRIPT");
+        // On a cluster, SCRIPT LOAD goes to every primary.
+        load.arg("LOAD").arg(MERGE);
+        let mut loader = connection.clone();
+        let both = async {
+            let (answers, loaded) = tokio::join!(
+                connection.query_all(vec![redis::cmd("TIME"), set, get]),
+                load.query_async::<String>(&mut loader),
+            );
+            loaded?;
+            answers
+        };
+        let answers = within(wait, both).await?;
+        let mut answers = answers.into_iter();
+        let (secs, micros): (u64, u64) = answers
+            .next()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .ok_or(Trouble::Answer("TIME"))?;
+        let secret: String = answers
+            .nth(1)
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .ok_or(Trouble::Answer("GET lenscap:fleet:secret"))?;
         self.clock.correct(secs * 1000 + micros / 1000, sent);
         if !self.secret_known.swap(true, Ordering::AcqRel) {
             share_fleet_secret(secret.as_bytes());
@@ -510,25 +620,54 @@ impl Fleet {
         }
     }
 
-    /// Merges `writes` in one pipeline, waiting at most `wait`.
-    async fn send(self: &Arc<Self>, writes: &[Write], wait: Duration) {
+    /// Merges `writes` in one pipeline (one per hash tag on a cluster), waiting at most
+    /// `wait`. `held`: the caller refuses its request when told to (see [`Merged`]).
+    async fn send(self: &Arc<Self>, writes: &[Write], wait: Duration, held: bool) -> Merged {
         if writes.is_empty() || self.degraded() {
-            return;
+            return Merged::default();
         }
-        let mut pipe = redis::pipe();
-        for write in writes {
-            let mut merge = self.merge.key(&write.key);
-            merge
-                .arg(&write.before[..])
-                .arg(&write.after[..])
-                .arg(write.cells)
-                .arg(write.mark_at)
-                .arg(write.ttl_ms);
-            pipe.invoke_script(&merge).ignore();
+        let merges = writes
+            .iter()
+            .map(|write| {
+                let mut merge = redis::cmd("EVALSHA");
+                merge
+                    .arg(self.merge.get_hash())
+                    .arg(1)
+                    .arg(&write.key)
+                    .arg(&write.before[..])
+                    .arg(&write.after[..])
+                    .arg(write.cells)
+                    .arg(write.mark_at)
+                    .arg(write.ttl_ms)
+                    .arg(&write.limits[..])
+                    .arg(u8::from(held));
+                merge
+            })
+            .collect();
+        let merged = async {
+            let mut connection = self.link.connection().await?;
+            connection.query_all(merges).await
+        };
+        let answers = match within(wait, merged).await {
+            Ok(answers) => answers,
+            Err(error) => {
+                self.degrade(&error);
+                return Merged::default();
+            }
+        };
+        let late = answers
+            .into_iter()
+            .filter_map(|v| redis::from_redis_value::<i64>(v).ok())
+            .max()
+            .unwrap_or(0);
+        if late <= 0 {
+            return Merged::default();
         }
-        let mut connection = self.connection.clone();
-        if let Err(error) = within(wait, pipe.query_async::<()>(&mut connection)).await {
-            self.degrade(&error);
+        if held {
+            self.late_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        Merged {
+            refused_for: Some(Duration::from_millis(late as u64)),
         }
     }
 }
@@ -540,7 +679,7 @@ async fn write_back(fleet: std::sync::Weak<Fleet>, mut queue: mpsc::Receiver<Wri
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let Some(fleet) = fleet.upgrade() else { return };
         // Off the requests' path: it may take a little longer.
-        fleet.send(&batch, fleet.settings.timeout * 4).await;
+        fleet.send(&batch, fleet.settings.timeout * 4, false).await;
         batch.clear();
     }
 }
@@ -557,7 +696,12 @@ thread_local! {
 /// them as one pipelined merge to await alongside the response. Sent at once, the merge
 /// overlaps the inner service; awaited before the response is released (at most
 /// `timeout`), it lets the client's next request, on any instance, see what this one did.
-pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Prefetching>) {
+///
+/// The merge checks each of the request's charges again against the fleet's copy at Redis
+/// `TIME`: when another instance used the budget up in between, the answer says so
+/// ([`Merged::refused_for`]) and the caller must refuse the request instead of releasing
+/// its response.
+pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Merging>) {
     HELD.with(|held| *held.borrow_mut() = Some(Vec::new()));
     let out = decide();
     let held = HELD
@@ -571,7 +715,9 @@ pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Prefetching>) {
     let wait = fleet.settings.timeout;
     (
         out,
-        Some(Box::pin(async move { fleet.send(&writes, wait).await })),
+        Some(Box::pin(
+            async move { fleet.send(&writes, wait, true).await },
+        )),
     )
 }
 
@@ -584,6 +730,34 @@ fn random_u64() -> u64 {
             .map_or(0, |d| d.as_nanos() as u64);
     }
     u64::from_le_bytes(bytes)
+}
+
+/// For each of the leading `cells` u32 cells of a record that the decision changed, the
+/// span of the rate that admitted its new value (0 where none did), packed as the merge
+/// reads them; empty when nothing was admitted. Two checks that left different cells at the
+/// same value are told apart by nothing: the larger span is taken (the lenient reading).
+fn limits_of(before: Option<&[u8]>, after: &[u8], cells: usize, admitted: &Admissions) -> Vec<u8> {
+    if admitted.is_empty() {
+        return Vec::new();
+    }
+    let cell = |bytes: &[u8], i: usize| {
+        bytes
+            .get(4 * i..4 * i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut out = Vec::with_capacity(4 * cells);
+    for i in 0..cells {
+        let now = cell(after, i);
+        let changed = now != before.and_then(|b| cell(b, i));
+        let span = admitted
+            .iter()
+            .filter(|(value, _)| changed && Some(*value) == now)
+            .map(|&(_, span)| span)
+            .max()
+            .unwrap_or(0);
+        out.extend_from_slice(&span.to_le_bytes());
+    }
+    out
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -625,7 +799,8 @@ impl SiteStore {
     }
 
     /// Queues the merge of one record; `ttl_ms` is its shortest life in Redis (a budget
-    /// further ahead keeps it longer).
+    /// further ahead keeps it longer); `admitted` what the decision's checks admitted.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         key: String,
@@ -634,6 +809,7 @@ impl SiteStore {
         cells: usize,
         mark_at: usize,
         ttl_ms: u64,
+        admitted: &Admissions,
     ) {
         if self.fleet.degraded() {
             return;
@@ -645,6 +821,7 @@ impl SiteStore {
             cells,
             mark_at,
             ttl_ms,
+            limits: limits_of(before, after, cells, admitted),
         };
         let unheld = HELD.with(|held| match held.borrow_mut().as_mut() {
             Some(held) => {
@@ -662,24 +839,30 @@ impl SiteStore {
         u64::from(self.idle_ms.load(Ordering::Relaxed))
     }
 
-    /// Reads the request's records and the time in one pipeline into the local copy.
+    /// Reads the request's records and the time in one pipeline (on a cluster, one per
+    /// record, all at once, `TIME` from the client record's node) into the local copy.
     async fn load(self: Arc<Self>, keys: RecordKeys) -> Result<(), Trouble> {
         let fleet = &self.fleet;
-        let mut connection = fleet.connection.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME")
-            .cmd("GET")
-            .arg(self.client_key(keys.client))
-            .cmd("GET")
-            .arg(self.subnet_key(keys.subnet))
-            .cmd("GET")
-            .arg(self.site_key());
+        let get = |key: String| {
+            let mut get = redis::cmd("GET");
+            get.arg(key);
+            get
+        };
+        let mut commands = vec![
+            redis::cmd("TIME"),
+            get(self.client_key(keys.client)),
+            get(self.subnet_key(keys.subnet)),
+            get(self.site_key()),
+        ];
         if let Some(visitor) = keys.visitor {
-            pipe.cmd("GET").arg(self.client_key(visitor));
+            commands.push(get(self.client_key(visitor)));
         }
         let sent = fleet.clock.local_unix_ms();
-        let mut answers: Vec<redis::Value> =
-            within(fleet.settings.timeout, pipe.query_async(&mut connection)).await?;
+        let read = async {
+            let mut connection = fleet.link.connection().await?;
+            connection.query_all(commands).await
+        };
+        let mut answers = within(fleet.settings.timeout, read).await?;
         let (secs, micros): (u64, u64) =
             redis::from_redis_value(answers.remove(0)).map_err(|_| Trouble::Answer("TIME"))?;
         fleet.clock.correct(secs * 1000 + micros / 1000, sent);
@@ -723,15 +906,17 @@ impl StateStore for RedisStore {
         let inner = &self.inner;
         inner.cap.store(cap as u64, Ordering::Relaxed);
         let mut change = None;
-        let kept = inner.local.client(key, now, cap, &mut |record, fresh| {
-            let before = (!fresh).then(|| record.encode());
-            let kept = f(record, fresh);
-            let after = record.encode();
-            if kept && before != Some(after) {
-                let trap = record.behaviour.trap_marked(now);
-                change = Some((before, after, trap));
-            }
-            kept
+        let (kept, admitted) = admissions_during(|| {
+            inner.local.client(key, now, cap, &mut |record, fresh| {
+                let before = (!fresh).then(|| record.encode());
+                let kept = f(record, fresh);
+                let after = record.encode();
+                if kept && before != Some(after) {
+                    let trap = record.behaviour.trap_marked(now);
+                    change = Some((before, after, trap));
+                }
+                kept
+            })
         });
         if let Some((before, after, trap)) = change {
             let idle = inner.idle_ms();
@@ -749,6 +934,7 @@ impl StateStore for RedisStore {
                 CLIENT_CELLS,
                 TRAP_AT,
                 ttl,
+                &admitted,
             );
         }
         kept
@@ -757,13 +943,15 @@ impl StateStore for RedisStore {
     fn subnet(&self, key: u64, now: Millis, cap: usize, f: &mut dyn FnMut(&mut SubnetRecord)) {
         let inner = &self.inner;
         let mut change = None;
-        inner.local.subnet(key, now, cap, &mut |record| {
-            let before = record.encode();
-            f(record);
-            let after = record.encode();
-            if before != after {
-                change = Some((before, after));
-            }
+        let ((), admitted) = admissions_during(|| {
+            inner.local.subnet(key, now, cap, &mut |record| {
+                let before = record.encode();
+                f(record);
+                let after = record.encode();
+                if before != after {
+                    change = Some((before, after));
+                }
+            })
         });
         if let Some((before, after)) = change {
             inner.write(
@@ -773,6 +961,7 @@ impl StateStore for RedisStore {
                 SUBNET_CELLS,
                 0,
                 inner.idle_ms(),
+                &admitted,
             );
         }
     }
@@ -780,12 +969,14 @@ impl StateStore for RedisStore {
     fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis)) {
         let inner = &self.inner;
         let mut change = None;
-        inner.local.site(now, &mut |cell| {
-            let before = *cell;
-            f(cell);
-            if *cell != before {
-                change = Some((before, *cell));
-            }
+        let ((), admitted) = admissions_during(|| {
+            inner.local.site(now, &mut |cell| {
+                let before = *cell;
+                f(cell);
+                if *cell != before {
+                    change = Some((before, *cell));
+                }
+            })
         });
         if let Some((before, after)) = change {
             inner.write(
@@ -795,6 +986,7 @@ impl StateStore for RedisStore {
                 1,
                 0,
                 inner.idle_ms(),
+                &admitted,
             );
         }
     }
@@ -882,7 +1074,7 @@ mod tests {
 
     fn settings(port: u16) -> StoreSettings {
         StoreSettings {
-            url: format!("redis://127.0.0.1:{port}/0"),
+            servers: Servers::One(format!("redis://127.0.0.1:{port}/0")),
             password: None,
             // Generous: a loaded test machine must not make the store degrade mid-test.
             timeout: Duration::from_secs(5),
@@ -891,14 +1083,19 @@ mod tests {
     }
 
     /// Runs `f` on the client record `key` of `store`, sending its writes at once.
-    async fn on_client(store: &RedisStore, key: u64, now: Millis, f: impl Fn(&mut ClientRecord)) {
+    async fn on_client(
+        store: &RedisStore,
+        key: u64,
+        now: Millis,
+        f: impl Fn(&mut ClientRecord),
+    ) -> Merged {
         let ((), written) = hold_writes(|| {
             store.client(key, now, 1000, &mut |record, _| {
                 f(record);
                 true
             });
         });
-        written.expect("a change is written").await;
+        written.expect("a change is written").await
     }
 
     fn held(store: &RedisStore, key: u64, now: Millis) -> ClientRecord {
@@ -950,7 +1147,7 @@ mod tests {
             "b's write dropped a's trap mark"
         );
 
-        let mut connection = fleet.connection.clone();
+        let mut connection = fleet.link.connection().await.unwrap();
         let key = a.inner.client_key(7);
         let ttl: i64 = redis::cmd("PTTL")
             .arg(&key)
@@ -958,6 +1155,53 @@ mod tests {
             .await
             .unwrap();
         assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_charge_another_instance_made_unconforming_is_refused_and_not_kept() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let keys = RecordKeys {
+            client: 9,
+            visitor: None,
+            subnet: 10,
+        };
+        // A burst of 3, one a minute: two instances each admit 2 on the same copy.
+        let rate = Rate::parse("1/min", Some(3)).unwrap();
+        let now = a.inner.fleet.clock().now_ms();
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        let two = |record: &mut ClientRecord| {
+            rate.check(&mut record.tat_images, now).unwrap();
+            rate.check(&mut record.tat_images, now).unwrap();
+        };
+        assert_eq!(on_client(&a, 9, now, two).await.refused_for(), None);
+        let late = on_client(&b, 9, now, two).await;
+        // 4 of 3: the last unit is a minute early (give or take the clocks' milliseconds).
+        let wait = late
+            .refused_for()
+            .expect("b's second unit no longer conforms");
+        assert!(
+            (Duration::from_secs(55)..=Duration::from_secs(61)).contains(&wait),
+            "{wait:?}"
+        );
+        assert_eq!(b.inner.fleet.late_refusals(), 1);
+
+        // The refused charge was not kept: a third instance sees a's two units only.
+        let c = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        c.prefetch(keys).unwrap().await;
+        let ahead = held(&c, 9, now).tat_images.wrapping_sub(now) as i32;
+        assert!((119_000..121_000).contains(&ahead), "{ahead} ms ahead");
+
+        // Within the budget, concurrent charges are added up and nobody is refused.
+        let d = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let keys = RecordKeys { client: 11, ..keys };
+        c.prefetch(keys).unwrap().await;
+        d.prefetch(keys).unwrap().await;
+        let one = |record: &mut ClientRecord| rate.check(&mut record.tat_images, now).unwrap();
+        assert_eq!(on_client(&c, 11, now, one).await.refused_for(), None);
+        assert_eq!(on_client(&d, 11, now, one).await.refused_for(), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1011,9 +1255,36 @@ mod tests {
                 .contains("store.timeout must be above 0")
         );
         let secret = StoreSettings {
-            url: "redis://user:pint@h:6379/0".into(),
-            ..redis
+            servers: Servers::One("redis://user:pint@h:6379/0".into()),
+            ..redis.clone()
         };
         assert!(!format!("{secret:?}").contains("pint"));
+
+        let cluster = compile(
+            "[store]\nbackend = \"redis\"\nnodes = [\"redis://a:7000\", \"redis://:pint@b:7001\"]\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cluster.servers(),
+            &Servers::Cluster(vec!["redis://a:7000".into(), "redis://:pint@b:7001".into()])
+        );
+        assert!(!cluster.redacted_url().contains("pint"));
+        assert!(
+            error(
+                "[store]\nbackend = \"redis\"\nurl = \"redis://h\"\nnodes = [\"redis://a:7000\"]\n"
+            )
+            .contains("store.url and store.nodes are both set")
+        );
+        assert!(
+            error("[store]\nbackend = \"redis\"\nnodes = []\n").contains("store.nodes is empty")
+        );
+        assert!(
+            error("[store]\nbackend = \"redis\"\nnodes = [\"redis://a:7000/3\"]\n")
+                .contains("database other than 0")
+        );
+        assert!(
+            error("[store]\nbackend = \"redis\"\nnodes = [\"http://a\"]\n").contains("store.nodes")
+        );
     }
 }

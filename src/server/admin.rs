@@ -244,10 +244,14 @@ fn with_store_metrics(mut text: String, shared: &Shared) -> String {
          lenscap_store_fallbacks_total {}\n\
          # HELP lenscap_store_dropped_writes Record writes dropped because the queue to the shared store was full.\n\
          # TYPE lenscap_store_dropped_writes counter\n\
-         lenscap_store_dropped_writes_total {}\n",
+         lenscap_store_dropped_writes_total {}\n\
+         # HELP lenscap_store_late_refusals Requests refused because another instance used their budget up while this one decided.\n\
+         # TYPE lenscap_store_late_refusals counter\n\
+         lenscap_store_late_refusals_total {}\n",
         1 - degraded,
         fleet.fallbacks(),
         fleet.dropped_writes(),
+        fleet.late_refusals(),
     );
     text.insert_str(at, &lines);
     text

@@ -815,14 +815,19 @@ async fn handle(
     };
     // The layer judged the request inside `call`, on this thread: its clock reading is here.
     let judged_at = shared.access_log.as_ref().map(|log| log.clock.judged_at());
-    let answered = match written {
-        Some(written) => tokio::join!(future, written).0,
-        None => future.await,
+    let (answered, merged) = match written {
+        Some(written) => tokio::join!(future, written),
+        None => (future.await, crate::limit::Merged::default()),
     };
     let mut response = match answered {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    if let Some(wait) = merged.refused_for() {
+        // Another instance used the budget up while this one decided: the fleet's merge
+        // refused the request after the fact (docs/FLEET.md).
+        response = over_quota_in_the_fleet(wait);
+    }
     if static_site {
         keep_redirect_on_this_host(response.headers_mut());
     }
@@ -844,6 +849,20 @@ async fn handle(
         log.finish(pending, at, site.metrics.name(), &response);
     }
     Ok(response)
+}
+
+/// The 429 of a request the fleet's merge refused after the fact, with its `Retry-After`.
+fn over_quota_in_the_fleet(wait: Duration) -> ServerResponse {
+    let mut response = text_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "429 Too Many Requests: over quota.\n",
+    )
+    .map(ResponseBody::inner);
+    let secs = crate::limit::retry_after_secs(wait);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// A static folder's redirect (`/photos` to `/photos/`) is built from the request path, so
