@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The in-process store vs the Redis store: one `lenscap serve` of examples/gallery each, the
-# same policy, the same wrk load, one invocation, so the ratios compare like with like.
+# The in-process store vs the Redis store vs a three-node Redis Cluster: one `lenscap serve`
+# of examples/gallery each, the same policy, the same wrk load, one invocation, so the ratios
+# compare like with like.
 #
 # The policy is `mode = "report-only"` with the limits on: every request is tracked, charged
 # and decided (the store read before the decision, the merge written back) and then served,
 # so wrk sees only 200s and the figures are the cost of the decision path on the store.
-# Loopback only: redis-server and both servers listen on 127.0.0.1. Prints requests/s, p99,
-# the ratios (redis / memory), the added p99, and Redis's memory per client record.
+# Loopback only: every redis-server and server listens on 127.0.0.1. Prints requests/s, p99,
+# the ratios (against memory), the added p99, the Redis commands per request (TIME once per
+# read pipeline, so TIME per request is read round trips per request), and Redis's memory
+# per client record.
 #
 #   scripts/bench-fleet.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2 WORKERS=2
 set -euo pipefail
@@ -20,6 +23,7 @@ WORKERS=${WORKERS:-2}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/photos/terrace-09.webp}
 PORT=18280
 REDIS_PORT=18379
+CLUSTER_PORTS=(18381 18382 18383)   # cluster buses on these + 100
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need redis-server || ! need redis-cli; then
@@ -54,6 +58,21 @@ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev
 PIDS+=($!)
 wait_port $REDIS_PORT
 
+for port in "${CLUSTER_PORTS[@]}"; do
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --cluster-enabled yes --cluster-port $((port + 100)) \
+        --cluster-config-file "$WORK/nodes-$port.conf" --dir "$WORK" >/dev/null &
+    PIDS+=($!)
+    wait_port "$port"
+done
+redis-cli --cluster create "${CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+for port in "${CLUSTER_PORTS[@]}"; do
+    for _ in $(seq 1 100); do
+        redis-cli -p "$port" cluster info | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
+done
+
 write_config() { # $1 = file, $2 = extra sections
     cat >"$1" <<EOF
 mode = "report-only"
@@ -71,8 +90,11 @@ write_config "$WORK/memory.toml" ""
 write_config "$WORK/redis.toml" "[store]
 backend = \"redis\"
 url = \"redis://127.0.0.1:$REDIS_PORT/0\""
+write_config "$WORK/cluster.toml" "[store]
+backend = \"redis\"
+nodes = [\"redis://127.0.0.1:${CLUSTER_PORTS[0]}\", \"redis://127.0.0.1:${CLUSTER_PORTS[1]}\"]"
 
-load() { # prints "requests/s p99_ms"
+load() { # prints "requests/s p99_ms requests"
     local out
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' \
@@ -86,13 +108,32 @@ load() { # prints "requests/s p99_ms"
         echo "$out" >&2
         exit 1
     fi
-    local rps p99
+    local rps p99 requests
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
     p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
-    echo "$rps $p99"
+    echo "$rps $p99 $requests"
 }
 
-run() { # $1 = config; prints "requests/s p99_ms"
+calls() { # $1 = command, $2.. = ports: its calls summed over the nodes
+    local command=$1 total=0 n
+    shift
+    for port in "$@"; do
+        n=$(redis-cli -p "$port" info commandstats | tr -d '\r' |
+            awk -F'[:=,]' -v c="cmdstat_$command" '$1 == c {print $3}')
+        total=$((total + ${n:-0}))
+    done
+    echo $total
+}
+
+per_request() { # $1 = requests, $2.. = ports
+    local requests=$1
+    shift
+    awk -v r="$requests" -v t="$(calls time "$@")" -v g="$(calls get "$@")" -v e="$(calls evalsha "$@")" \
+        'BEGIN { printf "per request: TIME %.2f, GET %.2f, EVALSHA %.2f (%d requests)\n", t / r, g / r, e / r, r }'
+}
+
+run() { # $1 = config; prints "requests/s p99_ms requests"
     RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$1" >"$WORK/serve.log" 2>&1 &
     PIDS+=($!)
     wait_port $PORT
@@ -105,15 +146,23 @@ run() { # $1 = config; prints "requests/s p99_ms"
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each, redis-server $(redis-server --version | awk '{print $3}')"
-read -r MEM_RPS MEM_P99 <<<"$(run "$WORK/memory.toml")"
-read -r REDIS_RPS REDIS_P99 <<<"$(run "$WORK/redis.toml")"
+read -r MEM_RPS MEM_P99 _ <<<"$(run "$WORK/memory.toml")"
+for port in "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do redis-cli -p "$port" config resetstat >/dev/null; done
+read -r REDIS_RPS REDIS_P99 REDIS_N <<<"$(run "$WORK/redis.toml")"
+read -r CLUSTER_RPS CLUSTER_P99 CLUSTER_N <<<"$(run "$WORK/cluster.toml")"
 
 printf '%-8s %12s %10s\n' store requests/s p99_ms
 printf '%-8s %12s %10s\n' memory "$MEM_RPS" "$MEM_P99"
 printf '%-8s %12s %10s\n' redis "$REDIS_RPS" "$REDIS_P99"
-awk -v mr="$MEM_RPS" -v rr="$REDIS_RPS" -v mp="$MEM_P99" -v rp="$REDIS_P99" 'BEGIN {
-    printf "redis/memory: throughput %.2f, p99 %.2f; added p99 %.2f ms\n", rr / mr, rp / mp, rp - mp
-}'
+printf '%-8s %12s %10s\n' cluster "$CLUSTER_RPS" "$CLUSTER_P99"
+for store in redis cluster; do
+    if [[ $store == redis ]]; then rps=$REDIS_RPS p99=$REDIS_P99; else rps=$CLUSTER_RPS p99=$CLUSTER_P99; fi
+    awk -v s="$store" -v mr="$MEM_RPS" -v rr="$rps" -v mp="$MEM_P99" -v rp="$p99" 'BEGIN {
+        printf "%s/memory: throughput %.2f, p99 %.2f; added p99 %.2f ms\n", s, rr / mr, rp / mp, rp - mp
+    }'
+done
+echo "redis $(per_request "$REDIS_N" "$REDIS_PORT")"
+echo "cluster $(per_request "$CLUSTER_N" "${CLUSTER_PORTS[@]}")"
 
 client=$(redis-cli -p $REDIS_PORT --scan --pattern 'lenscap:*:c:*' | head -1)
 subnet=$(redis-cli -p $REDIS_PORT --scan --pattern 'lenscap:*:n:*' | head -1)

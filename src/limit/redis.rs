@@ -7,25 +7,30 @@
 //! url = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; user and password in the URL,
 //! password_env = "LENSCAP_REDIS_PASSWORD"  # or the password from this variable
 //! timeout = "50ms"                  # past this, decide from local state
+//! # nodes = ["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"]  # a Redis Cluster, not url
 //! ```
 //!
 //! **One request, one round trip.** Before a request is decided, [`RedisStore::prefetch`]
 //! reads, in one pipeline, Redis `TIME` and the records the decision will touch (the
 //! address's, the cookie visitor's, the subnet's, the site's cell) into the instance's local
 //! copy ([`MemoryStore`]). The decision then runs on that copy as it would in one process.
-//! What the decision changed is written back off the request's path: a background writer
-//! pipelines one atomic Lua merge per record. The merge adds up what each instance charged
-//! to the GCRA cells (never losing a charge when two instances touched one record at once),
-//! keeps the later trap mark, takes the newest tracker otherwise, reads the time with Redis
-//! `TIME` and sets a TTL that outlives the record's longest budget.
+//! What the decision changed is merged back in one pipeline of atomic Lua merges, one per
+//! record, overlapping the inner service ([`hold_writes`]; later writes go through a
+//! background writer). The merge reads the time with Redis `TIME`; when another instance
+//! wrote the record in between, it adds up what each charged to the GCRA cells, and checks
+//! each of this request's charges again against the rate that admitted it (its span, noted
+//! by the check): a charge that no longer conforms is not added and the request is refused
+//! ([`Merged`]). It keeps the later trap mark, takes the newest tracker otherwise, and sets a
+//! TTL that outlives the record's longest budget.
 //!
 //! **Time.** Limiter cells hold milliseconds of the fleet's clock ([`FleetClock`]): Unix time
 //! modulo 2³² as Redis `TIME` tells it, each instance correcting its own clock at every round
 //! trip, so a cell written by one instance means the same to all.
 //!
 //! **Keys.** `lenscap:<site>:c:{<key>}` (client), `lenscap:<site>:n:{<key>}` (subnet),
-//! `lenscap:<site>:s:{site}` (site cell): every script touches one key, so Redis Cluster works
-//! with the same layout. `lenscap:fleet:secret` holds the visitor-cookie secret (made once
+//! `lenscap:<site>:s:{site}` (site cell): every script touches one key (one slot). On a Redis
+//! Cluster (`nodes`), each pipeline is cut by hash tag and its parts sent to their nodes at
+//! once (`link`). `lenscap:fleet:secret` holds the visitor-cookie secret (made once
 //! with `SET NX`), from which every instance also derives the seed it hashes identities into
 //! keys with.
 //!
@@ -493,7 +498,8 @@ impl Fleet {
         !self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Decisions made from local state because Redis did not answer in time, since start.
+    /// Decisions made from local state because Redis did not answer in time (before the
+    /// decision, or to the merge that checks it), since start.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)
     }
@@ -651,6 +657,10 @@ impl Fleet {
         let answers = match within(wait, merged).await {
             Ok(answers) => answers,
             Err(error) => {
+                if held {
+                    // The request stands on its local decision, unchecked by the fleet.
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
                 self.degrade(&error);
                 return Merged::default();
             }
