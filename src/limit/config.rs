@@ -276,6 +276,11 @@ pub(crate) struct LimitSettings {
 }
 
 impl LimitSettings {
+    /// Whether a request over a quota is refused (`over_quota = "reject"`), not tarpitted.
+    pub(crate) fn rejects_over_quota(&self) -> bool {
+        self.over_quota == OverQuota::Reject
+    }
+
     /// Compiles the four sections.
     pub(crate) fn compile(
         config: LimitConfig<'_>,

@@ -670,12 +670,11 @@ impl Fleet {
             .filter_map(|v| redis::from_redis_value::<i64>(v).ok())
             .max()
             .unwrap_or(0);
-        if late <= 0 {
+        if late <= 0 || !held {
+            // Not held: the charge was kept, and the request stands.
             return Merged::default();
         }
-        if held {
-            self.late_refusals.fetch_add(1, Ordering::Relaxed);
-        }
+        self.late_refusals.fetch_add(1, Ordering::Relaxed);
         Merged {
             refused_for: Some(Duration::from_millis(late as u64)),
         }
@@ -709,9 +708,10 @@ thread_local! {
 ///
 /// The merge checks each of the request's charges again against the fleet's copy at Redis
 /// `TIME`: when another instance used the budget up in between, the answer says so
-/// ([`Merged::refused_for`]) and the caller must refuse the request instead of releasing
-/// its response.
-pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Merging>) {
+/// ([`Merged::refused_for`]). With `refuses`, the caller refuses such a request instead of
+/// releasing its response, and its charge is not kept; without (report-only, tarpit), the
+/// charge is kept, so the client's next request pays for it.
+pub fn hold_writes<R>(refuses: bool, decide: impl FnOnce() -> R) -> (R, Option<Merging>) {
     HELD.with(|held| *held.borrow_mut() = Some(Vec::new()));
     let out = decide();
     let held = HELD
@@ -726,7 +726,7 @@ pub fn hold_writes<R>(decide: impl FnOnce() -> R) -> (R, Option<Merging>) {
     (
         out,
         Some(Box::pin(
-            async move { fleet.send(&writes, wait, true).await },
+            async move { fleet.send(&writes, wait, refuses).await },
         )),
     )
 }
@@ -1099,7 +1099,17 @@ mod tests {
         now: Millis,
         f: impl Fn(&mut ClientRecord),
     ) -> Merged {
-        let ((), written) = hold_writes(|| {
+        on_client_refusing(true, store, key, now, f).await
+    }
+
+    async fn on_client_refusing(
+        refuses: bool,
+        store: &RedisStore,
+        key: u64,
+        now: Millis,
+        f: impl Fn(&mut ClientRecord),
+    ) -> Merged {
+        let ((), written) = hold_writes(refuses, || {
             store.client(key, now, 1000, &mut |record, _| {
                 f(record);
                 true
@@ -1203,6 +1213,17 @@ mod tests {
         c.prefetch(keys).unwrap().await;
         let ahead = held(&c, 9, now).tat_images.wrapping_sub(now) as i32;
         assert!((119_000..121_000).contains(&ahead), "{ahead} ms ahead");
+
+        // A caller that does not refuse (report-only): the request stands, its charge is kept.
+        let keys = RecordKeys { client: 12, ..keys };
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        assert_eq!(on_client(&a, 12, now, two).await.refused_for(), None);
+        let kept = on_client_refusing(false, &b, 12, now, two).await;
+        assert_eq!(kept.refused_for(), None);
+        c.prefetch(keys).unwrap().await;
+        let ahead = held(&c, 12, now).tat_images.wrapping_sub(now) as i32;
+        assert!((239_000..241_000).contains(&ahead), "{ahead} ms ahead");
 
         // Within the budget, concurrent charges are added up and nobody is refused.
         let d = Fleet::connect(settings(redis.1)).await.unwrap().store("t");

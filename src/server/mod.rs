@@ -796,13 +796,16 @@ async fn handle(
         request.extensions_mut().insert(transport);
     }
     let started = Instant::now();
-    let (image, pending) = {
+    let (image, pending, refuses) = {
         let policy = site.policy.current.load();
         let pending = shared.access_log.as_ref().map(|log| {
             access_log::LogClock::forget();
             log.begin(&mut request, peer, tls, policy.limits.cookie.name())
         });
-        (policy.is_image_path(request.uri().path()), pending)
+        // Whether a request the fleet finds over quota after the fact is refused.
+        let refuses =
+            policy.mode == crate::policy::Mode::Enforce && policy.limits.rejects_over_quota();
+        (policy.is_image_path(request.uri().path()), pending, refuses)
     };
     let mut service = site.service.clone();
     if let Some(records) = service.prefetch(&request) {
@@ -810,7 +813,7 @@ async fn handle(
     }
     let static_site = matches!(service.get_ref(), SiteService::Static(_));
     let (future, written) = match &shared.fleet {
-        Some(_) => crate::limit::hold_writes(|| service.call(request)),
+        Some(_) => crate::limit::hold_writes(refuses, || service.call(request)),
         None => (service.call(request), None),
     };
     // The layer judged the request inside `call`, on this thread: its clock reading is here.
@@ -825,7 +828,7 @@ async fn handle(
     };
     if let Some(wait) = merged.refused_for() {
         // Another instance used the budget up while this one decided: the fleet's merge
-        // refused the request after the fact (docs/FLEET.md).
+        // refused the request after the fact (docs/FLEET.md). Only when enforcing.
         response = over_quota_in_the_fleet(wait);
     }
     if static_site {
