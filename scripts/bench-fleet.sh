@@ -140,22 +140,26 @@ per_request() { # $1 = requests, $2.. = ports
 }
 
 run() { # $1 = config; prints "requests/s p99_ms requests"
+    # Runs in a subshell ($(run …)): the server is stopped here, also when the load fails.
     RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$LENSCAP" serve --config "$1" >"$WORK/serve.log" 2>&1 &
-    PIDS+=($!)
+    local pid=$! status=0 result
     wait_port $PORT
-    load
-    local pid=${PIDS[-1]}
+    result=$(load) || status=$?
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    unset 'PIDS[-1]'
+    [[ $status == 0 ]] || exit "$status"
+    echo "$result"
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each, redis-server $(redis-server --version | awk '{print $3}')"
-read -r MEM_RPS MEM_P99 _ <<<"$(run "$WORK/memory.toml")"
+MEMORY=$(run "$WORK/memory.toml")
 for port in "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do redis-cli -p "$port" config resetstat >/dev/null; done
-read -r REDIS_RPS REDIS_P99 REDIS_N <<<"$(run "$WORK/redis.toml")"
-read -r CLUSTER_RPS CLUSTER_P99 CLUSTER_N <<<"$(run "$WORK/cluster.toml")"
+REDIS=$(run "$WORK/redis.toml")
+CLUSTER=$(run "$WORK/cluster.toml")
+read -r MEM_RPS MEM_P99 _ <<<"$MEMORY"
+read -r REDIS_RPS REDIS_P99 REDIS_N <<<"$REDIS"
+read -r CLUSTER_RPS CLUSTER_P99 CLUSTER_N <<<"$CLUSTER"
 
 printf '%-8s %12s %10s\n' store requests/s p99_ms
 printf '%-8s %12s %10s\n' memory "$MEM_RPS" "$MEM_P99"
