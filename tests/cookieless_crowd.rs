@@ -88,8 +88,14 @@ type App = tower::util::BoxCloneService<
 >;
 
 fn app() -> (App, ManualClock) {
+    app_with("")
+}
+
+/// The app under the default policy with `policy`'s changes.
+fn app_with(policy: &str) -> (App, ManualClock) {
     let clock = ManualClock::new();
-    let layer = LenscapLayer::new(Policy::embedded().unwrap()).with_clock(clock.clone());
+    let policy = Policy::from_toml_str(policy, None).unwrap();
+    let layer = LenscapLayer::new(policy).with_clock(clock.clone());
     let app = tower::ServiceBuilder::new()
         .layer(layer)
         .service(tower::service_fn(gallery));
@@ -392,4 +398,33 @@ async fn a_cookieless_script_gains_nothing_from_a_crowd_or_a_pass_in_every_refer
     // its own pace (3 pages at once), so a few pages' photos more at most.
     assert!(plain <= 60, "{plain} of 300");
     assert!(passed <= 60 + 3 * PER_PAGE, "{passed} of 300");
+}
+
+/// Way-through pages a cookieless script clicking a link every 200 ms from `start_ms` is
+/// shown in `clicks` clicks (it never redeems them).
+async fn passes_offered(app: &mut App, clock: &ManualClock, start_ms: u64, clicks: u64) -> usize {
+    let mut offered = 0;
+    for n in 0..clicks {
+        clock.set(Duration::from_millis(start_ms + n * 200));
+        let page = 1 + (n as usize % PAGES);
+        let answer = get(app, &page_path(page), Some(&page_path(page.max(2) - 1))).await;
+        offered += usize::from(is_way_through(&answer));
+    }
+    offered
+}
+
+#[tokio::test]
+async fn an_address_that_goes_quiet_does_not_get_its_burst_of_passes_back() {
+    // The cleanup runs every 100 ms of real time here, reading the manual clock.
+    let (mut app, clock) = app_with("[limits]\ncleanup_every = \"100ms\"\n");
+    let first = passes_offered(&mut app, &clock, 1_000, 40).await;
+    // Eleven minutes later, past `idle_after` (10 min): every idle record is dropped.
+    let later = 1_000 + 11 * 60_000;
+    clock.set(Duration::from_millis(later));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = passes_offered(&mut app, &clock, later, 40).await;
+    eprintln!("passes offered to one address: {first} at once, {again} eleven minutes later");
+    // The default: 8 at once per address, then 6 an hour (one every 10 minutes).
+    assert_eq!(first, 8);
+    assert!(again <= 2, "{again} passes eleven minutes later");
 }

@@ -1118,23 +1118,21 @@ fn issue_pass(
     let (now, cap) = (seen.now, ls.max_tracked_clients);
     let rate = ls.pass.per_address;
     let mut held = None;
-    // The address's passes are counted in a record of their own (its page cell), so a
-    // client record carries no pass cell.
+    // The address's passes are counted in a small record of their own, in the subnets' map:
+    // it lives as long as it holds passes (a client record is dropped when its client is
+    // idle, which would give an idle address its burst of passes back).
     let address_key = limits.key((6u8, seen.client.key()));
-    limits
-        .store
-        .client(address_key, now, cap, &mut |record, _| {
-            if rate.check(&mut record.tat_pages, now).is_ok() {
-                let ahead = u128::from(record.tat_pages.wrapping_sub(now));
-                let period = rate.period().as_millis().max(1);
-                held = Some(ahead.div_ceil(period).max(1) as u32);
-                if cookieless {
-                    // Its image cell: passes held by people without cookies.
-                    let _ = rate.check(&mut record.tat_images, now);
-                }
+    limits.store.subnet(address_key, now, cap, &mut |record| {
+        if rate.check(&mut record.tat_pages, now).is_ok() {
+            let ahead = u128::from(record.tat_pages.wrapping_sub(now));
+            let period = rate.period().as_millis().max(1);
+            held = Some(ahead.div_ceil(period).max(1) as u32);
+            if cookieless {
+                // Its image cell: passes held by people without cookies.
+                let _ = rate.check(&mut record.tat_images, now);
             }
-            true
-        });
+        }
+    });
     let held = held?;
     let mut subnet_ok = false;
     limits
@@ -1154,16 +1152,14 @@ fn cookieless_crowd(limits: &Limits, ls: &LimitSettings, seen: &Request<'_>) -> 
     }
     let mut crowd = false;
     let address_key = limits.key((6u8, seen.client.key()));
-    limits.store.client(
+    limits.store.subnet(
         address_key,
         seen.now,
         ls.max_tracked_clients,
-        &mut |record, fresh| {
+        &mut |record| {
             let mut passes = record.tat_pages;
-            crowd = !fresh
-                && !rate::is_idle(record.tat_images, seen.now)
+            crowd = !rate::is_idle(record.tat_images, seen.now)
                 && ls.pass.per_address.check(&mut passes, seen.now).is_ok();
-            !fresh
         },
     );
     crowd
