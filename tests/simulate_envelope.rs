@@ -182,6 +182,11 @@ async fn cookieless_crowds_link_openers_and_carrier_nat_people_are_untouched() {
             "{kind}\n{table}"
         );
     }
+    // The cookieless crowd is six people on one address, each through the way-through page
+    // at most once (more would count as hindered, above), and it took them there.
+    let crowd = profile(&report, ProfileKind::CookielessCrowd);
+    assert_eq!((crowd.sessions, crowd.addresses), (6, 1), "{table}");
+    assert!(crowd.way_through_pages >= 1, "{table}");
     // The guest opens 30 photo links one after another.
     let opener = profile(&report, ProfileKind::DirectLinkOpener);
     assert_eq!(opener.images_requested, 30, "{table}");

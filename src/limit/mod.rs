@@ -77,7 +77,10 @@
 //! (`page_pace` for a cookie visitor, a wider `anonymous_page_pace` for an address without
 //! cookies, which every newcomer's first page shares): a navigation beyond it is served but
 //! earns no credit and is not remembered as viewed, and the client's images raise
-//! `fast-navigation` until it navigates at pace again.
+//! `fast-navigation` until it navigates at pace again. Once people without cookies on an
+//! address hold passes, every anonymous click there gets the way-through page, so each of
+//! them leaves the address's shared record with a pass of their own
+//! (the way-through pass's module, `limit/pass.rs`, has the details).
 //!
 //! **Long horizons.** `pages`, `images`, `subnet_pages`, `subnet_images` and
 //! `subnet_vouched_images` default to a burst sized for a visit and an hourly or daily rate
@@ -673,6 +676,9 @@ struct Tracked {
     /// Where the client's valid pass came from.
     pass: Option<PassSource>,
     refusal: Option<Exceeded>,
+    /// The navigation marks the record held before this request (an address's record gets
+    /// them back when this navigation leaves it with a pass).
+    marks: u8,
 }
 
 /// Observes the request in the client's record (the visitor's when its cookie is valid, the
@@ -693,13 +699,40 @@ fn track(
     let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
     let mut established = false;
+    let mut marks = 0;
     let established_ms = ls
         .address_established_after
         .as_millis()
         .min(u128::from(u32::MAX / 2)) as u32;
+    let ip_key = limits.key((1u8, seen.client.key()));
+    let visitor = ls.cookie.read(seen.headers, seen.unix, subnet);
+    let pass = ls.pass.read(
+        &ls.cookie,
+        seen.headers,
+        seen.query,
+        kind == Kind::Image,
+        seen.unix,
+        || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
+    );
+    let crowd_click = visitor.is_none()
+        && pass.is_none()
+        && seen.facts.navigation
+        && crate::signals::behaviour::from_this_site(seen.headers)
+        && cookieless_crowd(limits, ls, seen);
     let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
         let mut facts = seen.facts;
-        if facts.navigation {
+        marks = record.behaviour.navigation_marks();
+        if facts.navigation && !as_visitor && crowd_click {
+            // Another cookieless person of a crowd whose people hold passes, clicking on: the
+            // way through, so they take a pass of their own instead of sharing this record.
+            facts.over_pace = true;
+            over_pace = true;
+            pace = Some(Exceeded {
+                quota: "cookieless-crowd",
+                rate: ls.anonymous_page_pace,
+                wait: Duration::from_secs(u64::from(ls.pass.wait_secs)),
+            });
+        } else if facts.navigation {
             let (quota, rate) = if as_visitor {
                 ("page-pace", ls.page_pace)
             } else {
@@ -770,16 +803,6 @@ fn track(
             && now.wrapping_sub(record.first_page) >= established_ms;
     };
 
-    let ip_key = limits.key((1u8, seen.client.key()));
-    let visitor = ls.cookie.read(seen.headers, seen.unix, subnet);
-    let pass = ls.pass.read(
-        &ls.cookie,
-        seen.headers,
-        seen.query,
-        kind == Kind::Image,
-        seen.unix,
-        || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
-    );
     let mut key = ip_key;
     let mut member = visitor.map(|v| limits.key((2u8, v.id, subnet)));
     if let Some((pass, _)) = pass {
@@ -830,6 +853,7 @@ fn track(
         visitor: visitor.map(|v| v.id),
         pass: pass.map(|(_, source)| source),
         refusal,
+        marks,
     }
 }
 
@@ -1057,7 +1081,7 @@ fn way_through(
         return None;
     }
     let subnet = found.client.subnet_key(inputs.subnets);
-    let wait_secs = issue_pass(limits, ls, seen, subnet)?;
+    let wait_secs = issue_pass(limits, ls, seen, subnet, tracked.visitor.is_none())?;
     let binding = Binding::of(seen.headers, subnet, tracked.visitor);
     let token = ls
         .pass
@@ -1067,6 +1091,11 @@ fn way_through(
         seen.now,
         ls.max_tracked_clients,
         &mut |record, fresh| {
+            if !tracked.as_visitor {
+                // The address's record: the one refused leaves it with a pass, and its
+                // other people did not turn pages fast.
+                record.behaviour.restore_navigation_marks(tracked.marks);
+            }
             record.behaviour.offer_way();
             !fresh
         },
@@ -1080,29 +1109,33 @@ fn way_through(
 }
 
 /// Charges one pass to the address and to the subnet; the wait the pass is issued with (it
-/// grows with the passes the address holds), or `None` when either is out of passes.
+/// grows with the passes the address holds), or `None` when either is out of passes. A pass
+/// for a client without a cookie is also counted apart (the address's cookieless crowd).
 fn issue_pass(
     limits: &Limits,
     ls: &LimitSettings,
     seen: &Request<'_>,
     subnet: u128,
+    cookieless: bool,
 ) -> Option<u32> {
     let (now, cap) = (seen.now, ls.max_tracked_clients);
     let rate = ls.pass.per_address;
     let mut held = None;
-    // The address's passes are counted in a record of their own (its page cell), so a
-    // client record carries no pass cell.
+    // The address's passes are counted in a small record of their own, in the subnets' map:
+    // it lives as long as it holds passes (a client record is dropped when its client is
+    // idle, which would give an idle address its burst of passes back).
     let address_key = limits.key((6u8, seen.client.key()));
-    limits
-        .store
-        .client(address_key, now, cap, &mut |record, _| {
-            if rate.check(&mut record.tat_pages, now).is_ok() {
-                let ahead = u128::from(record.tat_pages.wrapping_sub(now));
-                let period = rate.period().as_millis().max(1);
-                held = Some(ahead.div_ceil(period).max(1) as u32);
+    limits.store.subnet(address_key, now, cap, &mut |record| {
+        if rate.check(&mut record.tat_pages, now).is_ok() {
+            let ahead = u128::from(record.tat_pages.wrapping_sub(now));
+            let period = rate.period().as_millis().max(1);
+            held = Some(ahead.div_ceil(period).max(1) as u32);
+            if cookieless {
+                // Its image cell: passes held by people without cookies.
+                let _ = rate.check(&mut record.tat_images, now);
             }
-            true
-        });
+        }
+    });
     let held = held?;
     let mut subnet_ok = false;
     limits
@@ -1111,6 +1144,28 @@ fn issue_pass(
             subnet_ok = ls.pass.per_subnet.check(&mut record.tat_pages, now).is_ok();
         });
     subnet_ok.then(|| ls.pass.wait_secs.saturating_mul(held).min(255))
+}
+
+/// Whether people without cookies on the request's address hold passes and the address may
+/// still be issued one: its cookieless people are then visibly several, and each should hold
+/// a pass of their own rather than share the address's record.
+fn cookieless_crowd(limits: &Limits, ls: &LimitSettings, seen: &Request<'_>) -> bool {
+    if !ls.pass.enabled {
+        return false;
+    }
+    let mut crowd = false;
+    let address_key = limits.key((6u8, seen.client.key()));
+    limits.store.subnet(
+        address_key,
+        seen.now,
+        ls.max_tracked_clients,
+        &mut |record| {
+            let mut passes = record.tat_pages;
+            crowd = !rate::is_idle(record.tat_images, seen.now)
+                && ls.pass.per_address.check(&mut passes, seen.now).is_ok();
+        },
+    );
+    crowd
 }
 
 /// Redeems the pass of a request to [`PASS_PATH`] (`?t=<pass>&to=<page>`).

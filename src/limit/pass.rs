@@ -17,6 +17,12 @@
 //! a person's pace, credit and budgets afresh, never unlimited. Passes are bounded in issuance
 //! per address and per subnet (`passes`, `subnet_passes`); the wait grows with every pass
 //! the address already holds, so minting passes at scale costs time.
+//!
+//! People without cookies share their address's record until each holds a pass. Passes
+//! issued to clients without a cookie are counted apart in the address's pass record; while
+//! the address holds such passes (a cookieless crowd is visibly behind it), every anonymous
+//! click on a link of this site is offered the way through, so each cookieless person takes
+//! a pass of their own instead of sharing the address's pace and credit with the others.
 
 use std::hash::BuildHasher;
 
