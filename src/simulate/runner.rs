@@ -628,10 +628,13 @@ impl Session {
                 .filter(|src| cache.insert(src.clone()))
                 .collect();
             let page_url = format!("{}{path}", self.shared.origin);
-            let batch = images
-                .into_iter()
-                .map(|src| (src, Kind::Image, Some(page_url.clone())))
-                .collect();
+            // A browser asks for the head's stylesheets first, then the images.
+            let mut batch = self.stylesheets_of(&path, &page);
+            batch.extend(
+                images
+                    .into_iter()
+                    .map(|src| (src, Kind::Image, Some(page_url.clone()))),
+            );
             self.fetch_batch(batch).await;
             let links: Vec<String> = page
                 .links
@@ -826,6 +829,8 @@ impl Session {
             };
             path = at;
             let page_url = format!("{}{path}", self.shared.origin);
+            let stylesheets = self.stylesheets_of(&path, &page);
+            self.fetch_batch(stylesheets).await;
             let photos: Vec<String> = page
                 .links
                 .iter()
@@ -883,6 +888,24 @@ impl Session {
             .fetch_document(&back, Kind::Document { navigated: true }, Some(here))
             .await?;
         Some((back, self.scan(&page)?))
+    }
+
+    /// The stylesheets page `path` links, as a renderer asks for them (none for a profile
+    /// that does not render).
+    fn stylesheets_of(
+        &self,
+        path: &str,
+        page: &ScannedPage,
+    ) -> Vec<(String, Kind, Option<String>)> {
+        if !self.run.settings.kind.renders() {
+            return Vec::new();
+        }
+        let page_url = format!("{}{path}", self.shared.origin);
+        page.stylesheets
+            .iter()
+            .filter_map(|sheet| self.resolve(path, sheet))
+            .map(|sheet| (sheet, Kind::Style, Some(page_url.clone())))
+            .collect()
     }
 
     /// img2dataset: its share of the URL list, many at once.
