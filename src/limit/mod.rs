@@ -432,13 +432,16 @@ impl AfterResponse {
         if let Some(cookie) = self.set_cookie.take() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        if self
-            .embeds
-            .as_ref()
-            .is_some_and(|e| e.render_link.is_some())
+        if let Some(embeds) = self.embeds.as_mut()
+            && embeds.render_link.is_some()
             && is_plain_html(response)
         {
-            make_room_for_render_proof(response.headers_mut());
+            if forbids_transform(response.headers()) {
+                // RFC 9110 §7.7: the page goes as it is, without the proof.
+                embeds.render_link = None;
+            } else {
+                make_room_for_render_proof(response.headers_mut());
+            }
         }
         if let Some(late) = self.late.take()
             && response
@@ -461,6 +464,16 @@ impl AfterResponse {
                 });
         }
     }
+}
+
+/// `Cache-Control: no-transform`.
+fn forbids_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+        })
+    })
 }
 
 /// A page that will carry the render proof changes length and, with its token, bytes: no
