@@ -628,13 +628,14 @@ impl Session {
                 .filter(|src| cache.insert(src.clone()))
                 .collect();
             let page_url = format!("{}{path}", self.shared.origin);
-            // A browser asks for the head's stylesheets first, then the images.
-            let mut batch = self.stylesheets_of(&path, &page);
-            batch.extend(
-                images
-                    .into_iter()
-                    .map(|src| (src, Kind::Image, Some(page_url.clone()))),
-            );
+            // A browser asks for the head's stylesheets first (Chromium's render proof request
+            // was the first after the page in every view measured), then the images.
+            let stylesheets = self.stylesheets_of(&path, &page);
+            self.fetch_batch(stylesheets).await;
+            let batch = images
+                .into_iter()
+                .map(|src| (src, Kind::Image, Some(page_url.clone())))
+                .collect();
             self.fetch_batch(batch).await;
             let links: Vec<String> = page
                 .links
