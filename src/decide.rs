@@ -100,6 +100,7 @@ weights! {
     transport_mismatch = 40,
     datacenter = 5,
     datacenter_images = 40,
+    no_render = 10,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.

@@ -183,6 +183,9 @@ reasons! {
     Datacenter = "datacenter",
     /// Behaviour: images without page views, from a cloud or hosting address.
     DatacenterImages = "datacenter-images",
+    /// Behaviour: images of pages that carry the render proof, from a client that never
+    /// fetched it (a script that reads `<img>` tags and nothing else). Lowers credit only.
+    NoRender = "no-render",
 }
 
 /// A set of [`Reason`]s.

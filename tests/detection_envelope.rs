@@ -168,8 +168,33 @@ impl Client {
         if status == StatusCode::TOO_MANY_REQUESTS && std::env::var_os("DEBUG_429").is_some() {
             eprintln!("{path}: {:?}", response.headers().get("ratelimit-policy"));
         }
-        response.into_body().collect().await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if page {
+            self.render(app, path, &body).await;
+        }
         status
+    }
+
+    /// Fetches the render proof a page links, as a browser does (every client here renders:
+    /// the scripts that do not are played in tests/real_clients.rs and the simulator).
+    async fn render(&mut self, app: &mut App, page: &str, body: &[u8]) {
+        let body = String::from_utf8_lossy(body);
+        let Some(start) = body.find("/.well-known/lenscap/r.css?t=") else {
+            return;
+        };
+        let end = start + body[start..].find('"').expect("the link's href ends");
+        let mut request = self.request(&body[start..end], false, Some(page));
+        request.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/css,*/*;q=0.1"),
+        );
+        let response = app.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the render proof of {page}"
+        );
+        response.into_body().collect().await.unwrap();
     }
 }
 

@@ -115,13 +115,30 @@ impl Browser {
     }
 
     async fn page(&mut self, path: &str, referer: Option<&str>) -> Answer {
-        self.fetch(
-            path,
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-            referer,
-            &[],
-        )
-        .await
+        let page = self
+            .fetch(
+                path,
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                referer,
+                &[],
+            )
+            .await;
+        self.render(path, &page).await;
+        page
+    }
+
+    /// Fetches the render proof the page links, as a browser fetches a page's stylesheets.
+    async fn render(&mut self, path: &str, page: &Answer) {
+        let html = String::from_utf8_lossy(&page.body);
+        let Some(start) = html.find("/.well-known/lenscap/r.css?t=") else {
+            return;
+        };
+        let end = start + html[start..].find('"').expect("the link's href ends");
+        let proof = html[start..end].to_owned();
+        let answer = self
+            .fetch(&proof, "text/css,*/*;q=0.1", Some(path), &[])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "the render proof of {path}");
     }
 
     async fn image(&mut self, path: &str, referer: &str) -> Answer {

@@ -393,6 +393,13 @@ fn next_link(page: &Answer) -> String {
     page.body[start..end].replace("&amp;", "&")
 }
 
+/// The render proof a page links (`/.well-known/lenscap/r.css?t=…`), if any.
+fn render_proof(page: &Answer) -> Option<String> {
+    let start = page.body.find("/.well-known/lenscap/r.css?t=")?;
+    let end = start + page.body[start..].find('"')?;
+    Some(page.body[start..end].to_owned())
+}
+
 /// A person: opens `target` from the page `from` (a click on a link: the Referer); when
 /// offered the way through, waits as the page says and follows its refresh, as a browser
 /// does. Then loads the page's photos with the page as Referer. Returns the page as served,
@@ -428,6 +435,11 @@ async fn view(
         page = person.get(app, &url, None).await;
     }
     assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.body);
+    if let Some(proof) = render_proof(&page) {
+        // A browser fetches the page's stylesheets, Lenscap's render proof among them.
+        let answer = person.get(app, &proof, Some(&url)).await;
+        assert_eq!(answer.status, StatusCode::OK, "the render proof of {url}");
+    }
     let n = url
         .trim_start_matches("/album/")
         .split('?')

@@ -7,7 +7,7 @@ use http_body::Body;
 
 use super::ResponseBody;
 use crate::documents::{CRAWLER_PRICE, LicenseTerms, escape_html};
-use crate::limit::{Enforcement, Exceeded, PASS_PATH, PassError, WayThrough};
+use crate::limit::{Enforcement, Exceeded, PASS_PATH, PassError, RenderError, WayThrough};
 
 /// The block status with its short plain-text body.
 pub(super) fn block<B: Body>(enforcement: &Enforcement) -> Response<ResponseBody<B>> {
@@ -99,6 +99,24 @@ pub(super) fn pass_accepted(location: &str, set_cookie: HeaderValue) -> Response
     }
     headers.insert(header::SET_COOKIE, set_cookie);
     plain_no_store(response, "text/plain; charset=utf-8")
+}
+
+/// The render proof's stylesheet: one comment line, never stored; `400` naming why when its
+/// token is not good (a browser ignores a stylesheet that fails).
+pub(super) fn render_proof(proved: Result<(), RenderError>) -> Response<Bytes> {
+    match proved {
+        Ok(()) => plain_no_store(
+            Response::new(Bytes::from_static(b"/* lenscap */\n")),
+            "text/css; charset=utf-8",
+        ),
+        Err(error) => {
+            let mut response = Response::new(Bytes::from(format!(
+                "This is not a render proof of this site: {error}.\n"
+            )));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            plain_no_store(response, "text/plain; charset=utf-8")
+        }
+    }
 }
 
 /// A pass that is not valid: `400` naming why, and the way back.

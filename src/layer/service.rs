@@ -119,6 +119,13 @@ pub(crate) fn pass<B>(
         };
         return Pass::Document(answer);
     }
+    if parts.path == crate::limit::RENDER_PATH && policy.limits.render.enabled {
+        // A page's render proof: answered here, never charged, never forwarded.
+        let (found, _) = policy.judge(peer, &parts);
+        let proved =
+            crate::limit::prove_render(limits, limit_inputs(policy, enforce), request, &found);
+        return Pass::Document(refusal::render_proof(proved));
+    }
     // Lenscap's own documents are answered for everyone, blocked clients included, before any
     // limit: a crawler that reads robots.txt should learn what the site reserves, and nobody
     // is charged a page view for reading the policy.

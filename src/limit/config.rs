@@ -9,6 +9,7 @@ use serde_spanned::Spanned;
 use super::cookie::CookieSettings;
 use super::pass::PassSettings;
 use super::rate::Rate;
+use super::render::RenderSettings;
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::{BehaviourConfig, BehaviourSettings};
 
@@ -93,6 +94,12 @@ pub(crate) struct LimitsConfig {
     address_established_after: Spanned<String>,
     /// Optional budget for unvouched images served to anyone, per site.
     unknown_images: Option<RateConfig>,
+    /// Inject the render proof into HTML pages and hold clients that never fetch it.
+    render_proof: bool,
+    /// Images of a page vouched before its viewer has proved rendering.
+    unrendered_grace: u8,
+    /// The site's budget for other images of render-proof pages from clients without a proof.
+    unrendered_images: RateConfig,
     /// Images a page view vouches for (when their Referer is that page).
     credit_per_page: u16,
     /// Most page-view credit a client can hold.
@@ -136,6 +143,9 @@ impl Default for LimitsConfig {
             address_max_shares: 28,
             address_established_after: Spanned::new(0..0, "0s".into()),
             unknown_images: None,
+            render_proof: true,
+            unrendered_grace: 2,
+            unrendered_images: RateConfig::new("60/h", 10),
             credit_per_page: 100,
             max_credit: 300,
             embedded_only: true,
@@ -267,6 +277,8 @@ pub(crate) struct LimitSettings {
     pub(crate) address_max_shares: u32,
     pub(crate) address_established_after: Duration,
     pub(crate) unknown_images: Option<Rate>,
+    /// Proof of rendering: on, and the site's budget for images without it.
+    pub(crate) render: RenderSettings,
     pub(crate) behaviour: BehaviourSettings,
     pub(crate) trap_paths: Vec<String>,
     pub(crate) disallowed: Vec<String>,
@@ -287,9 +299,21 @@ impl LimitSettings {
         source: &Source<'_>,
     ) -> Result<LimitSettings, ConfigError> {
         let l = config.limits;
-        let behaviour = config
+        let mut behaviour = config
             .behaviour
             .compile(l.credit_per_page, l.max_credit, source)?;
+        behaviour.unrendered_grace = match l.unrendered_grace {
+            grace @ 0..=crate::signals::behaviour::MAX_UNRENDERED_GRACE => grace,
+            n => {
+                return Err(source.invalid(
+                    None,
+                    format!(
+                        "limits.unrendered_grace = {n}: from 0 to {}",
+                        crate::signals::behaviour::MAX_UNRENDERED_GRACE
+                    ),
+                ));
+            }
+        };
         for path in config.traps.paths.iter().chain(&config.traps.disallowed) {
             if !path.starts_with('/') {
                 return Err(source.invalid(
@@ -352,6 +376,12 @@ impl LimitSettings {
                 .as_ref()
                 .map(|r| r.compile("limits.unknown_images", source))
                 .transpose()?,
+            render: RenderSettings {
+                enabled: l.render_proof,
+                unrendered_images: l
+                    .unrendered_images
+                    .compile("limits.unrendered_images", source)?,
+            },
             behaviour,
             trap_paths: config.traps.paths.clone(),
             disallowed: config.traps.disallowed.clone(),

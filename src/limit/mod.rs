@@ -125,6 +125,7 @@ mod pass;
 mod rate;
 #[cfg(feature = "redis")]
 mod redis;
+mod render;
 mod store;
 
 use std::sync::Arc;
@@ -147,6 +148,8 @@ pub use redis::{
     Fleet, FleetClock, Merged, Merging, RedisStore, Servers, StoreConfig, StoreSettings,
     hold_writes,
 };
+pub use render::RENDER_PATH;
+pub(crate) use render::RenderError;
 pub use store::{
     CLIENT_BYTES, CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_BYTES,
     SUBNET_CELLS, StateStore, SubnetRecord,
@@ -318,6 +321,12 @@ pub(crate) struct PageEmbeds {
     table: Arc<EmbedTable>,
     page: u64,
     scanner: EmbedScanner,
+    /// A view at pace: what the page embeds is worth remembering.
+    remember: bool,
+    /// The render proof's `<link>` to put before the page's `</head>`.
+    render_link: Option<Box<[u8]>>,
+    /// The link went in.
+    render_injected: bool,
 }
 
 impl PageEmbeds {
@@ -326,14 +335,67 @@ impl PageEmbeds {
         self.scanner.feed(bytes);
     }
 
-    /// The page is complete: remember what it embeds. A page that embeds no image in its
-    /// HTML (a gallery built by script) stays unknown: its views earn credit as before.
+    /// The render proof's `<link>` still to put in the page, if any.
+    pub(crate) fn render_link(&self) -> Option<&[u8]> {
+        self.render_link
+            .as_deref()
+            .filter(|_| !self.render_injected)
+    }
+
+    /// The render proof's link went into the page.
+    pub(crate) fn render_injected(&mut self) {
+        self.render_injected = true;
+    }
+
+    /// A reader of a page that embeds nothing yet, with `link` to put in it (for tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(link: &str) -> PageEmbeds {
+        PageEmbeds {
+            table: Arc::default(),
+            page: 1,
+            scanner: EmbedScanner::new("/"),
+            remember: true,
+            render_link: Some(link.as_bytes().into()),
+            render_injected: false,
+        }
+    }
+
+    /// Whether the render proof's link went into the page (for tests).
+    #[cfg(test)]
+    pub(crate) fn was_injected(&self) -> bool {
+        self.render_injected
+    }
+
+    /// The page has no `</head>` where it was looked for: it goes without the proof.
+    pub(crate) fn render_given_up(&mut self) {
+        self.render_link = None;
+    }
+
+    /// The page is complete: remember what it embeds, and whether it carried the render
+    /// proof. A page that embeds no image in its HTML (a gallery built by script) stays
+    /// unknown: its views earn credit as before.
     pub(crate) fn finish(self) {
-        let set = self.scanner.finish();
-        if set.count() > 0 {
+        let mut set = self.scanner.finish();
+        if self.render_injected {
+            set.mark_render_proof();
+        }
+        if self.remember && set.count() > 0 {
             self.table.store(self.page, set);
         }
     }
+}
+
+/// A `200` HTML page served as is (no `Content-Encoding`): one the layer can read and add to.
+fn is_plain_html<B>(response: &Response<B>) -> bool {
+    response.status() == http::StatusCode::OK
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
+        && response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_none_or(|e| e.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 #[derive(Debug)]
@@ -358,16 +420,7 @@ impl AfterResponse {
     /// [`apply`](Self::apply)).
     pub(crate) fn take_embeds<B>(&mut self, response: &Response<B>) -> Option<Box<PageEmbeds>> {
         let embeds = self.embeds.take()?;
-        let html = response.status() == http::StatusCode::OK
-            && response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
-            && response
-                .headers()
-                .get(header::CONTENT_ENCODING)
-                .is_none_or(|e| e.as_bytes().eq_ignore_ascii_case(b"identity"));
-        html.then_some(embeds)
+        is_plain_html(response).then_some(embeds)
     }
 
     /// Applies the leftover work to the inner service's response.
@@ -384,6 +437,17 @@ impl AfterResponse {
         }
         if let Some(cookie) = self.set_cookie.take() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        if let Some(embeds) = self.embeds.as_mut()
+            && embeds.render_link.is_some()
+            && is_plain_html(response)
+        {
+            if forbids_transform(response.headers()) {
+                // RFC 9110 §7.7: the page goes as it is, without the proof.
+                embeds.render_link = None;
+            } else {
+                make_room_for_render_proof(response.headers_mut());
+            }
         }
         if let Some(late) = self.late.take()
             && response
@@ -404,6 +468,32 @@ impl AfterResponse {
                 .subnet(late.subnet, late.now, late.cap, &mut |record| {
                     let _ = late.subnet_images.check(&mut record.tat_images, late.now);
                 });
+        }
+    }
+}
+
+/// `Cache-Control: no-transform`.
+fn forbids_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+        })
+    })
+}
+
+/// A page that will carry the render proof changes length and, with its token, bytes: no
+/// `Content-Length`, and a strong `ETag` becomes weak (the page means the same).
+fn make_room_for_render_proof(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(etag) = headers.get_mut(header::ETAG)
+        && etag.as_bytes().first() == Some(&b'"')
+    {
+        let mut weak = Vec::with_capacity(etag.len() + 2);
+        weak.extend_from_slice(b"W/");
+        weak.extend_from_slice(etag.as_bytes());
+        if let Ok(value) = HeaderValue::from_bytes(&weak) {
+            *etag = value;
         }
     }
 }
@@ -530,7 +620,9 @@ pub(crate) fn admit<B>(
     );
     facts.address = address_hash(found.client);
     if ls.embedded_only && facts.kind == Kind::Image && facts.referer_key != 0 {
-        facts.embedded = limits.embeds.embeds(facts.referer_key, facts.key);
+        let embedding = limits.embeds.embedding(facts.referer_key, facts.key);
+        facts.embedded = embedding.map(|e| e.embedded);
+        facts.render_page = ls.render.enabled && embedding.is_some_and(|e| e.render_proof);
     } else if ls.embedded_only && facts.navigation {
         // A little slack: a Bloom set may undercount, a browser may fetch a 2x variant.
         facts.page_credit = limits.embeds.count(facts.key).map(|n| {
@@ -583,6 +675,9 @@ pub(crate) fn admit<B>(
     }
     if charged && refusal.is_none() && seen.kind == Kind::Image && !tracked.vouched {
         refusal = charge_site(limits, ls, now);
+    }
+    if charged && refusal.is_none() && tracked.unrendered {
+        refusal = charge_unrendered(limits, ls, now);
     }
     if let Some(over) = refusal {
         let mut reasons = Reasons::default();
@@ -665,6 +760,8 @@ struct Tracked {
     as_visitor: bool,
     /// An image one of the client's page views vouches for.
     vouched: bool,
+    /// An image of a render-proof page, beyond its grace, from a client without a proof.
+    unrendered: bool,
     /// A navigation beyond the client's page pace.
     over_pace: bool,
     /// A visitor's navigation beyond its pace, or an address's second in a row: served
@@ -695,6 +792,7 @@ fn track(
     let (now, kind) = (seen.now, seen.kind);
     let cap = ls.max_tracked_clients;
     let mut vouched = false;
+    let mut unrendered = false;
     let mut over_pace = false;
     let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
@@ -756,6 +854,7 @@ fn track(
         let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
         inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
+        unrendered = observed.unrendered;
         if verdict.action.refuses() {
             return;
         }
@@ -820,13 +919,8 @@ fn track(
             let kept = limits
                 .store
                 .client(visitor_key, now, cap, &mut |record, fresh| {
-                    if fresh && seen.unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
-                        record
-                            .behaviour
-                            .seed_page(v.page, ls.behaviour.credit_per_page);
-                        // The page the cookie was issued on was this visitor's first step.
-                        let _ = ls.page_pace.check(&mut record.tat_pace, seen.now);
-                        record.first_page = seen.now.max(1);
+                    if fresh {
+                        seed_visitor(record, ls, v, seen.unix, seen.now);
                     }
                     observe(record, verdict, true);
                     true
@@ -848,12 +942,31 @@ fn track(
         member: member.filter(|_| as_visitor && established),
         as_visitor,
         vouched,
+        unrendered,
         over_pace,
         pace,
         visitor: visitor.map(|v| v.id),
         pass: pass.map(|(_, source)| source),
         refusal,
         marks,
+    }
+}
+
+/// A visitor's new record, when its cookie is fresh: it starts from the page the cookie was
+/// issued on (that page view was its first step, charged to its pace).
+fn seed_visitor(
+    record: &mut ClientRecord,
+    ls: &LimitSettings,
+    v: cookie::Visitor,
+    unix: u64,
+    now: Millis,
+) {
+    if unix.saturating_sub(u64::from(v.issued)) <= SEED_WITHIN_SECS {
+        record
+            .behaviour
+            .seed_page(v.page, ls.behaviour.credit_per_page);
+        let _ = ls.page_pace.check(&mut record.tat_pace, now);
+        record.first_page = now.max(1);
     }
 }
 
@@ -984,6 +1097,72 @@ fn charge_subnet(
     refusal
 }
 
+/// The key of the site's record whose image cell is the `unrendered_images` budget (a
+/// client record of its own, so a shared store carries it like any other).
+const UNRENDERED_RECORD: u8 = 8;
+
+/// Charges the site-wide budget for images of render-proof pages from clients that never
+/// fetched a proof: every such client shares it, whatever address it comes from.
+fn charge_unrendered(limits: &Limits, ls: &LimitSettings, now: Millis) -> Option<Exceeded> {
+    let rate = ls.render.unrendered_images;
+    let mut refusal = None;
+    let key = limits.key((UNRENDERED_RECORD, 0u8));
+    limits
+        .store
+        .client(key, now, ls.max_tracked_clients, &mut |record, _| {
+            refusal = rate
+                .check(&mut record.tat_images, now)
+                .err()
+                .map(|wait| Exceeded {
+                    quota: "unrendered-images",
+                    rate,
+                    wait,
+                });
+            true
+        });
+    refusal
+}
+
+/// Answers the render proof of a page ([`RENDER_PATH`]): when its token is good, the client
+/// that asked — its pass holder, its cookie visitor, or its address — is a renderer from now
+/// on. Never charged.
+pub(crate) fn prove_render<B>(
+    limits: &Limits,
+    inputs: Inputs<'_>,
+    request: &http::Request<B>,
+    found: &Classification,
+) -> Result<(), RenderError> {
+    let ls = inputs.settings;
+    let (now, unix) = limits.clock.now();
+    render::verify(&ls.cookie, request.uri().query(), unix)?;
+    if !ls.enabled {
+        return Ok(());
+    }
+    let subnet = found.client.subnet_key(inputs.subnets);
+    let headers = request.headers();
+    let visitor = ls.cookie.read(headers, unix, subnet);
+    let binding = || Binding::of(headers, subnet, visitor.map(|v| v.id));
+    // The stylesheet's Referer is its page, whose URL holds a cookieless holder's pass.
+    let pass = ls.pass.read(&ls.cookie, headers, None, true, unix, binding);
+    let cap = ls.max_tracked_clients;
+    let key = match (pass, visitor) {
+        (Some((pass, _)), _) => limits.key((4u8, pass.id, subnet)),
+        (None, Some(v)) => limits.key((2u8, v.id, subnet)),
+        (None, None) => limits.key((1u8, found.client.key())),
+    };
+    limits.store.client(key, now, cap, &mut |record, fresh| {
+        if fresh
+            && pass.is_none()
+            && let Some(v) = visitor
+        {
+            seed_visitor(record, ls, v, unix, now);
+        }
+        record.behaviour.prove_render();
+        true
+    });
+    Ok(())
+}
+
 /// Charges the optional site-wide budget for images no page view vouches for.
 fn charge_site(limits: &Limits, ls: &LimitSettings, now: Millis) -> Option<Exceeded> {
     let rate = ls.unknown_images?;
@@ -1031,11 +1210,17 @@ fn after_response(
             .and_then(pass::pass_in_query)
             .map(|token| format!("{PASS_PARAM}={token}").into_boxed_str());
     }
-    if ls.embedded_only && seen.get && seen.facts.navigation && !tracked.over_pace {
+    if ls.embedded_only && seen.get && seen.facts.navigation {
         after.embeds = Some(Box::new(PageEmbeds {
             table: limits.embeds.clone(),
             page: seen.facts.key,
             scanner: EmbedScanner::new(seen.path),
+            remember: !tracked.over_pace,
+            render_link: ls
+                .render
+                .enabled
+                .then(|| render::link(&ls.cookie, seen.facts.key, seen.unix)),
+            render_injected: false,
         }));
     }
     after.late = Some(Box::new(LateImage {

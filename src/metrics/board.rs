@@ -498,6 +498,7 @@ pub fn plain_reason(reason: Reason) -> &'static str {
         Reason::LicensePaid => "accepted the licence price and was served",
         Reason::TransportMismatch => "claimed a browser but connected like a script",
         Reason::Datacenter => "came from a cloud or hosting address",
+        Reason::NoRender => "took photos without drawing the pages they are on",
         Reason::DatacenterImages => "took photos from a server without looking at any page",
     }
 }

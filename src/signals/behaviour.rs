@@ -122,6 +122,9 @@ pub(crate) struct Facts {
     /// For an image whose Referer is a page of this site: whether that page embeds it (`None`:
     /// the page's images are not known).
     pub(crate) embedded: Option<bool>,
+    /// For an image whose Referer is a page of this site: that page carries the render proof
+    /// (set by the limit stage), so a browser showing it has fetched or will fetch the proof.
+    pub(crate) render_page: bool,
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
@@ -196,6 +199,7 @@ impl Facts {
             over_pace: false,
             page_credit: None,
             embedded: None,
+            render_page: false,
         }
     }
 
@@ -414,6 +418,8 @@ pub(crate) struct BehaviourSettings {
     pub(crate) address_changes: u32,
     /// Image credit earned by a page view.
     pub(crate) credit_per_page: u16,
+    /// Images of a page vouched before its viewer proved rendering (`[limits]`).
+    pub(crate) unrendered_grace: u8,
     /// Most credit a client can hold.
     pub(crate) max_credit: u16,
     /// Markers of original or full-size variants in a path or query.
@@ -464,6 +470,7 @@ impl BehaviourSettings {
             regular_run: 8,
             regular_min_ms: 200,
             credit_per_page: 100,
+            unrendered_grace: 2,
             max_credit: 300,
             originals: AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
@@ -491,6 +498,14 @@ const LATE_IMAGES: u8 = 4;
 const FAST_NAVIGATION: u8 = 8;
 /// The last navigation was answered with the way-through page.
 const WAY_OFFERED: u8 = 16;
+/// The client fetched a render proof (a stylesheet only a renderer reads).
+const RENDERED: u8 = 32;
+/// Two bits: images vouched since the last navigation without a render proof.
+const UNPROVEN_SHIFT: u32 = 6;
+const UNPROVEN: u8 = 3 << UNPROVEN_SHIFT;
+
+/// Most images of a page that can be vouched before its viewer proves rendering.
+pub(crate) const MAX_UNRENDERED_GRACE: u8 = 3;
 
 /// Trap marks are kept in units of 1024 ms (a u16 covers about 18 hours; marks up to half).
 const TRAP_UNIT_SHIFT: u32 = 10;
@@ -524,6 +539,9 @@ pub(crate) struct Observed {
     pub(crate) reasons: Reasons,
     /// An image this client viewed the page of, paid for with page-view credit.
     pub(crate) vouched: bool,
+    /// An image of a render-proof page from a client without a proof, beyond the page's
+    /// grace: charged to the site's `unrendered_images` budget.
+    pub(crate) unrendered: bool,
 }
 
 /// Bytes of [`Behaviour::encode`]. The trap mark comes first (a shared store merges it).
@@ -707,6 +725,17 @@ impl Behaviour {
             | (marks & (FAST_NAVIGATION | WAY_OFFERED));
     }
 
+    /// Notes that the client fetched a render proof: from now on it is a renderer.
+    pub(crate) fn prove_render(&mut self) {
+        self.flags = (self.flags | RENDERED) & !UNPROVEN;
+    }
+
+    /// Whether the client has fetched a render proof.
+    #[cfg(test)]
+    pub(crate) fn rendered(&self) -> bool {
+        self.flags & RENDERED != 0
+    }
+
     /// Whether this client has fetched images from paths that look like pages: its page
     /// views are then also charged as images.
     pub(crate) fn late_images(&self) -> bool {
@@ -718,10 +747,15 @@ impl Behaviour {
         self.rotate(now, s.bucket_ms);
         self.time(now, s);
         let mut vouched = false;
+        let mut unrendered = false;
         let c = &mut self.counts[0];
         match facts.kind {
             Kind::Page => {
                 bump(&mut c[PAGES]);
+                if facts.navigation {
+                    // Each page view has its own grace before the proof arrives.
+                    self.flags &= !UNPROVEN;
+                }
                 if facts.navigation && facts.over_pace {
                     self.flags |= FAST_NAVIGATION;
                 } else if facts.navigation {
@@ -741,10 +775,20 @@ impl Behaviour {
                     Referer::Here(page)
                         if self.pages.contains(&page) && facts.embedded != Some(false) =>
                     {
-                        if self.credit > 0 {
+                        let vouchable = self.credit > 0;
+                        let proof_missing = facts.render_page && self.flags & RENDERED == 0;
+                        if proof_missing
+                            && beyond_render_grace(&mut self.flags, vouchable, s.unrendered_grace)
+                        {
+                            unrendered = true;
+                        } else if vouchable {
                             self.credit -= 1;
                             vouched = true;
                         }
+                    }
+                    Referer::Here(_) if facts.render_page && self.flags & RENDERED == 0 => {
+                        bump(&mut c[UNVIEWED]);
+                        unrendered = true;
                     }
                     Referer::Here(_) | Referer::Elsewhere => bump(&mut c[UNVIEWED]),
                 }
@@ -783,9 +827,14 @@ impl Behaviour {
         if facts.disallowed && self.flags & ROBOTS_FETCHED != 0 {
             self.flags |= ROBOTS_IGNORED;
         }
+        let mut reasons = self.reasons(now, s, facts.kind == Kind::Image);
+        if unrendered {
+            reasons.insert(Reason::NoRender);
+        }
         Observed {
-            reasons: self.reasons(now, s, facts.kind == Kind::Image),
+            reasons,
             vouched,
+            unrendered,
         }
     }
 
@@ -881,6 +930,17 @@ impl Behaviour {
     }
 }
 
+/// An image of a render-proof page by a client without a proof: whether it is beyond the
+/// page's grace (its `vouchable` images up to `grace` are counted into `flags`).
+fn beyond_render_grace(flags: &mut u8, vouchable: bool, grace: u8) -> bool {
+    let counted = (*flags & UNPROVEN) >> UNPROVEN_SHIFT;
+    if vouchable && counted < grace {
+        *flags = (*flags & !UNPROVEN) | ((counted + 1) << UNPROVEN_SHIFT);
+        return false;
+    }
+    true
+}
+
 fn bump(counter: &mut u8) {
     *counter = counter.saturating_add(1);
 }
@@ -946,6 +1006,73 @@ mod tests {
             assert!(observed.vouched);
             t += 20_000 + page * 3_000;
         }
+    }
+
+    /// A page view, then `images` of it, on a page that carries the render proof.
+    fn proof_page_then_images(c: &mut Behaviour, t: u32, page: &str, images: u32) -> Vec<Observed> {
+        let s = BehaviourSettings::default();
+        let mut seen = vec![c.observe(&Facts::for_test(Kind::Page, page, None), t, &s)];
+        for i in 0..images {
+            let mut image = Facts::for_test(Kind::Image, &format!("{page}/{i}.jpg"), Some(page));
+            image.render_page = true;
+            seen.push(c.observe(&image, t + 10 + i, &s));
+        }
+        seen
+    }
+
+    #[test]
+    fn without_a_render_proof_only_a_pages_first_images_are_vouched() {
+        let mut script = Behaviour::new(1);
+        let seen = proof_page_then_images(&mut script, 1, "/g/1", 6);
+        let vouched: Vec<bool> = seen[1..].iter().map(|o| o.vouched).collect();
+        assert_eq!(vouched, [true, true, false, false, false, false]);
+        assert!(
+            seen[1..3]
+                .iter()
+                .all(|o| !o.unrendered && o.reasons.is_empty())
+        );
+        assert!(
+            seen[3..]
+                .iter()
+                .all(|o| o.unrendered && o.reasons.contains(Reason::NoRender))
+        );
+        // The next page has a grace of its own.
+        let seen = proof_page_then_images(&mut script, 30_000, "/g/2", 3);
+        assert_eq!(seen.iter().filter(|o| o.vouched).count(), 2);
+        assert!(!script.rendered());
+    }
+
+    #[test]
+    fn a_renderer_gets_every_image_and_a_late_proof_lifts_the_hold() {
+        let mut person = Behaviour::new(1);
+        person.prove_render();
+        let seen = proof_page_then_images(&mut person, 1, "/g/1", 20);
+        assert!(seen[1..].iter().all(|o| o.vouched && !o.unrendered));
+        assert!(seen.iter().all(|o| o.reasons.is_empty()));
+        // A proof that arrives after the page's grace: the rest of its images are vouched.
+        let mut late = Behaviour::new(1);
+        let seen = proof_page_then_images(&mut late, 1, "/g/1", 3);
+        assert!(seen[3].unrendered);
+        late.prove_render();
+        let mut image = Facts::for_test(Kind::Image, "/g/1/4.jpg", Some("/g/1"));
+        image.render_page = true;
+        let after = late.observe(&image, 100, &BehaviourSettings::default());
+        assert!(after.vouched && !after.unrendered);
+        assert!(late.rendered());
+    }
+
+    #[test]
+    fn images_of_a_proof_page_never_viewed_are_unrendered_from_the_first() {
+        // A client rotating its address with every request: a new record per image.
+        let mut fresh = Behaviour::new(1);
+        let mut image = Facts::for_test(Kind::Image, "/g/1/0.jpg", Some("/g/1"));
+        image.render_page = true;
+        let seen = fresh.observe(&image, 5, &BehaviourSettings::default());
+        assert!(seen.unrendered && !seen.vouched);
+        // A page without the proof (another site's HTML, compressed pages) holds nothing.
+        image.render_page = false;
+        let seen = Behaviour::new(1).observe(&image, 5, &BehaviourSettings::default());
+        assert!(!seen.unrendered);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub fn embed_key(path_and_query: &[u8]) -> u64 {
 pub struct EmbedSet {
     bits: [u64; BITS / 64],
     count: u16,
+    /// The page was served with the render proof (a stylesheet link only renderers fetch).
+    renders: bool,
 }
 
 impl EmbedSet {
@@ -80,6 +82,25 @@ impl EmbedSet {
     pub fn count(&self) -> u16 {
         self.count
     }
+
+    /// Notes that the page was served with the render proof.
+    pub fn mark_render_proof(&mut self) {
+        self.renders = true;
+    }
+
+    /// Whether the page was served with the render proof.
+    pub fn has_render_proof(&self) -> bool {
+        self.renders
+    }
+}
+
+/// What the table knows of an image's Referer page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedding {
+    /// The page embeds the image.
+    pub embedded: bool,
+    /// The page was served with the render proof.
+    pub render_proof: bool,
 }
 
 /// The sets of the pages served lately, shared by every clone of a layer.
@@ -113,6 +134,15 @@ impl EmbedTable {
     /// Whether page `page` embeds image `image` (`None`: the page's images are not known).
     pub fn embeds(&self, page: u64, image: u64) -> Option<bool> {
         self.read(page, |set| set.contains(image))
+    }
+
+    /// Whether page `page` embeds image `image` and carried the render proof, in one lookup
+    /// (`None`: the page's images are not known).
+    pub fn embedding(&self, page: u64, image: u64) -> Option<Embedding> {
+        self.read(page, |set| Embedding {
+            embedded: set.contains(image),
+            render_proof: set.renders,
+        })
     }
 
     /// How many images page `page` embeds, when known.
@@ -427,6 +457,22 @@ mod tests {
         assert!(table.pages.read().unwrap().len() <= PAGES);
         assert_eq!(table.count(PAGES as u64 + 9), Some(0));
         assert_eq!(table.embeds(1, 1), None);
+    }
+
+    #[test]
+    fn a_page_served_with_the_render_proof_says_so_in_the_same_lookup() {
+        let table = EmbedTable::default();
+        let mut set = scan("/g/1", &["<img src=\"/p/1.jpg\">"]);
+        table.store(1, set);
+        set.mark_render_proof();
+        table.store(2, set);
+        let image = embed_key(b"/p/1.jpg");
+        let plain = table.embedding(1, image).unwrap();
+        assert!(plain.embedded && !plain.render_proof);
+        let proof = table.embedding(2, image).unwrap();
+        assert!(proof.embedded && proof.render_proof);
+        assert!(!table.embedding(2, embed_key(b"/p/2.jpg")).unwrap().embedded);
+        assert_eq!(table.embedding(3, image), None);
     }
 
     #[test]

@@ -157,9 +157,20 @@ impl ProfileKind {
         }
     }
 
-    /// Whether it fetches the stylesheets a page links, as a renderer does.
+    /// Whether it fetches the stylesheets a page links, as a renderer does: the headless
+    /// walkers, and the people (every browser fetches a page's stylesheets, Lenscap's render
+    /// proof among them).
     pub(crate) fn renders(self) -> bool {
-        matches!(self, ProfileKind::HeadlessFast | ProfileKind::HeadlessPaced)
+        matches!(
+            self,
+            ProfileKind::HeadlessFast
+                | ProfileKind::HeadlessPaced
+                | ProfileKind::Human
+                | ProfileKind::PubWifi
+                | ProfileKind::CookielessCrowd
+                | ProfileKind::DirectLinkOpener
+                | ProfileKind::CarrierNat
+        )
     }
 
     /// Whether it sends `X-Forwarded-Proto: https` of its own (the site looks secure to the

@@ -628,6 +628,10 @@ impl Session {
                 .filter(|src| cache.insert(src.clone()))
                 .collect();
             let page_url = format!("{}{path}", self.shared.origin);
+            // A browser asks for the head's stylesheets first (Chromium's render proof request
+            // was the first after the page in every view measured), then the images.
+            let stylesheets = self.stylesheets_of(&path, &page);
+            self.fetch_batch(stylesheets).await;
             let batch = images
                 .into_iter()
                 .map(|src| (src, Kind::Image, Some(page_url.clone())))
@@ -826,6 +830,8 @@ impl Session {
             };
             path = at;
             let page_url = format!("{}{path}", self.shared.origin);
+            let stylesheets = self.stylesheets_of(&path, &page);
+            self.fetch_batch(stylesheets).await;
             let photos: Vec<String> = page
                 .links
                 .iter()
@@ -883,6 +889,24 @@ impl Session {
             .fetch_document(&back, Kind::Document { navigated: true }, Some(here))
             .await?;
         Some((back, self.scan(&page)?))
+    }
+
+    /// The stylesheets page `path` links, as a renderer asks for them (none for a profile
+    /// that does not render).
+    fn stylesheets_of(
+        &self,
+        path: &str,
+        page: &ScannedPage,
+    ) -> Vec<(String, Kind, Option<String>)> {
+        if !self.run.settings.kind.renders() {
+            return Vec::new();
+        }
+        let page_url = format!("{}{path}", self.shared.origin);
+        page.stylesheets
+            .iter()
+            .filter_map(|sheet| self.resolve(path, sheet))
+            .map(|sheet| (sheet, Kind::Style, Some(page_url.clone())))
+            .collect()
     }
 
     /// img2dataset: its share of the URL list, many at once.
