@@ -3,7 +3,7 @@
 //!
 //! A [`Stamp`] is compiled once from a [`StampConfig`]: the XMP packet that declares the
 //! site's IPTC Data Mining reservation (`plus:DataMining`) is built up front, already framed
-//! for each container, so the hot path only copies bytes. [`stamp_response`] then wraps an
+//! for each container, so the hot path only splices it in. [`stamp_response`] then wraps an
 //! image response: it buffers only the header bytes a format needs, decides, rewrites them,
 //! corrects `Content-Length` and `ETag`, and streams the rest of the body through a walker
 //! that scrubs, in place, every metadata block that comes later.
