@@ -294,7 +294,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
     if !stamp.scrub.any() || ranges.is_empty() {
         return Step::Plan(Plan {
             consumed: 0,
-            head: Vec::new(),
+            head: Vec::new().into(),
             added: 0,
             walker: None,
             stamped: false,
@@ -324,7 +324,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp, expected_len: Option<u64>) -> Ste
     });
     Step::Plan(Plan {
         consumed,
-        head,
+        head: head.into(),
         added: 0,
         walker: Some(Walker::Bmff(BmffWalker {
             pos: consumed as u64,

@@ -86,7 +86,8 @@ fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Optio
     None
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The `Content-Length` of a message, when it holds one number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)?
         .to_str()
@@ -107,12 +108,13 @@ pub(crate) fn stamped_etag(value: &HeaderValue, suffix: &str) -> Option<HeaderVa
     if inner.contains(&b'"') {
         return None;
     }
-    let mut tag = Vec::with_capacity(bytes.len() + suffix.len());
+    let mut tag = Vec::with_capacity(inner.len() + suffix.len() + 2);
     tag.push(b'"');
     tag.extend_from_slice(inner);
     tag.extend_from_slice(suffix.as_bytes());
     tag.push(b'"');
-    HeaderValue::from_bytes(&tag).ok()
+    // Checked, not copied again.
+    HeaderValue::from_maybe_shared(Bytes::from(tag)).ok()
 }
 
 // === impl StampFuture ===
@@ -179,12 +181,15 @@ where
             }
         };
         let Pending {
-            mut parts, body, ..
+            mut parts,
+            body,
+            stamper,
+            ..
         } = this.pending.take().expect("checked above");
         if decision.withheld {
             return Poll::Ready(withhold(parts, body));
         }
-        apply_headers(&mut parts, &decision, this.stamp);
+        apply_headers(&mut parts, &decision, this.stamp, stamper.expected_len());
         tracing::debug!(outcome = ?decision.outcome, added = decision.added, "image stamp");
         let Decision {
             head,
@@ -252,12 +257,17 @@ fn finish_skip<B: Body>(
     Response::from_parts(parts, StampBody::new(body, VecDeque::new(), None))
 }
 
-fn apply_headers(parts: &mut http::response::Parts, decision: &Decision, stamp: &Stamp) {
+fn apply_headers(
+    parts: &mut http::response::Parts,
+    decision: &Decision,
+    stamp: &Stamp,
+    content_length: Option<u64>,
+) {
     if !decision.outcome.is_modified() {
         return;
     }
     if decision.added > 0
-        && let Some(len) = content_length(&parts.headers)
+        && let Some(len) = content_length
     {
         let total = len.saturating_add(decision.added);
         parts

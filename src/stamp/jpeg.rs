@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::exif::ScrubOptions;
 use super::read::{be16, be32};
 use super::walk::{JpegWalker, Walker};
-use super::{PassReason, Plan, Stamp, Step, exif, xmp};
+use super::{Head, PassReason, Plan, Stamp, Step, exif, xmp};
 
 /// The namespace that opens a standard XMP `APP1` payload (29 bytes, NUL included).
 pub(crate) const XMP_NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
@@ -87,7 +87,7 @@ fn scrub_photoshop(irb: &mut [u8], scrub: ScrubOptions) -> bool {
 pub(crate) fn scrub_only(stamp: &Stamp) -> Option<Plan> {
     stamp.scrub.any().then(|| Plan {
         consumed: 2,
-        head: vec![0xFF, 0xD8],
+        head: vec![0xFF, 0xD8].into(),
         added: 0,
         walker: Some(Walker::Jpeg(JpegWalker::new(stamp.scrub))),
         stamped: false,
@@ -171,15 +171,52 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
         }
     }
 
+    let walker = || {
+        stamp
+            .scrub
+            .any()
+            .then(|| Walker::Jpeg(JpegWalker::new(stamp.scrub)))
+    };
+    let existing = segments.iter().position(is_xmp);
+    if existing.is_none()
+        && stamp.xmp
+        && !segments
+            .iter()
+            .any(|s| scrub_changes(s.marker, &data[s.start..s.end], stamp.scrub))
+    {
+        // Nothing in the header changes: the input's bytes go out around the stamp.
+        return Step::Plan(Plan {
+            consumed: sos,
+            head: Head::Insert {
+                at: insert_at,
+                bytes: stamp.jpeg_segment.clone(),
+            },
+            added: 0,
+            walker: walker(),
+            stamped: true,
+            scrubbed: false,
+        });
+    }
+
     let mut head = Vec::with_capacity(sos + stamp.jpeg_segment.len());
-    head.extend_from_slice(&data[..sos]);
+    head.extend_from_slice(&data[..insert_at]);
+    if existing.is_none() && stamp.xmp {
+        head.extend_from_slice(&stamp.jpeg_segment);
+    }
+    head.extend_from_slice(&data[insert_at..sos]);
+    // Segments after the insertion point moved by the inserted segment's length.
+    let shift = head.len() - sos;
+    let moved = |s: &Segment| {
+        let by = if s.start >= insert_at { shift } else { 0 };
+        (s.start + by, s.end + by)
+    };
     let mut scrubbed = false;
     let mut stamped = false;
     // The first standard XMP packet is the one to merge into; every segment is scrubbed.
-    let existing = segments.iter().position(is_xmp);
     for (n, s) in segments.iter().enumerate() {
+        let (start, end) = moved(s);
         if Some(n) == existing {
-            let packet = &mut head[s.start + XMP_NS.len()..s.end];
+            let packet = &mut head[start + XMP_NS.len()..end];
             let attrs = if stamp.xmp {
                 stamp.merge_attrs.as_deref()
             } else {
@@ -189,22 +226,26 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
             stamped = edit.merged;
             scrubbed |= edit.scrubbed;
         } else if stamp.scrub.any() {
-            scrubbed |= scrub_segment(s.marker, &mut head[s.start..s.end], stamp.scrub);
+            scrubbed |= scrub_segment(s.marker, &mut head[start..end], stamp.scrub);
         }
     }
-    if existing.is_none() && stamp.xmp {
-        head.splice(insert_at..insert_at, stamp.jpeg_segment.iter().copied());
-        stamped = true;
-    }
+    stamped |= existing.is_none() && stamp.xmp;
     Step::Plan(Plan {
         consumed: sos,
-        head,
+        head: head.into(),
         added: 0,
-        walker: stamp
-            .scrub
-            .any()
-            .then(|| Walker::Jpeg(JpegWalker::new(stamp.scrub))),
+        walker: walker(),
         stamped,
         scrubbed,
     })
+}
+
+/// Whether [`scrub_segment`] would change any byte of this segment, tried on a copy (only
+/// `APP1` and `APP13` segments can change, and a segment is at most 64 KiB).
+fn scrub_changes(marker: u8, payload: &[u8], scrub: ScrubOptions) -> bool {
+    if !matches!(marker, 0xE1 | 0xED) || !scrub.any() {
+        return false;
+    }
+    let mut copy = payload.to_vec();
+    scrub_segment(marker, &mut copy, scrub) || copy != payload
 }

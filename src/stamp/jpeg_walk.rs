@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::exif::ScrubOptions;
 use super::jpeg::scrub_segment;
-use super::walk::{Guard, zeros};
+use super::walk::{Guard, pass_rest, zeros};
 
 #[derive(Debug)]
 pub(crate) struct JpegWalker {
@@ -201,9 +201,7 @@ impl JpegWalker {
                 }
             }
         }
-        if run < seg.len() {
-            out.extend(Some(seg.slice(run..)));
-        }
+        pass_rest(seg, run, out);
     }
 
     /// The input ended: a partial capture comes out zeroed.

@@ -3,7 +3,7 @@
 //!
 //! A [`Stamp`] is compiled once from a [`StampConfig`]: the XMP packet that declares the
 //! site's IPTC Data Mining reservation (`plus:DataMining`) is built up front, already framed
-//! for each container, so the hot path only copies bytes. [`stamp_response`] then wraps an
+//! for each container, so the hot path only splices it in. [`stamp_response`] then wraps an
 //! image response: it buffers only the header bytes a format needs, decides, rewrites them,
 //! corrects `Content-Length` and `ETag`, and streams the rest of the body through a walker
 //! that scrubs, in place, every metadata block that comes later.
@@ -158,6 +158,7 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use body::content_length;
 pub use body::{StampBody, StampFuture, stamp_response};
 pub use xmp::find_packet;
 
@@ -606,12 +607,54 @@ impl From<Halt> for Step {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) consumed: usize,
-    pub(crate) head: Vec<u8>,
+    pub(crate) head: Head,
     /// Bytes the walker appends (the WebP XMP chunk), counted in `added`.
     pub(crate) added: u64,
     pub(crate) walker: Option<Walker>,
     pub(crate) stamped: bool,
     pub(crate) scrubbed: bool,
+}
+
+/// What the original bytes `[0, consumed)` of a [`Plan`] become.
+#[derive(Debug)]
+pub(crate) enum Head {
+    /// New bytes: the header was rewritten.
+    New(Vec<u8>),
+    /// The original bytes, unchanged, with `bytes` put in at offset `at`: sent as slices of
+    /// the input around the prebuilt stamp, nothing copied.
+    Insert { at: usize, bytes: Bytes },
+}
+
+impl From<Vec<u8>> for Head {
+    fn from(bytes: Vec<u8>) -> Head {
+        Head::New(bytes)
+    }
+}
+
+impl Head {
+    /// How many bytes the head is, given the `consumed` original bytes it stands for.
+    fn len(&self, consumed: usize) -> usize {
+        match self {
+            Head::New(bytes) => bytes.len(),
+            Head::Insert { bytes, .. } => consumed + bytes.len(),
+        }
+    }
+
+    /// Appends the head's pieces to `out`; `all[..consumed]` are the original bytes.
+    fn emit(self, all: &Bytes, consumed: usize, out: &mut Vec<Bytes>) {
+        match self {
+            Head::New(bytes) => out.push(Bytes::from(bytes)),
+            Head::Insert { at, bytes } => {
+                if at > 0 {
+                    out.push(all.slice(..at));
+                }
+                out.push(bytes);
+                if at < consumed {
+                    out.push(all.slice(at..consumed));
+                }
+            }
+        }
+    }
 }
 
 /// What the stamper decided once the header was read.
@@ -702,6 +745,11 @@ impl Stamper {
             later_len: 0,
             need: 1,
         }
+    }
+
+    /// The inner response's `Content-Length`, read once when the stamper was made.
+    pub(crate) fn expected_len(&self) -> Option<u64> {
+        self.expected_len
     }
 
     /// Feeds one chunk; returns the decision once there is one.
@@ -894,7 +942,7 @@ fn salvage(all: &[u8], stamp: &Stamp, reason: PassReason) -> Option<Step> {
             head[at..].fill(0);
             Some(Step::Plan(Plan {
                 consumed: all.len(),
-                head,
+                head: head.into(),
                 added: 0,
                 walker: None,
                 stamped: false,
@@ -940,14 +988,19 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
     if !plan.stamped && !plan.scrubbed && plan.walker.is_none() {
         return pass(all, later, fallback);
     }
-    let Some(rest) = all.get(plan.consumed..).map(|_| all.slice(plan.consumed..)) else {
-        return pass(all, later, PassReason::Malformed);
+    let in_bounds = match &plan.head {
+        Head::New(_) => plan.consumed <= all.len(),
+        Head::Insert { at, .. } => *at <= plan.consumed && plan.consumed <= all.len(),
     };
-    let head_len = plan.head.len() as u64;
+    if !in_bounds {
+        return pass(all, later, PassReason::Malformed);
+    }
+    let rest = all.slice(plan.consumed..);
+    let head_len = plan.head.len(plan.consumed) as u64;
     let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
     let mut walker = plan.walker;
-    let mut head = Vec::with_capacity(2 + later.len());
-    head.push(Bytes::from(plan.head));
+    let mut head = Vec::with_capacity(4 + later.len());
+    plan.head.emit(&all, plan.consumed, &mut head);
     match walker.as_mut() {
         Some(w) => {
             w.push(rest, &mut head);

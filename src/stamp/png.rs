@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::exif::ScrubOptions;
 use super::read::be32;
 use super::walk::{PngWalker, Walker};
-use super::{PassReason, Plan, Stamp, Step, exif, xmp};
+use super::{Head, PassReason, Plan, Stamp, Step, exif, xmp};
 
 /// The private ancillary, safe-to-copy chunk type a neutralised metadata chunk becomes.
 pub(crate) const NEUTRAL: &[u8; 4] = b"lcBk";
@@ -69,6 +69,11 @@ fn text_has_location(keyword: &[u8], text: &[u8], scrub: ScrubOptions) -> bool {
         };
     }
     xmp::has_properties(text, scrub)
+}
+
+/// Whether a chunk type is one [`edit_chunk`] may edit.
+pub(crate) fn is_metadata(kind: &[u8]) -> bool {
+    matches!(kind, b"eXIf" | b"iTXt" | b"tEXt" | b"zTXt")
 }
 
 /// Edits one metadata chunk's data (`eXIf`, `iTXt`, `tEXt`, `zTXt`) in place.
@@ -142,7 +147,7 @@ pub(crate) fn edit_chunk(kind: &[u8; 4], data: &mut [u8], scrub: ScrubOptions) -
 pub(crate) fn scrub_only(stamp: &Stamp) -> Option<Plan> {
     stamp.scrub.any().then(|| Plan {
         consumed: SIGNATURE.len(),
-        head: SIGNATURE.to_vec(),
+        head: SIGNATURE.to_vec().into(),
         added: 0,
         walker: Some(Walker::Png(PngWalker::new(
             stamp.scrub,
@@ -238,6 +243,30 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
         return Step::Pass(PassReason::Malformed);
     }
 
+    let is_xmp = |c: &Chunk| {
+        let (s, e) = c.data();
+        &c.kind == b"iTXt" && data[s..e].starts_with(b"XML:com.adobe.xmp\0")
+    };
+    let edits = |c: &Chunk| {
+        let (s, e) = c.data();
+        is_metadata(&c.kind)
+            && edit_chunk(&c.kind, &mut data[s..e].to_vec(), stamp.scrub) != ChunkEdit::Unchanged
+    };
+    if stamp.xmp && !chunks.iter().any(|c| is_xmp(c) || edits(c)) {
+        // Nothing before `IDAT` changes: the input's bytes go out, then the stamp.
+        return Step::Plan(Plan {
+            consumed: idat,
+            head: Head::Insert {
+                at: idat,
+                bytes: stamp.png_chunk.clone(),
+            },
+            added: 0,
+            walker: walker(stamp),
+            stamped: true,
+            scrubbed: false,
+        });
+    }
+
     let mut head = Vec::with_capacity(idat + stamp.png_chunk.len());
     head.extend_from_slice(&data[..idat]);
     let mut scrubbed = false;
@@ -245,7 +274,7 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
     let mut has_xmp = false;
     for c in &chunks {
         let (s, e) = c.data();
-        let is_xmp = &c.kind == b"iTXt" && data[s..e].starts_with(b"XML:com.adobe.xmp\0");
+        let is_xmp = is_xmp(c);
         let merge_here = is_xmp && !has_xmp && data[s..e].starts_with(XMP_KEYWORD) && crc_ok(c);
         let edit = if merge_here {
             let text = &mut head[s + XMP_KEYWORD.len()..e];
@@ -285,13 +314,18 @@ pub(crate) fn plan(data: &[u8], stamp: &Stamp) -> Step {
     }
     Step::Plan(Plan {
         consumed: idat,
-        head,
+        head: head.into(),
         added: 0,
-        walker: stamp
-            .scrub
-            .any()
-            .then(|| Walker::Png(PngWalker::new(stamp.scrub, stamp.max_header_bytes))),
+        walker: walker(stamp),
         stamped,
         scrubbed,
     })
+}
+
+/// The walker over the chunks from the first `IDAT` on, when anything is scrubbed.
+fn walker(stamp: &Stamp) -> Option<Walker> {
+    stamp
+        .scrub
+        .any()
+        .then(|| Walker::Png(PngWalker::new(stamp.scrub, stamp.max_header_bytes)))
 }

@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use super::exif::ScrubOptions;
-use super::png::{self, ChunkEdit, NEUTRAL};
-use super::walk::{Guard, zeros};
+use super::png::{self, ChunkEdit, NEUTRAL, is_metadata};
+use super::walk::{Guard, pass_rest, zeros};
 
 #[derive(Debug)]
 pub(crate) struct PngWalker {
@@ -54,10 +54,6 @@ const HEADER: State = State::Header {
     have: 0,
 };
 
-fn is_metadata(kind: &[u8]) -> bool {
-    matches!(kind, b"eXIf" | b"iTXt" | b"tEXt" | b"zTXt")
-}
-
 fn flush(seg: &Bytes, run: &mut usize, i: usize, out: &mut impl Extend<Bytes>) {
     if *run < i {
         out.extend(Some(seg.slice(*run..i)));
@@ -84,7 +80,9 @@ impl PngWalker {
             let left = seg.len() - i;
             match &mut self.state {
                 State::Header { buf, have } => {
-                    if *have == 0 {
+                    // A header that starts here, and so lies whole in `seg` once read.
+                    let from_here = *have == 0;
+                    if from_here {
                         flush(&seg, &mut run, i, out);
                     }
                     let n = (8 - *have).min(left);
@@ -127,7 +125,12 @@ impl PngWalker {
                             }
                         }
                     } else {
-                        out.extend(Some(Bytes::copy_from_slice(&header)));
+                        if from_here {
+                            // Passed on as part of the slice that follows, not copied.
+                            run = i - 8;
+                        } else {
+                            out.extend(Some(Bytes::copy_from_slice(&header)));
+                        }
                         State::Skip {
                             left: with_crc as u64,
                             end: kind == b"IEND",
@@ -206,9 +209,7 @@ impl PngWalker {
                 }
             }
         }
-        if run < seg.len() {
-            out.extend(Some(seg.slice(run..)));
-        }
+        pass_rest(seg, run, out);
     }
 
     /// The input ended: a partial capture comes out zeroed, a partial header as it was.

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::exif::{self, ScrubOptions};
-use super::walk::{Guard, zeros};
+use super::walk::{Guard, pass_rest, zeros};
 use super::xmp;
 
 #[derive(Debug)]
@@ -95,7 +95,7 @@ impl RiffWalker {
             let room = self.riff_end - self.pos;
             let take = usize::try_from(room).unwrap_or(usize::MAX).min(input.len());
             let seg = input.split_to(take);
-            self.walk(&seg, out);
+            self.walk(seg, out);
             self.pos += take as u64;
         }
         if self.pos == self.riff_end {
@@ -136,7 +136,7 @@ impl RiffWalker {
         }
     }
 
-    fn walk(&mut self, seg: &Bytes, out: &mut impl Extend<Bytes>) {
+    fn walk(&mut self, seg: Bytes, out: &mut impl Extend<Bytes>) {
         let mut run = 0;
         let mut i = 0;
         while i < seg.len() {
@@ -234,9 +234,7 @@ impl RiffWalker {
                 }
             }
         }
-        if run < seg.len() {
-            out.extend(Some(seg.slice(run..)));
-        }
+        pass_rest(seg, run, out);
     }
 }
 

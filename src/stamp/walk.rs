@@ -74,6 +74,18 @@ impl Walker {
     }
 }
 
+/// Passes on what is left of `seg` from `run`: the frame itself when it passes whole, so an
+/// untouched frame costs no slicing.
+pub(crate) fn pass_rest(seg: Bytes, run: usize, out: &mut impl Extend<Bytes>) {
+    if run == 0 {
+        if !seg.is_empty() {
+            out.extend(Some(seg));
+        }
+    } else if run < seg.len() {
+        out.extend(Some(seg.slice(run..)));
+    }
+}
+
 static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 
 /// Appends `n` zero bytes as slices of a static buffer.

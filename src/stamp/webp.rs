@@ -51,7 +51,7 @@ pub(crate) fn scrub_only(data: &[u8], stamp: &Stamp) -> Option<Plan> {
     let riff_end = 8 + u64::from(le32(data, 4)?);
     Some(Plan {
         consumed: 12,
-        head: data[..12].to_vec(),
+        head: data[..12].to_vec().into(),
         added: 0,
         walker: Some(Walker::Riff(RiffWalker::new(
             12,
@@ -232,7 +232,7 @@ pub(crate) fn plan(held: &Held<'_>, stamp: &Stamp, expected_len: Option<u64>) ->
             .skipping(9);
             Step::Plan(Plan {
                 consumed: 21,
-                head,
+                head: head.into(),
                 added: u64::from(xmp_len),
                 walker: Some(Walker::Riff(walker)),
                 stamped: true,
@@ -284,7 +284,7 @@ pub(crate) fn plan(held: &Held<'_>, stamp: &Stamp, expected_len: Option<u64>) ->
             );
             Step::Plan(Plan {
                 consumed: 12,
-                head,
+                head: head.into(),
                 added: u64::from(xmp_len),
                 walker: Some(Walker::Riff(walker)),
                 stamped: true,
@@ -298,7 +298,7 @@ pub(crate) fn plan(held: &Held<'_>, stamp: &Stamp, expected_len: Option<u64>) ->
 fn nothing() -> Plan {
     Plan {
         consumed: 0,
-        head: Vec::new(),
+        head: Vec::new().into(),
         added: 0,
         walker: None,
         stamped: false,

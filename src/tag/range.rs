@@ -35,6 +35,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::stamp::content_length;
+
 /// What the client asked of an image, kept while the inner service answers the whole of it.
 #[derive(Debug, Default)]
 pub(crate) struct Slicing {
@@ -147,16 +149,6 @@ impl Slicing {
                 .get(header::ETAG)
                 .is_some_and(|etag| etag.as_bytes() == wanted)
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// One `Range` header read against a length.
