@@ -41,6 +41,9 @@ pages = { rate = "100/s", burst = 4000000000 }
 page_pace = { rate = "100/s", burst = 4000000000 }
 images = { rate = "100/s", burst = 4000000000 }
 subnet_pages = { rate = "100/s", burst = 4000000000 }
+# Nor into the address's budgets, which every client on the address shares.
+address_pages = { rate = "100/s", burst = 4000000000 }
+address_photos = { rate = "100/s", burst = 4000000000 }
 "#;
 
 /// Added to [`POLICY`] for the plain contender: no opt-out headers, no stamp.
