@@ -10,11 +10,14 @@
 //! `cargo bench --bench layer`. Instructions per request:
 //! `LENSCAP_BENCH_ROUNDS=4 valgrind --tool=callgrind target/release/deps/layer-…`, then
 //! `callgrind_annotate --inclusive=yes` on the `drive_*` functions (one per contender, each
-//! (rounds − 3) × 20 000 requests, counted and dropped with their responses).
+//! (rounds − 3) × 20 000 requests, counted and dropped with their responses). A counting
+//! allocator prints the allocations per request of each contender too.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -25,6 +28,28 @@ use futures_util::FutureExt;
 use http::{Request, Response, header};
 use lenscap::{LenscapLayer, Policy};
 use tower::{Service, ServiceExt};
+
+/// Counts allocations (and growing reallocations), so each contender's are known.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 const PEER: &str = "203.0.113.9:50000";
@@ -41,6 +66,9 @@ pages = { rate = "100/s", burst = 4000000000 }
 page_pace = { rate = "100/s", burst = 4000000000 }
 images = { rate = "100/s", burst = 4000000000 }
 subnet_pages = { rate = "100/s", burst = 4000000000 }
+# Nor into the address's budgets, which every client on the address shares.
+address_pages = { rate = "100/s", burst = 4000000000 }
+address_photos = { rate = "100/s", burst = 4000000000 }
 "#;
 
 /// Added to [`POLICY`] for the plain contender: no opt-out headers, no stamp.
@@ -270,6 +298,7 @@ fn ratio() {
         .unwrap_or(30)
         .max(4);
     let mut totals = [Duration::ZERO; 4];
+    let mut allocations = [0u64; 4];
     for round in 0..rounds {
         // Untimed page views keep the people's credit topped up (they may meet the page
         // quota themselves; the images below must not).
@@ -278,6 +307,7 @@ fn ratio() {
         for (i, total) in totals.iter_mut().enumerate() {
             let c = if i == 2 { &plain_cookie } else { &cookie };
             let requests: Vec<_> = (0..BATCH).map(|_| request(IMAGE, Some(c), false)).collect();
+            let allocated = ALLOCATIONS.load(Ordering::Relaxed);
             let start = Instant::now();
             match i {
                 0 => drive_bare(&mut bare, requests),
@@ -287,6 +317,7 @@ fn ratio() {
             }
             if round > 2 {
                 *total += start.elapsed();
+                allocations[i] += ALLOCATIONS.load(Ordering::Relaxed) - allocated;
             }
         }
     }
@@ -306,6 +337,11 @@ fn ratio() {
         governor - bare,
         plain - bare,
         lenscap - bare,
+    );
+    let [bare_allocs, governor_allocs, plain_allocs, lenscap_allocs] =
+        allocations.map(|n| n as f64 / ((rounds - 3) as usize * BATCH) as f64);
+    println!(
+        "allocations per request (the call, then dropping request and response): bare {bare_allocs:.2}, tower_governor {governor_allocs:.2}, Lenscap headers+stamp off {plain_allocs:.2}, Lenscap default {lenscap_allocs:.2}"
     );
     for (name, value) in [("headers+stamp off", plain), ("default settings", lenscap)] {
         println!(

@@ -57,27 +57,22 @@ pin_project! {
 }
 
 impl<F, B: Body> ResponseFuture<F, B> {
+    /// The inner call, with the limiter work left for its response (`after`: a cookie to set,
+    /// a Content-Type to check) and the tagging.
     pub(crate) fn inner(
         future: F,
         tagging: Option<Tagging>,
         tarpit: Option<(TarpitSlot, Duration)>,
+        after: AfterResponse,
     ) -> Self {
         ResponseFuture {
             state: State::Inner {
                 future,
                 tagging,
                 tarpit,
-                after: AfterResponse::default(),
+                after,
             },
         }
-    }
-
-    /// Leaves the limiter work for the response (a cookie to set, a Content-Type to check).
-    pub(crate) fn after(mut self, work: AfterResponse) -> Self {
-        if let State::Inner { after, .. } = &mut self.state {
-            *after = work;
-        }
-        self
     }
 
     pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {

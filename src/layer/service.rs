@@ -255,7 +255,7 @@ where
         // A guard, not a clone: the response path takes its own reference only if it tags.
         let policy = self.shared.policy.current.load();
         // A client must never be able to hand the upstream a verdict of its own.
-        request.headers_mut().remove(VERDICT);
+        remove_verdict_header(request.headers_mut());
         let enforce = policy.mode == Mode::Enforce;
         let record = &self.shared.record;
         let (found, verdict, mut after) =
@@ -380,7 +380,15 @@ where
         if charged && let Some(value) = &policy.license.price_header {
             after.charge(value.clone());
         }
-        ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit).after(after)
+        ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit, after)
+    }
+}
+
+/// Removes every verdict header a client sent. The names are compared first: a request's few
+/// names are cheaper to compare than the custom name is to hash for `HeaderMap::remove`.
+fn remove_verdict_header(headers: &mut http::HeaderMap) {
+    if headers.keys().any(|name| *name == VERDICT) {
+        headers.remove(VERDICT);
     }
 }
 
@@ -419,5 +427,23 @@ impl TarpitSlot {
                 Err(now) => current = now,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_forged_verdict_line_goes_and_the_rest_stays() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(VERDICT, HeaderValue::from_static("action=allow"));
+        headers.append(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        headers.append(VERDICT, HeaderValue::from_static("action=allow; score=0"));
+        remove_verdict_header(&mut headers);
+        assert!(!headers.contains_key(VERDICT));
+        assert_eq!(headers.len(), 1);
+        remove_verdict_header(&mut headers);
+        assert_eq!(headers[http::header::ACCEPT], "*/*");
     }
 }

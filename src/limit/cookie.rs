@@ -1,8 +1,17 @@
-//! The visitor cookie: a random id, its issue time and the page it was issued on, signed with
-//! HMAC-SHA256 (ring) over those bytes and the client's subnet.
+//! The visitor cookie: a random id, its issue time and the page it was issued on, signed
+//! with SipHash-2-4-128 over those bytes and the client's subnet, under a key derived from
+//! the policy's HMAC-SHA256 key (ring).
 //!
 //! No personal data: the id is random. Binding the subnet means a cookie copied to another
 //! network is worthless; a cookie shared by many clients on one network makes them one client.
+//!
+//! The tag is checked on every request, so its MAC must be cheap for a 32-byte message:
+//! SipHash-2-4 is a pseudorandom function under a secret 128-bit key, made as a MAC for short
+//! inputs; a forger who has seen any number of cookies still has to guess a 96-bit tag for a
+//! new one (a chance of 2⁻⁹⁶ a try), and recovering the key is as hard as searching 2¹²⁸ keys.
+//! The key is HMAC-SHA256 of a fixed label under the policy's (or the fleet's) key, so it is as
+//! secret as the configured secret. One SipHash of 32 bytes costs a few hundred instructions,
+//! an HMAC-SHA256 several thousand.
 //!
 //! In a fleet, a policy without `[cookie] secret` signs with the fleet's secret once the shared
 //! store has it ([`share_fleet_secret`]), so a cookie one instance issued is honoured by all.
@@ -11,16 +20,45 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderValue, header};
 use ring::hmac;
+use siphasher::sip128::SipHasher24;
 
-/// The fleet's signing key: one process serves one fleet, and a policy compiled before the
+/// The fleet's cookie key: one process serves one fleet, and a policy compiled before the
 /// shared store answered must still sign with it once it is known.
-static FLEET_KEY: OnceLock<hmac::Key> = OnceLock::new();
+static FLEET_KEY: OnceLock<CookieKey> = OnceLock::new();
 
-/// Makes `secret` the signing key of every policy without `[cookie] secret`, from now on.
+/// Makes `secret` the cookie key of every policy without `[cookie] secret`, from now on.
 /// The first call wins (the fleet's secret never changes while the process runs).
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn share_fleet_secret(secret: &[u8]) {
-    let _ = FLEET_KEY.set(hmac::Key::new(hmac::HMAC_SHA256, secret));
+    let _ = FLEET_KEY.set(CookieKey::of(&hmac::Key::new(hmac::HMAC_SHA256, secret)));
+}
+
+/// The SipHash key visitor cookies are tagged with.
+#[derive(Clone, Copy)]
+struct CookieKey(u64, u64);
+
+impl CookieKey {
+    /// The cookie key belonging to an HMAC key: HMAC-SHA256 of a label, its first 16 bytes.
+    fn of(key: &hmac::Key) -> CookieKey {
+        let derived = hmac::sign(key, b"lenscap visitor cookie: siphash-2-4-128 key");
+        let half = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&derived.as_ref()[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        CookieKey(half(0), half(8))
+    }
+
+    /// The truncated tag of a cookie's payload for `subnet`.
+    fn tag(self, payload: &[u8], subnet: u128) -> [u8; TAG] {
+        let mut message = [0u8; PAYLOAD + 16];
+        message[..PAYLOAD].copy_from_slice(payload);
+        message[PAYLOAD..].copy_from_slice(&subnet.to_le_bytes());
+        let full = u128::from(SipHasher24::new_with_keys(self.0, self.1).hash(&message));
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(&full.to_le_bytes()[..TAG]);
+        tag
+    }
 }
 
 const PAYLOAD: usize = 16;
@@ -43,7 +81,10 @@ pub(crate) struct CookieSettings {
     pub(crate) enabled: bool,
     name: String,
     pub(crate) lifetime_secs: u64,
+    /// Signs the way-through pass.
     key: hmac::Key,
+    /// Tags visitor cookies (derived from `key`).
+    cookie_key: CookieKey,
     /// `[cookie] secret` was set: the fleet's secret does not replace it.
     configured: bool,
 }
@@ -74,17 +115,18 @@ impl CookieSettings {
             enabled,
             name,
             lifetime_secs,
+            cookie_key: CookieKey::of(&key),
             key,
             configured: secret.is_some(),
         }
     }
 
-    /// The key cookies are signed with: the configured secret's, else the fleet's once known,
+    /// The key cookies are tagged with: the configured secret's, else the fleet's once known,
     /// else this policy's own random one.
-    fn key(&self) -> &hmac::Key {
+    fn cookie_key(&self) -> CookieKey {
         match FLEET_KEY.get() {
-            Some(fleet) if !self.configured => fleet,
-            _ => &self.key,
+            Some(fleet) if !self.configured => *fleet,
+            _ => self.cookie_key,
         }
     }
 
@@ -127,14 +169,11 @@ impl CookieSettings {
         None
     }
 
-    /// Whether the cookie bytes were signed by this policy's key for this subnet.
+    /// Whether the cookie bytes were tagged by this policy's key for this subnet.
     fn verify(&self, raw: &[u8; RAW], subnet: u128) -> bool {
-        let mut ctx = hmac::Context::with_key(self.key());
-        ctx.update(&raw[..PAYLOAD]);
-        ctx.update(&subnet.to_le_bytes());
-        let tag = ctx.sign();
+        let tag = self.cookie_key().tag(&raw[..PAYLOAD], subnet);
         // Constant-time comparison of the truncated tag.
-        let diff = tag.as_ref()[..TAG]
+        let diff = tag
             .iter()
             .zip(&raw[PAYLOAD..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
@@ -178,10 +217,8 @@ impl CookieSettings {
         raw[0..8].copy_from_slice(&id.to_le_bytes());
         raw[8..12].copy_from_slice(&(now_unix as u32).to_le_bytes());
         raw[12..14].copy_from_slice(&page.to_le_bytes());
-        let mut ctx = hmac::Context::with_key(self.key());
-        ctx.update(&raw[..PAYLOAD]);
-        ctx.update(&subnet.to_le_bytes());
-        raw[PAYLOAD..].copy_from_slice(&ctx.sign().as_ref()[..TAG]);
+        let tag = self.cookie_key().tag(&raw[..PAYLOAD], subnet);
+        raw[PAYLOAD..].copy_from_slice(&tag);
         let mut value = String::with_capacity(self.name.len() + ENCODED + 64);
         value.push_str(&self.name);
         value.push('=');

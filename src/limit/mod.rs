@@ -47,7 +47,7 @@
 //! so rotating addresses inside a subnet buys no fresh budget.
 //!
 //! **The visitor cookie.** Page views without a valid cookie get one: a random id, its issue
-//! time and the page it was issued on, signed (HMAC-SHA256) together with the client's subnet;
+//! time and the page it was issued on, signed (SipHash-2-4-128) together with the client's subnet;
 //! `HttpOnly`, `SameSite=Lax`, a short lifetime (`[cookie] lifetime`), no personal data. The key
 //! is made afresh each time the policy is loaded unless `[cookie] secret` is set. A forged
 //! cookie fails the signature and the request stays anonymous; a cookie copied to another

@@ -2,13 +2,16 @@
 //!
 //! One entry per client holds its tracker and its limiter cells, so a request costs one map
 //! lookup per key (the client, then its subnet). The in-process store is 64 mutex-guarded
-//! hash maps keyed by a seeded 64-bit fingerprint, each bounded to its share of
+//! tables keyed by a seeded 64-bit fingerprint, each bounded to its share of
 //! `max_tracked_clients`: inserting into a full shard first evicts its stalest eighth.
+//!
+//! A shard keeps its records side by side in a vector that grows at most to its share of the
+//! cap, found through a hash index of 4-byte positions (`Table`): a hash map of whole
+//! records sits at a load of 0.44–0.88 (a million clients in 64 shards: 0.48), so it would
+//! cost each record twice its size.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -244,30 +247,101 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
 
 const SHARDS: usize = 64;
 
-/// Keys are already seeded hashes: the map uses them as they are.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// One shard's records, dense: `keys[i]` and `values[i]` belong together, and `index` holds
+/// each record's position, hashed by its key (keys are already seeded hashes: used as they
+/// are). The vectors grow by doubling, never past the shard's share of the cap.
+struct Table<V> {
+    index: hashbrown::HashTable<u32>,
+    keys: Vec<u64>,
+    values: Vec<V>,
+}
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            index: hashbrown::HashTable::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
         }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
-type Shard<V> = Mutex<HashMap<u64, V, BuildHasherDefault<KeyHasher>>>;
+impl<V> Table<V> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut V> {
+        let keys = &self.keys;
+        let at = *self.index.find(key, |&at| keys[at as usize] == key)?;
+        self.values.get_mut(at as usize)
+    }
+
+    /// Adds a record for a key the table does not hold; `cap` bounds the vectors' growth.
+    fn insert_new(&mut self, key: u64, value: V, cap: usize) {
+        let len = self.len();
+        if len == self.values.capacity() {
+            let more = len.max(4).min(cap.saturating_sub(len)).max(1);
+            self.values.reserve_exact(more);
+            self.keys.reserve_exact(more);
+        }
+        let at = u32::try_from(len).expect("a shard holds fewer than 2^32 records");
+        self.keys.push(key);
+        self.values.push(value);
+        let keys = &self.keys;
+        self.index.insert_unique(key, at, |&at| keys[at as usize]);
+    }
+
+    /// Removes the record at `at`; the last record takes its place.
+    fn remove_at(&mut self, at: usize) {
+        let last = self.len() - 1;
+        let keys = &self.keys;
+        let (gone, moved) = (keys[at], keys[last]);
+        if let Ok(entry) = self.index.find_entry(gone, |&i| i as usize == at) {
+            entry.remove();
+        }
+        if at != last
+            && let Some(position) = self.index.find_mut(moved, |&i| i as usize == last)
+        {
+            *position = at as u32;
+        }
+        self.keys.swap_remove(at);
+        self.values.swap_remove(at);
+    }
+
+    /// Keeps the records `keep` says yes to; returns how many went.
+    fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) -> usize {
+        let before = self.len();
+        let mut at = 0;
+        while at < self.len() {
+            if keep(&self.values[at]) {
+                at += 1;
+            } else {
+                self.remove_at(at);
+            }
+        }
+        before - self.len()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        let keys = &self.keys;
+        self.index.shrink_to_fit(|&at| keys[at as usize]);
+        self.keys.shrink_to_fit();
+        self.values.shrink_to_fit();
+    }
+}
+
+type Shard<V> = Mutex<Table<V>>;
 
 /// hashbrown indexes buckets by the low bits and tags them by the top seven, so shards are
 /// chosen by bits in between.
 fn shard_of(key: u64) -> usize {
     ((key >> 40) as usize) & (SHARDS - 1)
+}
+
+/// A shard's share of `cap` records.
+fn shard_cap(cap: usize) -> usize {
+    (cap / SHARDS).clamp(1, u32::MAX as usize)
 }
 
 /// The in-process store.
@@ -300,9 +374,7 @@ impl Default for MemoryStore {
     }
 }
 
-fn lock<V>(
-    shard: &Shard<V>,
-) -> std::sync::MutexGuard<'_, HashMap<u64, V, BuildHasherDefault<KeyHasher>>> {
+fn lock<V>(shard: &Shard<V>) -> std::sync::MutexGuard<'_, Table<V>> {
     // A panic while holding a shard leaves plain data behind: keep using it.
     shard
         .lock()
@@ -310,25 +382,20 @@ fn lock<V>(
 }
 
 /// Removes the stalest eighth of a full shard; returns how many went.
-fn evict_stalest<V>(
-    map: &mut HashMap<u64, V, BuildHasherDefault<KeyHasher>>,
-    age: impl Fn(&V) -> u32,
-) -> usize {
-    let mut ages: Vec<u32> = map.values().map(&age).collect();
+fn evict_stalest<V>(table: &mut Table<V>, age: impl Fn(&V) -> u32) -> usize {
+    let mut ages: Vec<u32> = table.values.iter().map(&age).collect();
     let n = (ages.len() / 8).max(1);
     let (_, threshold, _) = ages.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
     let threshold = *threshold;
-    let before = map.len();
     let mut left = n;
-    map.retain(|_, v| {
+    table.retain(|v| {
         if left > 0 && age(v) >= threshold {
             left -= 1;
             false
         } else {
             true
         }
-    });
-    before - map.len()
+    })
 }
 
 impl MemoryStore {
@@ -357,8 +424,8 @@ impl StateStore for MemoryStore {
         cap: usize,
         f: &mut dyn FnMut(&mut ClientRecord, bool) -> bool,
     ) -> bool {
-        let mut map = lock(&self.clients[shard_of(key)]);
-        if let Some(record) = map.get_mut(&key) {
+        let mut table = lock(&self.clients[shard_of(key)]);
+        if let Some(record) = table.get_mut(key) {
             f(record, false);
             return true;
         }
@@ -366,34 +433,34 @@ impl StateStore for MemoryStore {
         if !f(&mut record, true) {
             return false;
         }
-        let shard_cap = (cap / SHARDS).max(1);
-        if map.len() >= shard_cap {
-            let gone = evict_stalest(&mut map, |r| r.age(now));
+        let shard_cap = shard_cap(cap);
+        if table.len() >= shard_cap {
+            let gone = evict_stalest(&mut table, |r| r.age(now));
             self.tracked.fetch_sub(gone, Ordering::Relaxed);
             self.evictions.fetch_add(gone as u64, Ordering::Relaxed);
         }
-        map.insert(key, record);
+        table.insert_new(key, record, shard_cap);
         self.tracked.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     fn subnet(&self, key: u64, now: Millis, cap: usize, f: &mut dyn FnMut(&mut SubnetRecord)) {
-        let mut map = lock(&self.subnets[shard_of(key)]);
-        if let Some(record) = map.get_mut(&key) {
+        let mut table = lock(&self.subnets[shard_of(key)]);
+        if let Some(record) = table.get_mut(key) {
             record.last_ms = now;
             f(record);
             return;
         }
-        let shard_cap = (cap / SHARDS).max(1);
-        if map.len() >= shard_cap {
-            evict_stalest(&mut map, |r| now.wrapping_sub(r.last_ms));
+        let shard_cap = shard_cap(cap);
+        if table.len() >= shard_cap {
+            evict_stalest(&mut table, |r| now.wrapping_sub(r.last_ms));
         }
         let mut record = SubnetRecord {
             last_ms: now,
             ..SubnetRecord::default()
         };
         f(&mut record);
-        map.insert(key, record);
+        table.insert_new(key, record, shard_cap);
     }
 
     fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis)) {
@@ -414,14 +481,11 @@ impl StateStore for MemoryStore {
 
     fn retain_recent(&self, now: Millis, idle_ms: u32) {
         for shard in self.clients.iter() {
-            let mut map = lock(shard);
-            let before = map.len();
-            map.retain(|_, r| r.age(now) < idle_ms || r.behaviour.trap_marked(now));
-            self.tracked
-                .fetch_sub(before - map.len(), Ordering::Relaxed);
+            let gone = lock(shard).retain(|r| r.age(now) < idle_ms || r.behaviour.trap_marked(now));
+            self.tracked.fetch_sub(gone, Ordering::Relaxed);
         }
         for shard in self.subnets.iter() {
-            lock(shard).retain(|_, r| {
+            lock(shard).retain(|r| {
                 now.wrapping_sub(r.last_ms) < idle_ms
                     || !(is_idle(r.tat_pages, now)
                         && is_idle(r.tat_images, now)
@@ -447,8 +511,45 @@ mod tests {
     #[test]
     fn records_fit_the_memory_budget() {
         assert_eq!(std::mem::size_of::<ClientRecord>(), 72);
-        assert_eq!(std::mem::size_of::<(u64, ClientRecord)>(), 80);
-        assert_eq!(std::mem::size_of::<(u64, SubnetRecord)>(), 24);
+        assert_eq!(std::mem::size_of::<SubnetRecord>(), 16);
+    }
+
+    #[test]
+    fn a_full_shard_holds_its_share_exactly() {
+        let mut table = Table::default();
+        for key in 0..1000u64 {
+            table.insert_new(key << 20, key as u32, 1000);
+        }
+        assert_eq!(table.values.capacity(), 1000);
+        assert_eq!(table.keys.capacity(), 1000);
+    }
+
+    #[test]
+    fn removed_records_leave_the_others_findable() {
+        let mut table = Table::default();
+        let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for i in 0..5000u64 {
+            table.insert_new(key(i), i, 5000);
+        }
+        // Drop every third record, then the first, then the last.
+        assert_eq!(table.retain(|&v| v % 3 != 0), 1667);
+        for i in 0..5000u64 {
+            assert_eq!(
+                table.get_mut(key(i)).copied(),
+                (i % 3 != 0).then_some(i),
+                "{i}"
+            );
+        }
+        table.remove_at(0);
+        table.remove_at(table.len() - 1);
+        assert_eq!(table.len(), 3331);
+        let held: Vec<u64> = table.values.clone();
+        for v in held {
+            assert_eq!(table.get_mut(key(v)).copied(), Some(v));
+        }
+        table.shrink_to_fit();
+        assert_eq!(table.values.capacity(), 3331);
+        assert_eq!(table.get_mut(key(0)), None);
     }
 
     #[test]
