@@ -100,7 +100,7 @@ weights! {
     transport_mismatch = 40,
     datacenter = 5,
     datacenter_images = 40,
-    no_render = 10,
+    no_render = 5,
 }
 
 /// `[verdict]`: score thresholds and the spoofer action.

@@ -255,4 +255,10 @@ async fn a_client_that_renders_gets_every_photo_and_one_that_does_not_gets_two_a
     t += 20;
     clock.set(Duration::from_secs(t));
     assert_eq!(person.view(&mut app, "/album/4", true).await, PHOTOS);
+    // A newcomer on the person's address (the pub's Wi-Fi) whose photos all outrun its own
+    // proof, the site's budget empty: someone on the address renders, so nothing is held.
+    t += 20;
+    clock.set(Duration::from_secs(t));
+    let mut newcomer = Browser::at("198.51.100.7:4001");
+    assert_eq!(newcomer.view(&mut app, "/album/5", false).await, PHOTOS);
 }

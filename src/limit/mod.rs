@@ -648,7 +648,10 @@ pub(crate) fn admit<B>(
         mark_trap(limits, inputs, &seen, subnet, verdict);
         return Err(Refusal::Trap);
     }
-    let tracked = track(limits, inputs, &seen, subnet, verdict);
+    let mut tracked = track(limits, inputs, &seen, subnet, verdict);
+    if tracked.unrendered && address_renders(limits, ls, now, &tracked) {
+        tracked.unrendered = false;
+    }
     let mut refusal = tracked.refusal;
     if let Some(over) = refusal.or(tracked.pace)
         && let Some(way) = way_through(limits, inputs, &seen, found, verdict, &tracked, over)
@@ -1145,10 +1148,11 @@ pub(crate) fn prove_render<B>(
     // The stylesheet's Referer is its page, whose URL holds a cookieless holder's pass.
     let pass = ls.pass.read(&ls.cookie, headers, None, true, unix, binding);
     let cap = ls.max_tracked_clients;
+    let address_key = limits.key((1u8, found.client.key()));
     let key = match (pass, visitor) {
         (Some((pass, _)), _) => limits.key((4u8, pass.id, subnet)),
         (None, Some(v)) => limits.key((2u8, v.id, subnet)),
-        (None, None) => limits.key((1u8, found.client.key())),
+        (None, None) => address_key,
     };
     limits.store.client(key, now, cap, &mut |record, fresh| {
         if fresh
@@ -1160,7 +1164,36 @@ pub(crate) fn prove_render<B>(
         record.behaviour.prove_render();
         true
     });
+    if key != address_key {
+        // The address renders too: its next newcomer's photos that outrun their own proof
+        // (a crowd arriving at once) are not held to the site's budget.
+        limits
+            .store
+            .client(address_key, now, cap, &mut |record, _| {
+                record.behaviour.prove_render();
+                true
+            });
+    }
     Ok(())
+}
+
+/// Whether someone on the client's address has fetched a render proof (read only when a
+/// client's own proof is missing).
+fn address_renders(limits: &Limits, ls: &LimitSettings, now: Millis, tracked: &Tracked) -> bool {
+    if tracked.key == tracked.address_key {
+        return false;
+    }
+    let mut renders = false;
+    limits.store.client(
+        tracked.address_key,
+        now,
+        ls.max_tracked_clients,
+        &mut |record, fresh| {
+            renders = record.behaviour.rendered();
+            !fresh
+        },
+    );
+    renders
 }
 
 /// Charges the optional site-wide budget for images no page view vouches for.

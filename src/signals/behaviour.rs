@@ -540,7 +540,7 @@ pub(crate) struct Observed {
     /// An image this client viewed the page of, paid for with page-view credit.
     pub(crate) vouched: bool,
     /// An image of a render-proof page from a client without a proof, beyond the page's
-    /// grace: charged to the site's `unrendered_images` budget.
+    /// grace: it must also pass the site's `unrendered_images` budget.
     pub(crate) unrendered: bool,
 }
 
@@ -731,7 +731,6 @@ impl Behaviour {
     }
 
     /// Whether the client has fetched a render proof.
-    #[cfg(test)]
     pub(crate) fn rendered(&self) -> bool {
         self.flags & RENDERED != 0
     }
@@ -776,15 +775,15 @@ impl Behaviour {
                         if self.pages.contains(&page) && facts.embedded != Some(false) =>
                     {
                         let vouchable = self.credit > 0;
-                        let proof_missing = facts.render_page && self.flags & RENDERED == 0;
-                        if proof_missing
-                            && beyond_render_grace(&mut self.flags, vouchable, s.unrendered_grace)
-                        {
-                            unrendered = true;
-                        } else if vouchable {
+                        if vouchable {
                             self.credit -= 1;
                             vouched = true;
                         }
+                        // Beyond the page's grace, without a proof, it must also pass the
+                        // site's budget for non-renderers (the limit stage's).
+                        unrendered = facts.render_page
+                            && self.flags & RENDERED == 0
+                            && beyond_render_grace(&mut self.flags, vouchable, s.unrendered_grace);
                     }
                     Referer::Here(_) if facts.render_page && self.flags & RENDERED == 0 => {
                         bump(&mut c[UNVIEWED]);
@@ -1021,24 +1020,20 @@ mod tests {
     }
 
     #[test]
-    fn without_a_render_proof_only_a_pages_first_images_are_vouched() {
+    fn without_a_render_proof_a_pages_images_beyond_its_first_two_are_held() {
         let mut script = Behaviour::new(1);
         let seen = proof_page_then_images(&mut script, 1, "/g/1", 6);
-        let vouched: Vec<bool> = seen[1..].iter().map(|o| o.vouched).collect();
-        assert_eq!(vouched, [true, true, false, false, false, false]);
-        assert!(
-            seen[1..3]
-                .iter()
-                .all(|o| !o.unrendered && o.reasons.is_empty())
-        );
+        let held: Vec<bool> = seen[1..].iter().map(|o| o.unrendered).collect();
+        assert_eq!(held, [false, false, true, true, true, true]);
+        assert!(seen[1..3].iter().all(|o| o.vouched && o.reasons.is_empty()));
         assert!(
             seen[3..]
                 .iter()
-                .all(|o| o.unrendered && o.reasons.contains(Reason::NoRender))
+                .all(|o| o.reasons.contains(Reason::NoRender))
         );
         // The next page has a grace of its own.
         let seen = proof_page_then_images(&mut script, 30_000, "/g/2", 3);
-        assert_eq!(seen.iter().filter(|o| o.vouched).count(), 2);
+        assert_eq!(seen.iter().filter(|o| o.unrendered).count(), 1);
         assert!(!script.rendered());
     }
 
