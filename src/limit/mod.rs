@@ -265,7 +265,13 @@ impl Limits {
             client: self.key((1u8, client.key())),
             visitor,
             subnet: self.key((3u8, subnet)),
+            site: self.unrendered_key(),
         })
+    }
+
+    /// The key of the site's record of the `unrendered_images` budget.
+    fn unrendered_key(&self) -> u64 {
+        self.key((UNRENDERED_RECORD, 0u8))
     }
 
     fn start_cleanup(&self, settings: &LimitSettings) {
@@ -1109,7 +1115,7 @@ const UNRENDERED_RECORD: u8 = 8;
 fn charge_unrendered(limits: &Limits, ls: &LimitSettings, now: Millis) -> Option<Exceeded> {
     let rate = ls.render.unrendered_images;
     let mut refusal = None;
-    let key = limits.key((UNRENDERED_RECORD, 0u8));
+    let key = limits.unrendered_key();
     limits
         .store
         .client(key, now, ls.max_tracked_clients, &mut |record, _| {

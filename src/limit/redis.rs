@@ -12,7 +12,8 @@
 //!
 //! **One request, one round trip.** Before a request is decided, [`RedisStore::prefetch`]
 //! reads, in one pipeline, Redis `TIME` and the records the decision will touch (the
-//! address's, the cookie visitor's, the subnet's, the site's cell) into the instance's local
+//! address's, the cookie visitor's, the subnet's, the site's cell and the site's
+//! `unrendered_images` record) into the instance's local
 //! copy ([`MemoryStore`]). The decision then runs on that copy as it would in one process.
 //! What the decision changed is merged back in one pipeline of atomic Lua merges, one per
 //! record, overlapping the inner service ([`hold_writes`]; later writes go through a
@@ -863,6 +864,7 @@ impl SiteStore {
             get(self.client_key(keys.client)),
             get(self.subnet_key(keys.subnet)),
             get(self.site_key()),
+            get(self.client_key(keys.site)),
         ];
         if let Some(visitor) = keys.visitor {
             commands.push(get(self.client_key(visitor)));
@@ -881,13 +883,18 @@ impl SiteStore {
         let mut bytes = answers
             .into_iter()
             .map(|v| redis::from_redis_value::<Option<Vec<u8>>>(v).ok().flatten());
-        let (client, subnet, site) = (
+        let (client, subnet, site, site_record) = (
+            bytes.next().flatten(),
             bytes.next().flatten(),
             bytes.next().flatten(),
             bytes.next().flatten(),
         );
         let visitor = bytes.next().flatten();
-        for (key, record) in [(Some(keys.client), client), (keys.visitor, visitor)] {
+        for (key, record) in [
+            (Some(keys.client), client),
+            (keys.visitor, visitor),
+            (Some(keys.site), site_record),
+        ] {
             if let (Some(key), Some(record)) =
                 (key, record.as_deref().and_then(ClientRecord::decode))
             {
@@ -1138,6 +1145,7 @@ mod tests {
             client: 7,
             visitor: None,
             subnet: 8,
+            site: 99,
         };
         let rate = Rate::parse("60/min", Some(10)).unwrap();
         let now = fleet.clock().now_ms();
@@ -1178,6 +1186,30 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sites_shared_record_is_read_with_every_requests_records() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let now = a.inner.fleet.clock().now_ms();
+        let rate = Rate::parse("60/min", Some(10)).unwrap();
+        // Instance a charges the site record while deciding for one client...
+        on_client(&a, 99, now, |record| {
+            rate.check(&mut record.tat_images, now).unwrap();
+        })
+        .await;
+        // ...and b, deciding for another client, reads that charge with its records.
+        let keys = RecordKeys {
+            client: 21,
+            visitor: None,
+            subnet: 22,
+            site: 99,
+        };
+        b.prefetch(keys).unwrap().await;
+        let ahead = held(&b, 99, now).tat_images.wrapping_sub(now) as i32;
+        assert!((900..1_500).contains(&ahead), "{ahead} ms ahead");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_charge_another_instance_made_unconforming_is_refused_and_not_kept() {
         let redis = redis_server();
         let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
@@ -1186,6 +1218,7 @@ mod tests {
             client: 9,
             visitor: None,
             subnet: 10,
+            site: 99,
         };
         // A burst of 3, one a minute: two instances each admit 2 on the same copy.
         let rate = Rate::parse("1/min", Some(3)).unwrap();
@@ -1251,6 +1284,7 @@ mod tests {
             client: 1,
             visitor: None,
             subnet: 2,
+            site: 99,
         };
         assert!(
             store.prefetch(keys).is_none(),

@@ -172,6 +172,9 @@ pub struct RecordKeys {
     pub visitor: Option<u64>,
     /// The subnet's record.
     pub subnet: u64,
+    /// The site's one shared client record (the `unrendered_images` budget every
+    /// non-rendering client draws on).
+    pub site: u64,
 }
 
 /// What a shared store's [`prefetch`](StateStore::prefetch) returns: resolves once the
