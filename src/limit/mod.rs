@@ -782,9 +782,6 @@ struct Tracked {
     /// Where the client's valid pass came from.
     pass: Option<PassSource>,
     refusal: Option<Exceeded>,
-    /// The navigation marks the record held before this request (an address's record gets
-    /// them back when this navigation leaves it with a pass).
-    marks: u8,
 }
 
 /// Observes the request in the client's record (the visitor's when its cookie is valid, the
@@ -806,7 +803,6 @@ fn track(
     let mut pace: Option<Exceeded> = None;
     let mut refusal: Option<Exceeded> = None;
     let mut established = false;
-    let mut marks = 0;
     let established_ms = ls
         .address_established_after
         .as_millis()
@@ -828,7 +824,6 @@ fn track(
         && cookieless_crowd(limits, ls, seen);
     let mut observe = |record: &mut ClientRecord, verdict: &mut Verdict, as_visitor: bool| {
         let mut facts = seen.facts;
-        marks = record.behaviour.navigation_marks();
         if facts.navigation && !as_visitor && crowd_click {
             // Another cookieless person of a crowd whose people hold passes, clicking on: the
             // way through, so they take a pass of their own instead of sharing this record.
@@ -860,7 +855,12 @@ fn track(
             }
         }
         let viewed = record.behaviour.viewed();
-        let observed = record.behaviour.observe(&facts, now, &ls.behaviour);
+        let mut observed = record.behaviour.observe(&facts, now, &ls.behaviour);
+        if !as_visitor && observed.vouched {
+            // A photo of a page the address viewed at its pace: the address's fast navigation
+            // was another of its people arriving, not this photo's page.
+            observed.reasons.remove(Reason::FastNavigation);
+        }
         inputs.scoring.add_signals(verdict, observed.reasons);
         vouched = observed.vouched;
         unrendered = observed.unrendered;
@@ -957,7 +957,6 @@ fn track(
         visitor: visitor.map(|v| v.id),
         pass: pass.map(|(_, source)| source),
         refusal,
-        marks,
     }
 }
 
@@ -1315,11 +1314,6 @@ fn way_through(
         seen.now,
         ls.max_tracked_clients,
         &mut |record, fresh| {
-            if !tracked.as_visitor {
-                // The address's record: the one refused leaves it with a pass, and its
-                // other people did not turn pages fast.
-                record.behaviour.restore_navigation_marks(tracked.marks);
-            }
             record.behaviour.offer_way();
             !fresh
         },

@@ -711,20 +711,6 @@ impl Behaviour {
         self.flags & WAY_OFFERED != 0
     }
 
-    /// The marks the last navigation left (beyond the pace, answered with the way-through
-    /// page), to be put back with [`restore_navigation_marks`](Self::restore_navigation_marks).
-    pub(crate) fn navigation_marks(&self) -> u8 {
-        self.flags & (FAST_NAVIGATION | WAY_OFFERED)
-    }
-
-    /// Puts back the marks [`navigation_marks`](Self::navigation_marks) read: a navigation
-    /// that left this record (a person of a shared address taking a pass of their own) says
-    /// nothing of the record's other people.
-    pub(crate) fn restore_navigation_marks(&mut self, marks: u8) {
-        self.flags = (self.flags & !(FAST_NAVIGATION | WAY_OFFERED))
-            | (marks & (FAST_NAVIGATION | WAY_OFFERED));
-    }
-
     /// Notes that the client fetched a render proof: from now on it is a renderer.
     pub(crate) fn prove_render(&mut self) {
         self.flags = (self.flags | RENDERED) & !UNPROVEN;
