@@ -7,7 +7,7 @@
 //! every needle of the three sets goes into one case-insensitive DFA, searched once with
 //! overlapping matches; each occurrence is then checked against what its needle asks (word
 //! boundaries, a whole crawler word, the exact case of a browser marker). The reading equals
-//! [`read_user_agent`](crate::signals::read_user_agent)'s, which stays the reference.
+//! that of the separate searches (`signals::read_user_agent`, kept as the tests' reference).
 
 use crate::catalog::Catalog;
 use crate::settings::ConfigError;

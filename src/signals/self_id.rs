@@ -4,7 +4,10 @@
 //! crawler names (`…bot`, `…crawler`, `…spider`, `Slurp`, `…fetcher`, `…checker`), a URL or a
 //! mail address to contact the operator, and a list of named tools, all read from
 //! `config/crawler-patterns.toml` and matched on word boundaries, so that `Cubot` phones,
-//! `SLCC2` in old Internet Explorer strings and `Abbott` never look like robots.
+//! `SLCC2` in old Internet Explorer strings and `Abbott` never look like robots. Every needle
+//! (word endings and starts, markers, names) is found by one pass of one DFA, and each
+//! occurrence then checked on its own terms; the classifier puts the same needles into its
+//! own DFA with the catalog's tokens (`classify::reader`).
 //!
 //! ```
 //! use lenscap::signals::self_identifies;
