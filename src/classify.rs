@@ -23,6 +23,8 @@
 //! assert!(verdict.reasons.contains(Reason::SpoofedAgent));
 //! ```
 
+mod reader;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -41,10 +43,10 @@ use crate::signals::web_bot_auth::{
     self, AgentKeys, SignatureError, Signed, SignedParts, WebBotAuth, WebBotAuthConfig,
 };
 use crate::signals::{
-    RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, read_user_agent, shape,
-    user_agent_of,
+    RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, shape, user_agent_of,
 };
 use crate::verdict::{Reason, Reasons};
+use reader::UserAgentReader;
 
 /// The `[ranges]` name that replaces the embedded cloud and hosting list.
 const DATACENTER_RANGES: &str = "datacenter";
@@ -78,6 +80,8 @@ pub(crate) struct Classifier {
     /// Per catalog agent: its range table's name, when it has one.
     agent_ranges: Vec<Option<String>>,
     image_extensions: Vec<String>,
+    /// Reads a User-Agent in one pass (the catalog's tokens, browser markers, crawler words).
+    reader: UserAgentReader,
     /// User-Agents read so far under this catalog.
     user_agents: UserAgentCache,
     /// `[web_bot_auth]`, when enabled.
@@ -196,6 +200,7 @@ impl Classifier {
             agent_ranges.push(agent.ranges().map(str::to_owned));
         }
         Ok(Classifier {
+            reader: UserAgentReader::new(&catalog)?,
             catalog,
             ranges,
             agent_ranges,
@@ -259,9 +264,7 @@ impl Classifier {
             image: image_path || fetch_dest_image,
         };
         let ua = user_agent_of(headers);
-        let reading = self
-            .user_agents
-            .get_or_read(ua, |ua| read_user_agent(&self.catalog, ua));
+        let reading = self.user_agents.get_or_read(ua, |ua| self.reader.read(ua));
         let agent = reading.agent.map(|i| i as usize);
         let mut reasons = shape(&view, ua.is_empty(), agent.is_some(), &reading);
         let client = identity.client;

@@ -314,6 +314,8 @@ pub struct Catalog {
     matcher: AhoCorasick,
     /// For each automaton pattern: (agent index, token length).
     patterns: Vec<(u32, u32)>,
+    /// For each automaton pattern: the token as written.
+    tokens: Vec<Box<str>>,
 }
 
 /// RFC 9309 product token: letters, `-` and `_` only.
@@ -396,23 +398,24 @@ impl Catalog {
                 }
             }
         }
-        let mut pattern_strings = Vec::new();
+        let mut pattern_strings: Vec<Box<str>> = Vec::new();
         let mut patterns = Vec::new();
         for (i, list) in tokens.iter().enumerate() {
             for token in list {
-                pattern_strings.push(token.as_str());
+                pattern_strings.push(token.as_str().into());
                 patterns.push((i as u32, token.len() as u32));
             }
         }
         let matcher = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .build(&pattern_strings)
+            .build(pattern_strings.iter().map(|t| t.as_bytes()))
             .map_err(|e| CatalogError::Matcher(e.to_string()))?;
         Ok(Catalog {
             agents,
             matcher,
             patterns,
+            tokens: pattern_strings,
         })
     }
 
@@ -429,6 +432,15 @@ impl Catalog {
     /// Whether the catalog has no agents.
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
+    }
+
+    /// Every token with the index of its agent, in file order (the order
+    /// [`Catalog::classify`] breaks ties in).
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.tokens
+            .iter()
+            .zip(&self.patterns)
+            .map(|(token, &(agent, _))| (&**token, agent as usize))
     }
 
     /// Looks an agent up by name (case-insensitive).

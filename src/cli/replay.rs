@@ -155,11 +155,138 @@ impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A visitor's `visit_bool`, `visit_i64`, `visit_u64`, `visit_f64` and `visit_unit`, all
+/// answering `$answer` (an expression in the error type `E`).
+macro_rules! scalars_answer {
+    ($answer:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            $answer
+        }
+    };
+}
+
+/// One header's value or values. Read by hand rather than as an untagged enum, which
+/// buffered every value before trying each variant (a tenth of a line's parsing).
 enum HeaderField<'a> {
-    One(#[serde(borrow)] Cow<'a, str>),
-    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+/// What an untagged `HeaderField` said of anything but a string or an array of strings
+/// (replay's error messages stay as they were).
+const NOT_A_HEADER_FIELD: &str = "data did not match any variant of untagged enum HeaderField";
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeaderField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Field<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Field<'a> {
+            type Value = HeaderField<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a header value or an array of them")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(HeaderField::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(HeaderField::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(HeaderField::One(Cow::Owned(v)))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut values = Vec::new();
+                let mut all_strings = true;
+                // The whole array is read before an error, as the untagged enum read it.
+                while let Some(item) = seq.next_element::<StrOrOther<'a>>()? {
+                    match item {
+                        StrOrOther::Str(v) => values.push(v),
+                        StrOrOther::Other => all_strings = false,
+                    }
+                }
+                if all_strings {
+                    Ok(HeaderField::Many(values))
+                } else {
+                    Err(serde::de::Error::custom(NOT_A_HEADER_FIELD))
+                }
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Err(serde::de::Error::custom(NOT_A_HEADER_FIELD))
+            }
+            scalars_answer!(Err(E::custom(NOT_A_HEADER_FIELD)));
+        }
+        deserializer.deserialize_any(Field(std::marker::PhantomData))
+    }
+}
+
+/// An array item of a header field: a string, or anything else (read and dropped).
+enum StrOrOther<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrOrOther<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Item<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Item<'a> {
+            type Value = StrOrOther<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(StrOrOther::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOrOther::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(StrOrOther::Other)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(StrOrOther::Other)
+            }
+            scalars_answer!(Ok(StrOrOther::Other));
+        }
+        deserializer.deserialize_any(Item(std::marker::PhantomData))
+    }
 }
 
 /// Counts for a category or a client.
@@ -211,6 +338,46 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 
 /// Most visitor cookies replay keeps at once (a log of millions of addresses stays bounded).
 const MAX_JAR: usize = 1 << 20;
+
+/// Most header values (and, apart, request targets) kept made at once.
+const MAX_INTERNED: usize = 1 << 16;
+
+/// Header values and request targets already made, by their text: a log repeats its
+/// User-Agents, `Accept`s and paths, and making one copies and checks the bytes into a new
+/// allocation, where a kept one is shared by a reference count.
+#[derive(Default)]
+struct Interned {
+    values: HashMap<Box<[u8]>, HeaderValue>,
+    targets: HashMap<Box<str>, Uri>,
+}
+
+impl Interned {
+    /// `HeaderValue::from_str(text)`, kept.
+    fn value(&mut self, text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+        if let Some(value) = self.values.get(text.as_bytes()) {
+            return Ok(value.clone());
+        }
+        let value = HeaderValue::from_str(text)?;
+        if self.values.len() >= MAX_INTERNED {
+            self.values.clear();
+        }
+        self.values.insert(text.as_bytes().into(), value.clone());
+        Ok(value)
+    }
+
+    /// `Uri::try_from(target)`, kept.
+    fn target(&mut self, target: &str) -> Result<Uri, String> {
+        if let Some(uri) = self.targets.get(target) {
+            return Ok(uri.clone());
+        }
+        let uri = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
+        if self.targets.len() >= MAX_INTERNED {
+            self.targets.clear();
+        }
+        self.targets.insert(target.into(), uri.clone());
+        Ok(uri)
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 struct ClientStats {
@@ -579,6 +746,7 @@ fn replay(
     // One request, refilled for every line: its header map and extensions keep their memory.
     let mut request = Request::new(());
     let mut line_out = Vec::with_capacity(256);
+    let mut interned = Interned::default();
     let mut number = 0usize;
     loop {
         buf.clear();
@@ -593,7 +761,7 @@ fn replay(
         }
         replay.lines += 1;
         let parsed = match format {
-            Format::Jsonl => parse_jsonl(text, &mut request),
+            Format::Jsonl => parse_jsonl(text, &mut request, &mut interned),
             Format::Combined => parse_combined(text, false, &mut request),
             Format::VhostCombined => parse_combined(text, true, &mut request),
         };
@@ -626,11 +794,11 @@ fn fill(
     request: &mut Request<()>,
     ip: Option<IpAddr>,
     method: Method,
-    target: &str,
+    uri: Uri,
     version: Version,
     tls: bool,
 ) -> Result<(), String> {
-    *request.uri_mut() = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
+    *request.uri_mut() = uri;
     *request.method_mut() = method;
     *request.version_mut() = version;
     request.extensions_mut().clear();
@@ -681,7 +849,11 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn parse_jsonl(text: &str, request: &mut Request<()>) -> Result<Parsed, String> {
+fn parse_jsonl(
+    text: &str,
+    request: &mut Request<()>,
+    interned: &mut Interned,
+) -> Result<Parsed, String> {
     let line: Line<'_> =
         serde_json::from_str(text).map_err(|e| format!("not a request object: {e}"))?;
     let headers = request.headers_mut();
@@ -690,8 +862,9 @@ fn parse_jsonl(text: &str, request: &mut Request<()>) -> Result<Parsed, String> 
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("bad header name {name:?}"))?;
         let mut add = |value: &str| -> Result<(), String> {
-            let value =
-                HeaderValue::from_str(value).map_err(|_| format!("bad value for header {name}"))?;
+            let value = interned
+                .value(value)
+                .map_err(|_| format!("bad value for header {name}"))?;
             headers.append(name.clone(), value);
             Ok(())
         };
@@ -726,7 +899,8 @@ fn parse_jsonl(text: &str, request: &mut Request<()>) -> Result<Parsed, String> 
         Some("HTTP/3" | "HTTP/3.0") => Version::HTTP_3,
         Some(other) => return Err(format!("bad version {other:?}")),
     };
-    fill(request, ip, method, &line.path, version, tls)?;
+    let uri = interned.target(&line.path)?;
+    fill(request, ip, method, uri, version, tls)?;
     if let Some(transport) = Transport::from_text(
         line.ja4.as_deref(),
         line.tls_traits.as_deref(),
@@ -850,7 +1024,8 @@ fn parse_combined(text: &str, vhost: bool, request: &mut Request<()>) -> Result<
         headers.insert(header::REFERER, v);
     }
     *request.headers_mut() = headers;
-    fill(request, Some(ip), method, target, version, false)?;
+    let uri = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
+    fill(request, Some(ip), method, uri, version, false)?;
     Ok(Parsed {
         t: Some(t),
         visitor: None,
@@ -990,7 +1165,7 @@ mod tests {
     fn headers_keep_the_order_a_btreemap_gave() {
         let text = r#"{"path":"/a.jpg","headers":{"user-agent":"b","Accept":"x","User-Agent":"a","accept":["y","z"],"Accept":"w","x-b":"1","x-a":"2"}}"#;
         let mut request = Request::new(());
-        parse_jsonl(text, &mut request).unwrap();
+        parse_jsonl(text, &mut request, &mut Interned::default()).unwrap();
         let line: serde_json::Value = serde_json::from_str(text).unwrap();
         let map: BTreeMap<String, serde_json::Value> =
             serde_json::from_value(line["headers"].clone()).unwrap();
@@ -1017,7 +1192,7 @@ mod tests {
         assert_eq!(request.headers()[header::ACCEPT], "w");
         assert_eq!(request.headers()[header::USER_AGENT], "a");
         // The reused request starts afresh on the next line.
-        parse_jsonl(r#"{"path":"/b"}"#, &mut request).unwrap();
+        parse_jsonl(r#"{"path":"/b"}"#, &mut request, &mut Interned::default()).unwrap();
         assert!(request.headers().is_empty());
         assert!(request.extensions().get::<PeerAddr>().is_none());
         assert_eq!(request.uri(), "/b");

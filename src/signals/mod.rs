@@ -30,6 +30,7 @@ mod user_agent;
 pub mod web_bot_auth;
 
 pub use self_id::self_identifies;
+pub(crate) use self_id::{NeedleAutomaton, SelfIdNeedle, patterns as self_id_patterns};
 
 pub(crate) use user_agent::{UserAgent, UserAgentCache};
 
@@ -37,7 +38,6 @@ use std::sync::LazyLock;
 
 use http::{HeaderMap, HeaderName, Method, Version, header};
 
-use crate::catalog::Catalog;
 use crate::verdict::{Reason, Reasons};
 
 /// The parts of a request the classifier looks at.
@@ -83,8 +83,10 @@ pub(crate) fn user_agent_of(headers: &HeaderMap) -> &[u8] {
 }
 
 /// Reads a User-Agent: the catalog agent it names, its browser claims, whether it names
-/// itself a robot ([`self_identifies`]).
-pub(crate) fn read_user_agent(catalog: &Catalog, ua: &[u8]) -> UserAgent {
+/// itself a robot ([`self_identifies`]). The reference the classifier's one-pass reader
+/// (`classify::reader`) is tested against.
+#[cfg(test)]
+pub(crate) fn read_user_agent(catalog: &crate::catalog::Catalog, ua: &[u8]) -> UserAgent {
     UserAgent {
         agent: catalog.classify_index(ua).map(|i| i as u32),
         browser: BrowserUa::parse(ua),
@@ -202,32 +204,64 @@ pub struct BrowserUa {
     pub embedded: bool,
 }
 
+/// The markers a browser User-Agent is read by (case-sensitive), in the order
+/// [`BrowserUa::read_with`] numbers them.
+pub(crate) const BROWSER_MARKERS: [&[u8]; 9] = [
+    b"Firefox/",
+    b"Chrome/",
+    b"Safari/",
+    b"Version/",
+    b"; wv)",
+    b"FBAN/",
+    b"FBAV/",
+    b"Instagram",
+    b"Profile/MIDP",
+];
+
 impl BrowserUa {
     /// Reads a User-Agent.
     pub fn parse(ua: &[u8]) -> BrowserUa {
+        BrowserUa::read_with(ua, |marker| find(ua, BROWSER_MARKERS[marker]))
+    }
+
+    /// [`BrowserUa::parse`], with `first(i)` saying where [`BROWSER_MARKERS`]`[i]` first
+    /// occurs in `ua` (the classifier finds them all in one pass).
+    pub(crate) fn read_with(ua: &[u8], first: impl Fn(usize) -> Option<usize>) -> BrowserUa {
+        let [
+            firefox,
+            chrome,
+            safari,
+            version,
+            webview,
+            fban,
+            fbav,
+            instagram,
+            midp,
+        ] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
         // Old feature phones (BlackBerry, J2ME) name the device first but carry a MIDP profile.
         let shaped = ua.starts_with(b"Mozilla/")
             || ua.starts_with(b"Opera/")
             || ua.starts_with(b"BlackBerry")
-            || find(ua, b"Profile/MIDP").is_some();
+            || first(midp).is_some();
         if !shaped {
             return BrowserUa::default();
         }
-        let firefox = version_after(ua, b"Firefox/");
+        let version_of =
+            |marker: usize| version_at(ua, first(marker)? + BROWSER_MARKERS[marker].len());
+        let firefox = version_of(firefox);
         let chrome = if firefox.is_none() {
-            version_after(ua, b"Chrome/")
+            version_of(chrome)
         } else {
             None
         };
-        let safari = if chrome.is_none() && firefox.is_none() && find(ua, b"Safari/").is_some() {
-            version_after(ua, b"Version/")
+        let safari = if chrome.is_none() && firefox.is_none() && first(safari).is_some() {
+            version_of(version)
         } else {
             None
         };
-        let embedded = find(ua, b"; wv)").is_some()
-            || find(ua, b"FBAN/").is_some()
-            || find(ua, b"FBAV/").is_some()
-            || find(ua, b"Instagram").is_some();
+        let embedded = [webview, fban, fbav, instagram]
+            .into_iter()
+            .any(|marker| first(marker).is_some());
         BrowserUa {
             shaped,
             chrome,
@@ -261,19 +295,10 @@ impl BrowserUa {
 static MARKERS: LazyLock<
     std::collections::HashMap<&'static [u8], memchr::memmem::Finder<'static>>,
 > = LazyLock::new(|| {
-    [
-        &b"Firefox/"[..],
-        b"Chrome/",
-        b"Safari/",
-        b"Version/",
-        b"; wv)",
-        b"FBAN/",
-        b"FBAV/",
-        b"Instagram",
-    ]
-    .into_iter()
-    .map(|m| (m, memchr::memmem::Finder::new(m)))
-    .collect()
+    BROWSER_MARKERS
+        .into_iter()
+        .map(|m| (m, memchr::memmem::Finder::new(m)))
+        .collect()
 });
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -283,8 +308,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     }
 }
 
-fn version_after(ua: &[u8], marker: &[u8]) -> Option<u32> {
-    let start = find(ua, marker)? + marker.len();
+/// The version number (at most six digits) starting at `start`.
+fn version_at(ua: &[u8], start: usize) -> Option<u32> {
     let digits = ua[start..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -387,10 +412,7 @@ mod tests {
         assert!(
             BrowserUa::parse(b"Mozilla/5.0 (X11; rv:72.0) Gecko/20100101 Firefox/72.0").outdated()
         );
-        assert_eq!(
-            version_after(b"Chrome/99999999999", b"Chrome/"),
-            Some(999999)
-        );
+        assert_eq!(version_at(b"Chrome/99999999999", 7), Some(999999));
     }
 
     #[test]
