@@ -151,6 +151,22 @@ fn refresh_url(page: &Answer) -> String {
     link_after(page, ";url=")
 }
 
+/// Fetches the render proof a page links, as a browser fetches a page's stylesheets before
+/// its photos.
+async fn render(app: &mut App, page: &Answer, target: &str) {
+    let Some(start) = page.body.find("/.well-known/lenscap/r.css?t=") else {
+        return;
+    };
+    let end = start + page.body[start..].find('"').expect("the link's href ends");
+    let proof = page.body[start..end].replace("&amp;", "&");
+    let answer = get(app, &proof, Some(target)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the render proof of {target}"
+    );
+}
+
 fn is_way_through(page: &Answer) -> bool {
     page.status == StatusCode::TOO_MANY_REQUESTS && page.body.contains("http-equiv=\"refresh\"")
 }
@@ -276,6 +292,7 @@ async fn six_cookieless(apart_ms: u64, last: usize) -> Vec<Visit> {
             continue;
         }
         let _ = from;
+        render(&mut app, &answer, &target).await;
         let page = target.split('?').next().unwrap().to_owned();
         let shown: Option<usize> = page
             .strip_prefix("/gallery/")
