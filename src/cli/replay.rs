@@ -177,6 +177,31 @@ macro_rules! scalars_answer {
     };
 }
 
+/// A visitor's `visit_borrowed_str`, `visit_str` and `visit_string`, each answering
+/// `Ok($variant(cow))`: borrowed when the input lets it be, owned otherwise.
+macro_rules! strings_answer {
+    ($variant:path) => {
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok($variant(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($variant(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok($variant(Cow::Owned(v)))
+        }
+    };
+}
+
+/// Reads a JSON object through to its end, keeping nothing.
+fn skip_map<'de, M: serde::de::MapAccess<'de>>(mut map: M) -> Result<(), M::Error> {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(())
+}
+
 /// One header's value or values. Read by hand rather than as an untagged enum, which
 /// buffered every value before trying each variant (a tenth of a line's parsing).
 enum HeaderField<'a> {
@@ -196,18 +221,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeaderField<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a header value or an array of them")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(HeaderField::One(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(HeaderField::One(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(HeaderField::One(Cow::Owned(v)))
-            }
+            strings_answer!(HeaderField::One);
             fn visit_seq<S: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: S,
@@ -229,12 +243,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeaderField<'a> {
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
-                mut map: M,
+                map: M,
             ) -> Result<Self::Value, M::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
+                skip_map(map)?;
                 Err(serde::de::Error::custom(NOT_A_HEADER_FIELD))
             }
             scalars_answer!(Err(E::custom(NOT_A_HEADER_FIELD)));
@@ -257,15 +268,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for StrOrOther<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(StrOrOther::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StrOrOther::Str(Cow::Owned(v.to_owned())))
-            }
+            strings_answer!(StrOrOther::Str);
             fn visit_seq<S: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: S,
@@ -275,12 +278,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for StrOrOther<'a> {
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
-                mut map: M,
+                map: M,
             ) -> Result<Self::Value, M::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
+                skip_map(map)?;
                 Ok(StrOrOther::Other)
             }
             scalars_answer!(Ok(StrOrOther::Other));

@@ -637,15 +637,7 @@ impl Session {
                 .map(|src| (src, Kind::Image, Some(page_url.clone())))
                 .collect();
             self.fetch_batch(batch).await;
-            let links: Vec<String> = page
-                .links
-                .iter()
-                .filter_map(|href| self.resolve(&path, href))
-                .filter(|link| !is_image_path(link) && *link != path)
-                .collect();
-            let Some(next) =
-                (!links.is_empty()).then(|| links[self.rng.usize(..links.len())].clone())
-            else {
+            let Some(next) = self.random_link(&path, &page) else {
                 break;
             };
             let think = self.think();
@@ -813,6 +805,18 @@ impl Session {
         low + high.saturating_sub(low).mul_f64(self.rng.f64())
     }
 
+    /// A link of page `path` to another page (not an image, not itself), picked at random as
+    /// a person picks one; `None` when it has none.
+    fn random_link(&mut self, path: &str, page: &ScannedPage) -> Option<String> {
+        let links: Vec<String> = page
+            .links
+            .iter()
+            .filter_map(|href| self.resolve(path, href))
+            .filter(|link| !is_image_path(link) && link != path)
+            .collect();
+        (!links.is_empty()).then(|| links[self.rng.usize(..links.len())].clone())
+    }
+
     /// A guest: pages as a person reaches them (a random link each time), and every photo link
     /// on them opened as a page of its own, one after another, a pause between two.
     async fn open_links(&mut self) {
@@ -848,17 +852,11 @@ impl Session {
                 let think = self.think();
                 self.pause(think).await;
             }
-            let links: Vec<String> = page
-                .links
-                .iter()
-                .filter_map(|href| self.resolve(&path, href))
-                .filter(|link| !is_image_path(link) && *link != path)
-                .collect();
-            if links.is_empty() {
+            let Some(next) = self.random_link(&path, &page) else {
                 break;
-            }
+            };
             referer = Some(page_url);
-            path = links[self.rng.usize(..links.len())].clone();
+            path = next;
         }
     }
 
