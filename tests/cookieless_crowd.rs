@@ -10,6 +10,8 @@
 //! then puts the pass in every request's Referer gets no more than the budgets
 //! `docs/DETECTION.md` documents.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -154,12 +156,10 @@ fn refresh_url(page: &Answer) -> String {
 /// Fetches the render proof a page links, as a browser fetches a page's stylesheets before
 /// its photos.
 async fn render(app: &mut App, page: &Answer, target: &str) {
-    let Some(start) = page.body.find("/.well-known/lenscap/r.css?t=") else {
+    let Some(proof) = common::render_proof_link(&page.body) else {
         return;
     };
-    let end = start + page.body[start..].find('"').expect("the link's href ends");
-    let proof = page.body[start..end].replace("&amp;", "&");
-    let answer = get(app, &proof, Some(target)).await;
+    let answer = get(app, proof, Some(target)).await;
     assert_eq!(
         answer.status,
         StatusCode::OK,

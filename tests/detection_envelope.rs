@@ -3,6 +3,8 @@
 //! correct Referers that fetches each page and then its images gets at most 60 photos; people
 //! — alone, or twelve with cookies behind one address — are never hindered.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -179,11 +181,10 @@ impl Client {
     /// the scripts that do not are played in tests/real_clients.rs and the simulator).
     async fn render(&mut self, app: &mut App, page: &str, body: &[u8]) {
         let body = String::from_utf8_lossy(body);
-        let Some(start) = body.find("/.well-known/lenscap/r.css?t=") else {
+        let Some(proof) = common::render_proof_link(&body) else {
             return;
         };
-        let end = start + body[start..].find('"').expect("the link's href ends");
-        let mut request = self.request(&body[start..end], false, Some(page));
+        let mut request = self.request(proof, false, Some(page));
         request.headers_mut().insert(
             header::ACCEPT,
             HeaderValue::from_static("text/css,*/*;q=0.1"),

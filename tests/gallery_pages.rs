@@ -5,6 +5,8 @@
 
 mod gallery_corpus;
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -130,11 +132,9 @@ impl Browser {
     /// Fetches the render proof the page links, as a browser fetches a page's stylesheets.
     async fn render(&mut self, path: &str, page: &Answer) {
         let html = String::from_utf8_lossy(&page.body);
-        let Some(start) = html.find("/.well-known/lenscap/r.css?t=") else {
+        let Some(proof) = common::render_proof_link(&html).map(str::to_owned) else {
             return;
         };
-        let end = start + html[start..].find('"').expect("the link's href ends");
-        let proof = html[start..end].to_owned();
         let answer = self
             .fetch(&proof, "text/css,*/*;q=0.1", Some(path), &[])
             .await;

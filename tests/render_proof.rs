@@ -3,6 +3,8 @@
 //! the first two photos of each page vouched, the rest from one site-wide budget, however
 //! many addresses the client rotates through. A client that fetches the proof is untouched.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -148,9 +150,7 @@ impl Browser {
 
 /// The render proof a page links, if any.
 fn proof_of(page: &Answer) -> Option<String> {
-    let start = page.body.find("/.well-known/lenscap/r.css?t=")?;
-    let end = start + page.body[start..].find('"')?;
-    Some(page.body[start..end].to_owned())
+    common::render_proof_link(&page.body).map(str::to_owned)
 }
 
 #[tokio::test]

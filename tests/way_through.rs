@@ -3,6 +3,8 @@
 //! or without; passes are bound to the client, bounded per address, and never given to images,
 //! catalogued crawlers or trap-marked clients.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -395,9 +397,7 @@ fn next_link(page: &Answer) -> String {
 
 /// The render proof a page links (`/.well-known/lenscap/r.css?t=…`), if any.
 fn render_proof(page: &Answer) -> Option<String> {
-    let start = page.body.find("/.well-known/lenscap/r.css?t=")?;
-    let end = start + page.body[start..].find('"')?;
-    Some(page.body[start..end].to_owned())
+    common::render_proof_link(&page.body).map(str::to_owned)
 }
 
 /// A person: opens `target` from the page `from` (a click on a link: the Referer); when

@@ -59,3 +59,14 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answ
         body,
     }
 }
+
+/// The render proof an HTML page links (`/.well-known/lenscap/r.css?t=…`, the href of the
+/// stylesheet the layer injects), if it links one. Panics on a link whose href never ends.
+pub fn render_proof_link(html: &str) -> Option<&str> {
+    let start = html.find("/.well-known/lenscap/r.css?t=")?;
+    let end = start
+        + html[start..]
+            .find('"')
+            .expect("the render proof link's href ends");
+    Some(&html[start..end])
+}
