@@ -61,7 +61,8 @@ impl Answer {
     }
 }
 
-/// A browser on plain HTTP: cookies kept, Referer sent.
+/// A browser on plain HTTP: cookies kept, Referer sent, and the fetch metadata Firefox sends
+/// to a localhost origin (a potentially trustworthy one).
 struct Browser {
     addr: SocketAddr,
     cookie: Option<String>,
@@ -92,6 +93,20 @@ impl Browser {
         if let Some(referer) = referer {
             request = request.header(header::REFERER, format!("http://{}{referer}", self.addr));
         }
+        let (dest, mode) = match accept.split(',').next() {
+            Some("text/html") => ("document", "navigate"),
+            Some("text/css") => ("style", "no-cors"),
+            _ => ("image", "no-cors"),
+        };
+        let site = if referer.is_some() {
+            "same-origin"
+        } else {
+            "none"
+        };
+        request = request
+            .header("sec-fetch-dest", dest)
+            .header("sec-fetch-mode", mode)
+            .header("sec-fetch-site", site);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie);
         }
