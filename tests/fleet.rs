@@ -59,6 +59,33 @@ fn a_scraper_s_requests_at_once_over_three_instances_get_one_budget() {
 }
 
 #[test]
+fn the_passes_an_address_is_given_are_counted_once_for_the_fleet() {
+    let redis_port = free_port();
+    let _redis = redis_server(redis_port);
+    // A timeout no loaded test machine reaches: a decision on a local copy would be refused
+    // late too, and what is measured is that none is needed.
+    let shared = fleet("passes", &Store::Redis(redis_port), "2s");
+    wait_for_store(&admins(&shared), "ok");
+    // The default policy gives an address 8 passes at once (`passes`, burst 8).
+    let spread = passes_minted(&ports(&shared), "198.51.100.60", 40);
+    // Each instance read the address's pass count before deciding: no pass was granted on a
+    // stale copy and taken back when its charge reached Redis.
+    let late = counter(&admins(&shared), "lenscap_store_late_refusals_total");
+    let alone = fleet("passes-alone", &Store::Alone, "50ms");
+    let apart = passes_minted(&ports(&alone), "198.51.100.60", 40);
+    eprintln!(
+        "passes: {spread} over three instances on Redis ({late} refused late), {apart} over three alone"
+    );
+    assert_eq!(late, 0, "passes granted on a stale count were refused late");
+    assert!(
+        (1..=8).contains(&spread),
+        "three instances on one Redis gave one address {spread} passes (burst 8)"
+    );
+    // Three instances that share nothing give it a burst each: what sharing the count fixes.
+    assert!(apart > 8, "three lone instances gave only {apart} passes");
+}
+
+#[test]
 fn a_cookie_issued_by_one_instance_is_valid_on_the_others() {
     let (_redis, shared) = on_one_redis("cookie");
     cookie_is_valid_everywhere(&ports(&shared));

@@ -254,19 +254,41 @@ impl Limits {
         if !self.store.shared() || !inputs.settings.enabled {
             return None;
         }
+        let ls = inputs.settings;
+        let headers = request.headers();
         let subnet = client.subnet_key(inputs.subnets);
         let unix = self.clock.unix_secs();
-        let visitor = inputs
-            .settings
-            .cookie
-            .read(request.headers(), unix, subnet)
-            .map(|v| self.key((2u8, v.id, subnet)));
+        let visitor = ls.cookie.read(headers, unix, subnet).map(|v| v.id);
+        // Its Referer too, whatever the request turns out to be: a record more is no cost.
+        let pass = ls.pass.read(
+            &ls.cookie,
+            headers,
+            request.uri().query(),
+            true,
+            unix,
+            || Binding::of(headers, subnet, visitor),
+        );
         self.store.prefetch(RecordKeys {
             client: self.key((1u8, client.key())),
-            visitor,
+            visitor: visitor.map(|id| self.key((2u8, id, subnet))),
+            pass: pass.map(|(pass, _)| self.key((4u8, pass.id, subnet))),
             subnet: self.key((3u8, subnet)),
+            pass_counts: [
+                self.address_passes_key(client),
+                self.subnet_passes_key(subnet),
+            ],
             site: self.unrendered_key(),
         })
+    }
+
+    /// The key of the record (in the subnets' map) counting the passes held on an address.
+    fn address_passes_key(&self, client: ClientId) -> u64 {
+        self.key((6u8, client.key()))
+    }
+
+    /// The key of the record (in the subnets' map) counting the passes held on a subnet.
+    fn subnet_passes_key(&self, subnet: u128) -> u64 {
+        self.key((7u8, subnet))
     }
 
     /// The key of the site's record of the `unrendered_images` budget.
@@ -1342,7 +1364,7 @@ fn issue_pass(
     // The address's passes are counted in a small record of their own, in the subnets' map:
     // it lives as long as it holds passes (a client record is dropped when its client is
     // idle, which would give an idle address its burst of passes back).
-    let address_key = limits.key((6u8, seen.client.key()));
+    let address_key = limits.address_passes_key(seen.client);
     limits.store.subnet(address_key, now, cap, &mut |record| {
         if rate.check(&mut record.tat_pages, now).is_ok() {
             let ahead = u128::from(record.tat_pages.wrapping_sub(now));
@@ -1358,7 +1380,7 @@ fn issue_pass(
     let mut subnet_ok = false;
     limits
         .store
-        .subnet(limits.key((7u8, subnet)), now, cap, &mut |record| {
+        .subnet(limits.subnet_passes_key(subnet), now, cap, &mut |record| {
             subnet_ok = ls.pass.per_subnet.check(&mut record.tat_pages, now).is_ok();
         });
     subnet_ok.then(|| ls.pass.wait_secs.saturating_mul(held).min(255))
@@ -1372,7 +1394,7 @@ fn cookieless_crowd(limits: &Limits, ls: &LimitSettings, seen: &Request<'_>) -> 
         return false;
     }
     let mut crowd = false;
-    let address_key = limits.key((6u8, seen.client.key()));
+    let address_key = limits.address_passes_key(seen.client);
     limits.store.subnet(
         address_key,
         seen.now,

@@ -859,16 +859,18 @@ impl SiteStore {
             get.arg(key);
             get
         };
-        let mut commands = vec![
-            redis::cmd("TIME"),
-            get(self.client_key(keys.client)),
-            get(self.subnet_key(keys.subnet)),
-            get(self.site_key()),
-            get(self.client_key(keys.site)),
-        ];
-        if let Some(visitor) = keys.visitor {
-            commands.push(get(self.client_key(visitor)));
-        }
+        // The client records (address, visitor, pass holder, the site's unrendered budget),
+        // the site's cell, then the subnets' map records (the subnet's, and the pass counts of
+        // the address and the subnet).
+        let clients: Vec<u64> = [Some(keys.client), keys.visitor, keys.pass, Some(keys.site)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let subnets = [keys.subnet, keys.pass_counts[0], keys.pass_counts[1]];
+        let mut commands = vec![redis::cmd("TIME")];
+        commands.extend(clients.iter().map(|&key| get(self.client_key(key))));
+        commands.push(get(self.site_key()));
+        commands.extend(subnets.iter().map(|&key| get(self.subnet_key(key))));
         let sent = fleet.clock.local_unix_ms();
         let read = async {
             let mut connection = fleet.link.connection().await?;
@@ -883,30 +885,33 @@ impl SiteStore {
         let mut bytes = answers
             .into_iter()
             .map(|v| redis::from_redis_value::<Option<Vec<u8>>>(v).ok().flatten());
-        let (client, subnet, site, site_record) = (
-            bytes.next().flatten(),
-            bytes.next().flatten(),
-            bytes.next().flatten(),
-            bytes.next().flatten(),
-        );
-        let visitor = bytes.next().flatten();
-        for (key, record) in [
-            (Some(keys.client), client),
-            (keys.visitor, visitor),
-            (Some(keys.site), site_record),
-        ] {
-            if let (Some(key), Some(record)) =
-                (key, record.as_deref().and_then(ClientRecord::decode))
+        for &key in &clients {
+            if let Some(record) = bytes
+                .next()
+                .flatten()
+                .as_deref()
+                .and_then(ClientRecord::decode)
             {
                 self.local.put_client(key, now, cap, record);
             }
         }
-        if let Some(record) = subnet.as_deref().and_then(SubnetRecord::decode) {
-            self.local.put_subnet(keys.subnet, now, cap, record);
-        }
-        if let Some(cell) = site.and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok()) {
+        if let Some(cell) = bytes
+            .next()
+            .flatten()
+            .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+        {
             self.local
                 .site(now, &mut |held| *held = u32::from_le_bytes(cell));
+        }
+        for &key in &subnets {
+            if let Some(record) = bytes
+                .next()
+                .flatten()
+                .as_deref()
+                .and_then(SubnetRecord::decode)
+            {
+                self.local.put_subnet(key, now, cap, record);
+            }
         }
         Ok(())
     }
@@ -1144,7 +1149,9 @@ mod tests {
         let keys = RecordKeys {
             client: 7,
             visitor: None,
+            pass: None,
             subnet: 8,
+            pass_counts: [801, 802],
             site: 99,
         };
         let rate = Rate::parse("60/min", Some(10)).unwrap();
@@ -1201,7 +1208,9 @@ mod tests {
         let keys = RecordKeys {
             client: 21,
             visitor: None,
+            pass: None,
             subnet: 22,
+            pass_counts: [2201, 2202],
             site: 99,
         };
         b.prefetch(keys).unwrap().await;
@@ -1217,7 +1226,9 @@ mod tests {
         let keys = RecordKeys {
             client: 9,
             visitor: None,
+            pass: None,
             subnet: 10,
+            pass_counts: [1001, 1002],
             site: 99,
         };
         // A burst of 3, one a minute: two instances each admit 2 on the same copy.
@@ -1283,7 +1294,9 @@ mod tests {
         let keys = RecordKeys {
             client: 1,
             visitor: None,
+            pass: None,
             subnet: 2,
+            pass_counts: [201, 202],
             site: 99,
         };
         assert!(

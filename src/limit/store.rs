@@ -163,15 +163,20 @@ fn cells<const N: usize>(bytes: &[u8]) -> [Millis; N] {
 }
 
 /// The records one request reads: its address's, its visitor's (when it holds a valid
-/// cookie) and its subnet's, by store key.
+/// cookie), its pass holder's (when it carries a valid pass) and its subnet's, by store key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordKeys {
     /// The address's client record.
     pub client: u64,
     /// The cookie visitor's client record.
     pub visitor: Option<u64>,
+    /// The pass holder's client record.
+    pub pass: Option<u64>,
     /// The subnet's record.
     pub subnet: u64,
+    /// The records in the subnets' map that count the way-through passes held on the
+    /// address and on the subnet (a cookieless crowd is read from the address's).
+    pub pass_counts: [u64; 2],
     /// The site's one shared client record (the `unrendered_images` budget every
     /// non-rendering client draws on).
     pub site: u64,

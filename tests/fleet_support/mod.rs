@@ -440,3 +440,22 @@ pub fn one_budget_at_once(shared: &Fleet, address: &str, burst: usize) {
         "spread over three instances at once the scraper got {got} (budget {burst}, {local} local decisions)"
     );
 }
+
+/// A person without cookies at `address` clicking through `clicks` pages at once, each
+/// with the previous page as Referer, round-robin: how many answers were the way-through
+/// page holding a pass (each mints one).
+pub fn passes_minted(ports: &[u16], address: &str, clicks: usize) -> usize {
+    let mut minted = 0;
+    let mut from = format!("http://{HOST}/");
+    for n in 0..clicks {
+        let path = format!("/page{}.html", n % PAGES);
+        let mut headers = browser("text/html,application/xhtml+xml,*/*;q=0.8", address);
+        headers.push(("Referer", from.as_str()));
+        let answer = get(ports[n % ports.len()], &path, &headers);
+        if answer.status == 429 && answer.body.contains("/.well-known/lenscap/pass?") {
+            minted += 1;
+        }
+        from = format!("http://{HOST}{path}");
+    }
+    minted
+}
