@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The in-process store vs the Redis store vs a three-node Redis Cluster: one `lenscap serve`
-# of examples/gallery each, the same policy, the same wrk load, one invocation, so the ratios
+# of examples/gallery each, the same policy, the same wrk load, in interleaved rounds (memory,
+# redis, cluster, then again), one invocation, so the ratios
 # compare like with like.
 #
 # The policy is `mode = "report-only"` with the limits on: every request is tracked, charged
@@ -11,7 +12,7 @@
 # read pipeline and one per merge script, so TIME less EVALSHA counts the reads before a
 # decision), and Redis's memory per client record.
 #
-#   scripts/bench-fleet.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2 WORKERS=2
+#   scripts/bench-fleet.sh                 # DURATION=10s CONNECTIONS=64 THREADS=2 WORKERS=2 ROUNDS=3
 #   LENSCAP_BIN=target/release/lenscap scripts/bench-fleet.sh   # skip the build
 set -euo pipefail
 
@@ -21,6 +22,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-2}
+ROUNDS=${ROUNDS:-3}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/photos/terrace-09.webp}
 PORT=18280
 REDIS_PORT=18379
@@ -151,22 +153,39 @@ run() { # $1 = config; prints "requests/s p99_ms requests"
     echo "$result"
 }
 
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each, redis-server $(redis-server --version | awk '{print $3}')"
-MEMORY=$(run "$WORK/memory.toml")
-for port in "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do redis-cli -p "$port" config resetstat >/dev/null; done
-REDIS=$(run "$WORK/redis.toml")
-CLUSTER=$(run "$WORK/cluster.toml")
-read -r MEM_RPS MEM_P99 _ <<<"$MEMORY"
-read -r REDIS_RPS REDIS_P99 REDIS_N <<<"$REDIS"
-read -r CLUSTER_RPS CLUSTER_P99 CLUSTER_N <<<"$CLUSTER"
+median() { # the median of its arguments
+    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
 
-printf '%-8s %12s %10s\n' store requests/s p99_ms
-printf '%-8s %12s %10s\n' memory "$MEM_RPS" "$MEM_P99"
-printf '%-8s %12s %10s\n' redis "$REDIS_RPS" "$REDIS_P99"
-printf '%-8s %12s %10s\n' cluster "$CLUSTER_RPS" "$CLUSTER_P99"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $PATH_UNDER_TEST, $WORKERS server threads each, redis-server $(redis-server --version | awk '{print $3}'), $ROUNDS interleaved rounds"
+for port in "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do redis-cli -p "$port" config resetstat >/dev/null; done
+declare -A RPS P99
+REDIS_N=0 CLUSTER_N=0
+# Memory, Redis and cluster in turn, round after round: a change in the machine's load falls
+# on all three, and each ratio below is of medians over the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+    line="round $round:"
+    for store in memory redis cluster; do
+        read -r rps p99 n <<<"$(run "$WORK/$store.toml")"
+        RPS[$store]+="$rps " P99[$store]+="$p99 "
+        [[ $store == redis ]] && REDIS_N=$((REDIS_N + n))
+        [[ $store == cluster ]] && CLUSTER_N=$((CLUSTER_N + n))
+        line+=" $store $rps/s p99 ${p99} ms;"
+    done
+    echo "$line load average $(cut -d' ' -f1 /proc/loadavg)"
+done
+
+printf '%-8s %12s %10s   (medians of %s rounds)\n' store requests/s p99_ms "$ROUNDS"
+for store in memory redis cluster; do
+    # shellcheck disable=SC2086
+    printf '%-8s %12s %10s\n' "$store" "$(median ${RPS[$store]})" "$(median ${P99[$store]})"
+done
+# shellcheck disable=SC2086
+MEM_RPS=$(median ${RPS[memory]}) MEM_P99=$(median ${P99[memory]})
 for store in redis cluster; do
-    if [[ $store == redis ]]; then rps=$REDIS_RPS p99=$REDIS_P99; else rps=$CLUSTER_RPS p99=$CLUSTER_P99; fi
+    # shellcheck disable=SC2086
+    rps=$(median ${RPS[$store]}) p99=$(median ${P99[$store]})
     awk -v s="$store" -v mr="$MEM_RPS" -v rr="$rps" -v mp="$MEM_P99" -v rp="$p99" 'BEGIN {
         printf "%s/memory: throughput %.2f, p99 %.2f; added p99 %.2f ms\n", s, rr / mr, rp / mp, rp - mp
     }'
