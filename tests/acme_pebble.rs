@@ -6,9 +6,13 @@
 //! own HTTPS certificate from a test CA, which Lenscap trusts through `directory_ca`. The
 //! test fails, never skips, when `pebble` is not installed (`scripts/test.sh` installs it).
 
+mod common;
+
+use common::{Killed, free_port};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,27 +44,12 @@ fn pebble_binary() -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Pebble, killed when dropped.
 struct Pebble {
-    child: Child,
+    _child: Killed,
     directory: String,
     management: SocketAddr,
     ca: PathBuf,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Where Pebble validates for real: its DNS (pebble-challtestsrv, answering 127.0.0.1 for
@@ -70,16 +59,6 @@ struct Validation {
     tls_port: u16,
     http_port: u16,
     _dns_server: Killed,
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_dns(dir: &Path, tls_port: u16, http_port: u16) -> Validation {
@@ -182,7 +161,7 @@ fn start_pebble_issuing(dir: &Path, validation: Option<&Validation>, validity_s:
         .spawn()
         .expect("starting pebble");
     let pebble = Pebble {
-        child,
+        _child: Killed(child),
         directory: format!("https://{listen}/dir"),
         management,
         ca: ca_path,

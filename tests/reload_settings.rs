@@ -2,6 +2,10 @@
 //! apply and say nothing more; a changed setting that only a restart applies is named in
 //! the reload's log line.
 
+mod common;
+
+use common::{Killed, free_port};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,24 +19,6 @@ fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("gallery")).unwrap();
     std::fs::write(dir.join("gallery/index.html"), "<h1>The Crown</h1>\n").unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary, killed when dropped.
-struct Lenscap(Child);
-
-impl Drop for Lenscap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn config(port: u16, mode: &str, response_timeout: &str, extra: &str) -> String {
@@ -93,7 +79,7 @@ fn a_reload_names_the_changed_settings_that_need_a_restart() {
         .stderr(out)
         .spawn()
         .unwrap();
-    let server = Lenscap(child);
+    let server = Killed(child);
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < DEADLINE, "lenscap did not listen");

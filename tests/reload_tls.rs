@@ -2,9 +2,13 @@
 //! binary, its files replaced, then SIGHUP (or, with `watch`, nothing at all); new handshakes
 //! see the new certificate while a connection opened before keeps working.
 
+mod common;
+
+use common::{Killed, free_port};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,14 +30,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A fresh self-signed certificate for localhost, written to `cert.pem` and `key.pem`.
 fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -46,15 +42,8 @@ fn write_certificate(dir: &Path) -> CertificateDer<'static> {
 
 /// The binary, killed when dropped.
 struct Lenscap {
-    child: Child,
+    child: Killed,
     addr: SocketAddr,
-}
-
-impl Drop for Lenscap {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Lenscap {
@@ -82,13 +71,16 @@ impl Lenscap {
             assert!(started.elapsed() < DEADLINE, "lenscap did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Lenscap { child, addr }
+        Lenscap {
+            child: Killed(child),
+            addr,
+        }
     }
 
     fn hangup(&self) {
         let status = Command::new("kill")
             .arg("-HUP")
-            .arg(self.child.id().to_string())
+            .arg(self.child.0.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());

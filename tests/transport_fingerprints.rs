@@ -5,8 +5,12 @@
 //! HTTP/2, and its fingerprints must read as Chromium's. (The scripts may be refused outright:
 //! the mismatch joins their other signals.)
 
+mod common;
+
+use common::{Killed, free_port};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -42,26 +46,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary serving `gallery/` over TLS with an access log, killed when dropped.
 struct Lenscap {
-    child: Child,
+    _child: Killed,
     port: u16,
     dir: PathBuf,
-}
-
-impl Drop for Lenscap {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Lenscap {
@@ -93,7 +82,7 @@ impl Lenscap {
             std::thread::sleep(Duration::from_millis(20));
         }
         Lenscap {
-            child,
+            _child: Killed(child),
             port,
             dir: dir.to_path_buf(),
         }

@@ -1,4 +1,5 @@
-//! Shared test helpers: a tiny HTTP/1.1 client over a fresh connection.
+//! Shared test helpers: a tiny HTTP/1.1 client over a fresh connection, free loopback ports,
+//! and child processes killed when dropped.
 
 #![allow(dead_code)]
 
@@ -69,4 +70,22 @@ pub fn render_proof_link(html: &str) -> Option<&str> {
             .find('"')
             .expect("the render proof link's href ends");
     Some(&html[start..end])
+}
+
+/// A free loopback port (free when asked: bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A child process, killed (and reaped) when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
