@@ -28,7 +28,7 @@ mod reader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Version, header};
+use http::{HeaderMap, Method, Version};
 use serde::Deserialize;
 
 use crate::catalog::datacenter::DatacenterRanges;
@@ -36,15 +36,14 @@ use crate::catalog::ranges::{RangeTable, VerifiedRanges};
 use crate::catalog::{Catalog, CatalogConfig, Category};
 use crate::client::{ClientId, Identity};
 use crate::documents::Offer;
+use crate::request_headers::RequestHeaders;
 use crate::settings::{ConfigError, Source};
 use crate::signals::behaviour::Kind;
 use crate::signals::transport::{self, Transport};
 use crate::signals::web_bot_auth::{
     self, AgentKeys, SignatureError, Signed, SignedParts, WebBotAuth, WebBotAuthConfig,
 };
-use crate::signals::{
-    RequestView, UserAgentCache, fetch_dest_is_image, is_localhost, shape, user_agent_of,
-};
+use crate::signals::{RequestView, UserAgentCache, is_image_dest, is_local_host, shape};
 use crate::verdict::{Reason, Reasons};
 use reader::UserAgentReader;
 
@@ -133,6 +132,8 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) path: &'a str,
     pub(crate) version: Version,
     pub(crate) headers: &'a HeaderMap,
+    /// The headers every stage reads, found in one pass over `headers`.
+    pub(crate) known: RequestHeaders<'a>,
     /// The connection is TLS (or the URI says `https`).
     pub(crate) tls: bool,
     /// The URI's authority, or the `Host` header.
@@ -145,18 +146,20 @@ pub(crate) struct RequestParts<'a> {
 
 impl<'a> RequestParts<'a> {
     pub(crate) fn of<B>(request: &'a http::Request<B>) -> Self {
+        let known = RequestHeaders::of(request.headers());
         RequestParts {
             method: request.method(),
             path: request.uri().path(),
             version: request.version(),
             headers: request.headers(),
+            known,
             tls: request.extensions().get::<crate::client::Tls>().is_some()
                 || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
             authority: request
                 .uri()
                 .authority()
                 .map(|a| a.as_str())
-                .or_else(|| request.headers().get(header::HOST)?.to_str().ok()),
+                .or_else(|| known.host?.to_str().ok()),
             query: request.uri().query(),
             transport: request.extensions().get::<Transport>().copied(),
         }
@@ -251,22 +254,22 @@ impl Classifier {
         identity: &Identity,
         request: &RequestParts<'_>,
     ) -> Classification {
-        let headers = request.headers;
-        let secure = request.tls || identity.forwarded_https || is_localhost(headers);
+        let known = &request.known;
+        let secure = request.tls || identity.forwarded_https || is_local_host(known.host);
         let image_path = self.is_image_path(request.path);
-        let fetch_dest_image = fetch_dest_is_image(headers);
+        let fetch_dest_image = is_image_dest(known.sec_fetch_dest);
         let view = RequestView {
             method: request.method,
             path: request.path,
             version: request.version,
-            headers,
+            headers: request.headers,
             secure,
             image: image_path || fetch_dest_image,
         };
-        let ua = user_agent_of(headers);
+        let ua = known.user_agent_bytes();
         let reading = self.user_agents.get_or_read(ua, |ua| self.reader.read(ua));
         let agent = reading.agent.map(|i| i as usize);
-        let mut reasons = shape(&view, ua.is_empty(), agent.is_some(), &reading);
+        let mut reasons = shape(&view, known, ua.is_empty(), agent.is_some(), &reading);
         let client = identity.client;
         let category = match agent {
             Some(index) => {
@@ -305,11 +308,11 @@ impl Classifier {
         if datacenter.is_some() {
             reasons.insert(Reason::Datacenter);
         }
-        let direct_open = view.image && direct_open(headers, secure, fetch_dest_image);
+        let direct_open = view.image && direct_open(known, secure, fetch_dest_image);
         let kind = if direct_open {
             Kind::Page
         } else {
-            request_kind(request.method, request.path, headers, view.image)
+            request_kind(request.method, request.path, known, view.image)
         };
         Classification {
             client,
@@ -400,29 +403,29 @@ impl Classifier {
 /// or `Sec-Fetch-Dest: document` where browsers send fetch metadata (secure origins). A person
 /// opening links one after another is browsing pages, so it is charged as a page view (page
 /// pace, page quotas) rather than as an image no page embedded.
-fn direct_open(headers: &HeaderMap, secure: bool, fetch_dest_image: bool) -> bool {
+fn direct_open(known: &RequestHeaders<'_>, secure: bool, fetch_dest_image: bool) -> bool {
     if fetch_dest_image {
         return false;
     }
-    let html_first = headers
-        .get(header::ACCEPT)
+    let html_first = known
+        .accept
         .is_some_and(|a| crate::tag::starts_with_ignore_case(a.as_bytes(), b"text/html"));
     let document = secure
-        && headers
-            .get(crate::signals::SEC_FETCH_DEST)
+        && known
+            .sec_fetch_dest
             .is_some_and(|d| d.as_bytes().eq_ignore_ascii_case(b"document"));
     html_first || document
 }
 
 /// Page, image, robots.txt or other, from the request alone. `image`: an image extension or
 /// `Sec-Fetch-Dest: image`.
-fn request_kind(method: &Method, path: &str, headers: &HeaderMap, image: bool) -> Kind {
+fn request_kind(method: &Method, path: &str, known: &RequestHeaders<'_>, image: bool) -> Kind {
     if path == "/robots.txt" {
         return Kind::Robots;
     }
     if image
-        || headers
-            .get(header::ACCEPT)
+        || known
+            .accept
             .is_some_and(|a| a.as_bytes().starts_with(b"image/"))
     {
         return Kind::Image;

@@ -54,6 +54,7 @@
 
 // Leaves shared by every stage.
 mod fingerprint;
+mod request_headers;
 mod settings;
 pub mod verdict;
 

@@ -7,6 +7,7 @@ use std::path::Path;
 const FLOORS: &[(&str, u8)] = &[
     ("settings", 1),
     ("fingerprint", 1),
+    ("request_headers", 1),
     ("stamp", 1),
     ("documents", 1),
     ("client", 2),

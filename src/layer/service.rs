@@ -96,18 +96,19 @@ pub(crate) enum Pass {
     },
 }
 
-/// Identify → answer → classify → decide → limit, for one request, without calling anything.
+/// Identify → answer → classify → decide → limit, for one request (`parts` are its own),
+/// without calling anything.
 pub(crate) fn pass<B>(
     limits: &Limits,
     policy: &Policy,
     request: &Request<B>,
+    parts: &RequestParts<'_>,
     enforce: bool,
 ) -> Pass {
-    let parts = RequestParts::of(request);
     let peer = peer_ip(request);
     if parts.path == crate::limit::PASS_PATH && policy.limits.pass.enabled {
         // The way-through page's pass URL: answered here, never charged, never forwarded.
-        let (found, _) = policy.judge(peer, &parts);
+        let (found, _) = policy.judge(peer, parts);
         let inputs = limit_inputs(policy, enforce);
         let answer = match crate::limit::redeem(limits, inputs, request, &found) {
             Redeemed::Go {
@@ -121,7 +122,7 @@ pub(crate) fn pass<B>(
     }
     if parts.path == crate::limit::RENDER_PATH && policy.limits.render.enabled {
         // A page's render proof: answered here, never charged, never forwarded.
-        let (found, _) = policy.judge(peer, &parts);
+        let (found, _) = policy.judge(peer, parts);
         let proved =
             crate::limit::prove_render(limits, limit_inputs(policy, enforce), request, &found);
         return Pass::Document(refusal::render_proof(proved));
@@ -135,22 +136,24 @@ pub(crate) fn pass<B>(
     {
         if parts.path == "/robots.txt" {
             // Reading robots.txt is behaviour (then ignoring it is a signal): note it, uncharged.
-            let (found, mut verdict) = policy.judge(peer, &parts);
+            let (found, mut verdict) = policy.judge(peer, parts);
             let _ = crate::limit::admit(
                 limits,
                 limit_inputs(policy, enforce),
                 request,
+                &parts.known,
                 &found,
                 &mut verdict,
             );
         }
         return Pass::Document(document);
     }
-    let (found, mut verdict) = policy.judge(peer, &parts);
+    let (found, mut verdict) = policy.judge(peer, parts);
     match crate::limit::admit(
         limits,
         limit_inputs(policy, enforce),
         request,
+        &parts.known,
         &found,
         &mut verdict,
     ) {
@@ -188,7 +191,7 @@ pub(crate) fn judge<B>(
     request: &Request<B>,
     content_type: Option<&HeaderValue>,
 ) -> (ClientId, Verdict, Outcome, bool, Option<HeaderValue>) {
-    match pass(limits, policy, request, true) {
+    match pass(limits, policy, request, &RequestParts::of(request), true) {
         Pass::Document(_) => {
             let (client, verdict) = policy.verdict_for(request);
             (client, verdict, Outcome::Allowed, false, None)
@@ -258,8 +261,10 @@ where
         remove_verdict_header(request.headers_mut());
         let enforce = policy.mode == Mode::Enforce;
         let record = &self.shared.record;
+        let asked = RequestParts::of(&request);
+        let present = asked.known.present;
         let (found, verdict, mut after) =
-            match pass(&self.shared.limits, &policy, &request, enforce) {
+            match pass(&self.shared.limits, &policy, &request, &asked, enforce) {
                 Pass::Document(document) => {
                     if record.wants_document(&request) {
                         let (client, verdict) = policy.verdict_for(&request);
@@ -374,6 +379,7 @@ where
             &mut parts.method,
             found.image_path,
             &mut parts.headers,
+            present,
         )
         .carry_pass(after.link_pass());
         let request = Request::from_parts(parts, body);

@@ -18,9 +18,11 @@
 
 use std::sync::OnceLock;
 
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderValue;
 use ring::hmac;
 use siphasher::sip128::SipHasher24;
+
+use crate::request_headers::RequestHeaders;
 
 /// The fleet's cookie key: one process serves one fleet, and a policy compiled before the
 /// shared store answered must still sign with it once it is known.
@@ -139,11 +141,16 @@ impl CookieSettings {
     /// The visitor cookie of a request, if present, well formed, signed by this policy's key
     /// for `subnet`, and not expired. The signature covers the id, the issue time and the
     /// page, so none of them can be rewritten, and it is checked on every request.
-    pub(crate) fn read(&self, headers: &HeaderMap, now_unix: u64, subnet: u128) -> Option<Visitor> {
+    pub(crate) fn read(
+        &self,
+        headers: &RequestHeaders<'_>,
+        now_unix: u64,
+        subnet: u128,
+    ) -> Option<Visitor> {
         if !self.enabled {
             return None;
         }
-        for line in headers.get_all(header::COOKIE) {
+        for line in headers.cookie_lines() {
             for pair in line.as_bytes().split(|&b| b == b';') {
                 let pair = pair.trim_ascii();
                 let Some(value) = pair
@@ -293,6 +300,7 @@ fn decode(text: &[u8]) -> Option<[u8; RAW]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, header};
 
     fn settings() -> CookieSettings {
         CookieSettings::new(true, "lenscap".into(), 1800, None)
@@ -322,10 +330,18 @@ mod tests {
         ] {
             assert!(text.contains(attr), "{text}");
         }
-        let v = s.read(&headers(&set), 1_000_100, 99).unwrap();
+        let v = s
+            .read(&RequestHeaders::of(&headers(&set)), 1_000_100, 99)
+            .unwrap();
         assert_eq!((v.id, v.page), (42, 7));
-        assert!(s.read(&headers(&set), 1_000_100, 100).is_none());
-        assert!(s.read(&headers(&set), 1_000_000 + 1801, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&headers(&set)), 1_000_100, 100)
+                .is_none()
+        );
+        assert!(
+            s.read(&RequestHeaders::of(&headers(&set)), 1_000_000 + 1801, 99)
+                .is_none()
+        );
     }
 
     #[test]
@@ -333,20 +349,26 @@ mod tests {
         let s = settings();
         let other = settings();
         let set = other.issue(42, 1_000_000, 7, 99, false);
-        assert!(s.read(&headers(&set), 1_000_000, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&headers(&set)), 1_000_000, 99)
+                .is_none()
+        );
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, "lenscap=not-a-cookie".parse().unwrap());
-        assert!(s.read(&h, 1_000_000, 99).is_none());
+        assert!(s.read(&RequestHeaders::of(&h), 1_000_000, 99).is_none());
         // The right length, one byte outside the alphabet.
         let good = s.issue(42, 1_000_000, 7, 99, false);
         let pair = good.to_str().unwrap().split(';').next().unwrap().to_owned();
         for bad in [".", "=", "+", "/"] {
             let forged = format!("{}{bad}", &pair[..pair.len() - 1]);
             h.insert(header::COOKIE, forged.parse().unwrap());
-            assert!(s.read(&h, 1_000_000, 99).is_none(), "{forged}");
+            assert!(
+                s.read(&RequestHeaders::of(&h), 1_000_000, 99).is_none(),
+                "{forged}"
+            );
         }
         h.insert(header::COOKIE, pair.parse().unwrap());
-        assert!(s.read(&h, 1_000_000, 99).is_some());
+        assert!(s.read(&RequestHeaders::of(&h), 1_000_000, 99).is_some());
     }
 
     /// A cookie with its fields rewritten or its signature zeroed is refused on every
@@ -365,18 +387,33 @@ mod tests {
             h.insert(header::COOKIE, text.parse().unwrap());
             h
         };
-        assert!(s.read(&cookie(&raw), 1_000_100, 99).is_some());
+        assert!(
+            s.read(&RequestHeaders::of(&cookie(&raw)), 1_000_100, 99)
+                .is_some()
+        );
         let mut zeroed = raw;
         zeroed[PAYLOAD..].fill(0);
-        assert!(s.read(&cookie(&zeroed), 1_000_100, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&cookie(&zeroed)), 1_000_100, 99)
+                .is_none()
+        );
         // Expired, then "revived" by rewriting its issue time: refused.
         let now = 1_000_000 + 3600;
-        assert!(s.read(&cookie(&raw), now, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&cookie(&raw)), now, 99)
+                .is_none()
+        );
         let mut revived = raw;
         revived[8..12].copy_from_slice(&(now as u32).to_le_bytes());
-        assert!(s.read(&cookie(&revived), now, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&cookie(&revived)), now, 99)
+                .is_none()
+        );
         let mut other_page = raw;
         other_page[12..14].copy_from_slice(&8u16.to_le_bytes());
-        assert!(s.read(&cookie(&other_page), 1_000_100, 99).is_none());
+        assert!(
+            s.read(&RequestHeaders::of(&cookie(&other_page)), 1_000_100, 99)
+                .is_none()
+        );
     }
 }

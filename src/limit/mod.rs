@@ -158,6 +158,7 @@ pub use store::{
 use crate::classify::Classification;
 use crate::client::{ClientId, SubnetPrefixes};
 use crate::decide::Scoring;
+use crate::request_headers::RequestHeaders;
 use crate::signals::behaviour::{Facts, Kind};
 use crate::signals::embeds::{EmbedScanner, EmbedTable};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
@@ -258,15 +259,16 @@ impl Limits {
         let headers = request.headers();
         let subnet = client.subnet_key(inputs.subnets);
         let unix = self.clock.unix_secs();
-        let visitor = ls.cookie.read(headers, unix, subnet).map(|v| v.id);
+        let known = RequestHeaders::of(headers);
+        let visitor = ls.cookie.read(&known, unix, subnet).map(|v| v.id);
         // Its Referer too, whatever the request turns out to be: a record more is no cost.
         let pass = ls.pass.read(
             &ls.cookie,
-            headers,
+            &known,
             request.uri().query(),
             true,
             unix,
-            || Binding::of(headers, subnet, visitor),
+            || Binding::of(&known, subnet, visitor),
         );
         self.store.prefetch(RecordKeys {
             client: self.key((1u8, client.key())),
@@ -612,6 +614,8 @@ struct Request<'a> {
     client: ClientId,
     secure: bool,
     headers: &'a HeaderMap,
+    /// The headers the tracker, the cookie and the pass read, found once.
+    known: RequestHeaders<'a>,
     now: Millis,
     unix: u64,
 }
@@ -621,10 +625,11 @@ struct Request<'a> {
 /// Behaviour signals are added to `verdict`. `Err` is a refusal to answer instead of calling
 /// the inner service (a trap, or over quota when enforcing). Over quota with
 /// `over_quota = "tarpit"`, the verdict's action becomes `tarpit` and the caller holds it.
-pub(crate) fn admit<B>(
+pub(crate) fn admit<'r, B>(
     limits: &Limits,
     inputs: Inputs<'_>,
-    request: &http::Request<B>,
+    request: &'r http::Request<B>,
+    known: &RequestHeaders<'r>,
     found: &Classification,
     verdict: &mut Verdict,
 ) -> Result<AfterResponse, Refusal> {
@@ -641,7 +646,7 @@ pub(crate) fn admit<B>(
     let mut facts = Facts::read_with(
         found.kind,
         target,
-        request.headers(),
+        known,
         found.secure && !found.fetch_dest_image,
         &ls.behaviour,
         trap || ls.is_disallowed(path),
@@ -668,6 +673,7 @@ pub(crate) fn admit<B>(
         client: found.client,
         secure: found.secure,
         headers: request.headers(),
+        known: *known,
         now,
         unix,
     };
@@ -757,7 +763,7 @@ fn mark_trap(
     let cap = ls.max_tracked_clients;
     let as_visitor = ls
         .cookie
-        .read(seen.headers, seen.unix, subnet)
+        .read(&seen.known, seen.unix, subnet)
         .is_some_and(|v| {
             let visitor_key = limits.key((2u8, v.id, subnet));
             limits
@@ -830,14 +836,14 @@ fn track(
         .as_millis()
         .min(u128::from(u32::MAX / 2)) as u32;
     let ip_key = limits.key((1u8, seen.client.key()));
-    let visitor = ls.cookie.read(seen.headers, seen.unix, subnet);
+    let visitor = ls.cookie.read(&seen.known, seen.unix, subnet);
     let pass = ls.pass.read(
         &ls.cookie,
-        seen.headers,
+        &seen.known,
         seen.query,
         kind == Kind::Image,
         seen.unix,
-        || Binding::of(seen.headers, subnet, visitor.map(|v| v.id)),
+        || Binding::of(&seen.known, subnet, visitor.map(|v| v.id)),
     );
     let crowd_click = visitor.is_none()
         && pass.is_none()
@@ -1169,11 +1175,13 @@ pub(crate) fn prove_render<B>(
         return Ok(());
     }
     let subnet = found.client.subnet_key(inputs.subnets);
-    let headers = request.headers();
-    let visitor = ls.cookie.read(headers, unix, subnet);
-    let binding = || Binding::of(headers, subnet, visitor.map(|v| v.id));
+    let headers = RequestHeaders::of(request.headers());
+    let visitor = ls.cookie.read(&headers, unix, subnet);
+    let binding = || Binding::of(&headers, subnet, visitor.map(|v| v.id));
     // The stylesheet's Referer is its page, whose URL holds a cookieless holder's pass.
-    let pass = ls.pass.read(&ls.cookie, headers, None, true, unix, binding);
+    let pass = ls
+        .pass
+        .read(&ls.cookie, &headers, None, true, unix, binding);
     let cap = ls.max_tracked_clients;
     let address_key = limits.key((1u8, found.client.key()));
     let key = match (pass, visitor) {
@@ -1327,7 +1335,7 @@ fn way_through(
     }
     let subnet = found.client.subnet_key(inputs.subnets);
     let wait_secs = issue_pass(limits, ls, seen, subnet, tracked.visitor.is_none())?;
-    let binding = Binding::of(seen.headers, subnet, tracked.visitor);
+    let binding = Binding::of(&seen.known, subnet, tracked.visitor);
     let token = ls
         .pass
         .issue(&ls.cookie, random_id()?, seen.unix, wait_secs, binding);
@@ -1427,11 +1435,9 @@ pub(crate) fn redeem<B>(
     }
     let to = pass::without_pass(&to).into_owned();
     let subnet = found.client.subnet_key(inputs.subnets);
-    let visitor = ls
-        .cookie
-        .read(request.headers(), unix, subnet)
-        .map(|v| v.id);
-    let binding = Binding::of(request.headers(), subnet, visitor);
+    let headers = RequestHeaders::of(request.headers());
+    let visitor = ls.cookie.read(&headers, unix, subnet).map(|v| v.id);
+    let binding = Binding::of(&headers, subnet, visitor);
     match ls.pass.verify(&ls.cookie, token.as_bytes(), unix, binding) {
         Ok(_) => Redeemed::Go {
             location: with_pass(&to, &token),

@@ -25,12 +25,15 @@
 //! a pass of their own instead of sharing the address's pace and credit with the others.
 
 use std::hash::BuildHasher;
+use std::sync::LazyLock;
 
 use data_encoding::BASE64URL_NOPAD;
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderValue;
+use memchr::memmem::Finder;
 
 use super::cookie::{CookieSettings, TAG};
 use super::rate::Rate;
+use crate::request_headers::RequestHeaders;
 
 /// Where a browser redeems its pass (the way-through page's refresh and button go there).
 pub const PASS_PATH: &str = "/.well-known/lenscap/pass";
@@ -88,10 +91,12 @@ pub(crate) struct Binding {
 impl Binding {
     /// The client's subnet, a fingerprint of the headers a browser sends the same on every
     /// request (`User-Agent`, `Accept-Language`), and its visitor cookie's id, if valid.
-    pub(crate) fn of(headers: &HeaderMap, subnet: u128, visitor: Option<u64>) -> Binding {
-        let value = |name| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
+    pub(crate) fn of(headers: &RequestHeaders<'_>, subnet: u128, visitor: Option<u64>) -> Binding {
+        fn value(found: Option<&HeaderValue>) -> &[u8] {
+            found.map_or(&b""[..], HeaderValue::as_bytes)
+        }
         let fingerprint = foldhash::fast::FixedState::with_seed(0x9a55_0b1d)
-            .hash_one((value(header::USER_AGENT), value(header::ACCEPT_LANGUAGE)));
+            .hash_one((value(headers.user_agent), value(headers.accept_language)));
         Binding {
             subnet,
             headers: fingerprint,
@@ -177,11 +182,12 @@ impl PassSettings {
     }
 
     /// The request's valid pass: in its URL (`?lc-pass=`), in its pass cookie, or, for an
-    /// image, in its Referer's URL (the page it was embedded in held the pass there).
+    /// image, in its Referer's URL (the page it was embedded in held the pass there). A
+    /// request that names no pass anywhere costs a byte search of each place.
     pub(crate) fn read(
         &self,
         key: &CookieSettings,
-        headers: &HeaderMap,
+        headers: &RequestHeaders<'_>,
         query: Option<&str>,
         image: bool,
         now_unix: u64,
@@ -201,7 +207,8 @@ impl PassSettings {
             return Some((pass, PassSource::Cookie));
         }
         if image
-            && let Some(referer) = headers.get(header::REFERER)
+            && let Some(referer) = headers.referer
+            && names_pass(referer.as_bytes())
             && let Some(query) = referer.to_str().ok().and_then(|r| r.split_once('?'))
             && let Some(pass) = pass_in_query(query.1).and_then(|t| check(t.as_bytes()))
         {
@@ -210,9 +217,12 @@ impl PassSettings {
         None
     }
 
-    fn pass_cookie<'h>(&self, headers: &'h HeaderMap) -> Option<&'h [u8]> {
-        headers.get_all(header::COOKIE).iter().find_map(|line| {
-            line.as_bytes().split(|&b| b == b';').find_map(|pair| {
+    fn pass_cookie<'h>(&self, headers: &RequestHeaders<'h>) -> Option<&'h [u8]> {
+        headers.cookie_lines().find_map(|line| {
+            let line = line.as_bytes();
+            // The pass cookie's name ends in `-pass` (the visitor cookie's, with `-pass`).
+            COOKIE_SUFFIX.find(line)?;
+            line.split(|&b| b == b';').find_map(|pair| {
                 pair.trim_ascii()
                     .strip_prefix(self.cookie_name.as_bytes())?
                     .strip_prefix(b"=")
@@ -251,8 +261,21 @@ fn signed(payload: &[u8], binding: &Binding) -> [u8; PAYLOAD + 32] {
     bytes
 }
 
+/// Searchers built once (building one per call cost more than the search).
+static IN_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"lc-pass="));
+static COOKIE_SUFFIX: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-pass="));
+
+/// Whether `bytes` hold `lc-pass=` anywhere (checked before any parsing: most requests
+/// carry no pass).
+fn names_pass(bytes: &[u8]) -> bool {
+    IN_URL.find(bytes).is_some()
+}
+
 /// The `lc-pass` value of a query string.
 pub(crate) fn pass_in_query(query: &str) -> Option<&str> {
+    if !names_pass(query.as_bytes()) {
+        return None;
+    }
     query
         .split('&')
         .find_map(|pair| pair.strip_prefix(PASS_PARAM)?.strip_prefix('='))

@@ -6,6 +6,7 @@
 //! its limiter cells live in one map entry and one lookup serves them all.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock as GovernorClock;
@@ -135,7 +136,14 @@ thread_local! {
     static ADMISSIONS: RefCell<Option<Admissions>> = const { RefCell::new(None) };
 }
 
+/// Set once a shared store has asked for admissions: until then (the in-process store) no
+/// check reaches the thread-local at all.
+static NOTING: AtomicBool = AtomicBool::new(false);
+
 fn note_admission(tat: Millis, rate: &Rate) {
+    if !NOTING.load(Ordering::Relaxed) {
+        return;
+    }
     ADMISSIONS.with(|noted| {
         if let Some(noted) = noted.borrow_mut().as_mut() {
             noted.push((tat, rate.span_ms()));
@@ -146,6 +154,7 @@ fn note_admission(tat: Millis, rate: &Rate) {
 /// Runs `decide` and returns the admissions its checks made, so that a shared store can
 /// check each one again, atomically, against the fleet's copy of the cell.
 pub(crate) fn admissions_during<R>(decide: impl FnOnce() -> R) -> (R, Admissions) {
+    NOTING.store(true, Ordering::Relaxed);
     let outer = ADMISSIONS.with(|noted| noted.borrow_mut().replace(Vec::new()));
     let out = decide();
     let noted = ADMISSIONS.with(|noted| std::mem::replace(&mut *noted.borrow_mut(), outer));

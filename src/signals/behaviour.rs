@@ -55,10 +55,11 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 
 use serde_spanned::Spanned;
 
+use crate::request_headers::RequestHeaders;
 use crate::settings::{ConfigError, Source};
 use crate::verdict::{Reason, Reasons};
 
@@ -148,7 +149,7 @@ impl Facts {
         Facts::read_with(
             kind,
             path_and_query,
-            headers,
+            &RequestHeaders::of(headers),
             no_fetch_dest,
             settings,
             disallowed,
@@ -160,7 +161,7 @@ impl Facts {
     pub(crate) fn read_with(
         kind: Kind,
         path_and_query: &str,
-        headers: &HeaderMap,
+        headers: &RequestHeaders<'_>,
         no_fetch_dest: bool,
         settings: &BehaviourSettings,
         disallowed: bool,
@@ -168,7 +169,7 @@ impl Facts {
         let tracked = matches!(kind, Kind::Page | Kind::Image);
         let image = kind == Kind::Image;
         let (referer, referer_key) = if image {
-            read_referer(headers)
+            read_referer(headers.referer, headers.host)
         } else {
             (Referer::None, 0)
         };
@@ -226,11 +227,11 @@ impl Facts {
     }
 }
 
-fn is_navigation(headers: &HeaderMap) -> bool {
-    headers.get(crate::signals::SEC_FETCH_DEST).map_or_else(
+fn is_navigation(headers: &RequestHeaders<'_>) -> bool {
+    headers.sec_fetch_dest.map_or_else(
         || {
             headers
-                .get(header::ACCEPT)
+                .accept
                 .is_some_and(|a| memchr::memmem::find(a.as_bytes(), b"text/html").is_some())
         },
         |d| d.as_bytes() == b"document" || d.as_bytes() == b"iframe",
@@ -240,13 +241,14 @@ fn is_navigation(headers: &HeaderMap) -> bool {
 /// Whether the request's Referer is a page of this site (a navigation by a click on a link
 /// here, rather than an arrival from elsewhere).
 pub(crate) fn from_this_site(headers: &HeaderMap) -> bool {
-    matches!(read_referer(headers).0, Referer::Here(_))
+    let referer = read_referer(headers.get(header::REFERER), headers.get(header::HOST));
+    matches!(referer.0, Referer::Here(_))
 }
 
 /// The Referer of a request: same host as `Host`, another site, or none; and for a page of
 /// this site, its [`embed_key`](super::embeds::embed_key).
-fn read_referer(headers: &HeaderMap) -> (Referer, u64) {
-    let Some(referer) = headers.get(header::REFERER) else {
+fn read_referer(referer: Option<&HeaderValue>, host: Option<&HeaderValue>) -> (Referer, u64) {
+    let Some(referer) = referer else {
         return (Referer::None, 0);
     };
     let referer = referer.as_bytes();
@@ -264,9 +266,7 @@ fn read_referer(headers: &HeaderMap) -> (Referer, u64) {
         Some(i) => &target[..i],
         None => target,
     };
-    let same = headers
-        .get(header::HOST)
-        .is_none_or(|host| host.as_bytes().eq_ignore_ascii_case(authority));
+    let same = host.is_none_or(|host| host.as_bytes().eq_ignore_ascii_case(authority));
     if same {
         (
             Referer::Here(target_hash(target)),
@@ -474,8 +474,10 @@ impl BehaviourSettings {
             max_credit: 300,
             originals: AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
-                // A handful of short markers searched in every path: a DFA is the fastest.
+                // A handful of short markers searched in every path: a DFA is the fastest, and
+                // over a path's few bytes a prefilter costs more to start than it saves.
                 .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
                 .build(markers)
                 .expect("plain markers build"),
         }
@@ -1126,14 +1128,15 @@ mod tests {
             "https://pub.example/gallery?x=1#top".parse().unwrap(),
         );
         assert_eq!(
-            read_referer(&h).0,
+            read_referer(h.get(header::REFERER), h.get(header::HOST)).0,
             Referer::Here(target_hash(b"/gallery?x=1"))
         );
         h.insert(
             header::REFERER,
             "https://elsewhere.example/".parse().unwrap(),
         );
-        assert_eq!(read_referer(&h).0, Referer::Elsewhere);
+        let elsewhere = read_referer(h.get(header::REFERER), h.get(header::HOST));
+        assert_eq!(elsewhere.0, Referer::Elsewhere);
     }
 
     #[test]

@@ -36,8 +36,10 @@ pub(crate) use user_agent::{UserAgent, UserAgentCache};
 
 use std::sync::LazyLock;
 
-use http::{HeaderMap, HeaderName, Method, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Version, header};
 
+use crate::request_headers::RequestHeaders;
+pub(crate) use crate::request_headers::SEC_FETCH_DEST;
 use crate::verdict::{Reason, Reasons};
 
 /// The parts of a request the classifier looks at.
@@ -57,29 +59,17 @@ pub struct RequestView<'a> {
     pub image: bool,
 }
 
-// Names made once: looking a header up by a `&str` parses the name on every call.
-pub(crate) const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
-const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
-const SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
-
 /// The header-shape signals of a request. `known_agent` skips the User-Agent shape checks
 /// (the catalog already said what it is).
 pub fn header_shape(view: &RequestView<'_>, known_agent: bool) -> Reasons {
-    let ua = user_agent_of(view.headers);
+    let known = RequestHeaders::of(view.headers);
+    let ua = known.user_agent_bytes();
     let reading = UserAgent {
         agent: None,
         browser: BrowserUa::parse(ua),
         bot_like: self_identifies(ua),
     };
-    shape(view, ua.is_empty(), known_agent, &reading)
-}
-
-/// The User-Agent header's bytes (empty when there is none).
-pub(crate) fn user_agent_of(headers: &HeaderMap) -> &[u8] {
-    headers
-        .get(header::USER_AGENT)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default()
+    shape(view, &known, ua.is_empty(), known_agent, &reading)
 }
 
 /// Reads a User-Agent: the catalog agent it names, its browser claims, whether it names
@@ -94,14 +84,14 @@ pub(crate) fn read_user_agent(catalog: &crate::catalog::Catalog, ua: &[u8]) -> U
     }
 }
 
-/// [`header_shape`] from a User-Agent already read.
+/// [`header_shape`] from a User-Agent already read and the headers found in one pass.
 pub(crate) fn shape(
     view: &RequestView<'_>,
+    headers: &RequestHeaders<'_>,
     no_user_agent: bool,
     known_agent: bool,
     reading: &UserAgent,
 ) -> Reasons {
-    let headers = view.headers;
     let mut reasons = Reasons::default();
     let browser = reading.browser;
 
@@ -115,13 +105,13 @@ pub(crate) fn shape(
             reasons.insert(Reason::BotLikeUserAgent);
         }
     }
-    if !headers.contains_key(header::ACCEPT) {
+    if headers.accept.is_none() {
         reasons.insert(Reason::NoAccept);
     }
-    if !headers.contains_key(header::ACCEPT_LANGUAGE) {
+    if headers.accept_language.is_none() {
         reasons.insert(Reason::NoAcceptLanguage);
     }
-    match headers.get(header::ACCEPT_ENCODING) {
+    match headers.accept_encoding {
         None => reasons.insert(Reason::NoAcceptEncoding),
         Some(v) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity") => {
             reasons.insert(Reason::IdentityEncoding)
@@ -132,7 +122,7 @@ pub(crate) fn shape(
         Version::HTTP_10 | Version::HTTP_09 => reasons.insert(Reason::Http10),
         Version::HTTP_11
             if headers
-                .get(header::CONNECTION)
+                .connection
                 .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"close")) =>
         {
             reasons.insert(Reason::ConnectionClose)
@@ -143,13 +133,13 @@ pub(crate) fn shape(
         reasons.insert(Reason::OutdatedBrowser);
     }
     if view.secure {
-        if browser.sends_client_hints() && !headers.contains_key(SEC_CH_UA) {
+        if browser.sends_client_hints() && headers.sec_ch_ua.is_none() {
             reasons.insert(Reason::MissingClientHints);
         }
         if view.image
             && browser.sends_fetch_metadata()
-            && !headers.contains_key(SEC_FETCH_MODE)
-            && !headers.contains_key(SEC_FETCH_DEST)
+            && headers.sec_fetch_mode.is_none()
+            && headers.sec_fetch_dest.is_none()
         {
             reasons.insert(Reason::MissingFetchMetadata);
         }
@@ -159,14 +149,22 @@ pub(crate) fn shape(
 
 /// Whether the request is an image fetch by its headers alone (`Sec-Fetch-Dest: image`).
 pub fn fetch_dest_is_image(headers: &HeaderMap) -> bool {
-    headers
-        .get(SEC_FETCH_DEST)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"image"))
+    is_image_dest(headers.get(SEC_FETCH_DEST))
+}
+
+/// Whether a `Sec-Fetch-Dest` value is `image`.
+pub(crate) fn is_image_dest(value: Option<&HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"image"))
 }
 
 /// Whether the Host names this machine: browsers treat localhost as a secure origin.
 pub fn is_localhost(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).map(|h| h.as_bytes()) else {
+    is_local_host(headers.get(header::HOST))
+}
+
+/// [`is_localhost`] of a `Host` value.
+pub(crate) fn is_local_host(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.map(HeaderValue::as_bytes) else {
         return false;
     };
     let name = match host.strip_prefix(b"[") {

@@ -56,34 +56,47 @@ fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Optio
     if *status != StatusCode::OK {
         return Some(PassReason::Status);
     }
-    if headers.contains_key(CONTENT_RANGE) {
-        return Some(PassReason::ContentRange);
+    // One walk over the response's few headers instead of a lookup by name of each.
+    let (mut ranged, mut encoded, mut foreign) = (false, false, false);
+    for (name, value) in headers {
+        if *name == CONTENT_RANGE {
+            ranged = true;
+        } else if *name == CONTENT_ENCODING {
+            encoded |= is_encoded(value);
+        } else if *name == CONTENT_TYPE {
+            foreign |= !is_image_type(value);
+        }
     }
-    let encoded = headers.get_all(CONTENT_ENCODING).iter().any(|v| {
-        v.to_str().map_or(true, |v| {
-            v.split(',')
-                .any(|c| !c.trim().eq_ignore_ascii_case("identity") && !c.trim().is_empty())
-        })
-    });
-    if encoded {
-        return Some(PassReason::ContentEncoding);
+    if ranged {
+        Some(PassReason::ContentRange)
+    } else if encoded {
+        Some(PassReason::ContentEncoding)
+    } else if foreign {
+        Some(PassReason::ContentType)
+    } else {
+        None
     }
-    // Every Content-Type line must be an image type (or octet-stream): the bytes decide.
-    let foreign = headers.get_all(CONTENT_TYPE).iter().any(|ct| {
-        let essence = ct
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case("image/");
-        !image && !essence.eq_ignore_ascii_case("application/octet-stream")
-    });
-    if foreign {
-        return Some(PassReason::ContentType);
-    }
-    None
+}
+
+/// A `Content-Encoding` line naming a coding other than `identity`.
+fn is_encoded(value: &HeaderValue) -> bool {
+    value.to_str().map_or(true, |v| {
+        v.split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("identity") && !c.trim().is_empty())
+    })
+}
+
+/// A `Content-Type` line the bytes may decide on: an image type, or octet-stream.
+fn is_image_type(value: &HeaderValue) -> bool {
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case("image/");
+    image || essence.eq_ignore_ascii_case("application/octet-stream")
 }
 
 /// The `Content-Length` of a message, when it holds one number.

@@ -60,6 +60,8 @@ pub struct OptOutHeaders {
     tdm_reservation: bool,
     tdm_policy: Option<HeaderValue>,
     content_usage: bool,
+    /// The lines to add to a response that has none of them yet, in order.
+    lines: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A `tdm-policy` URL that cannot be a header value.
@@ -79,16 +81,46 @@ impl OptOutHeaders {
             }
             None => None,
         };
+        let lines = [
+            config
+                .x_robots_tag
+                .then(|| (X_ROBOTS_TAG, HeaderValue::from_static("noai, noimageai"))),
+            config
+                .tdm_reservation
+                .then(|| (TDM_RESERVATION, HeaderValue::from_static("1"))),
+            tdm_policy.clone().map(|url| (TDM_POLICY, url)),
+            config
+                .content_usage
+                .then(|| (CONTENT_USAGE, HeaderValue::from_static("train-ai=n"))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Ok(OptOutHeaders {
             x_robots_tag: config.x_robots_tag,
             tdm_reservation: config.tdm_reservation,
             tdm_policy,
             content_usage: config.content_usage,
+            lines,
         })
     }
 
     /// Adds the headers that are not already there.
     pub fn apply(&self, headers: &mut HeaderMap) {
+        // The usual response carries none of them: a walk over its few names, then the
+        // prebuilt lines, instead of a lookup by name of each.
+        if !headers.keys().any(is_optout_name) {
+            headers.reserve(self.lines.len());
+            for (name, value) in &self.lines {
+                headers.append(name.clone(), value.clone());
+            }
+            return;
+        }
+        self.apply_missing(headers);
+    }
+
+    /// [`apply`](Self::apply) on a response that already carries some of the headers.
+    fn apply_missing(&self, headers: &mut HeaderMap) {
         if self.x_robots_tag && !has_unscoped_noai(headers) {
             headers.append(X_ROBOTS_TAG, HeaderValue::from_static("noai, noimageai"));
         }
@@ -104,6 +136,12 @@ impl OptOutHeaders {
             headers.insert(CONTENT_USAGE, HeaderValue::from_static("train-ai=n"));
         }
     }
+}
+
+/// One of the names [`OptOutHeaders`] adds.
+fn is_optout_name(name: &HeaderName) -> bool {
+    static NAMES: [HeaderName; 4] = [X_ROBOTS_TAG, TDM_RESERVATION, TDM_POLICY, CONTENT_USAGE];
+    NAMES.contains(name)
 }
 
 /// Whether some X-Robots-Tag line already carries unscoped `noai` and `noimageai`.

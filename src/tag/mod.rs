@@ -22,6 +22,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body::Body;
 
+use crate::request_headers::Present;
 use crate::stamp::{Prestamped, Stamp, StampBody, StampFuture, stamp_response};
 use headers::OptOutHeaders;
 use range::{Sliced, Slicing};
@@ -102,22 +103,19 @@ impl Tagging {
     /// the inner service recognises its own tags. For an image path with stamping on, the
     /// inner service is asked for the whole image (`Range` and `If-Range` taken off, `HEAD`
     /// made `GET`): ranges and HEAD are answered over the stamped bytes ([`range`]).
+    /// `present`: which of those headers the request carries.
     pub(crate) fn new(
         settings: Arc<TagSettings>,
         method: &mut Method,
         image_path: bool,
         headers: &mut HeaderMap,
+        present: Present,
     ) -> Self {
-        let slicing =
-            (settings.stamp.is_some() && image_path).then(|| Slicing::take(method, headers));
+        let slicing = (settings.stamp.is_some() && image_path)
+            .then(|| Slicing::take(method, headers, present.range));
         let head = *method == Method::HEAD;
         let stripped = match &settings.stamp {
-            Some(stamp)
-                if headers.contains_key(header::IF_NONE_MATCH)
-                    || headers.contains_key(header::IF_MATCH) =>
-            {
-                stamp.strip_conditional(headers)
-            }
+            Some(stamp) if present.validators => stamp.strip_conditional(headers),
             _ => false,
         };
         Tagging {

@@ -47,14 +47,24 @@ pub(crate) struct Slicing {
 
 impl Slicing {
     /// Takes `Range` and `If-Range` off the request and turns a `HEAD` into a `GET`.
-    pub(crate) fn take(method: &mut Method, headers: &mut HeaderMap) -> Slicing {
+    /// `ranged`: the request has either header (known from one pass over its headers; without
+    /// them there is nothing to look up).
+    pub(crate) fn take(method: &mut Method, headers: &mut HeaderMap, ranged: bool) -> Slicing {
         let head = *method == Method::HEAD;
         if head {
             *method = Method::GET;
         }
+        let (range, if_range) = if ranged {
+            (
+                headers.remove(header::RANGE),
+                headers.remove(header::IF_RANGE),
+            )
+        } else {
+            (None, None)
+        };
         Slicing {
-            range: headers.remove(header::RANGE),
-            if_range: headers.remove(header::IF_RANGE),
+            range,
+            if_range,
             head,
         }
     }
@@ -355,7 +365,7 @@ mod tests {
             headers.insert(header::IF_RANGE, tag.parse().unwrap());
         }
         let mut method = if head { Method::HEAD } else { Method::GET };
-        let slicing = Slicing::take(&mut method, &mut headers);
+        let slicing = Slicing::take(&mut method, &mut headers, true);
         assert_eq!(method, Method::GET);
         assert!(headers.is_empty());
         slicing
