@@ -495,15 +495,7 @@ const FLEET_LIMITS: &str = "address_photos = { rate = \"10/day\", burst = 30 }\n
 /// A cookie session at `address` viewing `page` of the fleet gallery, then its photos,
 /// spread round-robin over `ports` (starting at `first`); the photos served.
 fn fleet_session(ports: &[u16], first: usize, address: &str, page: usize) -> Vec<String> {
-    let browser = |accept: &'static str| {
-        vec![
-            ("User-Agent", fleet_support::FIREFOX),
-            ("Accept", accept),
-            ("Accept-Language", "en"),
-            ("Accept-Encoding", "gzip, br"),
-            ("X-Forwarded-For", address),
-        ]
-    };
+    let browser = |accept| fleet_support::browser(accept, address);
     let path = format!("/page{page}.html");
     let answer = fleet_support::get(
         ports[first % ports.len()],

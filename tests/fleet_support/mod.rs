@@ -294,7 +294,7 @@ pub fn person(ports: &[u16], address: &str) -> Vec<(String, u16)> {
 }
 
 /// What Firefox sends (accepting `accept`), from `address` behind the trusted proxy.
-fn browser<'a>(accept: &'a str, address: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn browser<'a>(accept: &'a str, address: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("User-Agent", FIREFOX),
         ("Accept", accept),
