@@ -1369,6 +1369,69 @@ mod tests {
         assert_eq!(on_client(&d, 11, now, one).await.refused_for(), None);
     }
 
+    /// Serves `photo` through the distinct-photo record `key` of `store`, sending its write
+    /// (if any) at once; whether it was new to the record.
+    async fn serve_distinct(store: &RedisStore, key: u64, photo: u64, now: Millis) -> bool {
+        let rate = Rate::parse("100/day", Some(700)).unwrap();
+        let mut new = false;
+        let ((), written) = hold_writes(true, || {
+            store.distinct(key, now, 1000, &mut |slot| {
+                let record = slot.get_or_insert_with(|| DistinctPhotos::new(now, 0));
+                new = record.serve(photo, rate, now) == super::super::distinct::Served::New;
+            });
+        });
+        // A repeat at the same instant changes nothing: nothing to write.
+        if let Some(written) = written {
+            written.await;
+        }
+        new
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_recording_photos_at_once_unite_them_and_charge_a_photo_once() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let keys = RecordKeys {
+            client: 31,
+            visitor: None,
+            subnet: 32,
+            site: 99,
+        };
+        let now = a.inner.fleet.clock().now_ms();
+        let period = Rate::parse("100/day", Some(700)).unwrap().period();
+        let photo = |n: u64| n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // Both read the record before either writes; each serves photo 1 and one of its own.
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        assert!(serve_distinct(&a, 31, photo(1), now).await);
+        assert!(serve_distinct(&b, 31, photo(1), now).await);
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        assert!(serve_distinct(&a, 31, photo(2), now).await);
+        assert!(serve_distinct(&b, 31, photo(3), now).await);
+
+        let c = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        c.prefetch(keys).unwrap().await;
+        let mut seen = None;
+        c.distinct(31, now, 1000, &mut |slot| seen = *slot);
+        let seen = seen.expect("the record is shared");
+        // Three photos, each charged once: photo 1, taken for new by both, counts once.
+        assert_eq!(seen.estimate(), 3);
+        let ahead = Duration::from_millis(u64::from(seen.tat.wrapping_sub(now)));
+        assert!(
+            ahead >= period * 3 - Duration::from_secs(1)
+                && ahead < period * 3 + Duration::from_secs(1),
+            "{ahead:?} ahead: not three photos' worth"
+        );
+        for n in 1..=3 {
+            assert!(
+                !serve_distinct(&c, 31, photo(n), now).await,
+                "photo {n} again"
+            );
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_redis_the_store_decides_locally_and_says_so() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
