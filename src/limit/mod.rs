@@ -85,7 +85,10 @@
 //! **Long horizons.** `pages`, `images`, `subnet_pages`, `subnet_images` and
 //! `subnet_vouched_images` default to a burst sized for a visit and an hourly or daily rate
 //! (see `config/lenscap.toml` for the numbers). A page view without a cookie — a newcomer's
-//! first page — is charged to its subnet only.
+//! first page — is charged to its subnet only. Every page view and vouched photo is also
+//! charged to its address, a share for each visitor established on it; the extra shares buy
+//! repeat views, not new photos: a crowd's photos new to the address are held to one ceiling
+//! however many shares it has ([`DistinctPhotos`], `limit/distinct.rs`).
 //!
 //! **Images by Content-Type.** A request is an image by its path extension, by
 //! `Sec-Fetch-Dest: image` or by an `image/…` Accept; a page-looking request whose response
@@ -111,7 +114,8 @@
 //! `robots-ignored`.
 //!
 //! **Memory.** One record per client (80 bytes in the map) holds its tracker and its page,
-//! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
+//! pace and image cells; one per subnet (24 bytes); one of distinct photos (2 KiB) per crowd
+//! or heavy address, at most one per 64 clients. `max_tracked_clients` bounds them,
 //! evicting the stalest; a cleanup task (started with the first request inside a tokio
 //! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).
 //! The GCRA arithmetic is
