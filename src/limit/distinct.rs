@@ -113,6 +113,12 @@ impl DistinctPhotos {
         }
     }
 
+    /// What [`serve`](Self::serve) would find, changing nothing.
+    pub(crate) fn foresee(&self, photo: u64, rate: Rate, now: Millis) -> Served {
+        let mut copy = *self;
+        copy.serve(photo, rate, now)
+    }
+
     /// Serves `photo` to the address at `now`: a repeat costs nothing; a new photo is charged
     /// one photo of `rate` and recorded, unless that is over the budget (then nothing changes
     /// but when the record was seen).
@@ -233,6 +239,9 @@ mod tests {
         let rate = Rate::parse("10/day", Some(100)).unwrap();
         let period = rate.period().as_millis() as u32;
         let mut record = DistinctPhotos::new(1, 60 * period);
+        let untouched = record;
+        assert_eq!(record.foresee(photo(0), rate, 1), Served::New);
+        assert_eq!(record, untouched, "foreseeing changes nothing");
         let new = (0..1_000u64)
             .take_while(|&i| !matches!(record.serve(photo(i), rate, 1), Served::Over(_)))
             .count();

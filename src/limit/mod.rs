@@ -1070,28 +1070,32 @@ fn charge_address(
     let bit = tracked
         .member
         .map_or(0, |m| 1u32 << (m % u64::from(MEMBER_SLOTS)));
-    let mut served = None;
+    // What the address's record (if it keeps one) would make of the photo: nothing is
+    // charged until the address's share has admitted it too.
+    let mut foreseen = None;
     if photo {
         limits
             .store
             .distinct(tracked.address_key, now, cap, &mut |slot| {
-                served = slot
-                    .as_mut()
-                    .map(|d| d.serve(seen.facts.key, ls.address_distinct_photos, now));
+                foreseen = slot
+                    .as_ref()
+                    .map(|d| d.foresee(seen.facts.key, ls.address_distinct_photos, now));
             });
     }
-    match served {
-        Some(Served::Over(wait)) => return Some(over_distinct(ls, wait)),
-        Some(Served::Repeat) => return charge_address_cell(limits, ls, seen, tracked, bit, true).0,
-        _ => {}
+    if let Some(Served::Over(wait)) = foreseen {
+        return Some(over_distinct(ls, wait));
     }
-    let (refusal, record_owes) = charge_address_cell(limits, ls, seen, tracked, bit, false);
-    if refusal.is_some() || served.is_some() || !photo {
+    let repeat = foreseen == Some(Served::Repeat);
+    let (refusal, record_owes) = charge_address_cell(limits, ls, seen, tracked, bit, repeat);
+    if refusal.is_some() || !photo || repeat {
         return refusal;
     }
-    // A crowd or a heavy user now, without a record yet: the record starts with what the
-    // address took before.
-    let owed_ms = record_owes?;
+    // A new photo, admitted by the share: charged to the ceiling and recorded (a record begun
+    // now, for a crowd or a heavy address, starts with what the address took before).
+    let owed_ms = match foreseen {
+        Some(_) => 0,
+        None => record_owes?,
+    };
     let mut over = None;
     limits
         .store
