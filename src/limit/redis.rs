@@ -1395,7 +1395,9 @@ mod tests {
         let keys = RecordKeys {
             client: 31,
             visitor: None,
+            pass: None,
             subnet: 32,
+            pass_counts: [33, 34],
             site: 99,
         };
         let now = a.inner.fleet.clock().now_ms();
