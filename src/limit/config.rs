@@ -33,10 +33,25 @@ impl RateConfig {
     }
 
     fn compile(&self, key: &str, source: &Source<'_>) -> Result<Rate, ConfigError> {
-        Rate::parse(self.rate.get_ref(), self.burst)
-            .map_err(|e| source.invalid(Some(self.rate.span()), format!("{key}: {e}")))
+        let rate = Rate::parse(self.rate.get_ref(), self.burst)
+            .map_err(|e| source.invalid(Some(self.rate.span()), format!("{key}: {e}")))?;
+        let span_days = rate.period().as_secs_f64() * f64::from(rate.burst()) / 86_400.0;
+        if span_days > MAX_SPAN_DAYS {
+            return Err(source.invalid(
+                Some(self.rate.span()),
+                format!(
+                    "{key}: a burst of {} at {} takes {span_days:.0} days to refill; at most {MAX_SPAN_DAYS} (the limiters' millisecond clock wraps after 49 days)",
+                    rate.burst(),
+                    self.rate.get_ref()
+                ),
+            ));
+        }
+        Ok(rate)
     }
 }
+
+/// Longest time a rate's whole burst may take to refill.
+const MAX_SPAN_DAYS: f64 = 24.0;
 
 /// What happens to a request over quota.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -88,6 +103,9 @@ pub(crate) struct LimitsConfig {
     address_pages: RateConfig,
     /// Vouched photos per address, every client on it together: one share, as above.
     address_photos: RateConfig,
+    /// Distinct photos per address once it has more than one established visitor: the
+    /// ceiling on what a crowd's extra shares can take (they buy repeat views).
+    address_distinct_photos: RateConfig,
     /// Most shares an address gets, however many visitors it has.
     address_max_shares: u32,
     /// A visitor adds a share to its address once it has been served pages this long.
@@ -139,7 +157,8 @@ impl Default for LimitsConfig {
             subnet_images: RateConfig::new("60/min", 20),
             subnet_vouched_images: RateConfig::new("20000/day", 10000),
             address_pages: RateConfig::new("150/day", 150),
-            address_photos: RateConfig::new("600/day", 1200),
+            address_photos: RateConfig::new("200/day", 400),
+            address_distinct_photos: RateConfig::new("50/day", 700),
             address_max_shares: 28,
             address_established_after: Spanned::new(0..0, "0s".into()),
             unknown_images: None,
@@ -274,6 +293,7 @@ pub(crate) struct LimitSettings {
     pub(crate) subnet_vouched_images: Rate,
     pub(crate) address_pages: Rate,
     pub(crate) address_photos: Rate,
+    pub(crate) address_distinct_photos: Rate,
     pub(crate) address_max_shares: u32,
     pub(crate) address_established_after: Duration,
     pub(crate) unknown_images: Option<Rate>,
@@ -358,6 +378,9 @@ impl LimitSettings {
                 .compile("limits.subnet_vouched_images", source)?,
             address_pages: l.address_pages.compile("limits.address_pages", source)?,
             address_photos: l.address_photos.compile("limits.address_photos", source)?,
+            address_distinct_photos: l
+                .address_distinct_photos
+                .compile("limits.address_distinct_photos", source)?,
             address_max_shares: match l.address_max_shares {
                 1..=28 => l.address_max_shares,
                 n => {

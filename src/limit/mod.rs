@@ -85,7 +85,10 @@
 //! **Long horizons.** `pages`, `images`, `subnet_pages`, `subnet_images` and
 //! `subnet_vouched_images` default to a burst sized for a visit and an hourly or daily rate
 //! (see `config/lenscap.toml` for the numbers). A page view without a cookie — a newcomer's
-//! first page — is charged to its subnet only.
+//! first page — is charged to its subnet only. Every page view and vouched photo is also
+//! charged to its address, a share for each visitor established on it; the extra shares buy
+//! repeat views, not new photos: a crowd's photos new to the address are held to one ceiling
+//! however many shares it has ([`DistinctPhotos`], `limit/distinct.rs`).
 //!
 //! **Images by Content-Type.** A request is an image by its path extension, by
 //! `Sec-Fetch-Dest: image` or by an `image/…` Accept; a page-looking request whose response
@@ -111,7 +114,8 @@
 //! `robots-ignored`.
 //!
 //! **Memory.** One record per client (80 bytes in the map) holds its tracker and its page,
-//! pace and image cells; one per subnet (24 bytes). `max_tracked_clients` bounds them,
+//! pace and image cells; one per subnet (24 bytes); one of distinct photos (2 KiB) per crowd
+//! or heavy address, at most one per 64 clients. `max_tracked_clients` bounds them,
 //! evicting the stalest; a cleanup task (started with the first request inside a tokio
 //! runtime) drops idle entries (`retain_recent`) and gives memory back (`shrink_to_fit`).
 //! The GCRA arithmetic is
@@ -121,6 +125,7 @@
 mod clock;
 mod config;
 mod cookie;
+mod distinct;
 mod pass;
 mod rate;
 #[cfg(feature = "redis")]
@@ -140,6 +145,7 @@ pub(crate) use config::{
     BlockConfig, CookieConfig, Enforcement, LimitConfig, LimitSettings, LimitsConfig, TarpitConfig,
     TrapsConfig,
 };
+pub use distinct::{DISTINCT_BYTES, DistinctPhotos};
 pub(crate) use pass::PassError;
 pub use pass::{PASS_PARAM, PASS_PATH, with_pass};
 pub use rate::{Millis, Rate};
@@ -162,6 +168,7 @@ use crate::request_headers::RequestHeaders;
 use crate::signals::behaviour::{Facts, Kind};
 use crate::signals::embeds::{EmbedScanner, EmbedTable};
 use crate::verdict::{Action, Reason, Reasons, Verdict};
+use distinct::Served;
 use pass::{Binding, PassSource};
 
 /// A page view's cookie seeds its visitor's credit only this soon after issue.
@@ -1044,16 +1051,95 @@ const MEMBER_WINDOW_MS: u32 = 120_000;
 /// Slots in the address's visitor set.
 const MEMBER_SLOTS: u32 = 28;
 
+/// An address that has used this fraction of its photo share keeps a record of its distinct
+/// photos too, so that its repeat views cost little: a crowd without cookies is one client.
+const HEAVY_SHARE: u32 = 4;
+
 /// Charges the address's page or vouched-photo budget, which every client on the address
 /// shares (fresh cookies and passes included), scaled by the visitors established on it.
 /// An established visitor joins the address's set only when its request is served.
+///
+/// The extra shares buy repeat views, not new photos: once the address has more than one
+/// established visitor (or has used a quarter of its share), its photos are also served through its
+/// [`DistinctPhotos`] (see
+/// `limit/distinct.rs`), where each photo new to the address is charged to
+/// `address_distinct_photos`, and a repeat view costs the address the smallest fraction of a
+/// share (`address_max_shares` of them).
 fn charge_address(
     limits: &Limits,
     ls: &LimitSettings,
     seen: &Request<'_>,
     tracked: &Tracked,
 ) -> Option<Exceeded> {
+    let (now, cap) = (seen.now, ls.max_tracked_clients);
+    let photo = seen.kind != Kind::Page;
+    let bit = tracked
+        .member
+        .map_or(0, |m| 1u32 << (m % u64::from(MEMBER_SLOTS)));
+    // What the address's record (if it keeps one) would make of the photo: nothing is
+    // charged until the address's share has admitted it too.
+    let mut foreseen = None;
+    if photo {
+        limits
+            .store
+            .distinct(tracked.address_key, now, cap, &mut |slot| {
+                foreseen = slot
+                    .as_ref()
+                    .map(|d| d.foresee(seen.facts.key, ls.address_distinct_photos, now));
+            });
+    }
+    if let Some(Served::Over(wait)) = foreseen {
+        return Some(over_distinct(ls, wait));
+    }
+    let repeat = foreseen == Some(Served::Repeat);
+    let (refusal, record_owes) = charge_address_cell(limits, ls, seen, tracked, bit, repeat);
+    if refusal.is_some() || !photo || repeat {
+        return refusal;
+    }
+    // A new photo, admitted by the share: charged to the ceiling and recorded (a record begun
+    // now, for a crowd or a heavy address, starts with what the address took before).
+    let owed_ms = match foreseen {
+        Some(_) => 0,
+        None => record_owes?,
+    };
+    let mut over = None;
+    limits
+        .store
+        .distinct(tracked.address_key, now, cap, &mut |slot| {
+            let record = slot.get_or_insert_with(|| DistinctPhotos::new(now, owed_ms));
+            if let Served::Over(wait) =
+                record.serve(seen.facts.key, ls.address_distinct_photos, now)
+            {
+                over = Some(over_distinct(ls, wait));
+            }
+        });
+    over
+}
+
+fn over_distinct(ls: &LimitSettings, wait: Duration) -> Exceeded {
+    Exceeded {
+        quota: "address-distinct-photos",
+        rate: ls.address_distinct_photos,
+        wait,
+    }
+}
+
+/// Charges the address's page or photo cell: at the share its established visitors give it,
+/// or, for a `repeat` view of a photo the address was served already, at the smallest.
+/// Also returns, for a photo of an address that should keep a record of its distinct photos
+/// — a crowd (more than one share), or past a quarter of its share (people without cookies
+/// are one client however many they are) — the time of `address_distinct_photos` its photos so far
+/// are worth (at one share each).
+fn charge_address_cell(
+    limits: &Limits,
+    ls: &LimitSettings,
+    seen: &Request<'_>,
+    tracked: &Tracked,
+    bit: u32,
+    repeat: bool,
+) -> (Option<Exceeded>, Option<u32>) {
     let mut refusal = None;
+    let mut record_owes = None;
     let (now, cap) = (seen.now, ls.max_tracked_clients);
     limits
         .store
@@ -1062,11 +1148,13 @@ fn charge_address(
             if record.members >> MEMBER_SLOTS != window {
                 record.members = window << MEMBER_SLOTS;
             }
-            let bit = tracked
-                .member
-                .map_or(0, |m| 1u32 << (m % u64::from(MEMBER_SLOTS)));
             let set = (record.members | bit) & ((1 << MEMBER_SLOTS) - 1);
-            let shares = estimated_members(set).clamp(1, ls.address_max_shares);
+            let members = estimated_members(set).clamp(1, ls.address_max_shares);
+            let shares = if repeat {
+                ls.address_max_shares
+            } else {
+                members
+            };
             let (quota, rate, cell) = match seen.kind {
                 Kind::Page => (
                     "address-pages",
@@ -1079,6 +1167,16 @@ fn charge_address(
                     &mut record.tat_address_photos,
                 ),
             };
+            let heavy = !rate::is_idle(*cell, now)
+                && cell.wrapping_sub(now) >= ls.address_photos.span_ms() / HEAVY_SHARE;
+            if seen.kind != Kind::Page && (members > 1 || heavy) {
+                record_owes = Some(owed_at_one_share(
+                    *cell,
+                    now,
+                    ls.address_photos,
+                    ls.address_distinct_photos,
+                ));
+            }
             let shared = rate.shared(shares);
             match shared.check(cell, now) {
                 Ok(()) => record.members |= bit,
@@ -1092,7 +1190,19 @@ fn charge_address(
             }
             true
         });
-    refusal
+    (refusal, record_owes)
+}
+
+/// The photos an address's cell holds against it, counted at one share of `photos` each,
+/// as time of `distinct` (at most its whole bucket).
+fn owed_at_one_share(cell: Millis, now: Millis, photos: Rate, distinct: Rate) -> u32 {
+    if rate::is_idle(cell, now) {
+        return 0;
+    }
+    let ahead = u128::from(cell.wrapping_sub(now));
+    let owed = ahead / photos.period().as_millis().max(1);
+    let owed_ms = owed * distinct.period().as_millis();
+    owed_ms.min(u128::from(distinct.span_ms())) as u32
 }
 
 /// Distinct visitors behind a set of hashed slots (linear counting).

@@ -52,6 +52,7 @@ use tokio::sync::mpsc;
 
 use super::clock::Clock;
 use super::cookie::share_fleet_secret;
+use super::distinct::{DistinctPhotos, WINDOW_AT};
 use super::rate::{Admissions, Millis, admissions_during};
 use super::store::{
     CLIENT_CELLS, ClientRecord, MemoryStore, Prefetching, RecordKeys, SUBNET_CELLS, StateStore,
@@ -83,7 +84,10 @@ const SECRET_KEY: &str = "lenscap:fleet:secret";
 /// milliseconds, the most each cell may be ahead of now after the request's charge (u32
 /// each, 0: not checked; may be empty), and `1` when the instance refuses the request on an
 /// answer above 0 (the refused charge is then not kept) or `0` when it has answered already
-/// (the charge is kept, so the next request pays for it).
+/// (the charge is kept, so the next request pays for it), and the byte offset of a u32 day
+/// number followed by a bitmap to the end (0: none): two writes of one day unite their
+/// bitmaps, of two days the later day's wins, and a write whose new bits another write of
+/// the day has set already (a photo two instances each took for new) charges nothing.
 /// Returns 0, or how many milliseconds too early the request came for a cell whose charge no
 /// longer conforms once another instance's write is counted.
 const MERGE: &str = r#"
@@ -105,8 +109,24 @@ local stored = redis.call('GET', KEYS[1])
 local before, after = ARGV[1], ARGV[2]
 local cells, mark, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local limits, held = ARGV[6] or '', ARGV[7] == '1'
+local union = tonumber(ARGV[8] or '0')
 local merged = after
 local late = 0
+local function day(record) return struct.unpack('<I4', record, union + 1) end
+local covered = false
+if union > 0 and stored and stored ~= before and #stored == #after and day(stored) == day(after) then
+  covered = true
+  local fresh = #before ~= #after or day(before) ~= day(after)
+  for i = union + 5, #after, 4 do
+    local a, s = (struct.unpack('<i4', after, i)), (struct.unpack('<i4', stored, i))
+    local b = 0
+    if not fresh then b = (struct.unpack('<i4', before, i)) end
+    if bit.band(a, bit.bnot(b), bit.bnot(s)) ~= 0 then
+      covered = false
+      break
+    end
+  end
+end
 if stored and stored ~= before and #stored == #after then
   local parts = {}
   for i = 0, cells - 1 do
@@ -116,7 +136,7 @@ if stored and stored ~= before and #stored == #after then
     local b = 0
     if #before == #after then b = struct.unpack('<I4', before, at) end
     local charge = 0
-    if a ~= 0 then charge = ahead(a, later(b, now)) end
+    if a ~= 0 and not covered then charge = ahead(a, later(b, now)) end
     if charge > 0 then
       local charged = (later(s, now) + charge) % M
       local limit = 0
@@ -138,6 +158,19 @@ if stored and stored ~= before and #stored == #after then
     rest = struct.pack('<I2', a) .. string.sub(after, mark + 3)
   end
   merged = table.concat(parts) .. rest
+  if union > 0 then
+    local sday, aday = day(stored), day(after)
+    if sday == aday then
+      local words = {}
+      for i = union + 5, #after, 4 do
+        local s, a = (struct.unpack('<i4', stored, i)), (struct.unpack('<i4', merged, i))
+        words[#words + 1] = struct.pack('<i4', bit.bor(s, a))
+      end
+      merged = string.sub(merged, 1, union + 4) .. table.concat(words)
+    elseif sday > aday then
+      merged = string.sub(merged, 1, union) .. string.sub(stored, union + 1)
+    end
+  end
 end
 for i = 0, cells - 1 do
   local cell = struct.unpack('<I4', merged, i * 4 + 1)
@@ -383,6 +416,8 @@ struct Write {
     /// For each cell this request was admitted on, the most it may be ahead of now (u32
     /// each, 0 for a cell not charged): what the merge checks again. Empty: nothing to check.
     limits: Vec<u8>,
+    /// Where a day number and the bitmap after it start (0: none): see [`MERGE`].
+    union_at: usize,
 }
 
 /// What merging one request's writes found.
@@ -647,7 +682,8 @@ impl Fleet {
                     .arg(write.mark_at)
                     .arg(write.ttl_ms)
                     .arg(&write.limits[..])
-                    .arg(u8::from(held));
+                    .arg(u8::from(held))
+                    .arg(write.union_at);
                 merge
             })
             .collect();
@@ -809,8 +845,14 @@ impl SiteStore {
         format!("{}:s:{{site}}", self.prefix)
     }
 
+    /// The distinct photos of the address whose client record is `key` (same hash tag).
+    fn distinct_key(&self, key: u64) -> String {
+        format!("{}:d:{{{key:016x}}}", self.prefix)
+    }
+
     /// Queues the merge of one record; `ttl_ms` is its shortest life in Redis (a budget
-    /// further ahead keeps it longer); `admitted` what the decision's checks admitted.
+    /// further ahead keeps it longer); `admitted` what the decision's checks admitted;
+    /// `union_at` where a bitmap to unite starts (0: none).
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -821,6 +863,7 @@ impl SiteStore {
         mark_at: usize,
         ttl_ms: u64,
         admitted: &Admissions,
+        union_at: usize,
     ) {
         if self.fleet.degraded() {
             return;
@@ -833,6 +876,7 @@ impl SiteStore {
             mark_at,
             ttl_ms,
             limits: limits_of(before, after, cells, admitted),
+            union_at,
         };
         let unheld = HELD.with(|held| match held.borrow_mut().as_mut() {
             Some(held) => {
@@ -871,6 +915,8 @@ impl SiteStore {
         commands.extend(clients.iter().map(|&key| get(self.client_key(key))));
         commands.push(get(self.site_key()));
         commands.extend(subnets.iter().map(|&key| get(self.subnet_key(key))));
+        // Last, the address's distinct photos (nil unless it is a crowd or a heavy address).
+        commands.push(get(self.distinct_key(keys.client)));
         let sent = fleet.clock.local_unix_ms();
         let read = async {
             let mut connection = fleet.link.connection().await?;
@@ -912,6 +958,14 @@ impl SiteStore {
             {
                 self.local.put_subnet(key, now, cap, record);
             }
+        }
+        if let Some(record) = bytes
+            .next()
+            .flatten()
+            .as_deref()
+            .and_then(DistinctPhotos::decode)
+        {
+            self.local.put_distinct(keys.client, now, cap, record);
         }
         Ok(())
     }
@@ -957,6 +1011,7 @@ impl StateStore for RedisStore {
                 TRAP_AT,
                 ttl,
                 &admitted,
+                0,
             );
         }
         kept
@@ -984,6 +1039,7 @@ impl StateStore for RedisStore {
                 0,
                 inner.idle_ms(),
                 &admitted,
+                0,
             );
         }
     }
@@ -1009,6 +1065,40 @@ impl StateStore for RedisStore {
                 0,
                 inner.idle_ms(),
                 &admitted,
+                0,
+            );
+        }
+    }
+
+    fn distinct(
+        &self,
+        key: u64,
+        now: Millis,
+        cap: usize,
+        f: &mut dyn FnMut(&mut Option<DistinctPhotos>),
+    ) {
+        let inner = &self.inner;
+        let mut change = None;
+        let ((), admitted) = admissions_during(|| {
+            inner.local.distinct(key, now, cap, &mut |slot| {
+                let before = slot.as_ref().map(DistinctPhotos::encode);
+                f(slot);
+                let after = slot.as_ref().map(DistinctPhotos::encode);
+                if after.is_some() && before != after {
+                    change = Some((before, after));
+                }
+            })
+        });
+        if let Some((before, Some(after))) = change {
+            inner.write(
+                inner.distinct_key(key),
+                before.as_ref().map(|b| &b[..]),
+                &after,
+                1,
+                0,
+                inner.idle_ms(),
+                &admitted,
+                WINDOW_AT,
             );
         }
     }
@@ -1277,6 +1367,71 @@ mod tests {
         let one = |record: &mut ClientRecord| rate.check(&mut record.tat_images, now).unwrap();
         assert_eq!(on_client(&c, 11, now, one).await.refused_for(), None);
         assert_eq!(on_client(&d, 11, now, one).await.refused_for(), None);
+    }
+
+    /// Serves `photo` through the distinct-photo record `key` of `store`, sending its write
+    /// (if any) at once; whether it was new to the record.
+    async fn serve_distinct(store: &RedisStore, key: u64, photo: u64, now: Millis) -> bool {
+        let rate = Rate::parse("100/day", Some(700)).unwrap();
+        let mut new = false;
+        let ((), written) = hold_writes(true, || {
+            store.distinct(key, now, 1000, &mut |slot| {
+                let record = slot.get_or_insert_with(|| DistinctPhotos::new(now, 0));
+                new = record.serve(photo, rate, now) == super::super::distinct::Served::New;
+            });
+        });
+        // A repeat at the same instant changes nothing: nothing to write.
+        if let Some(written) = written {
+            written.await;
+        }
+        new
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_recording_photos_at_once_unite_them_and_charge_a_photo_once() {
+        let redis = redis_server();
+        let a = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let b = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        let keys = RecordKeys {
+            client: 31,
+            visitor: None,
+            pass: None,
+            subnet: 32,
+            pass_counts: [33, 34],
+            site: 99,
+        };
+        let now = a.inner.fleet.clock().now_ms();
+        let period = Rate::parse("100/day", Some(700)).unwrap().period();
+        let photo = |n: u64| n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // Both read the record before either writes; each serves photo 1 and one of its own.
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        assert!(serve_distinct(&a, 31, photo(1), now).await);
+        assert!(serve_distinct(&b, 31, photo(1), now).await);
+        a.prefetch(keys).unwrap().await;
+        b.prefetch(keys).unwrap().await;
+        assert!(serve_distinct(&a, 31, photo(2), now).await);
+        assert!(serve_distinct(&b, 31, photo(3), now).await);
+
+        let c = Fleet::connect(settings(redis.1)).await.unwrap().store("t");
+        c.prefetch(keys).unwrap().await;
+        let mut seen = None;
+        c.distinct(31, now, 1000, &mut |slot| seen = *slot);
+        let seen = seen.expect("the record is shared");
+        // Three photos, each charged once: photo 1, taken for new by both, counts once.
+        assert_eq!(seen.estimate(), 3);
+        let ahead = Duration::from_millis(u64::from(seen.tat.wrapping_sub(now)));
+        assert!(
+            ahead >= period * 3 - Duration::from_secs(1)
+                && ahead < period * 3 + Duration::from_secs(1),
+            "{ahead:?} ahead: not three photos' worth"
+        );
+        for n in 1..=3 {
+            assert!(
+                !serve_distinct(&c, 31, photo(n), now).await,
+                "photo {n} again"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::distinct::DistinctPhotos;
 use super::rate::{Millis, is_idle};
 use crate::signals::behaviour::{BEHAVIOUR_BYTES, Behaviour};
 
@@ -220,6 +221,17 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// Runs `f` on the site's GCRA cell for images no page view vouches for.
     fn site(&self, now: Millis, f: &mut dyn FnMut(&mut Millis));
 
+    /// Runs `f` on the record of the distinct photos served to the address whose client
+    /// record is `key` (`None` when it has none; a record `f` leaves is kept). `cap` bounds
+    /// the number of such records.
+    fn distinct(
+        &self,
+        key: u64,
+        now: Millis,
+        cap: usize,
+        f: &mut dyn FnMut(&mut Option<DistinctPhotos>),
+    );
+
     /// Whether the store is shared with other instances: each request then awaits
     /// [`prefetch`](StateStore::prefetch) before it is decided.
     fn shared(&self) -> bool {
@@ -254,6 +266,10 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
 }
 
 const SHARDS: usize = 64;
+
+/// At most one record of distinct photos (2 KiB) for this many client records (a million
+/// clients: 15,625 crowds, 32 MiB).
+const DISTINCT_SHARE: usize = 64;
 
 /// One shard's records, dense: `keys[i]` and `values[i]` belong together, and `index` holds
 /// each record's position, hashed by its key (keys are already seeded hashes: used as they
@@ -356,6 +372,8 @@ fn shard_cap(cap: usize) -> usize {
 pub struct MemoryStore {
     clients: Box<[Shard<ClientRecord>]>,
     subnets: Box<[Shard<SubnetRecord>]>,
+    /// Addresses with more than one established visitor: the photos served to them.
+    distincts: Box<[Shard<DistinctPhotos>]>,
     site_images: Mutex<Millis>,
     tracked: AtomicUsize,
     evictions: AtomicU64,
@@ -375,6 +393,7 @@ impl Default for MemoryStore {
         MemoryStore {
             clients: (0..SHARDS).map(|_| Shard::default()).collect(),
             subnets: (0..SHARDS).map(|_| Shard::default()).collect(),
+            distincts: (0..SHARDS).map(|_| Shard::default()).collect(),
             site_images: Mutex::new(0),
             tracked: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
@@ -421,6 +440,11 @@ impl MemoryStore {
     /// Puts `record` in place of the subnet's.
     pub(crate) fn put_subnet(&self, key: u64, now: Millis, cap: usize, record: SubnetRecord) {
         self.subnet(key, now, cap, &mut |held| *held = record);
+    }
+
+    /// Puts `record` in place of the address's distinct photos.
+    pub(crate) fn put_distinct(&self, key: u64, now: Millis, cap: usize, record: DistinctPhotos) {
+        self.distinct(key, now, cap, &mut |held| *held = Some(record));
     }
 }
 
@@ -479,6 +503,32 @@ impl StateStore for MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner()));
     }
 
+    fn distinct(
+        &self,
+        key: u64,
+        now: Millis,
+        cap: usize,
+        f: &mut dyn FnMut(&mut Option<DistinctPhotos>),
+    ) {
+        let mut table = lock(&self.distincts[shard_of(key)]);
+        if let Some(record) = table.get_mut(key) {
+            let mut slot = Some(*record);
+            f(&mut slot);
+            if let Some(changed) = slot {
+                *record = changed;
+            }
+            return;
+        }
+        let mut slot = None;
+        f(&mut slot);
+        let Some(record) = slot else { return };
+        let shard_cap = shard_cap((cap / DISTINCT_SHARE).max(SHARDS));
+        if table.len() >= shard_cap {
+            evict_stalest(&mut table, |r| now.wrapping_sub(r.last_seen()));
+        }
+        table.insert_new(key, record, shard_cap);
+    }
+
     fn tracked_clients(&self) -> usize {
         self.tracked.load(Ordering::Relaxed)
     }
@@ -489,7 +539,12 @@ impl StateStore for MemoryStore {
 
     fn retain_recent(&self, now: Millis, idle_ms: u32) {
         for shard in self.clients.iter() {
-            let gone = lock(shard).retain(|r| r.age(now) < idle_ms || r.behaviour.trap_marked(now));
+            // An address's budgets outlive its idle client: a pause must not refill them.
+            let gone = lock(shard).retain(|r| {
+                r.age(now) < idle_ms
+                    || r.behaviour.trap_marked(now)
+                    || !(is_idle(r.tat_address_pages, now) && is_idle(r.tat_address_photos, now))
+            });
             self.tracked.fetch_sub(gone, Ordering::Relaxed);
         }
         for shard in self.subnets.iter() {
@@ -500,6 +555,9 @@ impl StateStore for MemoryStore {
                         && is_idle(r.tat_vouched, now))
             });
         }
+        for shard in self.distincts.iter() {
+            lock(shard).retain(|r| !r.idle(now, idle_ms));
+        }
     }
 
     fn shrink_to_fit(&self) {
@@ -507,6 +565,9 @@ impl StateStore for MemoryStore {
             lock(shard).shrink_to_fit();
         }
         for shard in self.subnets.iter() {
+            lock(shard).shrink_to_fit();
+        }
+        for shard in self.distincts.iter() {
             lock(shard).shrink_to_fit();
         }
     }

@@ -137,6 +137,11 @@ impl Store {
 }
 
 pub fn config(port: u16, admin: u16, store: &Store, timeout: &str) -> String {
+    config_with(port, admin, store, timeout, "")
+}
+
+/// [`config`] with more `[limits]` lines.
+pub fn config_with(port: u16, admin: u16, store: &Store, timeout: &str, limits: &str) -> String {
     let store = store.section(timeout);
     // A person here pages faster than the default pace, so that the test needs no sleeps; a
     // script's image budget does not refill during a run, so runs compare exactly.
@@ -144,7 +149,7 @@ pub fn config(port: u16, admin: u16, store: &Store, timeout: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"\nroot = \"gallery\"\n\
          gallery = \"off\"\nwatch = false\n\n[client]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n\
          [limits]\npage_pace = {{ rate = \"100/s\", burst = 50 }}\n\
-         images = {{ rate = \"1/h\", burst = 10 }}\n\n{store}"
+         images = {{ rate = \"1/h\", burst = 10 }}\n{limits}\n{store}"
     )
 }
 
@@ -159,10 +164,21 @@ pub fn fleet(name: &str, store: &Store, timeout: &str) -> Fleet {
 /// Instance `i`, listening; tried again on other ports when a parallel test took its port
 /// between choosing and binding.
 pub fn instance(dir: &Path, i: usize, store: &Store, timeout: &str) -> (Running, u16, u16) {
+    instance_with(dir, i, store, timeout, "")
+}
+
+/// [`instance`] with more `[limits]` lines.
+pub fn instance_with(
+    dir: &Path,
+    i: usize,
+    store: &Store,
+    timeout: &str,
+    limits: &str,
+) -> (Running, u16, u16) {
     for _ in 0..5 {
         let [port, admin] = free_ports::<2>();
         let file = dir.join(format!("lenscap-{i}.toml"));
-        std::fs::write(&file, config(port, admin, store, timeout)).unwrap();
+        std::fs::write(&file, config_with(port, admin, store, timeout, limits)).unwrap();
         let log_path = dir.join(format!("lenscap-{i}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_lenscap"))
@@ -278,7 +294,7 @@ pub fn person(ports: &[u16], address: &str) -> Vec<(String, u16)> {
 }
 
 /// What Firefox sends (accepting `accept`), from `address` behind the trusted proxy.
-fn browser<'a>(accept: &'a str, address: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn browser<'a>(accept: &'a str, address: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("User-Agent", FIREFOX),
         ("Accept", accept),
