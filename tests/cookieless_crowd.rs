@@ -489,6 +489,45 @@ async fn a_cookieless_script_gains_nothing_from_a_crowd_or_a_pass_in_every_refer
     assert!(passed <= 60 + 3 * PER_PAGE, "{passed} of 300");
 }
 
+/// A script without cookies that types each page's address `arrivals` times in a row (no
+/// Referer: a crowd's newcomers, served beyond the address's pace), then takes the page's 20
+/// photos, 10 ms apart. The distinct photos it got.
+async fn arriving_script(arrivals: usize) -> usize {
+    let (mut app, clock) = app(ISSUE);
+    let mut t = 1_000u64;
+    let mut got = HashSet::new();
+    for page in 1..=PAGES {
+        for _ in 0..arrivals {
+            t += 10;
+            clock.set(Duration::from_millis(t));
+            get(&mut app, &page_path(page), None).await;
+        }
+        for i in 0..PER_PAGE {
+            t += 10;
+            clock.set(Duration::from_millis(t));
+            let path = photo_path(ISSUE, page, i);
+            if get(&mut app, &path, Some(&page_path(page))).await.status == StatusCode::OK {
+                got.insert(path);
+            }
+        }
+    }
+    got.len()
+}
+
+#[tokio::test]
+async fn arriving_on_a_page_again_and_again_buys_a_script_no_photo() {
+    let once = arriving_script(1).await;
+    let thrice = arriving_script(3).await;
+    let often = arriving_script(10).await;
+    eprintln!(
+        "cookieless script typing each page's address once: {once} of 300 photos; three times: \
+         {thrice}; ten times: {often}"
+    );
+    // Arriving again on a page earns credit only for a page the address viewed at its pace.
+    assert!(thrice <= once && often <= once, "{once}, {thrice}, {often}");
+    assert!(once <= 60, "{once} of 300");
+}
+
 /// Way-through pages a cookieless script clicking a link every 200 ms from `start_ms` is
 /// shown in `clicks` clicks (it never redeems them).
 async fn passes_offered(app: &mut App, clock: &ManualClock, start_ms: u64, clicks: u64) -> usize {
