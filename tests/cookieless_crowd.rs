@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,55 +26,100 @@ use tower::{Service, ServiceExt};
 
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
 const HOST: &str = "gallery.test";
-const PAGES: usize = 15;
-const PER_PAGE: usize = 20;
 const ADDRESS: &str = "198.51.100.77:40000";
+
+/// A gallery's shape.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Album pages (the index not counted).
+    pages: usize,
+    /// Photos on an album page.
+    per_page: usize,
+    /// The index shows every photo of every album, as the demo gallery's does.
+    index_embeds: bool,
+    /// The last album's "next" link goes back to the index.
+    round: bool,
+}
+
+/// The issue's gallery: 300 photos on 15 pages, an index of links only.
+const ISSUE: Shape = Shape {
+    pages: 15,
+    per_page: 20,
+    index_embeds: false,
+    round: false,
+};
+
+/// The bundled demo gallery's shape: 66 photos on 6 pages of 11, all of them on the index
+/// too, and people who reach the last page go round again.
+const DEMO: Shape = Shape {
+    pages: 6,
+    per_page: 11,
+    index_embeds: true,
+    round: true,
+};
+
+const PAGES: usize = ISSUE.pages;
+const PER_PAGE: usize = ISSUE.per_page;
 
 fn page_path(page: usize) -> String {
     format!("/gallery/{page}.html")
 }
 
-fn photo_path(page: usize, i: usize) -> String {
-    format!("/photos/IMG_{:04}.jpg", (page - 1) * PER_PAGE + i + 1)
+fn photo_path(shape: Shape, page: usize, i: usize) -> String {
+    format!("/photos/IMG_{:04}.jpg", (page - 1) * shape.per_page + i + 1)
 }
 
-/// The index links every page; a page embeds its 20 photos and links the next page.
-fn html(path: &str) -> String {
-    let page: Option<usize> = path
-        .strip_prefix("/gallery/")
+/// The album a gallery path shows (`None`: the index, or not an album).
+fn album(path: &str) -> Option<usize> {
+    path.strip_prefix("/gallery/")
         .and_then(|p| p.strip_suffix(".html"))
-        .and_then(|n| n.parse().ok());
+        .and_then(|n| n.parse().ok())
+}
+
+/// Links and images of one album, as `<a href><img src></a>`.
+fn push_photos(body: &mut String, shape: Shape, page: usize) {
+    for i in 0..shape.per_page {
+        let src = photo_path(shape, page, i);
+        body.push_str(&format!("<a href=\"{src}\"><img src=\"{src}\"></a>"));
+    }
+}
+
+/// The index links every page (and shows their photos when `index_embeds`); a page embeds its
+/// photos and links the next page.
+fn html(shape: Shape, path: &str) -> String {
     let mut body = String::from("<!doctype html><html><head><title>Gallery</title></head><body>");
-    match page {
+    match album(path) {
         None => {
-            for p in 1..=PAGES {
+            for p in 1..=shape.pages {
                 body.push_str(&format!(
                     "<a class=\"page\" href=\"{}\">{p}</a>",
                     page_path(p)
                 ));
+                if shape.index_embeds {
+                    push_photos(&mut body, shape, p);
+                }
             }
         }
         Some(page) => {
-            for i in 0..PER_PAGE {
-                let src = photo_path(page, i);
-                body.push_str(&format!("<a href=\"{src}\"><img src=\"{src}\"></a>"));
-            }
-            body.push_str(&format!(
-                "<a id=\"next\" href=\"{}\">next</a>",
+            push_photos(&mut body, shape, page);
+            let next = if shape.round && page >= shape.pages {
+                "/".to_owned()
+            } else {
                 page_path(page + 1)
-            ));
+            };
+            body.push_str(&format!("<a id=\"next\" href=\"{next}\">next</a>"));
         }
     }
     body.push_str("</body></html>");
     body
 }
 
-async fn gallery(request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn gallery(shape: Shape, request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
     let (kind, body) = if path.ends_with(".jpg") {
         ("image/jpeg", Bytes::from_static(b"\xff\xd8\xff\xd9"))
     } else {
-        ("text/html; charset=utf-8", Bytes::from(html(path)))
+        ("text/html; charset=utf-8", Bytes::from(html(shape, path)))
     };
     let mut response = Response::new(Full::new(body));
     response
@@ -89,18 +134,18 @@ type App = tower::util::BoxCloneService<
     Infallible,
 >;
 
-fn app() -> (App, ManualClock) {
-    app_with("")
+fn app(shape: Shape) -> (App, ManualClock) {
+    app_with(shape, "")
 }
 
-/// The app under the default policy with `policy`'s changes.
-fn app_with(policy: &str) -> (App, ManualClock) {
+/// The app serving a gallery of `shape` under the default policy with `policy`'s changes.
+fn app_with(shape: Shape, policy: &str) -> (App, ManualClock) {
     let clock = ManualClock::new();
     let policy = Policy::from_toml_str(policy, None).unwrap();
     let layer = LenscapLayer::new(policy).with_clock(clock.clone());
     let app = tower::ServiceBuilder::new()
         .layer(layer)
-        .service(tower::service_fn(gallery));
+        .service(tower::service_fn(move |request| gallery(shape, request)));
     (tower::util::BoxCloneService::new(app), clock)
 }
 
@@ -204,6 +249,8 @@ struct Visit {
     refused_photos: usize,
     photos: usize,
     refused_pages: Vec<String>,
+    /// Photos this person's browser has loaded already (it does not ask again).
+    cache: HashSet<String>,
 }
 
 /// The gap from one navigation to the next, as `tests/real_clients.rs` pauses: 3–6 s.
@@ -225,10 +272,22 @@ impl Queue {
     }
 }
 
-/// Six people without cookies on one address, arriving `apart_ms` apart, each reading the
-/// gallery from its index to page `last` by its links.
-async fn six_cookieless(apart_ms: u64, last: usize) -> Vec<Visit> {
-    let (mut app, clock) = app();
+/// The `src` of every `<img>` of a page.
+fn images_of(page: &Answer) -> Vec<String> {
+    let marker = "<img src=\"";
+    page.body
+        .match_indices(marker)
+        .map(|(at, _)| {
+            let at = at + marker.len();
+            page.body[at..at + page.body[at..].find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// Six people without cookies on one address, arriving `apart_ms` apart, each reading a
+/// gallery of `shape` from its index by its links until they have seen `albums` album pages.
+async fn six_cookieless(shape: Shape, apart_ms: u64, albums: usize) -> Vec<Visit> {
+    let (mut app, clock) = app(shape);
     let mut visits: Vec<Visit> = (0..6).map(|_| Visit::default()).collect();
     let mut queue = Queue::default();
     for (who, visit) in visits.iter_mut().enumerate() {
@@ -293,28 +352,19 @@ async fn six_cookieless(apart_ms: u64, last: usize) -> Vec<Visit> {
         }
         let _ = from;
         render(&mut app, &answer, &target).await;
-        let page = target.split('?').next().unwrap().to_owned();
-        let shown: Option<usize> = page
-            .strip_prefix("/gallery/")
-            .and_then(|p| p.strip_suffix(".html"))
-            .and_then(|n| n.parse().ok());
-        let next = match shown {
+        let fresh = images_of(&answer)
+            .into_iter()
+            .filter(|src| visit.cache.insert(src.clone()));
+        for (i, path) in fresh.enumerate() {
+            let when = at + 120 + (i as u64 * 37 + who as u64 * 11) % 900;
+            let from = target.clone();
+            queue.push(when, who, Event::Photo { path, from });
+        }
+        let next = match album(target.split('?').next().unwrap()) {
             None => link_after(&answer, "<a class=\"page\" href=\""),
-            Some(n) => {
+            Some(_) => {
                 visit.pages += 1;
-                for i in 0..PER_PAGE {
-                    let path = photo_path(n, i);
-                    let when = at + 120 + (i as u64 * 37 + who as u64 * 11) % 900;
-                    queue.push(
-                        when,
-                        who,
-                        Event::Photo {
-                            path,
-                            from: target.clone(),
-                        },
-                    );
-                }
-                if n >= last {
+                if visit.pages >= albums {
                     continue;
                 }
                 link_after(&answer, "<a id=\"next\" href=\"")
@@ -336,7 +386,7 @@ async fn six_cookieless(apart_ms: u64, last: usize) -> Vec<Visit> {
 }
 
 /// The crowd's table line and whether nobody was hindered.
-fn report(name: &str, visits: &[Visit]) -> bool {
+fn report(name: &str, visits: &[Visit], albums: usize) -> bool {
     let way: Vec<usize> = visits.iter().map(|v| v.way_through).collect();
     let refused: Vec<usize> = visits.iter().map(|v| v.refused_photos).collect();
     let pages: Vec<usize> = visits.iter().map(|v| v.pages).collect();
@@ -345,7 +395,7 @@ fn report(name: &str, visits: &[Visit]) -> bool {
         v.way_through <= 1
             && v.refused_photos == 0
             && v.refused_pages.is_empty()
-            && v.pages == PAGES
+            && v.pages == albums
     })
 }
 
@@ -357,8 +407,26 @@ async fn six_people_without_cookies_on_one_address_are_never_hindered() {
     for apart in [
         0, 700, 2_000, 4_000, 5_000, 5_750, 6_000, 8_000, 8_750, 9_250, 12_000,
     ] {
-        let visits = six_cookieless(apart, PAGES).await;
-        all &= report(&format!("arriving {apart} ms apart"), &visits);
+        let visits = six_cookieless(ISSUE, apart, PAGES).await;
+        all &= report(&format!("arriving {apart} ms apart"), &visits, PAGES);
+    }
+    assert!(all, "a cookieless person was hindered (see above)");
+}
+
+/// The demo gallery's shape: the index shows all 66 photos, so six people arriving together
+/// ask for 396 photos of one page on the address's one record before any of them has a pass;
+/// then they go round the six albums twice (their browsers have every photo by then).
+#[tokio::test]
+async fn six_people_without_cookies_arriving_together_on_the_demo_gallery_are_never_hindered() {
+    let mut all = true;
+    for apart in [0, 5, 300, 1_000, 2_500, 4_000] {
+        let visits = six_cookieless(DEMO, apart, 2 * DEMO.pages).await;
+        let photos: usize = visits.iter().map(|v| v.photos).sum();
+        all &= report(
+            &format!("demo, arriving {apart} ms apart, {photos} photos asked"),
+            &visits,
+            2 * DEMO.pages,
+        );
     }
     assert!(all, "a cookieless person was hindered (see above)");
 }
@@ -368,7 +436,7 @@ async fn six_people_without_cookies_on_one_address_are_never_hindered() {
 /// 10 ms apart. With `redeem`, it waits out the first way-through page it is shown and from
 /// then on puts that pass in every URL and every Referer. The photos it got.
 async fn cookieless_script(redeem: bool) -> (usize, usize) {
-    let (mut app, clock) = app();
+    let (mut app, clock) = app(ISSUE);
     let mut t = 1_000u64;
     let mut pass: Option<String> = None;
     let mut from: Option<String> = None;
@@ -397,7 +465,7 @@ async fn cookieless_script(redeem: bool) -> (usize, usize) {
         for i in 0..PER_PAGE {
             t += 10;
             clock.set(Duration::from_millis(t));
-            let photo = get(&mut app, &photo_path(page, i), Some(&referer)).await;
+            let photo = get(&mut app, &photo_path(ISSUE, page, i), Some(&referer)).await;
             photos += usize::from(photo.status == StatusCode::OK);
         }
         from = Some(referer);
@@ -421,6 +489,45 @@ async fn a_cookieless_script_gains_nothing_from_a_crowd_or_a_pass_in_every_refer
     assert!(passed <= 60 + 3 * PER_PAGE, "{passed} of 300");
 }
 
+/// A script without cookies that types each page's address `arrivals` times in a row (no
+/// Referer: a crowd's newcomers, served beyond the address's pace), then takes the page's 20
+/// photos, 10 ms apart. The distinct photos it got.
+async fn arriving_script(arrivals: usize) -> usize {
+    let (mut app, clock) = app(ISSUE);
+    let mut t = 1_000u64;
+    let mut got = HashSet::new();
+    for page in 1..=PAGES {
+        for _ in 0..arrivals {
+            t += 10;
+            clock.set(Duration::from_millis(t));
+            get(&mut app, &page_path(page), None).await;
+        }
+        for i in 0..PER_PAGE {
+            t += 10;
+            clock.set(Duration::from_millis(t));
+            let path = photo_path(ISSUE, page, i);
+            if get(&mut app, &path, Some(&page_path(page))).await.status == StatusCode::OK {
+                got.insert(path);
+            }
+        }
+    }
+    got.len()
+}
+
+#[tokio::test]
+async fn arriving_on_a_page_again_and_again_buys_a_script_no_photo() {
+    let once = arriving_script(1).await;
+    let thrice = arriving_script(3).await;
+    let often = arriving_script(10).await;
+    eprintln!(
+        "cookieless script typing each page's address once: {once} of 300 photos; three times: \
+         {thrice}; ten times: {often}"
+    );
+    // Arriving again on a page earns credit only for a page the address viewed at its pace.
+    assert!(thrice <= once && often <= once, "{once}, {thrice}, {often}");
+    assert!(once <= 60, "{once} of 300");
+}
+
 /// Way-through pages a cookieless script clicking a link every 200 ms from `start_ms` is
 /// shown in `clicks` clicks (it never redeems them).
 async fn passes_offered(app: &mut App, clock: &ManualClock, start_ms: u64, clicks: u64) -> usize {
@@ -437,7 +544,7 @@ async fn passes_offered(app: &mut App, clock: &ManualClock, start_ms: u64, click
 #[tokio::test]
 async fn an_address_that_goes_quiet_does_not_get_its_burst_of_passes_back() {
     // The cleanup runs every 100 ms of real time here, reading the manual clock.
-    let (mut app, clock) = app_with("[limits]\ncleanup_every = \"100ms\"\n");
+    let (mut app, clock) = app_with(ISSUE, "[limits]\ncleanup_every = \"100ms\"\n");
     let first = passes_offered(&mut app, &clock, 1_000, 40).await;
     // Eleven minutes later, past `idle_after` (10 min): every idle record is dropped.
     let later = 1_000 + 11 * 60_000;

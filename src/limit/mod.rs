@@ -883,10 +883,14 @@ fn track(
             // instead of a page whose photos would then be held to the suspects' quota. An
             // anonymous one from elsewhere is a crowd's newcomer arriving: its first page is
             // served (and its cookie, if it keeps one, seeds its own credit).
-            if let Err(wait) = checked
-                && (as_visitor || crate::signals::behaviour::from_this_site(seen.headers))
-            {
-                pace = Some(Exceeded { quota, rate, wait });
+            match checked {
+                Err(wait)
+                    if as_visitor || crate::signals::behaviour::from_this_site(seen.headers) =>
+                {
+                    pace = Some(Exceeded { quota, rate, wait });
+                }
+                Err(_) => facts.newcomer = true,
+                Ok(()) => {}
             }
         }
         let viewed = record.behaviour.viewed();

@@ -117,6 +117,10 @@ pub(crate) struct Facts {
     /// A navigation faster than the client's page pace allows (set by the limit stage): it
     /// earns no credit and is not remembered as a page the client viewed.
     pub(crate) over_pace: bool,
+    /// An anonymous navigation from elsewhere beyond the pace, served as a crowd's newcomer
+    /// arriving (set by the limit stage): a view of a page the client already viewed earns
+    /// that page's credit again, as another person's view of it.
+    pub(crate) newcomer: bool,
     /// The credit this page view earns: the images its page embeds when the limit stage knows
     /// them, `credit_per_page` otherwise.
     pub(crate) page_credit: Option<u16>,
@@ -198,6 +202,7 @@ impl Facts {
             navigation: kind == Kind::Page && is_navigation(headers),
             address: 0,
             over_pace: false,
+            newcomer: false,
             page_credit: None,
             embedded: None,
             render_page: false,
@@ -743,15 +748,20 @@ impl Behaviour {
                     // Each page view has its own grace before the proof arrives.
                     self.flags &= !UNPROVEN;
                 }
+                let earned = facts.page_credit.unwrap_or(s.credit_per_page);
                 if facts.navigation && facts.over_pace {
                     self.flags |= FAST_NAVIGATION;
+                    if facts.newcomer && self.pages.contains(&facts.target) {
+                        // Another person arriving on a page the address is on (six at once
+                        // on a gallery's index): only that page's photos, once more.
+                        self.earn(earned, s.max_credit.saturating_mul(2));
+                    }
                 } else if facts.navigation {
                     self.flags &= !(FAST_NAVIGATION | WAY_OFFERED);
                     if self.pages[0] != facts.target {
                         self.pages = [facts.target, self.pages[0]];
                     }
-                    let earned = facts.page_credit.unwrap_or(s.credit_per_page);
-                    self.credit = self.credit.saturating_add(earned).min(s.max_credit);
+                    self.earn(earned, s.max_credit);
                 }
             }
             Kind::Image => {
@@ -823,6 +833,11 @@ impl Behaviour {
             vouched,
             unrendered,
         }
+    }
+
+    /// Adds a page view's credit, up to `cap` (never taking away what is held beyond it).
+    fn earn(&mut self, earned: u16, cap: u16) {
+        self.credit = self.credit.max(self.credit.saturating_add(earned).min(cap));
     }
 
     /// The signals raised by the state at `now`.
@@ -993,6 +1008,54 @@ mod tests {
             assert!(observed.vouched);
             t += 20_000 + page * 3_000;
         }
+    }
+
+    /// Photos of `page` until one is not vouched: how many were.
+    fn vouched_photos(c: &mut Behaviour, t: u32, page: &str, most: u32) -> u32 {
+        let s = BehaviourSettings::default();
+        (0..most)
+            .take_while(|i| {
+                let photo = Facts::for_test(Kind::Image, &format!("/p/{}.jpg", i % 66), Some(page));
+                c.observe(&photo, t + i, &s).vouched
+            })
+            .count() as u32
+    }
+
+    #[test]
+    fn a_newcomer_arriving_on_a_page_already_viewed_earns_its_photos_once_more() {
+        let s = BehaviourSettings::default();
+        let view = |target: &str, newcomer: bool| {
+            let mut f = Facts::for_test(Kind::Page, target, None);
+            (f.over_pace, f.newcomer, f.page_credit) = (newcomer, newcomer, Some(84));
+            f
+        };
+        let mut address = Behaviour::new(1);
+        for _ in 0..3 {
+            address.observe(&view("/", false), 1, &s);
+        }
+        // Three more people arrive on the index beyond the address's pace.
+        for _ in 0..3 {
+            address.observe(&view("/", true), 2, &s);
+        }
+        assert!(address.fast_navigation());
+        assert_eq!(vouched_photos(&mut address, 3, "/", 1_000), 6 * 84);
+        // Beyond the pace on a page the address never viewed: nothing, and not remembered.
+        let mut other = Behaviour::new(1);
+        other.observe(&view("/", false), 1, &s);
+        other.observe(&view("/gallery/2", true), 2, &s);
+        assert_eq!(vouched_photos(&mut other, 3, "/gallery/2", 1_000), 0);
+        assert_eq!(vouched_photos(&mut other, 3, "/", 1_000), 84);
+        // Arrivals bank at most twice `max_credit`, and a view at pace never takes it away.
+        let mut many = Behaviour::new(1);
+        many.observe(&view("/", false), 1, &s);
+        for _ in 0..20 {
+            many.observe(&view("/", true), 2, &s);
+        }
+        many.observe(&view("/", false), 3, &s);
+        assert_eq!(
+            vouched_photos(&mut many, 4, "/", 1_000),
+            2 * u32::from(s.max_credit)
+        );
     }
 
     /// A page view, then `images` of it, on a page that carries the render proof.
