@@ -22,8 +22,9 @@ use crate::layer::PolicyHandle;
 use crate::metrics::SiteMetrics;
 
 const HOP_COUNT: usize = 8;
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). A `static`, not a
+/// `const`: a const array is built and dropped again at every use, on every request.
+static HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -42,7 +43,7 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// Headers through which proxies and CDNs tell an origin who the client is. A client that is
 /// not a trusted proxy may not say it about itself: they are removed, and `X-Real-IP` is set
 /// to the address Lenscap sees.
-const CLIENT_IDENTITY: [HeaderName; 15] = [
+static CLIENT_IDENTITY: [HeaderName; 15] = [
     X_REAL_IP,
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("cf-connecting-ip"),
