@@ -16,6 +16,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_http::services::fs::ServeFileSystemResponseBody;
 
+use super::client_body::ClientBody;
+use super::upstream_pool::PooledSender;
 use crate::metrics::SiteMetrics;
 
 /// Boxed error of a site's response body.
@@ -115,11 +117,14 @@ pub(crate) struct BodyContext {
 
 pin_project! {
     /// An upstream's response body with the body-idle and total deadlines; its first frame may
-    /// have been read already (to answer 502 rather than cut a reply that never began).
+    /// have been read already (to answer 502 rather than cut a reply that never began). Its
+    /// connection goes back to the pool once the body has ended, and is closed if the body
+    /// fails or is dropped before its end.
     pub(crate) struct UpstreamBody {
         #[pin]
         body: Incoming,
         first: Option<Frame<Bytes>>,
+        sender: Option<PooledSender<ClientBody>>,
         // Boxed so the body is Unpin, which response stamping needs to take it over.
         timer: Pin<Box<Sleep>>,
         idle: Duration,
@@ -133,20 +138,33 @@ impl UpstreamBody {
     pub(crate) fn new(
         body: Incoming,
         first: Option<Frame<Bytes>>,
+        sender: PooledSender<ClientBody>,
         idle: Duration,
         deadline: Instant,
         context: Arc<BodyContext>,
     ) -> Self {
         let wake = (Instant::now() + idle).min(deadline);
+        let mut sender = Some(sender);
+        release_when_ended(&body, &mut sender);
         UpstreamBody {
             body,
             first,
+            sender,
             timer: Box::pin(tokio::time::sleep_until(wake)),
             idle,
             deadline,
             context,
             failed: false,
         }
+    }
+}
+
+/// Gives the connection back once the upstream's body has been read to its end.
+fn release_when_ended(body: &Incoming, sender: &mut Option<PooledSender<ClientBody>>) {
+    if body.is_end_stream()
+        && let Some(sender) = sender.take()
+    {
+        sender.release();
     }
 }
 
@@ -174,12 +192,14 @@ impl Body for UpstreamBody {
         }
         match this.body.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                release_when_ended(this.body.as_ref().get_ref(), this.sender);
                 let next = (Instant::now() + *this.idle).min(*this.deadline);
                 this.timer.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.failed = true;
+                this.sender.take();
                 this.context.metrics.upstream_error("body");
                 tracing::warn!(
                     target: "lenscap::proxy",
@@ -189,10 +209,16 @@ impl Body for UpstreamBody {
                 );
                 Poll::Ready(Some(Err(error.into())))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(sender) = this.sender.take() {
+                    sender.release();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 ready!(this.timer.as_mut().poll(cx));
                 *this.failed = true;
+                this.sender.take();
                 this.context.metrics.upstream_error("timeout");
                 tracing::warn!(
                     target: "lenscap::proxy",

@@ -64,8 +64,9 @@ pub(crate) struct TooSlow;
 /// The client's body, with its clocks.
 pub(crate) struct ClientBody {
     body: Incoming,
-    // Boxed so the body is Unpin, which the upstream client needs.
-    timer: Pin<Box<Sleep>>,
+    // Boxed so the body is Unpin, which the upstream client needs; made at the first wait
+    // (most requests have no body and never wait).
+    timer: Option<Pin<Box<Sleep>>>,
     idle: Duration,
     min_rate: u64,
     received: u64,
@@ -86,7 +87,7 @@ impl ClientBody {
     ) -> ClientBody {
         ClientBody {
             body,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             idle,
             min_rate,
             received: 0,
@@ -143,9 +144,13 @@ impl Body for ClientBody {
                     let now = Instant::now();
                     this.waiting_since = Some(now);
                     let deadline = this.deadline(now);
-                    this.timer.as_mut().reset(deadline);
+                    match this.timer.as_mut() {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
                 }
-                match this.timer.as_mut().poll(cx) {
+                let timer = this.timer.as_mut().expect("set when the wait began");
+                match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.failed = true;
                         this.fault.set(Fault::TooSlow);

@@ -27,9 +27,9 @@
 //! ```
 //!
 //! Pieces: [`config`] (the `[server]`, `[proxy]`, `[[site]]` tables), `site` (routing by Host
-//! and the content services), `proxy` (the upstream client) with `client_body` (the request
-//! body's idle timeout and minimum rate), `connection` (one connection: timeouts, idle timer,
-//! shutdown), `descriptors` (the open-file limit and the default connection limit), `admin`
+//! and the content services), `proxy` (the upstream exchange) with `upstream_pool` (its
+//! keep-alive connections) and `client_body` (the request body's idle timeout and minimum
+//! rate), `connection` (one connection: timeouts, idle timer, shutdown), `descriptors` (the open-file limit and the default connection limit), `admin`
 //! (`/metrics`, `/healthz`, `/readyz`), `reload` (file watching), `tls` (rustls and the
 //! certificate resolver), `acme` (automatic certificates) with `acme_http` (the plain
 //! listener: HTTP-01 answers and the redirect to HTTPS).
@@ -55,6 +55,7 @@ mod reload;
 mod site;
 mod stamped;
 mod tls;
+mod upstream_pool;
 
 use std::convert::Infallible;
 use std::future::Future;

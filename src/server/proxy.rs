@@ -10,19 +10,21 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
 use super::body::{BodyContext, SiteBody, UpstreamBody, text_response};
 use super::client_body::{BodyFault, ClientBody, Fault};
 use super::config::ProxySettings;
+use super::upstream_pool::{PoolSettings, UpstreamError, UpstreamPool};
 use crate::client::{PeerAddr, Tls};
 use crate::layer::PolicyHandle;
 use crate::metrics::SiteMetrics;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_COUNT: usize = 8;
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). A `static`, not a
+/// `const`: a const array is built and dropped again at every use, on every request.
+static HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -41,7 +43,7 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// Headers through which proxies and CDNs tell an origin who the client is. A client that is
 /// not a trusted proxy may not say it about itself: they are removed, and `X-Real-IP` is set
 /// to the address Lenscap sees.
-const CLIENT_IDENTITY: [HeaderName; 15] = [
+static CLIENT_IDENTITY: [HeaderName; 15] = [
     X_REAL_IP,
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("cf-connecting-ip"),
@@ -63,11 +65,9 @@ const CLIENT_IDENTITY: [HeaderName; 15] = [
 /// the log can say it).
 const UPSTREAM_MAX_HEADERS: usize = 100;
 
-/// One upstream origin and the pooled client reaching it.
+/// One upstream origin and the pooled connections reaching it.
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, ClientBody>,
-    /// `http://host:port`.
-    scheme: http::uri::Scheme,
+    pool: Arc<UpstreamPool<ClientBody>>,
     authority: http::uri::Authority,
     /// Base path without trailing slash ("" for none).
     base_path: String,
@@ -87,24 +87,26 @@ impl Upstream {
         metrics: SiteMetrics,
         site: String,
     ) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            .http1_max_headers(UPSTREAM_MAX_HEADERS)
-            .build(connector);
+        let authority = origin.authority().cloned().expect("checked when parsed");
+        let pool = UpstreamPool::new(PoolSettings {
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.pool_idle_timeout,
+            max_idle: settings.pool_max_idle,
+            max_headers: UPSTREAM_MAX_HEADERS,
+        });
         let body_context = Arc::new(BodyContext {
             site: site.clone(),
             metrics: metrics.clone(),
         });
         Upstream {
-            client,
-            scheme: origin.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
-            authority: origin.authority().cloned().expect("checked when parsed"),
+            pool,
+            authority,
             base_path: origin.path().trim_end_matches('/').to_owned(),
             settings,
             policy,
@@ -114,18 +116,18 @@ impl Upstream {
         }
     }
 
+    /// The request target upstream, in origin form (`/base/path?query`), as an HTTP/1
+    /// request to an origin server is written.
     fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let path_and_query = if self.base_path.is_empty() {
-            http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes()))?
-        } else {
-            format!("{}{path}", self.base_path).parse()?
+        let path_and_query = match (uri.path_and_query(), self.base_path.is_empty()) {
+            (Some(path), true) => path.clone(),
+            (None, true) => http::uri::PathAndQuery::from_static("/"),
+            (path, false) => {
+                let path = path.map_or("/", |p| p.as_str());
+                format!("{}{path}", self.base_path).parse()?
+            }
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        Ok(Uri::from(path_and_query))
     }
 
     /// Forwards `request` and answers with the upstream's response, or 502/504.
@@ -194,8 +196,9 @@ impl Upstream {
             .settings
             .response_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let mut response = match tokio::time::timeout(wait, self.client.request(request)).await {
-            Ok(Ok(response)) => response,
+        let (mut response, sender) = match tokio::time::timeout(wait, self.pool.send(request)).await
+        {
+            Ok(Ok(exchange)) => exchange,
             Ok(Err(error)) => match fault.get() {
                 Some(fault) => return self.client_fault(fault, started),
                 None => return self.failed(&error, started),
@@ -266,7 +269,7 @@ impl Upstream {
             }
         };
         let context = self.body_context.clone();
-        let body = UpstreamBody::new(body, first, idle, deadline, context);
+        let body = UpstreamBody::new(body, first, sender, idle, deadline, context);
         Response::from_parts(parts, SiteBody::upstream(body))
     }
 
@@ -315,12 +318,8 @@ impl Upstream {
         response
     }
 
-    fn failed(
-        &self,
-        error: &hyper_util::client::legacy::Error,
-        started: Instant,
-    ) -> Response<SiteBody> {
-        let timed_out = error_chain_timed_out(error);
+    fn failed(&self, error: &UpstreamError, started: Instant) -> Response<SiteBody> {
+        let timed_out = error.is_timeout() || error_chain_timed_out(error);
         let (outcome, status, body): (_, _, &'static str) = if timed_out {
             (
                 "timeout",
@@ -418,15 +417,12 @@ fn may_have_body(parts: &http::response::Parts) -> bool {
     {
         return false;
     }
-    !parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        })
+    const EVENT_STREAM: &[u8] = b"text/event-stream";
+    !parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes().trim_ascii_start();
+        v.get(..EVENT_STREAM.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(EVENT_STREAM))
+    })
 }
 
 fn error_chain_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -459,27 +455,47 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Removes hop-by-hop headers, those named in `Connection` included.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most requests carry none of them: look first, as every removal hashes its name.
-    let any = headers
-        .keys()
-        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
-    if !any {
+    // One pass over the names present: a removal hashes its name, and most messages carry
+    // at most `Connection` of these.
+    let mut present = [false; HOP_COUNT];
+    let mut upgrade = false;
+    for name in headers.keys() {
+        if name == header::UPGRADE {
+            upgrade = true;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !upgrade && !present.contains(&true) {
         return;
     }
+    // Names in `Connection` that are not hop-by-hop already (rarely any: no allocation then).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| !is_removed_anyway(token))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
+    if upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// A `Connection` token naming a header that is removed anyway.
+fn is_removed_anyway(token: &str) -> bool {
+    token.eq_ignore_ascii_case("upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
 }
 
 /// An address as text; IPv4 without the formatting machinery (it is on every proxied request).
@@ -519,11 +535,15 @@ fn set_forwarding_headers(
     let ip_text = ip.map(ip_to_string);
 
     if let Some(ip_text) = &ip_text {
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(previous) if trusted => format!("{previous}, {ip_text}"),
-            _ => ip_text.clone(),
+        let previous = match trusted {
+            true => headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+            false => None,
         };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        let value = match previous {
+            Some(previous) => format!("{previous}, {ip_text}"),
+            None => ip_text.clone(),
+        };
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(X_FORWARDED_FOR, value);
         }
     } else if !trusted {
@@ -565,30 +585,37 @@ fn set_forwarding_headers(
     }
     element.push_str("proto=");
     element.push_str(proto);
-    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(previous) if trusted => format!("{previous}, {element}"),
-        _ => element,
+    let previous = match trusted {
+        true => headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()),
+        false => None,
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    let value = match previous {
+        Some(previous) => format!("{previous}, {element}"),
+        None => element,
+    };
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(header::FORWARDED, value);
     }
 }
 
 /// Without a trusted proxy in front, identity headers are Lenscap's to say.
 fn set_identity_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
-    if CLIENT_IDENTITY
-        .iter()
-        .any(|name| headers.contains_key(name))
-    {
+    // One pass over the names present rather than a hashed lookup of each of the fifteen.
+    if headers.keys().any(|name| CLIENT_IDENTITY.contains(name)) {
         for name in &CLIENT_IDENTITY {
             headers.remove(name);
         }
     }
     if let Some(peer) = peer
-        && let Ok(value) = HeaderValue::from_str(&ip_to_string(peer.ip().to_canonical()))
+        && let Ok(value) = address_value(peer.ip().to_canonical())
     {
         headers.insert(X_REAL_IP, value);
     }
+}
+
+/// An address as a header value, its text moved in rather than copied.
+fn address_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(ip_to_string(ip)))
 }
 
 /// Largest upstream robots.txt read for merging (crawlers read no more than 500 KiB).
@@ -676,6 +703,19 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn upgrade_and_every_header_named_in_connection_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "close, Upgrade".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        headers.insert("close", "named in Connection, so removed".parse().unwrap());
+        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.insert(header::CONTENT_TYPE, "image/webp".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"], "{headers:?}");
     }
 
     #[test]
