@@ -175,6 +175,8 @@ pub struct EmbedScanner {
     tag: Vec<u8>,
     /// The page's directory, for relative URLs (`/gallery/` for `/gallery/2`).
     base: Box<[u8]>,
+    /// A relative URL joined to `base` (kept, so that its room is allocated once).
+    joined: Vec<u8>,
     set: EmbedSet,
 }
 
@@ -193,6 +195,7 @@ impl EmbedScanner {
             } else {
                 path[..dir].into()
             },
+            joined: Vec::new(),
             set: EmbedSet::default(),
         }
     }
@@ -226,44 +229,84 @@ impl EmbedScanner {
                     }
                 }
                 State::Attributes => {
-                    if b == b'>' {
-                        self.read_tag();
-                        self.state = State::Text;
-                    } else if self.tag.len() >= LONGEST_TAG {
+                    // Up to the tag's end or a quote, the bytes go into the tag as they are.
+                    let rest = &bytes[i..];
+                    let at = memchr::memchr3(b'>', b'"', b'\'', rest).unwrap_or(rest.len());
+                    let room = LONGEST_TAG.saturating_sub(self.tag.len());
+                    if !self.take(&rest[..at]) {
                         self.state = State::Skip;
+                        i += room;
                         continue;
-                    } else {
-                        self.tag.push(b);
-                        if b == b'"' || b == b'\'' {
-                            self.state = State::Quoted(b);
+                    }
+                    i += at;
+                    match rest.get(at) {
+                        None => return,
+                        Some(b'>') => {
+                            self.read_tag();
+                            self.state = State::Text;
+                        }
+                        Some(&q) => {
+                            if self.tag.len() >= LONGEST_TAG {
+                                self.state = State::Skip;
+                                continue;
+                            }
+                            self.tag.push(q);
+                            self.state = State::Quoted(q);
                         }
                     }
                 }
                 State::Quoted(q) => {
-                    if self.tag.len() >= LONGEST_TAG {
+                    // The value and its closing quote.
+                    let rest = &bytes[i..];
+                    let (at, closed) = match memchr::memchr(q, rest) {
+                        Some(at) => (at + 1, true),
+                        None => (rest.len(), false),
+                    };
+                    let room = LONGEST_TAG.saturating_sub(self.tag.len());
+                    if !self.take(&rest[..at]) {
                         self.state = State::SkipQuoted(q);
+                        i += room;
                         continue;
                     }
-                    self.tag.push(b);
-                    if b == q {
-                        self.state = State::Attributes;
+                    if !closed {
+                        return;
                     }
+                    self.state = State::Attributes;
+                    i += at;
+                    continue;
                 }
-                State::Skip => {
-                    if b == b'>' {
-                        self.state = State::Text;
-                    } else if b == b'"' || b == b'\'' {
-                        self.state = State::SkipQuoted(b);
+                State::Skip => match memchr::memchr3(b'>', b'"', b'\'', &bytes[i..]) {
+                    Some(at) => {
+                        i += at;
+                        self.state = match bytes[i] {
+                            b'>' => State::Text,
+                            q => State::SkipQuoted(q),
+                        };
                     }
-                }
-                State::SkipQuoted(q) => {
-                    if b == q {
+                    None => return,
+                },
+                State::SkipQuoted(q) => match memchr::memchr(q, &bytes[i..]) {
+                    Some(at) => {
+                        i += at;
                         self.state = State::Skip;
                     }
-                }
+                    None => return,
+                },
             }
             i += 1;
         }
+    }
+
+    /// Appends `run` to the tag when it fits within [`LONGEST_TAG`]; otherwise fills the tag
+    /// to the limit and returns `false` (the tag is then too long to read).
+    fn take(&mut self, run: &[u8]) -> bool {
+        let room = LONGEST_TAG.saturating_sub(self.tag.len());
+        if run.len() <= room {
+            self.tag.extend_from_slice(run);
+            return true;
+        }
+        self.tag.extend_from_slice(&run[..room]);
+        false
     }
 
     /// The images read so far.
@@ -308,7 +351,7 @@ impl EmbedScanner {
             Some(i) => &url[..i],
             None => url,
         };
-        let mut buf = Vec::with_capacity(self.base.len() + url.len());
+        let mut joined = std::mem::take(&mut self.joined);
         let path = if let Some(rest) = url.strip_prefix(b"//") {
             after_authority(rest)
         } else if let Some(scheme) = memchr::memmem::find(url, b"://")
@@ -318,12 +361,14 @@ impl EmbedScanner {
         } else if url.starts_with(b"/") {
             url
         } else {
-            buf.extend_from_slice(&self.base);
-            buf.extend_from_slice(url);
-            &buf
+            joined.clear();
+            joined.extend_from_slice(&self.base);
+            joined.extend_from_slice(url);
+            &joined
         };
         let key = embed_key(&unescape_amp(path));
         self.set.insert(key);
+        self.joined = joined;
     }
 }
 
@@ -446,6 +491,36 @@ mod tests {
         assert!(!set.contains(embed_key(b"/p/9.jpg")));
         assert_eq!(set.count(), 1);
         assert!(set.contains(embed_key(b"/g/&")));
+    }
+
+    #[test]
+    fn a_tag_at_the_length_limit_is_read_whole_or_skipped_however_it_is_split() {
+        for quote in ["\"", ""] {
+            for pad in LONGEST_TAG - 40..LONGEST_TAG + 3 {
+                let attrs = format!(" src=\"/p/a.jpg\" data-x={quote}{}{quote}", "x".repeat(pad));
+                let html = format!("<p>text</p><img{attrs}><img src=/p/b.jpg>");
+                let whole = scan("/", &[&html]);
+                // The tag holds its name and attributes; `>` needs no room.
+                let fits = 3 + attrs.len() <= LONGEST_TAG;
+                assert_eq!(
+                    whole.contains(embed_key(b"/p/a.jpg")),
+                    fits,
+                    "pad {pad} {quote}"
+                );
+                assert!(whole.contains(embed_key(b"/p/b.jpg")), "pad {pad} {quote}");
+                for split in (1..html.len())
+                    .step_by(61)
+                    .chain(html.len() - 30..html.len())
+                {
+                    let (a, b) = html.split_at(split);
+                    assert_eq!(
+                        scan("/", &[a, b]),
+                        whole,
+                        "pad {pad} {quote}, split at {split}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
