@@ -60,15 +60,15 @@ const POLICY: &str = r#"
 [limits]
 credit_per_page = 60000
 max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 4000000000 }
+subnet_vouched_images = { rate = "100/s", burst = 200000000 }
 # The page views that top the credit up must not run into the long-horizon budgets.
-pages = { rate = "100/s", burst = 4000000000 }
-page_pace = { rate = "100/s", burst = 4000000000 }
-images = { rate = "100/s", burst = 4000000000 }
-subnet_pages = { rate = "100/s", burst = 4000000000 }
+pages = { rate = "100/s", burst = 200000000 }
+page_pace = { rate = "100/s", burst = 200000000 }
+images = { rate = "100/s", burst = 200000000 }
+subnet_pages = { rate = "100/s", burst = 200000000 }
 # Nor into the address's budgets, which every client on the address shares.
-address_pages = { rate = "100/s", burst = 4000000000 }
-address_photos = { rate = "100/s", burst = 4000000000 }
+address_pages = { rate = "100/s", burst = 200000000 }
+address_photos = { rate = "100/s", burst = 200000000 }
 "#;
 
 /// Added to [`POLICY`] for the plain contender: no opt-out headers, no stamp.

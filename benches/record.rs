@@ -28,7 +28,7 @@ const POLICY: &str = r#"
 [limits]
 credit_per_page = 60000
 max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 4000000000 }
+subnet_vouched_images = { rate = "100/s", burst = 200000000 }
 "#;
 
 async fn photo(_request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {

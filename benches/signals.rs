@@ -51,14 +51,14 @@ const POLICY: &str = r#"
 [limits]
 credit_per_page = 60000
 max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 4000000000 }
-pages = { rate = "100/s", burst = 4000000000 }
-page_pace = { rate = "100/s", burst = 4000000000 }
-anonymous_page_pace = { rate = "100/s", burst = 4000000000 }
-images = { rate = "100/s", burst = 4000000000 }
-subnet_pages = { rate = "100/s", burst = 4000000000 }
-address_pages = { rate = "100/s", burst = 4000000000 }
-address_photos = { rate = "100/s", burst = 4000000000 }
+subnet_vouched_images = { rate = "100/s", burst = 200000000 }
+pages = { rate = "100/s", burst = 200000000 }
+page_pace = { rate = "100/s", burst = 200000000 }
+anonymous_page_pace = { rate = "100/s", burst = 200000000 }
+images = { rate = "100/s", burst = 200000000 }
+subnet_pages = { rate = "100/s", burst = 200000000 }
+address_pages = { rate = "100/s", burst = 200000000 }
+address_photos = { rate = "100/s", burst = 200000000 }
 "#;
 
 /// A page of about `kb` KiB: a head with a stylesheet, then photos in links, as a gallery.

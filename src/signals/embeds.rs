@@ -354,10 +354,8 @@ impl EmbedScanner {
         let mut joined = std::mem::take(&mut self.joined);
         let path = if let Some(rest) = url.strip_prefix(b"//") {
             after_authority(rest)
-        } else if let Some(scheme) = memchr::memmem::find(url, b"://")
-            .filter(|&i| url[..i].iter().all(u8::is_ascii_alphabetic))
-        {
-            after_authority(&url[scheme + 3..])
+        } else if let Some(authority) = after_scheme(url) {
+            after_authority(authority)
         } else if url.starts_with(b"/") {
             url
         } else {
@@ -372,6 +370,12 @@ impl EmbedScanner {
     }
 }
 
+/// What follows `scheme://` when the URL starts with one (letters, then `://`).
+fn after_scheme(url: &[u8]) -> Option<&[u8]> {
+    let letters = url.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    url[letters..].strip_prefix(b"://")
+}
+
 /// The path and query after `host[:port]`.
 fn after_authority(rest: &[u8]) -> &[u8] {
     match rest.iter().position(|&b| b == b'/' || b == b'?') {
@@ -382,7 +386,7 @@ fn after_authority(rest: &[u8]) -> &[u8] {
 
 /// `&amp;` is how HTML writes `&` in a URL with a query.
 fn unescape_amp(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if memchr::memmem::find(path, b"&amp;").is_none() {
+    if memchr::memchr(b'&', path).is_none() {
         return path.into();
     }
     let mut out = Vec::with_capacity(path.len());
@@ -521,6 +525,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn absolute_and_scheme_relative_urls_count_by_their_path_and_query() {
+        let set = scan(
+            "/g/",
+            &[
+                "<img src=\"https://gallery.test/p/7.jpg\"><img src=\"//cdn.test/p/8.jpg?x=1&amp;y=2\"><img src=\"mailto://x\"><img src=\"9.jpg?a&b\">",
+            ],
+        );
+        assert!(set.contains(embed_key(b"/p/7.jpg")));
+        assert!(set.contains(embed_key(b"/p/8.jpg?x=1&y=2")));
+        assert!(set.contains(embed_key(b"/")));
+        assert!(set.contains(embed_key(b"/g/9.jpg?a&b")));
+        assert_eq!(set.count(), 4);
     }
 
     #[test]
