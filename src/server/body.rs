@@ -14,14 +14,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
+use tower::BoxError;
 use tower_http::services::fs::ServeFileSystemResponseBody;
 
 use super::client_body::ClientBody;
 use super::upstream_pool::PooledSender;
 use crate::metrics::SiteMetrics;
-
-/// Boxed error of a site's response body.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project! {
     /// The body of a site's response: a file, an upstream's body, or a short text the server

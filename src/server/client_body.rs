@@ -23,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::body::BoxError;
+use tower::BoxError;
 
 /// Why a client's request body ended early, shared between the body and the proxy.
 #[derive(Debug, Default)]

@@ -44,8 +44,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::body::BoxError;
 use crate::signals::transport::{H2Fingerprint, H2Reading, TlsFingerprint, Transport};
+use tower::BoxError;
 
 /// The limits every connection is served under.
 #[derive(Clone, Copy, Debug)]

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use http_body::Body;
 
-use super::body::BoxError;
+use tower::BoxError;
 
 /// Where an upstream is and how its connections are kept.
 #[derive(Clone, Debug)]
