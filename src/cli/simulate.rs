@@ -102,6 +102,9 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report.table());
     }
+    for unchecked in report.unchecked(&scenario) {
+        eprintln!("lenscap simulate: threshold not checked: {unchecked}");
+    }
     let violations = report.violations(&scenario);
     for violation in &violations {
         eprintln!("lenscap simulate: threshold broken: {violation}");

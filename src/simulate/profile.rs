@@ -264,6 +264,7 @@ impl ProfileKind {
             give_up_after: 50,
             max_images: None,
             max_share: None,
+            share_min_pages: 0,
             expect_stopped: false,
             key_directory: None,
             keeps_cookies: self.keeps_cookies(),
@@ -508,6 +509,11 @@ pub struct ProfileSettings {
     /// so one threshold fits any gallery (the 60 of 300 is `0.2`). It replaces the
     /// scenario's `max_scraper_images` for this profile.
     pub max_share: Option<f64>,
+    /// `max_share` (and, for this profile, `max_scraper_images`) is checked only when the
+    /// survey found at least this many pages: on a gallery of a few pages a browser-perfect
+    /// client takes everything within a person's share, which no threshold written as a
+    /// share of a larger gallery can tell from a person. 0: always checked.
+    pub share_min_pages: u64,
     /// Threshold: every session of this profile must be stopped.
     pub expect_stopped: bool,
     /// Signing profiles: where the simulator serves their key directory (a loopback address;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::profile::{ProfileKind, Role};
+use super::profile::{ProfileKind, ProfileSettings, Role};
 use super::scenario::Scenario;
 
 /// What one profile did and got.
@@ -183,7 +183,8 @@ impl Report {
         for p in &self.profiles {
             let settings = scenario.profiles.iter().find(|s| s.kind == p.profile);
             let share = settings.and_then(|s| s.max_share);
-            if let Some(share) = share {
+            let share_checked = settings.is_none_or(|s| self.share_applies(s));
+            if let Some(share) = share.filter(|_| share_checked) {
                 let max = (share * self.images_available as f64).floor() as u64;
                 if p.images_obtained > max {
                     out.push(format!(
@@ -194,6 +195,7 @@ impl Report {
             }
             if let Some(max) = t.max_scraper_images
                 && share.is_none()
+                && share_checked
                 && p.role() == Role::Scraper
                 && p.images_obtained > max
             {
@@ -234,6 +236,28 @@ impl Report {
             }
         }
         out
+    }
+
+    /// The share thresholds of `scenario` this run could not check, one sentence each: the
+    /// profiles whose `share_min_pages` is more than the pages the survey found.
+    pub fn unchecked(&self, scenario: &Scenario) -> Vec<String> {
+        self.profiles
+            .iter()
+            .filter_map(|p| scenario.profiles.iter().find(|s| s.kind == p.profile))
+            .filter(|s| s.max_share.is_some() && !self.share_applies(s))
+            .map(|s| {
+                format!(
+                    "{}'s max_share: the survey found {} pages, fewer than its share_min_pages = \
+                     {} (on a gallery this small a person's share is all of it)",
+                    s.kind, self.pages_surveyed, s.share_min_pages
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the survey found enough pages for `settings`' share threshold to mean anything.
+    fn share_applies(&self, settings: &ProfileSettings) -> bool {
+        self.pages_surveyed >= settings.share_min_pages
     }
 
     /// The table for people.
@@ -471,6 +495,34 @@ mod tests {
         r.profiles.truncate(0);
         r.compute_detection();
         assert!(r.violations(&scenario).is_empty());
+    }
+
+    #[test]
+    fn a_share_is_checked_only_on_a_gallery_of_enough_pages() {
+        let scenario = Scenario::from_toml_str(
+            "[[profile]]\nname = \"headless-fast\"\nmax_share = 0.2\nshare_min_pages = 15\n\
+             [[profile]]\nname = \"page-then-images\"\nmax_share = 0.2\n\
+             [thresholds]\nmax_scraper_images = 1\n",
+            "t",
+        )
+        .unwrap();
+        let mut r = Report::empty("t");
+        r.images_available = 10;
+        r.profiles = vec![
+            profile(ProfileKind::HeadlessFast, 1, 0, 0),
+            profile(ProfileKind::PageThenImages, 1, 0, 0),
+        ];
+        r.pages_surveyed = 6;
+        let v = r.violations(&scenario).join("\n");
+        assert!(!v.contains("headless-fast"), "{v}");
+        assert!(v.contains("page-then-images obtained 5 of 10"), "{v}");
+        let u = r.unchecked(&scenario);
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(u[0].starts_with("headless-fast's max_share: the survey found 6 pages"));
+        r.pages_surveyed = 15;
+        let v = r.violations(&scenario).join("\n");
+        assert!(v.contains("headless-fast obtained 5 of 10 images"), "{v}");
+        assert!(r.unchecked(&scenario).is_empty());
     }
 
     #[test]

@@ -137,6 +137,7 @@ struct ProfileEntry {
     give_up_after: Option<u32>,
     max_images: Option<u64>,
     max_share: Option<Spanned<f64>>,
+    share_min_pages: Option<u64>,
     expect_stopped: Option<bool>,
     /// Signing profiles: the loopback address their key directory is served on.
     key_directory: Option<std::net::SocketAddr>,
@@ -402,6 +403,9 @@ impl Scenario {
                     ));
                 }
                 settings.max_share = Some(share);
+            }
+            if let Some(pages) = entry.share_min_pages {
+                settings.share_min_pages = pages;
             }
             if entry.max_images.is_some() {
                 settings.max_images = entry.max_images;
