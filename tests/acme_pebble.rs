@@ -27,9 +27,7 @@ const NAME: &str = "shop.lenscap.test";
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-acme-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("acme", name);
     dir
 }
 

@@ -19,25 +19,27 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lenscap::server::{Overrides, RunningServer, ServeOptions, Server, ServerError};
+use lenscap::server::RunningServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+mod common;
+
+use common::Answer;
+use common::server::{
+    FIREFOX, GUARD, browser_get, metric, metrics, raw_exchange, read_head, read_until_closed,
+    start_server,
+};
+
 const GPTBOT: &str = "Mozilla/5.0 (compatible; GPTBot/1.2; +https://openai.com/gptbot)";
-/// Only keeps a broken build from hanging; never a statement about speed.
-const GUARD: Duration = Duration::from_secs(10);
 /// Short timeouts for the server under test, so the suite stays fast.
 const SHORT: &str = "300ms";
 
 // === helpers ===
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-attacks-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("attacks", name)
 }
 
 /// A static root with a page, a photo, a folder and a file larger than an HTTP/2 window.
@@ -50,76 +52,13 @@ fn static_root(dir: &Path) -> PathBuf {
     root
 }
 
-async fn start_with(
-    dir: &Path,
-    config: &str,
-    root: Option<PathBuf>,
-) -> Result<RunningServer, ServerError> {
-    let path = dir.join("lenscap.toml");
-    std::fs::write(&path, config).unwrap();
-    Server::bind(ServeOptions {
-        config: Some(path),
-        overrides: Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            admin: Some(Some("127.0.0.1:0".parse().unwrap())),
-            root,
-            ..Overrides::default()
-        },
-    })
-    .await
-}
-
 async fn start(dir: &Path, config: &str) -> RunningServer {
-    start_with(dir, config, None).await.unwrap()
-}
-
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
+    start_server(dir, config, None).await.unwrap()
 }
 
 /// GET through a real HTTP/1.1 client with browser-like headers (plus `extra`, which win).
 async fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Answer {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut request = Request::get(format!("http://{addr}{path}"))
-        .header("user-agent", FIREFOX)
-        .header("accept", "*/*")
-        .header("accept-language", "en-GB,en;q=0.8")
-        .header("accept-encoding", "gzip, deflate, br")
-        .body(Empty::new())
-        .unwrap();
-    for (name, value) in extra {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        request
-            .headers_mut()
-            .insert(name, http::HeaderValue::from_str(value).unwrap());
-    }
-    let response = tokio::time::timeout(GUARD, client.request(request))
-        .await
-        .expect("guard")
-        .expect("response");
-    let status = response.status();
-    let body = tokio::time::timeout(GUARD, response.into_body().collect())
-        .await
-        .expect("guard")
-        .expect("body")
-        .to_bytes();
-    Answer { status, body }
-}
-
-async fn metrics(server: &RunningServer) -> String {
-    let answer = get(server.admin_addr().expect("admin"), "/metrics", &[]).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    String::from_utf8(answer.body.to_vec()).unwrap()
-}
-
-/// The value of the first metric line starting with `prefix`, or 0.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    browser_get(addr, path, "*/*", extra).await
 }
 
 const OPEN: &str = "lenscap_connections_open ";
@@ -139,41 +78,11 @@ async fn wait_for_metrics(server: &RunningServer, what: &str, done: impl Fn(&str
     }
 }
 
-/// Reads until the peer closes; `None` when it is still open at the guard.
-async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    match tokio::time::timeout(GUARD, stream.read_to_end(&mut out)).await {
-        Ok(_) => Some(out),
-        Err(_) => None,
-    }
-}
-
-/// Sends raw bytes and reads until the peer closes (or the guard fires).
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let out = read_until_closed(&mut stream).await.unwrap_or_default();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A request head a browser could send over plain HTTP/1.1, with `extra` header lines.
 fn browser_head(method: &str, path: &str, extra: &str) -> String {
     format!(
         "{method} {path} HTTP/1.1\r\nhost: x\r\nuser-agent: {FIREFOX}\r\naccept: */*\r\naccept-language: en\r\naccept-encoding: gzip\r\n{extra}\r\n"
     )
-}
-
-/// Reads one head (up to the blank line) from `stream`.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// The value of `content-length` in a head, or 0.
@@ -541,7 +450,7 @@ async fn admin_connections_beyond_its_own_limit_are_closed_at_once() {
 /// (the defaults) rather than "nothing to serve".
 async fn reload_server(dir: &Path, config: &str) -> RunningServer {
     let root = static_root(dir);
-    start_with(dir, config, Some(root)).await.unwrap()
+    start_server(dir, config, Some(root)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

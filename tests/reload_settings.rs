@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-reload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("reload", name);
     std::fs::create_dir_all(dir.join("gallery")).unwrap();
     std::fs::write(dir.join("gallery/index.html"), "<h1>The Crown</h1>\n").unwrap();
     dir

@@ -7,25 +7,26 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{Request, StatusCode};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lenscap::server::{Overrides, RunningServer, ServeOptions, Server, ServerError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-const GUARD: Duration = Duration::from_secs(20);
+mod common;
+
+use common::Answer;
+use common::server::{
+    FIREFOX, GUARD, browser_get, metric, metrics, raw_exchange, read_head, start_server,
+};
 
 // === helpers ===
 
 /// A fresh folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("e2e", name)
 }
 
 /// A static root with a page, photos of several types, and a precompressed text file.
@@ -49,94 +50,12 @@ fn static_root(dir: &Path) -> PathBuf {
 }
 
 async fn start(dir: &Path, config: &str) -> Result<RunningServer, ServerError> {
-    let path = dir.join("lenscap.toml");
-    std::fs::write(&path, config).unwrap();
-    Server::bind(ServeOptions {
-        config: Some(path),
-        overrides: Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            admin: Some(Some("127.0.0.1:0".parse().unwrap())),
-            ..Overrides::default()
-        },
-    })
-    .await
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+    start_server(dir, config, None).await
 }
 
 /// GET with browser-like headers (plus `extra`), through a real HTTP client.
 async fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Answer {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let builder = Request::get(format!("http://{addr}{path}"))
-        .header("user-agent", FIREFOX)
-        .header("accept", "image/avif,image/webp,*/*")
-        .header("accept-language", "en-GB,en;q=0.8")
-        .header("accept-encoding", "gzip, deflate, br");
-    let mut request = builder.body(Empty::new()).unwrap();
-    for (name, value) in extra {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        request
-            .headers_mut()
-            .insert(name, http::HeaderValue::from_str(value).unwrap());
-    }
-    let response = tokio::time::timeout(GUARD, client.request(request))
-        .await
-        .expect("guard")
-        .expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = tokio::time::timeout(GUARD, response.into_body().collect())
-        .await
-        .expect("guard")
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn metrics(server: &RunningServer) -> String {
-    let addr = server.admin_addr().expect("admin listener");
-    let answer = get(addr, "/metrics", &[]).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    String::from_utf8(answer.body.to_vec()).unwrap()
-}
-
-/// The value of the first metric line starting with `prefix`, or 0.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Sends raw bytes and reads until the peer closes (or the guard fires).
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads one request head from `stream`.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
+    browser_get(addr, path, "image/avif,image/webp,*/*", extra).await
 }
 
 #[derive(Clone, Copy)]

@@ -35,8 +35,7 @@ fn program(name: &str) -> &str {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-transport-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("transport", name);
     std::fs::create_dir_all(dir.join("gallery")).unwrap();
     std::fs::write(
         dir.join("gallery/index.html"),

@@ -1,9 +1,13 @@
-//! Shared test helpers: a tiny HTTP/1.1 client over a fresh connection, free loopback ports,
-//! and child processes killed when dropped.
+//! Shared test helpers: a tiny HTTP/1.1 client over a fresh connection, scratch folders, free
+//! loopback ports, child processes killed when dropped, and (`server`) the in-process server.
 
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod server;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -70,6 +74,14 @@ pub fn render_proof_link(html: &str) -> Option<&str> {
             .find('"')
             .expect("the render proof link's href ends");
     Some(&html[start..end])
+}
+
+/// A fresh, empty folder for one test of `suite` (removed first if a run left it).
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lenscap-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A free loopback port (free when asked: bind it soon).
