@@ -27,8 +27,7 @@ const NAME: &str = "shop.lenscap.test";
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = common::scratch("acme", name);
-    dir
+    common::scratch("acme", name)
 }
 
 fn pebble_binary() -> PathBuf {
