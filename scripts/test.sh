@@ -37,4 +37,9 @@ for pair in "${needed[@]}"; do
   fi
 done
 
+# The layer library builds without the binary's features (a Rust service that takes only
+# the Tower layer must not need them).
+if [[ $# -eq 0 ]]; then
+  cargo check --quiet --lib --no-default-features
+fi
 cargo test "$@"

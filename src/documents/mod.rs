@@ -109,7 +109,6 @@ pub use license::{
 pub(crate) use license::{LicensingConfig, Offer};
 pub use robots::{Disallow, RobotsAgent};
 
-#[cfg(feature = "html")]
 pub(crate) use config::contact_link;
 pub(crate) use page::{escape_html, with_query_pair};
 
