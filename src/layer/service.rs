@@ -216,19 +216,13 @@ pub(crate) fn judge<B>(
         Pass::Admitted {
             found,
             verdict,
-            mut after,
+            after,
         } => {
             let outcome = Outcome::of(verdict.action);
-            let mut response = Response::new(());
-            if let Some(content_type) = content_type {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, content_type.clone());
-            }
-            if outcome != Outcome::Blocked {
-                after.apply(&mut response);
-            }
-            let set_cookie = response.headers().get(http::header::SET_COOKIE).cloned();
+            // A blocked request's response is the block page: nothing is left for it.
+            let set_cookie = (outcome != Outcome::Blocked)
+                .then(|| after.settle(content_type))
+                .flatten();
             (
                 found.client,
                 verdict,
