@@ -814,22 +814,16 @@ fn replay(
     mut verdicts: Option<&mut dyn Write>,
 ) -> anyhow::Result<Replay> {
     let mut replay = Replay::new(policy);
-    let mut buf = String::new();
     // One request, refilled for every line: its header map and extensions keep their memory.
     let mut request = Request::new(());
     let mut line_out = Vec::with_capacity(256);
     let mut interned = Interned::default();
     let mut number = 0usize;
-    loop {
-        buf.clear();
-        let read = input.read_line(&mut buf).context("reading input")?;
-        if read == 0 {
-            break;
-        }
+    each_line(&mut input, |line| {
         number += 1;
-        let text = buf.trim();
+        let text = line.trim();
         if text.is_empty() {
-            continue;
+            return Ok(());
         }
         replay.lines += 1;
         let parsed = match format {
@@ -857,7 +851,8 @@ fn replay(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(replay)
 }
 
@@ -866,6 +861,53 @@ struct Connection {
     ip: Option<IpAddr>,
     tls: bool,
     transport: Option<Transport>,
+}
+
+/// Calls `each` with every line of `input` (its newline included, as `read_line` gives it),
+/// lent from the reader's buffer when it lies whole in it: copying each line out, and
+/// finding its end with the standard library's byte search, cost about 900 instructions a
+/// line of the corpus. Input that is not UTF-8 fails as `read_line` fails.
+fn each_line(
+    input: &mut impl BufRead,
+    mut each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    // The start of a line the buffer ended in the middle of.
+    let mut started = Vec::new();
+    loop {
+        let buffer = input.fill_buf().context("reading input")?;
+        if buffer.is_empty() {
+            if started.is_empty() {
+                return Ok(());
+            }
+            return each(utf8(&started)?);
+        }
+        let Some(end) = memchr::memchr(b'\n', buffer) else {
+            started.extend_from_slice(buffer);
+            let taken = buffer.len();
+            input.consume(taken);
+            continue;
+        };
+        if started.is_empty() {
+            each(utf8(&buffer[..=end])?)?;
+        } else {
+            started.extend_from_slice(&buffer[..=end]);
+            each(utf8(&started)?)?;
+            started.clear();
+        }
+        input.consume(end + 1);
+    }
+}
+
+/// A line's text; not UTF-8, the error `read_line` gives.
+fn utf8(line: &[u8]) -> anyhow::Result<&str> {
+    std::str::from_utf8(line)
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
+        .context("reading input")
 }
 
 /// Sets everything but the headers of the reused `request` (which the caller filled).
@@ -1323,6 +1365,46 @@ mod tests {
         assert!(request.headers().is_empty());
         assert!(request.extensions().get::<PeerAddr>().is_none());
         assert_eq!(request.uri(), "/b");
+    }
+
+    /// `each_line` gives the lines `read_line` gives, whatever the reader's buffer size.
+    #[test]
+    fn lines_are_what_read_line_gives() {
+        let text = "first\n\nsecond line\r\nthird, no newline";
+        let by_read_line = |capacity| {
+            let mut input = BufReader::with_capacity(capacity, text.as_bytes());
+            let mut lines = Vec::new();
+            let mut line = String::new();
+            while input.read_line(&mut line).unwrap() > 0 {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines
+        };
+        for capacity in [1, 2, 3, 5, 8, 64] {
+            let mut input = BufReader::with_capacity(capacity, text.as_bytes());
+            let mut lines = Vec::new();
+            each_line(&mut input, |line| {
+                lines.push(line.to_owned());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(lines, by_read_line(capacity), "buffer of {capacity}");
+        }
+        let broken: &[u8] = b"ok\nnot \xff utf-8\n";
+        let mut seen = 0;
+        let error = each_line(&mut BufReader::with_capacity(4, broken), |_| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        let theirs = BufReader::new(broken)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(seen, 1);
+        assert_eq!(format!("{error:#}"), format!("reading input: {theirs}"));
     }
 
     fn verdicts(format: Format, input: &str) -> (Vec<serde_json::Value>, usize) {
