@@ -183,8 +183,8 @@ fn limit_inputs(policy: &Policy, enforce: bool) -> Inputs<'_> {
 /// Runs the stages before the inner service as the layer would under enforcement, without
 /// calling anything: the client, its verdict, what the request would have met, whether it
 /// was an image, and the visitor cookie the response would set. The work left for the
-/// response is done on a response with `content_type` (what the live one had, when known).
-/// Lenscap's documents count as allowed.
+/// response is done for a response of `content_type` (what the live one had, when known),
+/// without building one. Lenscap's documents count as allowed.
 pub(crate) fn judge<B>(
     limits: &Limits,
     policy: &Policy,

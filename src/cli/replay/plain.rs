@@ -9,8 +9,8 @@
 //! anything else — a backslash or a control character anywhere, a field named twice, no
 //! `path`, a value of a type the field does not take, an object or array in a field replay
 //! ignores — and the caller then reads the line with `serde_json`, which also words the
-//! error of a line that is not a request. `serde_json` took about 7,100 instructions a line of
-//! the throughput corpus (`docs/BENCHMARKS.md`), most of them in its generic visitor plumbing.
+//! error of a line that is not a request. `serde_json` took about 7,000 instructions a line of
+//! the throughput corpus, this reader about 5,100 (`docs/BENCHMARKS.md`, replay throughput).
 
 use std::borrow::Cow;
 
