@@ -1328,6 +1328,39 @@ mod tests {
         }
     }
 
+    /// Every name `json_name` is given goes between quotes as it is in JSON.
+    #[test]
+    fn lenscap_names_need_no_escaping() {
+        use crate::verdict::{Action, Reason};
+        let actions = [
+            Action::Allow,
+            Action::Throttle,
+            Action::Tarpit,
+            Action::License,
+            Action::Block,
+        ]
+        .map(Action::as_str);
+        let outcomes = [
+            Outcome::Allowed,
+            Outcome::Throttled,
+            Outcome::Limited,
+            Outcome::Blocked,
+            Outcome::PaymentRequired,
+            Outcome::Licensed,
+        ]
+        .map(Outcome::as_str);
+        let names = actions
+            .into_iter()
+            .chain(outcomes)
+            .chain(Category::ALL.map(Category::as_str))
+            .chain(Reason::ALL.iter().map(|r| r.name()));
+        for name in names {
+            let mut ours = Vec::new();
+            json_name(&mut ours, name);
+            assert_eq!(ours, serde_json::to_vec(name).unwrap(), "{name}");
+        }
+    }
+
     /// Header fields go into the request in the order (and with the duplicates resolved)
     /// that reading them into a `BTreeMap` gave, so verdicts do not change.
     #[test]
