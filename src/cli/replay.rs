@@ -55,6 +55,8 @@ use crate::policy::Policy;
 use crate::signals::transport::Transport;
 use crate::verdict::Verdict;
 
+mod plain;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
     /// One JSON object per line.
@@ -87,7 +89,7 @@ pub(super) struct Args {
     input: PathBuf,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 struct Line<'a> {
     #[serde(borrow, default)]
     ip: Option<Cow<'a, str>>,
@@ -122,11 +124,43 @@ struct Line<'a> {
     h2: Option<Cow<'a, str>>,
 }
 
+impl Line<'_> {
+    /// A line of nothing but an empty path (the plain reader fills it in).
+    fn without_path() -> Self {
+        Line {
+            ip: None,
+            method: None,
+            path: Cow::Borrowed(""),
+            scheme: None,
+            headers: Headers::default(),
+            t: None,
+            version: None,
+            visitor: None,
+            set_visitor: None,
+            content_type: None,
+            ja4: None,
+            tls_traits: None,
+            h2: None,
+        }
+    }
+}
+
 /// A line's `headers` object, in the order a `BTreeMap` would give (by name, bytewise; of
 /// names given twice, the last), read into a `Vec`: lines carry few headers, and a map
 /// costs a node allocation and a search per field.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Headers<'a>(Vec<(Cow<'a, str>, HeaderField<'a>)>);
+
+impl<'a> Headers<'a> {
+    /// Adds a field in name order; a name given again replaces the earlier value.
+    fn put(&mut self, name: Cow<'a, str>, value: HeaderField<'a>) {
+        let fields = &mut self.0;
+        match fields.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_ref())) {
+            Ok(at) => fields[at].1 = value,
+            Err(at) => fields.insert(at, (name, value)),
+        }
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -140,15 +174,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
                 self,
                 mut map: M,
             ) -> Result<Self::Value, M::Error> {
-                let mut fields: Vec<(Cow<'a, str>, HeaderField<'a>)> = Vec::with_capacity(8);
-                while let Some((name, value)) = map.next_entry::<Cow<'a, str>, HeaderField<'a>>()? {
-                    // Sorted insert; a name given again replaces the earlier value.
-                    match fields.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_ref())) {
-                        Ok(at) => fields[at].1 = value,
-                        Err(at) => fields.insert(at, (name, value)),
-                    }
+                let mut headers = Headers(Vec::with_capacity(8));
+                while let Some((Name(name), value)) =
+                    map.next_entry::<Name<'a>, HeaderField<'a>>()?
+                {
+                    headers.put(name, value);
                 }
-                Ok(Headers(fields))
+                Ok(headers)
             }
         }
         deserializer.deserialize_map(Fields(std::marker::PhantomData))
@@ -193,6 +225,24 @@ macro_rules! strings_answer {
     };
 }
 
+/// A header name, borrowed from the line when it has no escapes (serde's own `Cow<str>`
+/// always copies).
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Text<'a> {
+            type Value = Name<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            strings_answer!(Name);
+        }
+        deserializer.deserialize_str(Text(std::marker::PhantomData))
+    }
+}
+
 /// Reads a JSON object through to its end, keeping nothing.
 fn skip_map<'de, M: serde::de::MapAccess<'de>>(mut map: M) -> Result<(), M::Error> {
     while map
@@ -204,6 +254,7 @@ fn skip_map<'de, M: serde::de::MapAccess<'de>>(mut map: M) -> Result<(), M::Erro
 
 /// One header's value or values. Read by hand rather than as an untagged enum, which
 /// buffered every value before trying each variant (a tenth of a line's parsing).
+#[derive(Debug, PartialEq)]
 enum HeaderField<'a> {
     One(Cow<'a, str>),
     Many(Vec<Cow<'a, str>>),
@@ -339,30 +390,51 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// Most visitor cookies replay keeps at once (a log of millions of addresses stays bounded).
 const MAX_JAR: usize = 1 << 20;
 
-/// Most header values (and, apart, request targets) kept made at once.
+/// Most header names, values and (apart) request targets kept made at once.
 const MAX_INTERNED: usize = 1 << 16;
 
-/// Header values and request targets already made, by their text: a log repeats its
-/// User-Agents, `Accept`s and paths, and making one copies and checks the bytes into a new
-/// allocation, where a kept one is shared by a reference count.
+/// Header names, values and request targets already made, by their text: a log repeats its
+/// names, User-Agents, `Accept`s and paths, and making one copies and checks the bytes (a
+/// name outside the standard ones, such as `sec-fetch-dest`, into a new allocation), where a
+/// kept one is shared by a reference count.
 #[derive(Default)]
 struct Interned {
-    values: HashMap<Box<[u8]>, HeaderValue>,
+    names: HashMap<Box<str>, HeaderName>,
+    values: HashMap<Box<[u8]>, Made>,
     targets: HashMap<Box<str>, Uri>,
 }
 
+/// A header value made once, and the hash of its bytes replay keys visitors with when it is a
+/// User-Agent ([`user_agent_hash`]).
+#[derive(Clone)]
+struct Made {
+    value: HeaderValue,
+    hash: u64,
+}
+
 impl Interned {
-    /// `HeaderValue::from_str(text)`, kept.
-    fn value(&mut self, text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-        if let Some(value) = self.values.get(text.as_bytes()) {
-            return Ok(value.clone());
+    /// `HeaderName::from_bytes(name)`, kept.
+    fn name(&mut self, name: &str) -> Result<HeaderName, String> {
+        if let Some(made) = self.names.get(name) {
+            return Ok(made.clone());
         }
-        let value = HeaderValue::from_str(text)?;
-        if self.values.len() >= MAX_INTERNED {
-            self.values.clear();
+        let made = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("bad header name {name:?}"))?;
+        keep(&mut self.names, name.into(), made.clone());
+        Ok(made)
+    }
+
+    /// `HeaderValue::from_str(text)`, kept, with the hash of its bytes.
+    fn value(&mut self, text: &str) -> Result<Made, http::header::InvalidHeaderValue> {
+        if let Some(made) = self.values.get(text.as_bytes()) {
+            return Ok(made.clone());
         }
-        self.values.insert(text.as_bytes().into(), value.clone());
-        Ok(value)
+        let made = Made {
+            value: HeaderValue::from_str(text)?,
+            hash: user_agent_hash(text.as_bytes()),
+        };
+        keep(&mut self.values, text.as_bytes().into(), made.clone());
+        Ok(made)
     }
 
     /// `Uri::try_from(target)`, kept.
@@ -371,12 +443,18 @@ impl Interned {
             return Ok(uri.clone());
         }
         let uri = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
-        if self.targets.len() >= MAX_INTERNED {
-            self.targets.clear();
-        }
-        self.targets.insert(target.into(), uri.clone());
+        keep(&mut self.targets, target.into(), uri.clone());
         Ok(uri)
     }
+}
+
+/// Keeps `made` under `text`, forgetting everything first once the map holds
+/// [`MAX_INTERNED`].
+fn keep<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, text: K, made: V) {
+    if map.len() >= MAX_INTERNED {
+        map.clear();
+    }
+    map.insert(text, made);
 }
 
 #[derive(Clone, Debug, Default)]
@@ -402,7 +480,8 @@ struct Replay {
     first_errors: Vec<String>,
     by_category: BTreeMap<Category, Tally>,
     clients: HashMap<VisitorKey, ClientStats>,
-    /// The visitor cookie each visitor was given last (what its browser would send).
+    /// The visitor cookie each visitor was given last, as its browser would send it
+    /// (`name=value`).
     jar: HashMap<VisitorKey, HeaderValue>,
     /// Per address: the first User-Agent seen without a cookie, and whether another came.
     agents_by_address: HashMap<IpAddr, (u64, bool)>,
@@ -414,6 +493,8 @@ struct Replay {
 /// What a log line says besides the request (which is read into a reused `Request`).
 struct Parsed {
     t: Option<f64>,
+    /// [`user_agent_hash`] of the request's User-Agent (0 for none).
+    user_agent: u64,
     visitor: Option<String>,
     set_visitor: Option<String>,
     content_type: Option<HeaderValue>,
@@ -424,7 +505,7 @@ impl Replay {
         let clock = ManualClock::new();
         Replay {
             policy,
-            limits: Limits::new(MemoryStore::default(), clock.clone()),
+            limits: Limits::new(MemoryStore::default(), clock.clone()).without_bodies(),
             clock,
             start: None,
             last: 0.0,
@@ -460,7 +541,7 @@ impl Replay {
             request.headers_mut().insert(header::COOKIE, cookie.clone());
         }
         let peer = peer_of(request);
-        let user_agent = user_agent_hash(request);
+        let user_agent = parsed.user_agent;
         let key = self.visitor(request, peer, user_agent);
         let (_client, verdict, outcome, image, set_cookie) = judge(
             &self.limits,
@@ -470,19 +551,12 @@ impl Replay {
         );
         if let Some(set) = set_cookie {
             if let Some(id) = parsed.set_visitor {
-                let pair = set
-                    .as_bytes()
-                    .split(|&b| b == b';')
-                    .next()
-                    .unwrap_or_default();
-                if let Ok(pair) = HeaderValue::from_bytes(pair.trim_ascii()) {
-                    self.visitors.insert(id, pair);
-                }
+                self.visitors.insert(id, cookie_pair(&set));
             } else if let Some(key) = key {
                 if self.jar.len() >= MAX_JAR {
                     self.jar.clear();
                 }
-                self.jar.insert(key, set);
+                self.jar.insert(key, cookie_pair(&set));
             }
         }
         self.total.add(outcome, image);
@@ -540,9 +614,7 @@ impl Replay {
             seen.1 = true;
         }
         if let Some(cookie) = self.jar.get(&key) {
-            request
-                .headers_mut()
-                .insert(header::COOKIE, cookie_pair(cookie));
+            request.headers_mut().insert(header::COOKIE, cookie.clone());
         }
         Some(key)
     }
@@ -742,22 +814,16 @@ fn replay(
     mut verdicts: Option<&mut dyn Write>,
 ) -> anyhow::Result<Replay> {
     let mut replay = Replay::new(policy);
-    let mut buf = String::new();
     // One request, refilled for every line: its header map and extensions keep their memory.
     let mut request = Request::new(());
     let mut line_out = Vec::with_capacity(256);
     let mut interned = Interned::default();
     let mut number = 0usize;
-    loop {
-        buf.clear();
-        let read = input.read_line(&mut buf).context("reading input")?;
-        if read == 0 {
-            break;
-        }
+    each_line(&mut input, |line| {
         number += 1;
-        let text = buf.trim();
+        let text = line.trim();
         if text.is_empty() {
-            continue;
+            return Ok(());
         }
         replay.lines += 1;
         let parsed = match format {
@@ -785,43 +851,110 @@ fn replay(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(replay)
 }
 
-/// Sets everything but the headers of the reused `request` (which the caller filled).
-fn fill(
-    request: &mut Request<()>,
+/// What a line says of its connection: the client's address, TLS, the fingerprints.
+struct Connection {
     ip: Option<IpAddr>,
-    method: Method,
-    uri: Uri,
-    version: Version,
     tls: bool,
-) -> Result<(), String> {
+    transport: Option<Transport>,
+}
+
+/// Calls `each` with every line of `input` (its newline included, as `read_line` gives it),
+/// lent from the reader's buffer when it lies whole in it: copying each line out, and
+/// finding its end with the standard library's byte search, cost about 900 instructions a
+/// line of the corpus. Input that is not UTF-8 fails as `read_line` fails.
+fn each_line(
+    input: &mut impl BufRead,
+    mut each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    // The start of a line the buffer ended in the middle of.
+    let mut started = Vec::new();
+    loop {
+        let buffer = input.fill_buf().context("reading input")?;
+        if buffer.is_empty() {
+            if started.is_empty() {
+                return Ok(());
+            }
+            return each(utf8(&started)?);
+        }
+        let Some(end) = memchr::memchr(b'\n', buffer) else {
+            started.extend_from_slice(buffer);
+            let taken = buffer.len();
+            input.consume(taken);
+            continue;
+        };
+        if started.is_empty() {
+            each(utf8(&buffer[..=end])?)?;
+        } else {
+            started.extend_from_slice(&buffer[..=end]);
+            each(utf8(&started)?)?;
+            started.clear();
+        }
+        input.consume(end + 1);
+    }
+}
+
+/// A line's text; not UTF-8, the error `read_line` gives.
+fn utf8(line: &[u8]) -> anyhow::Result<&str> {
+    std::str::from_utf8(line)
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
+        .context("reading input")
+}
+
+/// Sets everything but the headers of the reused `request` (which the caller filled).
+fn fill(request: &mut Request<()>, method: Method, uri: Uri, version: Version, conn: Connection) {
     *request.uri_mut() = uri;
     *request.method_mut() = method;
     *request.version_mut() = version;
-    request.extensions_mut().clear();
-    if let Some(ip) = ip {
-        request
-            .extensions_mut()
-            .insert(PeerAddr(SocketAddr::new(ip, 0)));
+    let extensions = request.extensions_mut();
+    keep_extension(
+        extensions,
+        conn.ip.map(|ip| PeerAddr(SocketAddr::new(ip, 0))),
+    );
+    keep_extension(extensions, conn.tls.then_some(Tls));
+    keep_extension(extensions, conn.transport);
+}
+
+/// Sets the request's extension of type `T` to `value` (none: takes it out), in the place the
+/// last line's took: inserting boxes every value anew.
+fn keep_extension<T: Clone + Send + Sync + 'static>(
+    extensions: &mut http::Extensions,
+    value: Option<T>,
+) {
+    match value {
+        Some(value) => {
+            if let Some(kept) = extensions.get_mut::<T>() {
+                *kept = value;
+            } else {
+                extensions.insert(value);
+            }
+        }
+        None => {
+            extensions.remove::<T>();
+        }
     }
-    if tls {
-        request.extensions_mut().insert(Tls);
-    }
-    Ok(())
 }
 
 /// One `--verdicts` line: `{"action":…,"outcome":…,"score":…,"category":…,"agent":…,"reasons":[…]}`
 /// and a newline, as `serde_json` writes the same fields.
 fn write_verdict(out: &mut Vec<u8>, verdict: &Verdict, outcome: Outcome) {
     out.extend_from_slice(b"{\"action\":");
-    json_str(out, verdict.action.as_str());
+    json_name(out, verdict.action.as_str());
     out.extend_from_slice(b",\"outcome\":");
-    json_str(out, outcome.as_str());
-    let _ = write!(out, ",\"score\":{},\"category\":", verdict.score);
-    json_str(out, verdict.category.as_str());
+    json_name(out, outcome.as_str());
+    out.extend_from_slice(b",\"score\":");
+    out.extend_from_slice(itoa(verdict.score, &mut [0; 10]));
+    out.extend_from_slice(b",\"category\":");
+    json_name(out, verdict.category.as_str());
     out.extend_from_slice(b",\"agent\":");
     match verdict.agent.as_deref() {
         Some(agent) => json_str(out, agent),
@@ -832,9 +965,31 @@ fn write_verdict(out: &mut Vec<u8>, verdict: &Verdict, outcome: Outcome) {
         if i > 0 {
             out.push(b',');
         }
-        json_str(out, name);
+        json_name(out, name);
     }
     out.extend_from_slice(b"]}\n");
+}
+
+/// The decimal digits of `n`, written at the end of `digits`.
+fn itoa(mut n: u32, digits: &mut [u8; 10]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+/// One of Lenscap's own names (an action, an outcome, a category, a reason), between quotes:
+/// they are kebab-case words, with nothing to escape.
+fn json_name(out: &mut Vec<u8>, name: &'static str) {
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
 }
 
 /// A JSON string: copied between quotes when nothing in it needs escaping, else written by
@@ -854,18 +1009,24 @@ fn parse_jsonl(
     request: &mut Request<()>,
     interned: &mut Interned,
 ) -> Result<Parsed, String> {
-    let line: Line<'_> =
-        serde_json::from_str(text).map_err(|e| format!("not a request object: {e}"))?;
+    let line: Line<'_> = match plain::read(text) {
+        Some(line) => line,
+        None => serde_json::from_str(text).map_err(|e| format!("not a request object: {e}"))?,
+    };
     let headers = request.headers_mut();
     headers.clear();
+    // The first User-Agent value is the one `HeaderMap::get` gives.
+    let mut user_agent = None;
     for (name, field) in &line.headers.0 {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("bad header name {name:?}"))?;
+        let name = interned.name(name)?;
         let mut add = |value: &str| -> Result<(), String> {
-            let value = interned
+            let made = interned
                 .value(value)
                 .map_err(|_| format!("bad value for header {name}"))?;
-            headers.append(name.clone(), value);
+            if name == header::USER_AGENT {
+                user_agent.get_or_insert(made.hash);
+            }
+            headers.append(name.clone(), made.value);
             Ok(())
         };
         match field {
@@ -900,16 +1061,16 @@ fn parse_jsonl(
         Some(other) => return Err(format!("bad version {other:?}")),
     };
     let uri = interned.target(&line.path)?;
-    fill(request, ip, method, uri, version, tls)?;
-    if let Some(transport) = Transport::from_text(
+    let transport = Transport::from_text(
         line.ja4.as_deref(),
         line.tls_traits.as_deref(),
         line.h2.as_deref(),
-    )? {
-        request.extensions_mut().insert(transport);
-    }
+    )?;
+    let conn = Connection { ip, tls, transport };
+    fill(request, method, uri, version, conn);
     Ok(Parsed {
         t: line.t,
+        user_agent: user_agent.unwrap_or(0),
         visitor: line.visitor.map(Cow::into_owned),
         set_visitor: line.set_visitor.map(Cow::into_owned),
         content_type: line
@@ -926,11 +1087,9 @@ fn peer_of(request: &Request<()>) -> IpAddr {
         .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
 }
 
-fn user_agent_hash(request: &Request<()>) -> u64 {
-    request
-        .headers()
-        .get(header::USER_AGENT)
-        .map_or(0, |ua| crate::fingerprint::fnv1a64(&[ua.as_bytes()]))
+/// The hash of a User-Agent's bytes that tells visitors of one address apart.
+fn user_agent_hash(user_agent: &[u8]) -> u64 {
+    crate::fingerprint::fnv1a64(&[user_agent])
 }
 
 fn short_user_agent(request: &Request<()>) -> String {
@@ -1025,9 +1184,19 @@ fn parse_combined(text: &str, vhost: bool, request: &mut Request<()>) -> Result<
     }
     *request.headers_mut() = headers;
     let uri = Uri::try_from(target).map_err(|_| format!("bad path {target:?}"))?;
-    fill(request, Some(ip), method, uri, version, false)?;
+    let conn = Connection {
+        ip: Some(ip),
+        tls: false,
+        transport: None,
+    };
+    fill(request, method, uri, version, conn);
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .map_or(0, |ua| user_agent_hash(ua.as_bytes()));
     Ok(Parsed {
         t: Some(t),
+        user_agent,
         visitor: None,
         set_visitor: None,
         content_type: None,
@@ -1159,6 +1328,39 @@ mod tests {
         }
     }
 
+    /// Every name `json_name` is given goes between quotes as it is in JSON.
+    #[test]
+    fn lenscap_names_need_no_escaping() {
+        use crate::verdict::{Action, Reason};
+        let actions = [
+            Action::Allow,
+            Action::Throttle,
+            Action::Tarpit,
+            Action::License,
+            Action::Block,
+        ]
+        .map(Action::as_str);
+        let outcomes = [
+            Outcome::Allowed,
+            Outcome::Throttled,
+            Outcome::Limited,
+            Outcome::Blocked,
+            Outcome::PaymentRequired,
+            Outcome::Licensed,
+        ]
+        .map(Outcome::as_str);
+        let names = actions
+            .into_iter()
+            .chain(outcomes)
+            .chain(Category::ALL.map(Category::as_str))
+            .chain(Reason::ALL.iter().map(|r| r.name()));
+        for name in names {
+            let mut ours = Vec::new();
+            json_name(&mut ours, name);
+            assert_eq!(ours, serde_json::to_vec(name).unwrap(), "{name}");
+        }
+    }
+
     /// Header fields go into the request in the order (and with the duplicates resolved)
     /// that reading them into a `BTreeMap` gave, so verdicts do not change.
     #[test]
@@ -1196,6 +1398,46 @@ mod tests {
         assert!(request.headers().is_empty());
         assert!(request.extensions().get::<PeerAddr>().is_none());
         assert_eq!(request.uri(), "/b");
+    }
+
+    /// `each_line` gives the lines `read_line` gives, whatever the reader's buffer size.
+    #[test]
+    fn lines_are_what_read_line_gives() {
+        let text = "first\n\nsecond line\r\nthird, no newline";
+        let by_read_line = |capacity| {
+            let mut input = BufReader::with_capacity(capacity, text.as_bytes());
+            let mut lines = Vec::new();
+            let mut line = String::new();
+            while input.read_line(&mut line).unwrap() > 0 {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines
+        };
+        for capacity in [1, 2, 3, 5, 8, 64] {
+            let mut input = BufReader::with_capacity(capacity, text.as_bytes());
+            let mut lines = Vec::new();
+            each_line(&mut input, |line| {
+                lines.push(line.to_owned());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(lines, by_read_line(capacity), "buffer of {capacity}");
+        }
+        let broken: &[u8] = b"ok\nnot \xff utf-8\n";
+        let mut seen = 0;
+        let error = each_line(&mut BufReader::with_capacity(4, broken), |_| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        let theirs = BufReader::new(broken)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(seen, 1);
+        assert_eq!(format!("{error:#}"), format!("reading input: {theirs}"));
     }
 
     fn verdicts(format: Format, input: &str) -> (Vec<serde_json::Value>, usize) {

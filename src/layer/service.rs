@@ -183,8 +183,8 @@ fn limit_inputs(policy: &Policy, enforce: bool) -> Inputs<'_> {
 /// Runs the stages before the inner service as the layer would under enforcement, without
 /// calling anything: the client, its verdict, what the request would have met, whether it
 /// was an image, and the visitor cookie the response would set. The work left for the
-/// response is done on a response with `content_type` (what the live one had, when known).
-/// Lenscap's documents count as allowed.
+/// response is done for a response of `content_type` (what the live one had, when known),
+/// without building one. Lenscap's documents count as allowed.
 pub(crate) fn judge<B>(
     limits: &Limits,
     policy: &Policy,
@@ -216,19 +216,13 @@ pub(crate) fn judge<B>(
         Pass::Admitted {
             found,
             verdict,
-            mut after,
+            after,
         } => {
             let outcome = Outcome::of(verdict.action);
-            let mut response = Response::new(());
-            if let Some(content_type) = content_type {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, content_type.clone());
-            }
-            if outcome != Outcome::Blocked {
-                after.apply(&mut response);
-            }
-            let set_cookie = response.headers().get(http::header::SET_COOKIE).cloned();
+            // A blocked request's response is the block page: nothing is left for it.
+            let set_cookie = (outcome != Outcome::Blocked)
+                .then(|| after.settle(content_type))
+                .flatten();
             (
                 found.client,
                 verdict,

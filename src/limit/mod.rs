@@ -185,6 +185,8 @@ pub struct Limits {
     /// The seed of [`key`](Self::key): random, or the one a shared store's fleet uses.
     key_seed: Arc<AtomicU64>,
     cleanup_started: AtomicBool,
+    /// Responses stream through the layer, so a page view's body can be read and added to.
+    streams_bodies: bool,
 }
 
 impl Default for Limits {
@@ -208,7 +210,17 @@ impl Limits {
             clock: Arc::new(clock),
             key_seed,
             cleanup_started: AtomicBool::new(false),
+            streams_bodies: true,
         }
+    }
+
+    /// The same limits for requests whose responses never stream through the layer
+    /// (`lenscap replay`): a page view gets no reader of the images its body embeds and no
+    /// render proof link to put in it, which only a streamed body could use.
+    #[cfg(feature = "cli")]
+    pub(crate) fn without_bodies(mut self) -> Limits {
+        self.streams_bodies = false;
+        self
     }
 
     /// The same limits reading time from `clock` instead.
@@ -490,22 +502,45 @@ impl AfterResponse {
             && response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|t| t.as_bytes().starts_with(b"image/"))
+                .is_some_and(is_image_type)
         {
-            // What looked like a page was an image: count it as one, after the fact.
-            late.store
-                .client(late.key, late.now, late.cap, &mut |record, fresh| {
-                    if !fresh {
-                        record.behaviour.late_image();
-                        let _ = late.images.check(&mut record.tat_images, late.now);
-                    }
-                    !fresh
-                });
-            late.store
-                .subnet(late.subnet, late.now, late.cap, &mut |record| {
-                    let _ = late.subnet_images.check(&mut record.tat_images, late.now);
-                });
+            late.count();
         }
+    }
+
+    /// The work left for a response known only by its Content-Type, with no body to stream
+    /// (`lenscap replay`): the late look at the type; gives the visitor cookie it would set.
+    #[cfg(feature = "cli")]
+    pub(crate) fn settle(mut self, content_type: Option<&HeaderValue>) -> Option<HeaderValue> {
+        if let Some(late) = self.late.take()
+            && content_type.is_some_and(is_image_type)
+        {
+            late.count();
+        }
+        self.set_cookie
+    }
+}
+
+/// An `image/…` Content-Type.
+fn is_image_type(content_type: &HeaderValue) -> bool {
+    content_type.as_bytes().starts_with(b"image/")
+}
+
+impl LateImage {
+    /// What looked like a page was an image: count it as one, after the fact.
+    fn count(self) {
+        self.store
+            .client(self.key, self.now, self.cap, &mut |record, fresh| {
+                if !fresh {
+                    record.behaviour.late_image();
+                    let _ = self.images.check(&mut record.tat_images, self.now);
+                }
+                !fresh
+            });
+        self.store
+            .subnet(self.subnet, self.now, self.cap, &mut |record| {
+                let _ = self.subnet_images.check(&mut record.tat_images, self.now);
+            });
     }
 }
 
@@ -1392,7 +1427,7 @@ fn after_response(
             .and_then(pass::pass_in_query)
             .map(|token| format!("{PASS_PARAM}={token}").into_boxed_str());
     }
-    if ls.embedded_only && seen.get && seen.facts.navigation {
+    if ls.embedded_only && seen.get && seen.facts.navigation && limits.streams_bodies {
         after.embeds = Some(Box::new(PageEmbeds {
             table: limits.embeds.clone(),
             page: seen.facts.key,
