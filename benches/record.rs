@@ -21,6 +21,8 @@ use lenscap::metrics::Metrics;
 use lenscap::{LenscapLayer, PeerAddr, Policy};
 use tower::{Service, ServiceExt};
 
+mod support;
+
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 
 /// Limits generous enough that every measured request stays on the allow path.
@@ -95,13 +97,7 @@ fn service(
         .layer(layer)
         .service(tower::service_fn(photo));
     let page = call(&mut service, request("/gallery/1", None, true));
-    let cookie = page.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = support::visitor_cookie(page.headers());
     (service, cookie)
 }
 
@@ -113,6 +109,12 @@ where
     let mut refused = 0;
     for r in requests {
         let response = call(service, r);
+        if response.status() != 200 && refused == 0 {
+            eprintln!(
+                "refused: {}",
+                support::refusal(response.status(), response.headers())
+            );
+        }
         refused += usize::from(response.status() != 200);
         drop(black_box(response));
     }
