@@ -26,12 +26,7 @@ mod support;
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 
 /// Limits generous enough that every measured request stays on the allow path.
-const POLICY: &str = r#"
-[limits]
-credit_per_page = 60000
-max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 200000000 }
-"#;
+const POLICY: &str = support::GENEROUS_LIMITS;
 
 async fn photo(_request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(b"jpeg bytes")));

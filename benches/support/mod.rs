@@ -7,6 +7,13 @@ use http::{HeaderMap, StatusCode, header};
 /// `[limits]` generous enough that a person's requests stay on the allow path however often a
 /// bench repeats them: no pace and no budget is met (the bursts refill within the 24 days a
 /// policy allows); everything else is the embedded default policy.
+///
+/// `address_photos`: repeat views of one photo are charged to the address too (at the
+/// smallest share, 28 of them: 11,200 views). `images`: the layer and record benches answer
+/// their page view with the photo itself (`image/jpeg`), so the layer counts that client's
+/// page-looking requests as images from then on (`/photo?id=17` harvesting) and charges each
+/// round's page view to `images`; once it is refused, the client is sent the way through and
+/// its photos are refused (`way-through`).
 pub const GENEROUS_LIMITS: &str = r#"
 [limits]
 credit_per_page = 60000

@@ -208,7 +208,7 @@ impl PassSettings {
         }
         if image
             && let Some(referer) = headers.referer
-            && memchr::memchr(b'?', referer.as_bytes()).is_some()
+            && referer.as_bytes().contains(&b'?')
             && names_pass(referer.as_bytes())
             && let Some(query) = referer.to_str().ok().and_then(|r| r.split_once('?'))
             && let Some(pass) = pass_in_query(query.1).and_then(|t| check(t.as_bytes()))

@@ -257,17 +257,20 @@ fn read_referer(referer: Option<&HeaderValue>, host: Option<&HeaderValue>) -> (R
         return (Referer::None, 0);
     };
     let referer = referer.as_bytes();
-    let Some(scheme_end) =
-        memchr::memchr(b':', referer).filter(|&i| referer[i..].starts_with(b"://"))
+    let Some(scheme_end) = referer
+        .iter()
+        .position(|&b| b == b':')
+        .filter(|&i| referer[i..].starts_with(b"://"))
     else {
         return (Referer::Elsewhere, 0);
     };
     let rest = &referer[scheme_end + 3..];
-    let (authority, target) = match memchr::memchr(b'/', rest) {
+    // A Referer is short: a plain loop finds a byte sooner than memchr starts up.
+    let (authority, target) = match rest.iter().position(|&b| b == b'/') {
         Some(i) => rest.split_at(i),
         None => (rest, &b"/"[..]),
     };
-    let target = match memchr::memchr(b'#', target) {
+    let target = match target.iter().position(|&b| b == b'#') {
         Some(i) => &target[..i],
         None => target,
     };

@@ -104,15 +104,15 @@ fn is_encoded(value: &HeaderValue) -> bool {
 
 /// A `Content-Type` line the bytes may decide on: an image type, or octet-stream.
 fn is_image_type(value: &HeaderValue) -> bool {
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case("image/");
-    image || essence.eq_ignore_ascii_case("application/octet-stream")
+    // Visible ASCII only, as `to_str` has it; then bytes (a `str` split starts a memchr).
+    let text = value.to_str().unwrap_or("").as_bytes();
+    let essence = match text.iter().position(|&b| b == b';') {
+        Some(end) => &text[..end],
+        None => text,
+    }
+    .trim_ascii();
+    let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case(b"image/");
+    image || essence.eq_ignore_ascii_case(b"application/octet-stream")
 }
 
 /// The `Content-Length` of a message, when it holds one number.
