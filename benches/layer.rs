@@ -29,6 +29,8 @@ use http::{Request, Response, header};
 use lenscap::{LenscapLayer, Policy};
 use tower::{Service, ServiceExt};
 
+mod support;
+
 /// Counts allocations (and growing reallocations), so each contender's are known.
 struct Counting;
 
@@ -56,20 +58,7 @@ const PEER: &str = "203.0.113.9:50000";
 
 /// Limits generous enough that the measured request stays on the allow path however many
 /// times the bench repeats it; everything else is the embedded default policy.
-const POLICY: &str = r#"
-[limits]
-credit_per_page = 60000
-max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 200000000 }
-# The page views that top the credit up must not run into the long-horizon budgets.
-pages = { rate = "100/s", burst = 200000000 }
-page_pace = { rate = "100/s", burst = 200000000 }
-images = { rate = "100/s", burst = 200000000 }
-subnet_pages = { rate = "100/s", burst = 200000000 }
-# Nor into the address's budgets, which every client on the address shares.
-address_pages = { rate = "100/s", burst = 200000000 }
-address_photos = { rate = "100/s", burst = 200000000 }
-"#;
+const POLICY: &str = support::GENEROUS_LIMITS;
 
 /// Added to [`POLICY`] for the plain contender: no opt-out headers, no stamp.
 const PLAIN: &str = r#"
@@ -151,13 +140,7 @@ fn lenscap_with(
         .service(tower::service_fn(photo));
     // The person views the gallery page, keeps the cookie, then loads the page's images.
     let page = call(&mut lenscap, request("/gallery/1", None, true));
-    let cookie = page.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = support::visitor_cookie(page.headers());
     (lenscap, cookie)
 }
 
@@ -243,6 +226,12 @@ where
     let mut refused = 0;
     for r in requests {
         let response = call(service, r);
+        if response.status() != 200 && refused == 0 {
+            eprintln!(
+                "refused: {}",
+                support::refusal(response.status(), response.headers())
+            );
+        }
         refused += usize::from(response.status() != 200);
         drop(black_box(response));
     }

@@ -21,15 +21,12 @@ use lenscap::metrics::Metrics;
 use lenscap::{LenscapLayer, PeerAddr, Policy};
 use tower::{Service, ServiceExt};
 
+mod support;
+
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 
 /// Limits generous enough that every measured request stays on the allow path.
-const POLICY: &str = r#"
-[limits]
-credit_per_page = 60000
-max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 200000000 }
-"#;
+const POLICY: &str = support::GENEROUS_LIMITS;
 
 async fn photo(_request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(b"jpeg bytes")));
@@ -95,13 +92,7 @@ fn service(
         .layer(layer)
         .service(tower::service_fn(photo));
     let page = call(&mut service, request("/gallery/1", None, true));
-    let cookie = page.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = support::visitor_cookie(page.headers());
     (service, cookie)
 }
 
@@ -113,6 +104,12 @@ where
     let mut refused = 0;
     for r in requests {
         let response = call(service, r);
+        if response.status() != 200 && refused == 0 {
+            eprintln!(
+                "refused: {}",
+                support::refusal(response.status(), response.headers())
+            );
+        }
         refused += usize::from(response.status() != 200);
         drop(black_box(response));
     }

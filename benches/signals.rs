@@ -32,6 +32,8 @@ use http_body_util::BodyExt;
 use lenscap::{LenscapLayer, Policy};
 use tower::{Service, ServiceExt};
 
+mod support;
+
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 const PEER: &str = "203.0.113.9:50000";
 const HOST: &str = "gallery.test";
@@ -47,19 +49,7 @@ fn requests_per_round() -> usize {
 
 /// Limits generous enough that every measured request stays on the allow path (no pace, no
 /// budget is met however often the bench repeats a request); the signals keep their defaults.
-const POLICY: &str = r#"
-[limits]
-credit_per_page = 60000
-max_credit = 60000
-subnet_vouched_images = { rate = "100/s", burst = 200000000 }
-pages = { rate = "100/s", burst = 200000000 }
-page_pace = { rate = "100/s", burst = 200000000 }
-anonymous_page_pace = { rate = "100/s", burst = 200000000 }
-images = { rate = "100/s", burst = 200000000 }
-subnet_pages = { rate = "100/s", burst = 200000000 }
-address_pages = { rate = "100/s", burst = 200000000 }
-address_photos = { rate = "100/s", burst = 200000000 }
-"#;
+const POLICY: &str = support::GENEROUS_LIMITS;
 
 /// A page of about `kb` KiB: a head with a stylesheet, then photos in links, as a gallery.
 fn page_html(kb: usize) -> Bytes {
@@ -171,9 +161,8 @@ where
     if parts.status != 200 {
         // Says which quota refused it (`drive` then fails: every request must be served).
         eprintln!(
-            "{} {:?}",
-            parts.status,
-            parts.headers.get("ratelimit-policy")
+            "refused: {}",
+            support::refusal(parts.status, &parts.headers)
         );
     }
     (parts.status.as_u16(), read(body).len())
@@ -193,13 +182,7 @@ fn lenscap(extra: &str, page: &str) -> (Lenscap, String, Response<()>) {
     );
     let (parts, body) = respond(&mut service, request(page, Ask::Page, None, None)).into_parts();
     let html = read(body);
-    let cookie = parts.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = support::visitor_cookie(&parts.headers);
     let mut head = Response::new(());
     *head.headers_mut() = parts.headers;
     // Keep the page's render-proof link for the proof contender.

@@ -5,8 +5,9 @@
 //! Events go to the target `lenscap::verdict` with the fields `site` (the name given to
 //! `with_metrics`, else `-`), `host`, `client`, `agent`, `category`, `action`, `score`,
 //! `reasons`, `path`, `enforced`, and where known `ja4` and `h2` (the connection's TLS and
-//! HTTP/2 fingerprints, when the server terminated TLS) and `datacenter` (the cloud or hosting
-//! provider of the client's address), `-` otherwise; the allow path logs nothing.
+//! HTTP/2 fingerprints, when the server terminated TLS), `datacenter` (the cloud or hosting
+//! provider of the client's address) and `quota` (the quota that refused the request, as in
+//! `RateLimit-Policy`), `-` otherwise; the allow path logs nothing.
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {
@@ -117,6 +118,8 @@ pub(crate) struct Seen<'a> {
     pub(crate) enforced: bool,
     /// The cloud or hosting provider of the client's address.
     pub(crate) datacenter: Option<&'a str>,
+    /// The quota that refused the request (`images`, `address-photos`, …).
+    pub(crate) quota: Option<&'static str>,
 }
 
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -293,13 +296,14 @@ impl Recorder {
             ja4,
             h2,
             datacenter = seen.datacenter.unwrap_or("-"),
+            quota = seen.quota.unwrap_or("-"),
             "{message}"
         );
     }
 }
 
 #[cfg(all(test, feature = "cli"))]
-mod tests {
+pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -308,7 +312,23 @@ mod tests {
 
     /// Collects what the subscriber writes.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// A plain-text subscriber writing here.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+            let writer = self.clone();
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish()
+        }
+
+        /// What was written so far.
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -323,11 +343,7 @@ mod tests {
     #[test]
     fn verdict_events_name_the_site_and_the_host_and_allows_log_nothing() {
         let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber = captured.subscriber();
         let recorder = Recorder::default();
         recorder.set_site("crown");
         let request = Request::get("/photos/1.jpg")
@@ -350,6 +366,7 @@ mod tests {
                 document: false,
                 enforced: true,
                 datacenter: Some("aws"),
+                quota: None,
             }
         }
         let (allow, block) = (verdict(Action::Allow), verdict(Action::Block));
@@ -358,7 +375,7 @@ mod tests {
             assert!(captured.0.lock().unwrap().is_empty(), "an allow logged");
             recorder.seen(seen(&block), &request, "verdict");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         assert!(text.contains("site=\"crown\""), "{text}");
         assert!(text.contains("host=\"thecrown.example\""), "{text}");
         assert!(text.contains("agent=\"GPTBot\""), "{text}");

@@ -270,6 +270,7 @@ where
                             document: true,
                             enforced: enforce,
                             datacenter: None,
+                            quota: None,
                         };
                         record.seen(seen, &request, "document");
                     }
@@ -280,10 +281,16 @@ where
                     verdict,
                     refusal,
                 } => {
-                    let (refused, message) = match &refusal {
-                        Refusal::OverQuota(_) => (Refused::RateLimit, "over quota"),
-                        Refusal::WayThrough(_) => (Refused::RateLimit, "way through"),
-                        Refusal::Trap => (Refused::Trap, "trap"),
+                    let (refused, message, quota) = match &refusal {
+                        Refusal::OverQuota(over) => {
+                            (Refused::RateLimit, "over quota", Some(over.quota))
+                        }
+                        Refusal::WayThrough(way) => (
+                            Refused::RateLimit,
+                            "way through",
+                            way.exceeded.map(|over| over.quota),
+                        ),
+                        Refusal::Trap => (Refused::Trap, "trap", None),
                     };
                     let seen = Seen {
                         client: found.client,
@@ -295,6 +302,7 @@ where
                         datacenter: found
                             .datacenter
                             .and_then(|i| policy.classifier.datacenter_name(i)),
+                        quota,
                     };
                     record.seen(seen, &request, message);
                     return ResponseFuture::ready(match refusal {
@@ -343,6 +351,7 @@ where
             datacenter: found
                 .datacenter
                 .and_then(|i| policy.classifier.datacenter_name(i)),
+            quota: None,
         };
         record.seen(seen, &request, "verdict");
         match refused {
@@ -445,5 +454,53 @@ mod tests {
         assert_eq!(headers.len(), 1);
         remove_verdict_header(&mut headers);
         assert_eq!(headers[http::header::ACCEPT], "*/*");
+    }
+
+    /// The event of a request refused over quota names the quota, as `RateLimit-Policy` does.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn an_over_quota_event_names_the_quota() {
+        use futures_util::FutureExt;
+        use tower_layer::Layer;
+
+        let captured = crate::record::tests::Captured::default();
+        let layer = super::super::LenscapLayer::new(Policy::embedded().unwrap())
+            .with_clock(crate::limit::ManualClock::new());
+        let mut service = layer.layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+        }));
+        let mut policy_field = None;
+        tracing::subscriber::with_default(captured.subscriber(), || {
+            // A script pulling photos no page showed it, until it is refused.
+            for n in 1..=40 {
+                let mut request = Request::get(format!("/photos/IMG_{n:04}.jpg"))
+                    .header(
+                        "user-agent",
+                        "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0",
+                    )
+                    .header("accept", "image/avif,image/webp,*/*")
+                    .header("accept-language", "en")
+                    .header("accept-encoding", "gzip, br")
+                    .body(())
+                    .unwrap();
+                request
+                    .extensions_mut()
+                    .insert(crate::PeerAddr("203.0.113.9:5555".parse().unwrap()));
+                let response = service.call(request).now_or_never().unwrap().unwrap();
+                if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+                    policy_field = response.headers().get("ratelimit-policy").cloned();
+                    break;
+                }
+            }
+        });
+        let policy_field = policy_field.expect("the script was refused over quota");
+        let quota = policy_field.to_str().unwrap().split(';').next().unwrap();
+        let quota = quota.trim_matches('"');
+        let text = captured.text();
+        let line = text
+            .lines()
+            .find(|line| line.contains("over quota"))
+            .unwrap_or_else(|| panic!("no over-quota event in {text}"));
+        assert!(line.contains(&format!("quota=\"{quota}\"")), "{line}");
     }
 }

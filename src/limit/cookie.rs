@@ -15,8 +15,15 @@
 //!
 //! In a fleet, a policy without `[cookie] secret` signs with the fleet's secret once the shared
 //! store has it ([`share_fleet_secret`]), so a cookie one instance issued is honoured by all.
+//!
+//! A visitor sends the same cookie with every request: each thread remembers the cookies it
+//! verified lately (their whole text, the subnet and the key they verified for), so the next
+//! request with byte-identical text for the same subnet and key skips the decoding and the
+//! MAC. Any other text is decoded and verified; only verified cookies are remembered.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 use ring::hmac;
@@ -69,6 +76,65 @@ pub(crate) const TAG: usize = 12;
 const RAW: usize = PAYLOAD + TAG;
 const ENCODED: usize = (RAW * 4).div_ceil(3);
 
+/// Slots of each thread's table of cookies verified lately (a cookie's slot is chosen by its
+/// tag's last characters).
+const VERIFIED_SLOTS: usize = 64;
+
+/// One cookie a thread verified: its text, for `subnet`, under the key numbered `key`.
+#[derive(Clone, Copy)]
+struct Verified {
+    key: u64,
+    subnet: u128,
+    text: [u8; ENCODED],
+    visitor: Visitor,
+}
+
+thread_local! {
+    static VERIFIED: RefCell<[Option<Verified>; VERIFIED_SLOTS]> =
+        const { RefCell::new([None; VERIFIED_SLOTS]) };
+}
+
+/// Numbers each [`CookieSettings`], so a cookie verified under one key is never taken for
+/// one verified under another.
+static SETTINGS_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// The slot of a cookie's text (`ENCODED` bytes, not yet checked): from its last characters,
+/// which encode the tag.
+fn verified_slot(text: &[u8]) -> usize {
+    let value = |c: u8| usize::from(VALUES[usize::from(c)]);
+    (value(text[ENCODED - 1]) ^ (value(text[ENCODED - 2]) << 2)) % VERIFIED_SLOTS
+}
+
+/// The visitor of `text` if this thread verified exactly that text for `subnet` under `key`.
+fn remembered(key: u64, subnet: u128, text: &[u8]) -> Option<Visitor> {
+    VERIFIED
+        .try_with(|slots| {
+            let slots = slots.try_borrow().ok()?;
+            let entry = slots[verified_slot(text)].as_ref()?;
+            (entry.key == key && entry.subnet == subnet && entry.text[..] == *text)
+                .then_some(entry.visitor)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers that `text` verified for `subnet` under `key` as `visitor`.
+fn remember(key: u64, subnet: u128, text: &[u8], visitor: Visitor) {
+    let Ok(text) = <[u8; ENCODED]>::try_from(text) else {
+        return;
+    };
+    let _ = VERIFIED.try_with(|slots| {
+        if let Ok(mut slots) = slots.try_borrow_mut() {
+            slots[verified_slot(&text)] = Some(Verified {
+                key,
+                subnet,
+                text,
+                visitor,
+            });
+        }
+    });
+}
+
 /// A visitor cookie as read from a request, its signature checked ([`CookieSettings::read`]
 /// checks it on every request: the issue time and the page are signed with the id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +155,8 @@ pub(crate) struct CookieSettings {
     cookie_key: CookieKey,
     /// `[cookie] secret` was set: the fleet's secret does not replace it.
     configured: bool,
+    /// This settings' number (see [`SETTINGS_SERIAL`]).
+    serial: u64,
 }
 
 impl std::fmt::Debug for CookieSettings {
@@ -120,15 +188,22 @@ impl CookieSettings {
             cookie_key: CookieKey::of(&key),
             key,
             configured: secret.is_some(),
+            serial: SETTINGS_SERIAL.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     /// The key cookies are tagged with: the configured secret's, else the fleet's once known,
     /// else this policy's own random one.
     fn cookie_key(&self) -> CookieKey {
+        self.key_in_use().0
+    }
+
+    /// The key cookies are tagged with, and its number: two per settings, its own and the
+    /// fleet's.
+    fn key_in_use(&self) -> (CookieKey, u64) {
         match FLEET_KEY.get() {
-            Some(fleet) if !self.configured => *fleet,
-            _ => self.cookie_key,
+            Some(fleet) if !self.configured => (*fleet, self.serial << 1 | 1),
+            _ => (self.cookie_key, self.serial << 1),
         }
     }
 
@@ -159,32 +234,38 @@ impl CookieSettings {
                 else {
                     continue;
                 };
-                let raw = decode(value)?;
-                if !self.verify(&raw, subnet) {
-                    return None;
-                }
-                let id = u64::from_le_bytes(raw[0..8].try_into().ok()?);
-                let issued = u32::from_le_bytes(raw[8..12].try_into().ok()?);
-                let page = u16::from_le_bytes(raw[12..14].try_into().ok()?);
-                let age = now_unix.checked_sub(u64::from(issued))?;
+                let visitor = self.verified(value, subnet)?;
+                let age = now_unix.checked_sub(u64::from(visitor.issued))?;
                 if age > self.lifetime_secs {
                     return None;
                 }
-                return Some(Visitor { id, issued, page });
+                return Some(visitor);
             }
         }
         None
     }
 
-    /// Whether the cookie bytes were tagged by this policy's key for this subnet.
-    fn verify(&self, raw: &[u8; RAW], subnet: u128) -> bool {
-        let tag = self.cookie_key().tag(&raw[..PAYLOAD], subnet);
-        // Constant-time comparison of the truncated tag.
-        let diff = tag
-            .iter()
-            .zip(&raw[PAYLOAD..])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        diff == 0
+    /// The visitor of a cookie value whose tag is this policy's for `subnet`: remembered by
+    /// this thread when it verified the same text before, else decoded and verified.
+    fn verified(&self, value: &[u8], subnet: u128) -> Option<Visitor> {
+        if value.len() != ENCODED {
+            return None;
+        }
+        let (key, key_number) = self.key_in_use();
+        if let Some(visitor) = remembered(key_number, subnet, value) {
+            return Some(visitor);
+        }
+        let raw = decode(value)?;
+        if !verify(key, &raw, subnet) {
+            return None;
+        }
+        let visitor = Visitor {
+            id: u64::from_le_bytes(raw[0..8].try_into().ok()?),
+            issued: u32::from_le_bytes(raw[8..12].try_into().ok()?),
+            page: u16::from_le_bytes(raw[12..14].try_into().ok()?),
+        };
+        remember(key_number, subnet, value, visitor);
+        Some(visitor)
     }
 
     /// The truncated HMAC tag of `parts` under this policy's key (the way-through pass signs
@@ -238,6 +319,17 @@ impl CookieSettings {
         }
         HeaderValue::try_from(value).expect("cookie text is visible ASCII")
     }
+}
+
+/// Whether the cookie bytes were tagged by `key` for this subnet.
+fn verify(key: CookieKey, raw: &[u8; RAW], subnet: u128) -> bool {
+    let tag = key.tag(&raw[..PAYLOAD], subnet);
+    // Constant-time comparison of the truncated tag.
+    let diff = tag
+        .iter()
+        .zip(&raw[PAYLOAD..])
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff == 0
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -294,7 +386,9 @@ fn decode(text: &[u8]) -> Option<[u8; RAW]> {
     let (a, b) = (value(text[36]), value(text[37]));
     bad |= a | b;
     raw[27] = ((a << 2) | (b >> 4)) as u8;
-    (bad < 64).then_some(raw)
+    // The last character's low four bits are padding: zero in every cookie issued, so one
+    // cookie has one spelling only.
+    (bad < 64 && b & 0x0F == 0).then_some(raw)
 }
 
 #[cfg(test)]
@@ -369,6 +463,50 @@ mod tests {
         }
         h.insert(header::COOKIE, pair.parse().unwrap());
         assert!(s.read(&RequestHeaders::of(&h), 1_000_000, 99).is_some());
+    }
+
+    /// A cookie this thread verified is remembered by its exact text, for its subnet and its
+    /// key: every changed character, another subnet, another policy's key and an expired issue
+    /// time are refused as before.
+    #[test]
+    fn a_remembered_cookie_lends_nothing_to_a_changed_one() {
+        let s = settings();
+        let set = s.issue(42, 1_000_000, 7, 99, false);
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let value = pair.strip_prefix("lenscap=").unwrap().to_owned();
+        let with = |text: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, format!("lenscap={text}").parse().unwrap());
+            h
+        };
+        let read = |s: &CookieSettings, text: &str, now: u64, subnet: u128| {
+            s.read(&RequestHeaders::of(&with(text)), now, subnet)
+        };
+        assert_eq!(read(&s, &value, 1_000_100, 99).map(|v| v.id), Some(42));
+        let (_, number) = s.key_in_use();
+        assert_eq!(
+            remembered(number, 99, value.as_bytes()).map(|v| v.id),
+            Some(42),
+            "a verified cookie is remembered"
+        );
+        for at in 0..value.len() {
+            for c in *ALPHABET {
+                if value.as_bytes()[at] == c {
+                    continue;
+                }
+                let mut changed = value.clone().into_bytes();
+                changed[at] = c;
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(read(&s, &changed, 1_000_100, 99).is_none(), "{changed}");
+            }
+        }
+        assert!(read(&s, &value, 1_000_100, 100).is_none(), "another subnet");
+        assert!(
+            read(&settings(), &value, 1_000_100, 99).is_none(),
+            "another key"
+        );
+        assert!(read(&s, &value, 1_000_000 + 1801, 99).is_none(), "expired");
+        assert_eq!(read(&s, &value, 1_000_100, 99).map(|v| v.page), Some(7));
     }
 
     /// A cookie with its fields rewritten or its signature zeroed is refused on every

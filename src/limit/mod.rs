@@ -986,7 +986,8 @@ fn track(
     };
 
     let mut key = ip_key;
-    let mut member = visitor.map(|v| limits.key((2u8, v.id, subnet)));
+    let visitor_key = visitor.map(|v| limits.key((2u8, v.id, subnet)));
+    let mut member = visitor_key;
     if let Some((pass, _)) = pass {
         member = Some(limits.key((4u8, pass.id, subnet)));
         // A pass holder is a client of its own, with a person's pace and budgets afresh.
@@ -997,8 +998,7 @@ fn track(
         });
     }
     let as_visitor = pass.is_some()
-        || visitor.is_some_and(|v| {
-            let visitor_key = limits.key((2u8, v.id, subnet));
+        || visitor.zip(visitor_key).is_some_and(|(v, visitor_key)| {
             let kept = limits
                 .store
                 .client(visitor_key, now, cap, &mut |record, fresh| {

@@ -208,6 +208,7 @@ impl PassSettings {
         }
         if image
             && let Some(referer) = headers.referer
+            && referer.as_bytes().contains(&b'?')
             && names_pass(referer.as_bytes())
             && let Some(query) = referer.to_str().ok().and_then(|r| r.split_once('?'))
             && let Some(pass) = pass_in_query(query.1).and_then(|t| check(t.as_bytes()))
@@ -221,7 +222,9 @@ impl PassSettings {
         headers.cookie_lines().find_map(|line| {
             let line = line.as_bytes();
             // The pass cookie's name ends in `-pass` (the visitor cookie's, with `-pass`).
-            COOKIE_SUFFIX.find(line)?;
+            if !names_pass_cookie(line) {
+                return None;
+            }
             line.split(|&b| b == b';').find_map(|pair| {
                 pair.trim_ascii()
                     .strip_prefix(self.cookie_name.as_bytes())?
@@ -261,9 +264,14 @@ fn signed(payload: &[u8], binding: &Binding) -> [u8; PAYLOAD + 32] {
     bytes
 }
 
-/// Searchers built once (building one per call cost more than the search).
+/// Searcher built once (building one per call cost more than the search).
 static IN_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"lc-pass="));
-static COOKIE_SUFFIX: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-pass="));
+
+/// Whether a `Cookie` line holds `-pass=`: an `=` (a line has one a pair) with `-pass`
+/// before it, cheaper to find than the whole string.
+fn names_pass_cookie(line: &[u8]) -> bool {
+    memchr::memchr_iter(b'=', line).any(|at| line[..at].ends_with(b"-pass"))
+}
 
 /// Whether `bytes` hold `lc-pass=` anywhere (checked before any parsing: most requests
 /// carry no pass).
@@ -302,5 +310,30 @@ pub(crate) fn without_pass(target: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(path.to_owned())
     } else {
         std::borrow::Cow::Owned(format!("{path}?{}", kept.join("&")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cheap test for a pass cookie says yes exactly where `-pass=` is in the line.
+    #[test]
+    fn a_pass_cookie_is_found_where_its_name_is() {
+        for line in [
+            "lenscap-pass=abc",
+            "theme=dark; lenscap-pass=abc",
+            "lenscap=AAAA-pass; x=1",
+            "lenscap=AAAA-pass=",
+            "-pass=",
+            "pass=1",
+            "lenscap=abc-def; other-pas=1",
+            "=",
+            "",
+            "a=b=c-pass",
+        ] {
+            let found = memchr::memmem::find(line.as_bytes(), b"-pass=").is_some();
+            assert_eq!(names_pass_cookie(line.as_bytes()), found, "{line:?}");
+        }
     }
 }

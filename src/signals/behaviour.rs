@@ -257,12 +257,15 @@ fn read_referer(referer: Option<&HeaderValue>, host: Option<&HeaderValue>) -> (R
         return (Referer::None, 0);
     };
     let referer = referer.as_bytes();
-    let Some(scheme_end) =
-        memchr::memchr(b':', referer).filter(|&i| referer[i..].starts_with(b"://"))
+    let Some(scheme_end) = referer
+        .iter()
+        .position(|&b| b == b':')
+        .filter(|&i| referer[i..].starts_with(b"://"))
     else {
         return (Referer::Elsewhere, 0);
     };
     let rest = &referer[scheme_end + 3..];
+    // A Referer is short: a plain loop finds a byte sooner than memchr starts up.
     let (authority, target) = match rest.iter().position(|&b| b == b'/') {
         Some(i) => rest.split_at(i),
         None => (rest, &b"/"[..]),
@@ -428,7 +431,7 @@ pub(crate) struct BehaviourSettings {
     /// Most credit a client can hold.
     pub(crate) max_credit: u16,
     /// Markers of original or full-size variants in a path or query.
-    pub(crate) originals: AhoCorasick,
+    pub(crate) originals: OriginalMarkers,
 }
 
 impl Default for BehaviourSettings {
@@ -477,16 +480,97 @@ impl BehaviourSettings {
             credit_per_page: 100,
             unrendered_grace: 2,
             max_credit: 300,
-            originals: AhoCorasickBuilder::new()
+            originals: OriginalMarkers::new(markers),
+        }
+    }
+}
+
+/// The markers of originals in a path, found by a byte prefilter before the automaton: every
+/// default marker holds an `l`, most photo paths hold none, and `memchr` over a path costs a
+/// few dozen instructions where the automaton costs several hundred.
+#[derive(Clone, Debug)]
+pub(crate) struct OriginalMarkers {
+    automaton: AhoCorasick,
+    /// Bytes one of which every marker holds (a letter in both cases); empty when no three
+    /// bytes do, and then every path goes to the automaton.
+    anchors: Vec<u8>,
+}
+
+impl OriginalMarkers {
+    fn new(markers: &[String]) -> Self {
+        OriginalMarkers {
+            automaton: AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
-                // A handful of short markers searched in every path: a DFA is the fastest, and
-                // over a path's few bytes a prefilter costs more to start than it saves.
+                // A handful of short markers searched in a path: a DFA is the fastest, and
+                // over a path's few bytes the automaton's own prefilter costs more to start
+                // than it saves.
                 .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .prefilter(false)
                 .build(markers)
                 .expect("plain markers build"),
+            anchors: anchor_bytes(markers),
         }
     }
+
+    /// Whether `haystack` holds a marker (ASCII case ignored).
+    pub(crate) fn is_match(&self, haystack: &str) -> bool {
+        let bytes = haystack.as_bytes();
+        let may_hold = match *self.anchors.as_slice() {
+            [a] => memchr::memchr(a, bytes).is_some(),
+            [a, b] => memchr::memchr2(a, b, bytes).is_some(),
+            [a, b, c] => memchr::memchr3(a, b, c, bytes).is_some(),
+            _ => true,
+        };
+        may_hold && self.automaton.is_match(haystack)
+    }
+}
+
+/// Bytes common in paths, the most common first: a marker's anchor is chosen among its
+/// rarer bytes when several cover as many markers.
+const COMMON_PATH_BYTES: &[u8] = b"/.-_0123456789eaoitnsrlcpgmhdufbjwykvxzq=?&";
+
+/// At most three bytes (a letter counts as both its cases) such that every marker holds one
+/// of them, chosen greedily: the byte the most markers not yet covered hold, the rarer in paths
+/// on a tie. Empty when there is no such set, or a marker is empty (it matches everywhere).
+fn anchor_bytes(markers: &[String]) -> Vec<u8> {
+    let mut uncovered: Vec<&[u8]> = markers.iter().map(|m| m.as_bytes()).collect();
+    if uncovered.iter().any(|m| m.is_empty()) {
+        return Vec::new();
+    }
+    let commonness = |b: u8| {
+        COMMON_PATH_BYTES
+            .iter()
+            .position(|&c| c == b)
+            .map_or(0, |i| COMMON_PATH_BYTES.len() - i)
+    };
+    let mut anchors = Vec::new();
+    while !uncovered.is_empty() {
+        let mut holders = [0usize; 256];
+        for marker in &uncovered {
+            let mut held = [false; 256];
+            for &b in *marker {
+                held[usize::from(b.to_ascii_lowercase())] = true;
+            }
+            for (count, held) in holders.iter_mut().zip(held) {
+                *count += usize::from(held);
+            }
+        }
+        let Some(best) = (0..=255u8)
+            .filter(|&b| holders[usize::from(b)] > 0)
+            .max_by_key(|&b| (holders[usize::from(b)], std::cmp::Reverse(commonness(b))))
+        else {
+            break;
+        };
+        anchors.push(best);
+        if best.is_ascii_lowercase() {
+            anchors.push(best.to_ascii_uppercase());
+        }
+        if anchors.len() > 3 {
+            return Vec::new();
+        }
+        uncovered.retain(|m| !m.iter().any(|b| b.to_ascii_lowercase() == best));
+    }
+    anchors
 }
 
 const PAGES: usize = 0;
@@ -950,6 +1034,47 @@ fn bump(counter: &mut u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prefilter never hides a marker the automaton alone finds, with the default markers
+    /// (one anchor letter) and with markers no three bytes cover (no prefilter).
+    #[test]
+    fn the_originals_prefilter_finds_what_the_automaton_finds() {
+        let owned = |list: &[&str]| list.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        let defaults = OriginalMarkers::new(&default_original_markers());
+        assert_eq!(defaults.anchors, b"lL");
+        let scattered = OriginalMarkers::new(&owned(&["ab", "cd", "ef", "gh"]));
+        assert!(scattered.anchors.is_empty());
+        let symbols = OriginalMarkers::new(&owned(&["~1", "~2", "^x", "@y"]));
+        assert_eq!(symbols.anchors.len(), 3);
+        let paths = [
+            "/photos/IMG_0001.jpg",
+            "/photos/ORIGINAL/IMG_0001.jpg",
+            "/photos/original/1.jpg",
+            "/p/IMG_0001_FULL.JPG",
+            "/p/1.jpg?size=Full",
+            "/gallery/1/fullsize/2.webp",
+            "/gallery/2.jpg",
+            "/a/b-full.png",
+            "/x~1/y",
+            "/ab/cd.jpg",
+            "/GH",
+            "/@y",
+            "",
+        ];
+        for markers in [defaults, scattered, symbols] {
+            for path in paths {
+                assert_eq!(
+                    markers.is_match(path),
+                    markers.automaton.is_match(path),
+                    "{path} with anchors {:?}",
+                    markers.anchors
+                );
+            }
+        }
+        assert!(OriginalMarkers::new(&default_original_markers()).is_match("/P/A_FULL.JPG"));
+        assert!(!OriginalMarkers::new(&default_original_markers()).is_match("/photos/1.jpg"));
+        assert!(OriginalMarkers::new(&owned(&["", "x"])).anchors.is_empty());
+    }
 
     #[test]
     fn the_encoding_gives_back_every_field() {

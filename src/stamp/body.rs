@@ -5,7 +5,6 @@
 //! body is polled before it is moved into [`StampBody`]; wrap a `!Unpin` body with
 //! `http_body_util::BodyExt::boxed_unsync` (or `Box::pin`) first.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::walk::Walker;
-use super::{Decision, PassReason, Stamp, StampOutcome, Stamper};
+use super::{Decision, PassReason, Pieces, Stamp, StampOutcome, Stamper};
 
 /// Wraps an image response so its body is stamped and scrubbed as it streams.
 ///
@@ -36,8 +35,7 @@ where
     B::Data: Buf,
 {
     let (parts, body) = response.into_parts();
-    let skip = skip_reason(&parts.status, &parts.headers, &stamp);
-    let expected_len = content_length(&parts.headers);
+    let FirstLook { skip, expected_len } = first_look(&parts.status, &parts.headers, &stamp);
     StampFuture {
         pending: Some(Pending {
             parts,
@@ -49,15 +47,28 @@ where
     }
 }
 
-fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Option<PassReason> {
+/// What the stamp reads of a response before its body.
+struct FirstLook {
+    /// Why the body is passed through without being looked at, if it is.
+    skip: Option<PassReason>,
+    /// Its `Content-Length`, when it holds one number (read only for a body to look at).
+    expected_len: Option<u64>,
+}
+
+fn first_look(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> FirstLook {
+    let skip = |reason| FirstLook {
+        skip: Some(reason),
+        expected_len: None,
+    };
     if !stamp.enabled() {
-        return Some(PassReason::Disabled);
+        return skip(PassReason::Disabled);
     }
     if *status != StatusCode::OK {
-        return Some(PassReason::Status);
+        return skip(PassReason::Status);
     }
     // One walk over the response's few headers instead of a lookup by name of each.
     let (mut ranged, mut encoded, mut foreign) = (false, false, false);
+    let mut length = None;
     for (name, value) in headers {
         if *name == CONTENT_RANGE {
             ranged = true;
@@ -65,16 +76,21 @@ fn skip_reason(status: &StatusCode, headers: &HeaderMap, stamp: &Stamp) -> Optio
             encoded |= is_encoded(value);
         } else if *name == CONTENT_TYPE {
             foreign |= !is_image_type(value);
+        } else if *name == CONTENT_LENGTH && length.is_none() {
+            length = Some(value);
         }
     }
     if ranged {
-        Some(PassReason::ContentRange)
+        skip(PassReason::ContentRange)
     } else if encoded {
-        Some(PassReason::ContentEncoding)
+        skip(PassReason::ContentEncoding)
     } else if foreign {
-        Some(PassReason::ContentType)
+        skip(PassReason::ContentType)
     } else {
-        None
+        FirstLook {
+            skip: None,
+            expected_len: length.and_then(length_of),
+        }
     }
 }
 
@@ -88,26 +104,25 @@ fn is_encoded(value: &HeaderValue) -> bool {
 
 /// A `Content-Type` line the bytes may decide on: an image type, or octet-stream.
 fn is_image_type(value: &HeaderValue) -> bool {
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case("image/");
-    image || essence.eq_ignore_ascii_case("application/octet-stream")
+    // Visible ASCII only, as `to_str` has it; then bytes (a `str` split starts a memchr).
+    let text = value.to_str().unwrap_or("").as_bytes();
+    let essence = match text.iter().position(|&b| b == b';') {
+        Some(end) => &text[..end],
+        None => text,
+    }
+    .trim_ascii();
+    let image = essence.len() > 6 && essence[..6].eq_ignore_ascii_case(b"image/");
+    image || essence.eq_ignore_ascii_case(b"application/octet-stream")
 }
 
 /// The `Content-Length` of a message, when it holds one number.
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    length_of(headers.get(CONTENT_LENGTH)?)
+}
+
+/// A `Content-Length` value, when it is one number.
+fn length_of(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.trim().parse().ok()
 }
 
 /// `"abc"` becomes `"abc-lc…"`; `W/"abc"` stays; anything unparsable is dropped, since a
@@ -211,7 +226,7 @@ where
             ..
         } = decision;
         parts.extensions.insert(outcome);
-        let mut body = StampBody::new(body, head.into(), walker);
+        let mut body = StampBody::new(body, head, walker);
         body.trailers = trailers;
         body.error = error;
         body.inner_done = inner_done;
@@ -254,7 +269,7 @@ fn withhold<B: Body>(mut parts: http::response::Parts, body: B) -> Response<Stam
     parts.extensions.insert(super::Withheld);
     let mut out = StampBody::new(
         body,
-        VecDeque::from([Bytes::from_static(WITHHELD.as_bytes())]),
+        Pieces::one(Bytes::from_static(WITHHELD.as_bytes())),
         None,
     );
     out.inner_done = true;
@@ -267,7 +282,7 @@ fn finish_skip<B: Body>(
     reason: PassReason,
 ) -> Response<StampBody<B>> {
     parts.extensions.insert(StampOutcome::PassedThrough(reason));
-    Response::from_parts(parts, StampBody::new(body, VecDeque::new(), None))
+    Response::from_parts(parts, StampBody::new(body, Pieces::default(), None))
 }
 
 fn apply_headers(
@@ -307,7 +322,7 @@ pin_project! {
     pub struct StampBody<B: Body> {
         #[pin]
         inner: B,
-        head: VecDeque<Bytes>,
+        head: Pieces,
         // Boxed: only stamped images have one, and it would otherwise double the body's size.
         walker: Option<Box<Walker>>,
         trailers: Option<HeaderMap>,
@@ -317,7 +332,7 @@ pin_project! {
 }
 
 impl<B: Body> StampBody<B> {
-    fn new(inner: B, head: VecDeque<Bytes>, walker: Option<Walker>) -> Self {
+    fn new(inner: B, head: Pieces, walker: Option<Walker>) -> Self {
         StampBody {
             inner,
             head,
@@ -330,7 +345,7 @@ impl<B: Body> StampBody<B> {
 
     /// Wraps a body that is passed through untouched.
     pub fn passthrough(inner: B) -> Self {
-        StampBody::new(inner, VecDeque::new(), None)
+        StampBody::new(inner, Pieces::default(), None)
     }
 
     /// The inner body.
@@ -444,29 +459,39 @@ mod tests {
     fn skip_rules() {
         let stamp = Stamp::compile(&super::super::StampConfig::default()).unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).skip, None);
         assert_eq!(
-            skip_reason(&StatusCode::PARTIAL_CONTENT, &h, &stamp),
+            first_look(&StatusCode::PARTIAL_CONTENT, &h, &stamp).skip,
             Some(PassReason::Status)
         );
         h.insert(CONTENT_ENCODING, v("identity"));
-        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).skip, None);
         h.insert(CONTENT_ENCODING, v("gzip"));
         assert_eq!(
-            skip_reason(&StatusCode::OK, &h, &stamp),
+            first_look(&StatusCode::OK, &h, &stamp).skip,
             Some(PassReason::ContentEncoding)
         );
         h.remove(CONTENT_ENCODING);
         h.insert(CONTENT_TYPE, v("text/html; charset=utf-8"));
         assert_eq!(
-            skip_reason(&StatusCode::OK, &h, &stamp),
+            first_look(&StatusCode::OK, &h, &stamp).skip,
             Some(PassReason::ContentType)
         );
         h.insert(CONTENT_TYPE, v("application/octet-stream"));
-        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).skip, None);
         // Any image type is sniffed: a HEIC or a TIFF may carry a location too.
         h.insert(CONTENT_TYPE, v("image/heic"));
-        assert_eq!(skip_reason(&StatusCode::OK, &h, &stamp), None);
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).skip, None);
+        // The length is read in the same walk: the first line's, when it is a number.
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).expected_len, None);
+        h.append(CONTENT_LENGTH, v("1234"));
+        h.append(CONTENT_LENGTH, v("99"));
+        assert_eq!(
+            first_look(&StatusCode::OK, &h, &stamp).expected_len,
+            Some(1234)
+        );
+        h.insert(CONTENT_LENGTH, v("many"));
+        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).expected_len, None);
 
         fn v(x: &'static str) -> HeaderValue {
             HeaderValue::from_static(x)

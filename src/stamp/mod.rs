@@ -153,6 +153,7 @@ mod walk;
 mod webp;
 mod xmp;
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
@@ -641,18 +642,79 @@ impl Head {
     }
 
     /// Appends the head's pieces to `out`; `all[..consumed]` are the original bytes.
-    fn emit(self, all: &Bytes, consumed: usize, out: &mut Vec<Bytes>) {
+    fn emit(self, all: &Bytes, consumed: usize, out: &mut Pieces) {
         match self {
-            Head::New(bytes) => out.push(Bytes::from(bytes)),
+            Head::New(bytes) => out.push_back(Bytes::from(bytes)),
             Head::Insert { at, bytes } => {
                 if at > 0 {
-                    out.push(all.slice(..at));
+                    out.push_back(all.slice(..at));
                 }
-                out.push(bytes);
+                out.push_back(bytes);
                 if at < consumed {
-                    out.push(all.slice(at..consumed));
+                    out.push_back(all.slice(at..consumed));
                 }
             }
+        }
+    }
+}
+
+/// Bytes to send, in order. Most often one piece (the first frame passed through, or a new
+/// header), held apart from the queue so that passing an image through allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Pieces {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Pieces {
+    /// `first` (when not empty), then `rest`.
+    fn of(first: Bytes, rest: Vec<Bytes>) -> Pieces {
+        let mut pieces = Pieces {
+            first: None,
+            rest: VecDeque::from(rest),
+        };
+        if !first.is_empty() {
+            pieces.first = Some(first);
+        }
+        pieces
+    }
+
+    /// One piece.
+    pub(crate) fn one(bytes: Bytes) -> Pieces {
+        Pieces {
+            first: Some(bytes),
+            rest: VecDeque::new(),
+        }
+    }
+
+    /// Adds `bytes` after the others.
+    pub(crate) fn push_back(&mut self, bytes: Bytes) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(bytes);
+        } else {
+            self.rest.push_back(bytes);
+        }
+    }
+
+    /// Takes the first piece.
+    pub(crate) fn pop_front(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    /// The pieces, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
+impl Extend<Bytes> for Pieces {
+    fn extend<I: IntoIterator<Item = Bytes>>(&mut self, pieces: I) {
+        for bytes in pieces {
+            self.push_back(bytes);
         }
     }
 }
@@ -661,7 +723,7 @@ impl Head {
 #[derive(Debug)]
 pub(crate) struct Decision {
     /// Bytes to send first (the rewritten header and whatever else was buffered).
-    pub(crate) head: Vec<Bytes>,
+    pub(crate) head: Pieces,
     /// How many bytes the output has beyond the input.
     pub(crate) added: u64,
     /// The rest of the stream goes through this, if any.
@@ -974,7 +1036,7 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
         Step::Plan(plan) => plan,
         Step::Withhold => {
             return Decision {
-                head: Vec::new(),
+                head: Pieces::default(),
                 added: 0,
                 walker: None,
                 outcome: StampOutcome::Scrubbed,
@@ -999,7 +1061,7 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
     let head_len = plan.head.len(plan.consumed) as u64;
     let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
     let mut walker = plan.walker;
-    let mut head = Vec::with_capacity(4 + later.len());
+    let mut head = Pieces::default();
     plan.head.emit(&all, plan.consumed, &mut head);
     match walker.as_mut() {
         Some(w) => {
@@ -1010,7 +1072,7 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
         }
         None => {
             if !rest.is_empty() {
-                head.push(rest);
+                head.push_back(rest);
             }
             head.extend(later.iter().cloned());
         }
@@ -1038,14 +1100,9 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
     }
 }
 
-/// The held bytes, in order, without empty pieces.
-fn held(all: Bytes, later: Vec<Bytes>) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(1 + later.len());
-    if !all.is_empty() {
-        out.push(all);
-    }
-    out.extend(later);
-    out
+/// The held bytes, in order, without an empty first piece (no allocation for one piece).
+fn held(all: Bytes, later: Vec<Bytes>) -> Pieces {
+    Pieces::of(all, later)
 }
 
 fn pass(all: Bytes, later: Vec<Bytes>, reason: PassReason) -> Decision {
@@ -1078,7 +1135,7 @@ pub fn stamp_bytes(stamp: &Stamp, input: &[u8]) -> (Vec<u8>, StampOutcome) {
     }
     let mut outcome = decision.outcome;
     let mut out = Vec::with_capacity(input.len() + decision.added as usize);
-    for b in &decision.head {
+    for b in decision.head.iter() {
         out.extend_from_slice(b);
     }
     if let Some(mut walker) = decision.walker {
@@ -1216,7 +1273,8 @@ mod tests {
             d.outcome,
             StampOutcome::PassedThrough(PassReason::UnknownFormat)
         );
-        assert_eq!(d.head, vec![Bytes::from_static(b"<html>")]);
+        let head: Vec<_> = d.head.iter().cloned().collect();
+        assert_eq!(head, vec![Bytes::from_static(b"<html>")]);
     }
 
     #[test]
