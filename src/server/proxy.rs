@@ -1,7 +1,9 @@
 //! Reverse proxy to one upstream origin: pooled keep-alive, streaming bodies both ways,
 //! hop-by-hop headers stripped, forwarding headers set, upgrades passed through, timeouts.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +13,10 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use super::body::{BodyContext, SiteBody, UpstreamBody, text_response};
+use super::KeptUpstream;
+use super::body::{BodyContext, BodyDeadlines, SiteBody, UpstreamBody, text_response};
 use super::client_body::{BodyFault, ClientBody, Fault};
 use super::config::ProxySettings;
 use super::upstream_pool::{PoolSettings, UpstreamError, UpstreamPool};
@@ -138,6 +141,12 @@ impl Upstream {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
         let (mut parts, body) = request.into_parts();
+        // The connection this client connection keeps; never for an upgrade, whose upstream
+        // connection leaves the pool once switched.
+        let kept = parts
+            .extensions
+            .remove::<KeptUpstream>()
+            .filter(|_| upgrade.is_none());
         let client_version = parts.version;
         let head_only = parts.method == http::Method::HEAD;
         let fault = Arc::new(BodyFault::default());
@@ -192,18 +201,18 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
 
-        let wait = self
-            .settings
-            .response_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
-        let (mut response, sender) = match tokio::time::timeout(wait, self.pool.send(request)).await
-        {
-            Ok(Ok(exchange)) => exchange,
-            Ok(Err(error)) => match fault.get() {
+        // One timer for the whole exchange, reset for each wait: the response head, the first
+        // piece of the body, then each next piece (`UpstreamBody`).
+        let head_by = (started + self.settings.response_timeout).min(deadline);
+        let mut timer = Box::pin(tokio::time::sleep_until(head_by));
+        let send = self.pool.send(request, kept.as_ref().map(|kept| &kept.0));
+        let (mut response, sender) = match before(&mut timer, send).await {
+            Some(Ok(exchange)) => exchange,
+            Some(Err(error)) => match fault.get() {
                 Some(fault) => return self.client_fault(fault, started),
                 None => return self.failed(&error, started),
             },
-            Err(_) => {
+            None => {
                 return self.timed_out(started, "upstream sent no response head in time: 504");
             }
         };
@@ -241,11 +250,11 @@ impl Upstream {
         let first = if head_only || !may_have_body(&parts) {
             None
         } else {
-            let wait = (Instant::now() + idle).min(deadline);
-            match tokio::time::timeout_at(wait, http_body_util::BodyExt::frame(&mut body)).await {
-                Ok(Some(Ok(frame))) => Some(frame),
-                Ok(None) => None,
-                Ok(Some(Err(error))) => {
+            timer.as_mut().reset((Instant::now() + idle).min(deadline));
+            match before(&mut timer, http_body_util::BodyExt::frame(&mut body)).await {
+                Some(Some(Ok(frame))) => Some(frame),
+                Some(None) => None,
+                Some(Some(Err(error))) => {
                     self.metrics.upstream_error("body");
                     let error = format_error_chain(&error);
                     tracing::warn!(
@@ -260,7 +269,7 @@ impl Upstream {
                         "502 Bad Gateway: the site's server sent a broken answer.\n",
                     );
                 }
-                Err(_) => {
+                None => {
                     return self.timed_out(
                         started,
                         "upstream sent a response head but no body in time: 504",
@@ -269,7 +278,12 @@ impl Upstream {
             }
         };
         let context = self.body_context.clone();
-        let body = UpstreamBody::new(body, first, sender, idle, deadline, context);
+        let deadlines = BodyDeadlines {
+            idle,
+            total: deadline,
+            timer,
+        };
+        let body = UpstreamBody::new(body, first, sender, deadlines, context);
         Response::from_parts(parts, SiteBody::upstream(body))
     }
 
@@ -371,6 +385,16 @@ impl Upstream {
             ),
         }
         text_response(status, body)
+    }
+}
+
+/// `work`'s output, or `None` when `timer` goes off first. The timer is polled (and so
+/// registered with the runtime) only when `work` has to wait.
+async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, work: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        done = work => Some(done),
+        () = timer.as_mut() => None,
     }
 }
 
