@@ -792,10 +792,9 @@ fn connection_service(
     hyper::service::service_fn(move |request| {
         let transport = transport.as_ref().map(|slot| slot.transport());
         let kept = kept.clone();
-        connection::track(
-            &activity,
-            handle(shared.clone(), peer, transport, kept, request),
-        )
+        // Boxed where it is made: hyper moves the service's future on, and this one is large.
+        let handling = Box::pin(handle(shared.clone(), peer, transport, kept, request));
+        connection::track(&activity, handling)
     })
 }
 
