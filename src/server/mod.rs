@@ -792,9 +792,10 @@ fn connection_service(
     hyper::service::service_fn(move |request| {
         let transport = transport.as_ref().map(|slot| slot.transport());
         let kept = kept.clone();
-        // Boxed where it is made: hyper moves the service's future on, and this one is large.
-        let handling = Box::pin(handle(shared.clone(), peer, transport, kept, request));
-        connection::track(&activity, handling)
+        connection::track(
+            &activity,
+            handle(shared.clone(), peer, transport, kept, request),
+        )
     })
 }
 
