@@ -113,6 +113,17 @@ pub(crate) struct BodyContext {
     pub(crate) metrics: SiteMetrics,
 }
 
+/// The body-idle and total deadlines of an upstream's response body, and the exchange's one
+/// timer (reset for each wait).
+pub(crate) struct BodyDeadlines {
+    /// `proxy.body_idle_timeout`.
+    pub(crate) idle: Duration,
+    /// The exchange's end at the latest (`proxy.total_timeout` after it began).
+    pub(crate) total: Instant,
+    // Boxed so the body is Unpin, which response stamping needs to take it over.
+    pub(crate) timer: Pin<Box<Sleep>>,
+}
+
 pin_project! {
     /// An upstream's response body with the body-idle and total deadlines; its first frame may
     /// have been read already (to answer 502 rather than cut a reply that never began). Its
@@ -123,10 +134,10 @@ pin_project! {
         body: Incoming,
         first: Option<Frame<Bytes>>,
         sender: Option<PooledSender<ClientBody>>,
-        // Boxed so the body is Unpin, which response stamping needs to take it over.
-        timer: Pin<Box<Sleep>>,
-        idle: Duration,
-        deadline: Instant,
+        deadlines: BodyDeadlines,
+        // When the timer should go off if the next piece is waited for: the timer itself is
+        // reset only then (a reset of a timer not yet registered registers it).
+        wake_at: Instant,
         context: Arc<BodyContext>,
         failed: bool,
     }
@@ -137,20 +148,18 @@ impl UpstreamBody {
         body: Incoming,
         first: Option<Frame<Bytes>>,
         sender: PooledSender<ClientBody>,
-        idle: Duration,
-        deadline: Instant,
+        deadlines: BodyDeadlines,
         context: Arc<BodyContext>,
     ) -> Self {
-        let wake = (Instant::now() + idle).min(deadline);
+        let wake_at = (Instant::now() + deadlines.idle).min(deadlines.total);
         let mut sender = Some(sender);
         release_when_ended(&body, &mut sender);
         UpstreamBody {
             body,
             first,
             sender,
-            timer: Box::pin(tokio::time::sleep_until(wake)),
-            idle,
-            deadline,
+            deadlines,
+            wake_at,
             context,
             failed: false,
         }
@@ -183,16 +192,15 @@ impl Body for UpstreamBody {
         if *this.failed {
             return Poll::Ready(None);
         }
+        let deadlines = this.deadlines;
         if let Some(frame) = this.first.take() {
-            let next = (Instant::now() + *this.idle).min(*this.deadline);
-            this.timer.as_mut().reset(next);
+            *this.wake_at = (Instant::now() + deadlines.idle).min(deadlines.total);
             return Poll::Ready(Some(Ok(frame)));
         }
         match this.body.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 release_when_ended(this.body.as_ref().get_ref(), this.sender);
-                let next = (Instant::now() + *this.idle).min(*this.deadline);
-                this.timer.as_mut().reset(next);
+                *this.wake_at = (Instant::now() + deadlines.idle).min(deadlines.total);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -214,7 +222,10 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.timer.as_mut().poll(cx));
+                if deadlines.timer.deadline() != *this.wake_at {
+                    deadlines.timer.as_mut().reset(*this.wake_at);
+                }
+                ready!(deadlines.timer.as_mut().poll(cx));
                 *this.failed = true;
                 this.sender.take();
                 this.context.metrics.upstream_error("timeout");

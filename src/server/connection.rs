@@ -41,7 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::signals::transport::{H2Fingerprint, H2Reading, TlsFingerprint, Transport};
@@ -106,7 +106,31 @@ pub(super) async fn serve<I, S, B>(
     builder: &auto::Builder<TokioExecutor>,
     activity: &Activity,
     limits: Limits,
+    stopping: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    TokioExecutor: HttpServerConnExec<S::Future, B>,
+{
+    let nothing = std::future::pending::<()>();
+    serve_driving(io, service, builder, activity, limits, stopping, nothing).await;
+}
+
+/// [`serve`], polling `driven` in the same task alongside the connection (the upstream
+/// connection it keeps: its exchanges then wake no other task). `driven` never completes.
+pub(super) async fn serve_driving<I, S, B>(
+    io: I,
+    service: S,
+    builder: &auto::Builder<TokioExecutor>,
+    activity: &Activity,
+    limits: Limits,
     mut stopping: watch::Receiver<bool>,
+    driven: impl Future<Output = ()>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -119,6 +143,7 @@ pub(super) async fn serve<I, S, B>(
 {
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
+    tokio::pin!(driven);
     let idle = activity.idle_for(limits.idle_timeout);
     tokio::pin!(idle);
     let mut stop_seen = false;
@@ -128,6 +153,10 @@ pub(super) async fn serve<I, S, B>(
     send_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // The kept upstream connection first: what it reads is then taken up by the
+            // client connection in the same pass.
+            biased;
+            _ = driven.as_mut() => {}
             _ = conn.as_mut() => return,
             _ = send_check.tick() => {
                 if activity.send_stalled_for() > limits.send_timeout {
@@ -158,7 +187,9 @@ pub(super) async fn serve<I, S, B>(
 #[derive(Debug)]
 pub(super) struct Activity {
     open: AtomicUsize,
-    changed: Notify,
+    /// When the last request in progress ended, in milliseconds since `epoch` (nothing else
+    /// is told: the idle timer reads it when it goes off, so a request wakes nobody).
+    ended_at: AtomicU64,
     /// Response bodies hyper owes a poll (their last poll gave a frame, or none came yet).
     owed: AtomicUsize,
     /// When a response body was last polled, in milliseconds since `epoch`.
@@ -170,7 +201,7 @@ impl Default for Activity {
     fn default() -> Self {
         Activity {
             open: AtomicUsize::new(0),
-            changed: Notify::new(),
+            ended_at: AtomicU64::new(0),
             owed: AtomicUsize::new(0),
             last_poll: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -179,9 +210,12 @@ impl Default for Activity {
 }
 
 impl Activity {
+    fn millis_now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn polled_now(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.last_poll.store(now, Ordering::Relaxed);
+        self.last_poll.store(self.millis_now(), Ordering::Relaxed);
     }
 
     /// How long hyper has owed a response body a poll (zero when it owes none).
@@ -194,31 +228,35 @@ impl Activity {
     }
 
     fn begin(self: &Arc<Self>) -> InProgress {
-        // The idle timer only cares when the count leaves or reaches zero.
-        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.changed.notify_waiters();
-        }
+        self.open.fetch_add(1, Ordering::AcqRel);
         InProgress {
             activity: self.clone(),
             owed: false,
         }
     }
 
-    /// Completes once no request has been in progress for `idle`.
+    /// Since when no request has been in progress (`None` while one is).
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ended = Duration::from_millis(self.ended_at.load(Ordering::Acquire));
+        Some(self.epoch + ended)
+    }
+
+    /// Completes once no request has been in progress for `idle`. One timer, reset when it
+    /// goes off too early: requests neither wake it nor re-arm it.
     async fn idle_for(&self, idle: Duration) {
+        let timer = tokio::time::sleep(idle);
+        tokio::pin!(timer);
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before the count is read, so no change is missed.
-            changed.as_mut().enable();
-            if self.open.load(Ordering::Acquire) == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => return,
-                    _ = changed => {}
-                }
-            } else {
-                changed.await;
-            }
+            timer.as_mut().await;
+            let next = match self.idle_since() {
+                Some(since) if since + idle <= Instant::now() => return,
+                Some(since) => since + idle,
+                None => Instant::now() + idle,
+            };
+            timer.as_mut().reset(next);
         }
     }
 }
@@ -252,9 +290,10 @@ impl Drop for InProgress {
         if self.owed {
             self.activity.owed.fetch_sub(1, Ordering::AcqRel);
         }
-        if self.activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.activity.changed.notify_waiters();
-        }
+        // Written before the count falls, so the idle timer never reads an older end.
+        let now = self.activity.millis_now();
+        self.activity.ended_at.fetch_max(now, Ordering::AcqRel);
+        self.activity.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -694,19 +694,28 @@ async fn serve_connection(
     // Before the first byte (and during a TLS handshake) hyper's timeouts do not run yet.
     let timeout = context.limits.header_read_timeout;
     let activity = Arc::new(Activity::default());
+    let kept = KeptUpstream::for_connection(&context.shared);
+    let drive = {
+        let kept = kept.clone();
+        std::future::poll_fn(move |cx| match &kept {
+            Some(kept) => kept.0.poll_drive(cx),
+            None => std::task::Poll::Pending,
+        })
+    };
     match tls {
         None => {
             if !connection::first_byte(&stream, timeout, &mut context.stopping).await {
                 return;
             }
-            let service = connection_service(context.shared, peer, None, activity.clone());
-            connection::serve(
+            let service = connection_service(context.shared, peer, None, activity.clone(), kept);
+            connection::serve_driving(
                 stream,
                 service,
                 &context.builder,
                 &activity,
                 context.limits,
                 context.stopping,
+                drive,
             )
             .await;
         }
@@ -730,14 +739,16 @@ async fn serve_connection(
             let slot = connection::TransportSlot::new(stream.get_mut().0.take_fingerprint());
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let stream = connection::H2Opening::on(stream, slot.clone(), h2);
-            let service = connection_service(context.shared, peer, Some(slot), activity.clone());
-            connection::serve(
+            let service =
+                connection_service(context.shared, peer, Some(slot), activity.clone(), kept);
+            connection::serve_driving(
                 stream,
                 service,
                 &context.builder,
                 &activity,
                 context.limits,
                 context.stopping,
+                drive,
             )
             .await;
         }
@@ -747,12 +758,31 @@ async fn serve_connection(
 type ServerResponse = Response<ResponseBody<SiteBody>>;
 type TrackedResponse = Response<TrackedBody<ResponseBody<SiteBody>>>;
 
-/// `transport`: the TLS connection's fingerprints (`None` on plain HTTP).
+/// The upstream connection a client connection keeps for its proxied requests (see
+/// `upstream_pool`), carried to the proxy in the request's extensions.
+#[derive(Clone)]
+pub(crate) struct KeptUpstream(pub(crate) Arc<upstream_pool::Affinity<client_body::ClientBody>>);
+
+impl KeptUpstream {
+    /// One for a new connection, when a site is proxied.
+    fn for_connection(shared: &Shared) -> Option<Self> {
+        let proxies = shared
+            .router
+            .sites
+            .iter()
+            .any(|site| matches!(site.service.get_ref(), SiteService::Proxy(_)));
+        proxies.then(|| KeptUpstream(upstream_pool::Affinity::new()))
+    }
+}
+
+/// `transport`: the TLS connection's fingerprints (`None` on plain HTTP); `kept`: the upstream
+/// connection this connection keeps, when a site is proxied.
 fn connection_service(
     shared: Arc<Shared>,
     peer: SocketAddr,
     transport: Option<Arc<connection::TransportSlot>>,
     activity: Arc<Activity>,
+    kept: Option<KeptUpstream>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = TrackedResponse,
@@ -761,7 +791,11 @@ fn connection_service(
 > + Clone {
     hyper::service::service_fn(move |request| {
         let transport = transport.as_ref().map(|slot| slot.transport());
-        connection::track(&activity, handle(shared.clone(), peer, transport, request))
+        let kept = kept.clone();
+        connection::track(
+            &activity,
+            handle(shared.clone(), peer, transport, kept, request),
+        )
     })
 }
 
@@ -769,6 +803,7 @@ async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
     transport: Option<Transport>,
+    kept: Option<KeptUpstream>,
     mut request: Request<Incoming>,
 ) -> Result<ServerResponse, Infallible> {
     let tls = transport.is_some();
@@ -792,6 +827,13 @@ async fn handle(
         }
     };
     request.extensions_mut().insert(PeerAddr(peer));
+    // HTTP/2 streams are served in tasks of their own: only HTTP/1 gains by keeping one.
+    if let Some(kept) = kept
+        && request.version() <= http::Version::HTTP_11
+        && matches!(site.service.get_ref(), SiteService::Proxy(_))
+    {
+        request.extensions_mut().insert(kept);
+    }
     if let Some(transport) = transport {
         request.extensions_mut().insert(Tls);
         request.extensions_mut().insert(transport);

@@ -1,7 +1,9 @@
 //! Reverse proxy to one upstream origin: pooled keep-alive, streaming bodies both ways,
 //! hop-by-hop headers stripped, forwarding headers set, upgrades passed through, timeouts.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +13,10 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use super::body::{BodyContext, SiteBody, UpstreamBody, text_response};
+use super::KeptUpstream;
+use super::body::{BodyContext, BodyDeadlines, SiteBody, UpstreamBody, text_response};
 use super::client_body::{BodyFault, ClientBody, Fault};
 use super::config::ProxySettings;
 use super::upstream_pool::{PoolSettings, UpstreamError, UpstreamPool};
@@ -138,6 +141,12 @@ impl Upstream {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
         let (mut parts, body) = request.into_parts();
+        // The connection this client connection keeps; never for an upgrade, whose upstream
+        // connection leaves the pool once switched.
+        let kept = parts
+            .extensions
+            .remove::<KeptUpstream>()
+            .filter(|_| upgrade.is_none());
         let client_version = parts.version;
         let head_only = parts.method == http::Method::HEAD;
         let fault = Arc::new(BodyFault::default());
@@ -168,6 +177,10 @@ impl Upstream {
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
         let trusted = peer.is_some_and(|p| self.policy.load().trusted_proxies().is_trusted(p.ip()));
+        // Before the forwarding headers are added: fewer names to look through.
+        if !trusted {
+            set_identity_headers(&mut parts.headers, peer);
+        }
         set_forwarding_headers(
             &mut parts.headers,
             peer,
@@ -175,9 +188,6 @@ impl Upstream {
             original_host.as_ref(),
             trusted,
         );
-        if !trusted {
-            set_identity_headers(&mut parts.headers, peer);
-        }
         match (&original_host, self.settings.preserve_host) {
             (Some(host), true) => {
                 parts.headers.insert(header::HOST, host.clone());
@@ -192,18 +202,18 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
 
-        let wait = self
-            .settings
-            .response_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
-        let (mut response, sender) = match tokio::time::timeout(wait, self.pool.send(request)).await
-        {
-            Ok(Ok(exchange)) => exchange,
-            Ok(Err(error)) => match fault.get() {
+        // One timer for the whole exchange, reset for each wait: the response head, the first
+        // piece of the body, then each next piece (`UpstreamBody`).
+        let head_by = (started + self.settings.response_timeout).min(deadline);
+        let mut timer = Box::pin(tokio::time::sleep_until(head_by));
+        let send = self.pool.send(request, kept.as_ref().map(|kept| &kept.0));
+        let (mut response, sender) = match before(&mut timer, send).await {
+            Some(Ok(exchange)) => exchange,
+            Some(Err(error)) => match fault.get() {
                 Some(fault) => return self.client_fault(fault, started),
                 None => return self.failed(&error, started),
             },
-            Err(_) => {
+            None => {
                 return self.timed_out(started, "upstream sent no response head in time: 504");
             }
         };
@@ -241,11 +251,11 @@ impl Upstream {
         let first = if head_only || !may_have_body(&parts) {
             None
         } else {
-            let wait = (Instant::now() + idle).min(deadline);
-            match tokio::time::timeout_at(wait, http_body_util::BodyExt::frame(&mut body)).await {
-                Ok(Some(Ok(frame))) => Some(frame),
-                Ok(None) => None,
-                Ok(Some(Err(error))) => {
+            timer.as_mut().reset((Instant::now() + idle).min(deadline));
+            match before(&mut timer, http_body_util::BodyExt::frame(&mut body)).await {
+                Some(Some(Ok(frame))) => Some(frame),
+                Some(None) => None,
+                Some(Some(Err(error))) => {
                     self.metrics.upstream_error("body");
                     let error = format_error_chain(&error);
                     tracing::warn!(
@@ -260,7 +270,7 @@ impl Upstream {
                         "502 Bad Gateway: the site's server sent a broken answer.\n",
                     );
                 }
-                Err(_) => {
+                None => {
                     return self.timed_out(
                         started,
                         "upstream sent a response head but no body in time: 504",
@@ -269,7 +279,12 @@ impl Upstream {
             }
         };
         let context = self.body_context.clone();
-        let body = UpstreamBody::new(body, first, sender, idle, deadline, context);
+        let deadlines = BodyDeadlines {
+            idle,
+            total: deadline,
+            timer,
+        };
+        let body = UpstreamBody::new(body, first, sender, deadlines, context);
         Response::from_parts(parts, SiteBody::upstream(body))
     }
 
@@ -371,6 +386,16 @@ impl Upstream {
             ),
         }
         text_response(status, body)
+    }
+}
+
+/// `work`'s output, or `None` when `timer` goes off first. The timer is polled (and so
+/// registered with the runtime) only when `work` has to wait.
+async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, work: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        done = work => Some(done),
+        () = timer.as_mut() => None,
     }
 }
 
@@ -498,26 +523,61 @@ fn is_removed_anyway(token: &str) -> bool {
             .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
 }
 
-/// An address as text; IPv4 without the formatting machinery (it is on every proxied request).
-fn ip_to_string(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut text = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
+/// An address as text, on the stack (it is on every proxied request); IPv4 without the
+/// formatting machinery.
+struct IpText {
+    bytes: [u8; IpText::MAX],
+    len: usize,
+}
+
+impl IpText {
+    /// The longest text of an IPv6 address (`ffff:ffff:…:255.255.255.255`).
+    const MAX: usize = 45;
+
+    fn new(ip: IpAddr) -> Self {
+        let mut text = IpText {
+            bytes: [0; IpText::MAX],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
                 }
-                if octet >= 100 {
-                    text.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    text.push(char::from(b'0' + octet / 10 % 10));
-                }
-                text.push(char::from(b'0' + octet % 10));
             }
-            text
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut rest = &mut text.bytes[..];
+                // Always fits: MAX is the longest form.
+                let _ = write!(rest, "{v6}");
+                text.len = IpText::MAX - rest.len();
+            }
         }
-        IpAddr::V6(v6) => v6.to_string(),
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters were written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    /// As a header value: one allocation of the exact size.
+    fn value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).ok()
     }
 }
 
@@ -532,7 +592,7 @@ fn set_forwarding_headers(
 ) {
     let proto = if tls { "https" } else { "http" };
     let ip = peer.map(|p| p.ip().to_canonical());
-    let ip_text = ip.map(ip_to_string);
+    let ip_text = ip.map(IpText::new);
 
     if let Some(ip_text) = &ip_text {
         let previous = match trusted {
@@ -540,10 +600,12 @@ fn set_forwarding_headers(
             false => None,
         };
         let value = match previous {
-            Some(previous) => format!("{previous}, {ip_text}"),
-            None => ip_text.clone(),
+            Some(previous) => {
+                HeaderValue::from_str(&format!("{previous}, {}", ip_text.as_str())).ok()
+            }
+            None => ip_text.value(),
         };
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        if let Some(value) = value {
             headers.insert(X_FORWARDED_FOR, value);
         }
     } else if !trusted {
@@ -563,28 +625,8 @@ fn set_forwarding_headers(
         }
     }
 
-    let mut element = String::with_capacity(64);
-    if let (Some(ip), Some(text)) = (ip, &ip_text) {
-        match ip {
-            IpAddr::V4(_) => {
-                element.push_str("for=");
-                element.push_str(text);
-            }
-            IpAddr::V6(_) => {
-                element.push_str("for=\"[");
-                element.push_str(text);
-                element.push_str("]\"");
-            }
-        }
-        element.push(';');
-    }
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str("host=\"");
-        element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
-        element.push_str("\";");
-    }
-    element.push_str("proto=");
-    element.push_str(proto);
+    let host = host.and_then(|h| h.to_str().ok());
+    let element = forwarded_element(ip_text.as_ref(), host, proto);
     let previous = match trusted {
         true => headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()),
         false => None,
@@ -593,9 +635,36 @@ fn set_forwarding_headers(
         Some(previous) => format!("{previous}, {element}"),
         None => element,
     };
+    // Exactly as long as its capacity, the text becomes the value without a copy.
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(header::FORWARDED, value);
     }
+}
+
+/// One `Forwarded` element (RFC 7239): `for=…;host="…";proto=…`, in a string of exactly its
+/// length (quotes and backslashes left out of the host).
+fn forwarded_element(ip: Option<&IpText>, host: Option<&str>, proto: &str) -> String {
+    let kept = |c: &char| !matches!(c, '"' | '\\');
+    let (open, close) = match ip.map(|ip| ip.as_str().contains(':')) {
+        Some(true) => ("for=\"[", "]\";"),
+        Some(false) => ("for=", ";"),
+        None => ("", ""),
+    };
+    let ip = ip.map_or("", IpText::as_str);
+    let host_len = host.map_or(0, |h| "host=\"\";".len() + h.chars().filter(kept).count());
+    let len = open.len() + ip.len() + close.len() + host_len + "proto=".len() + proto.len();
+    let mut element = String::with_capacity(len);
+    element.push_str(open);
+    element.push_str(ip);
+    element.push_str(close);
+    if let Some(host) = host {
+        element.push_str("host=\"");
+        element.extend(host.chars().filter(kept));
+        element.push_str("\";");
+    }
+    element.push_str("proto=");
+    element.push_str(proto);
+    element
 }
 
 /// Without a trusted proxy in front, identity headers are Lenscap's to say.
@@ -607,15 +676,10 @@ fn set_identity_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
         }
     }
     if let Some(peer) = peer
-        && let Ok(value) = address_value(peer.ip().to_canonical())
+        && let Some(value) = IpText::new(peer.ip().to_canonical()).value()
     {
         headers.insert(X_REAL_IP, value);
     }
-}
-
-/// An address as a header value, its text moved in rather than copied.
-fn address_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-    HeaderValue::from_maybe_shared(Bytes::from(ip_to_string(ip)))
 }
 
 /// Largest upstream robots.txt read for merging (crawlers read no more than 500 KiB).
@@ -728,9 +792,32 @@ mod tests {
             "127.0.0.1",
             "::1",
             "2001:db8::7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = text.parse().unwrap();
-            assert_eq!(ip_to_string(ip), ip.to_string());
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn forwarded_elements_fill_their_strings_exactly() {
+        let v4 = IpText::new("203.0.113.9".parse().unwrap());
+        let v6 = IpText::new("2001:db8::7".parse().unwrap());
+        for (ip, host, expected) in [
+            (
+                Some(&v4),
+                Some("pub.example"),
+                "for=203.0.113.9;host=\"pub.example\";proto=http",
+            ),
+            (Some(&v6), None, "for=\"[2001:db8::7]\";proto=http"),
+            (None, Some("a\"b\\c"), "host=\"abc\";proto=http"),
+            (None, None, "proto=http"),
+        ] {
+            let element = forwarded_element(ip, host, "http");
+            assert_eq!(element, expected);
+            // Anything else and the header value would be copied again.
+            assert_eq!(element.len(), element.capacity(), "{element}");
         }
     }
 
