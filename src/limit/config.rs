@@ -308,6 +308,7 @@ pub(crate) struct LimitSettings {
 }
 
 impl LimitSettings {
+    #[cfg(feature = "cli")]
     /// Whether a request over a quota is refused (`over_quota = "reject"`), not tarpitted.
     pub(crate) fn rejects_over_quota(&self) -> bool {
         self.over_quota == OverQuota::Reject

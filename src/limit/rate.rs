@@ -151,6 +151,7 @@ fn note_admission(tat: Millis, rate: &Rate) {
     });
 }
 
+#[cfg(feature = "cli")]
 /// Runs `decide` and returns the admissions its checks made, so that a shared store can
 /// check each one again, atomically, against the fleet's copy of the cell.
 pub(crate) fn admissions_during<R>(decide: impl FnOnce() -> R) -> (R, Admissions) {

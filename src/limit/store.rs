@@ -426,6 +426,7 @@ fn evict_stalest<V>(table: &mut Table<V>, age: impl Fn(&V) -> u32) -> usize {
 }
 
 impl MemoryStore {
+    #[cfg(feature = "cli")]
     /// Puts `record` in place of the client's (a shared store's copy, just loaded).
     pub(crate) fn put_client(&self, key: u64, now: Millis, cap: usize, record: ClientRecord) {
         let mut put = Some(record);
@@ -437,11 +438,13 @@ impl MemoryStore {
         });
     }
 
+    #[cfg(feature = "cli")]
     /// Puts `record` in place of the subnet's.
     pub(crate) fn put_subnet(&self, key: u64, now: Millis, cap: usize, record: SubnetRecord) {
         self.subnet(key, now, cap, &mut |held| *held = record);
     }
 
+    #[cfg(feature = "cli")]
     /// Puts `record` in place of the address's distinct photos.
     pub(crate) fn put_distinct(&self, key: u64, now: Millis, cap: usize, record: DistinctPhotos) {
         self.distinct(key, now, cap, &mut |held| *held = Some(record));

@@ -332,6 +332,7 @@ impl WebBotAuth {
         }))
     }
 
+    #[cfg(feature = "cli")]
     /// The directories to fetch: the listed ones that are not pinned.
     pub(crate) fn directories_to_fetch(&self) -> impl Iterator<Item = &str> {
         self.listed
@@ -340,6 +341,7 @@ impl WebBotAuth {
             .filter(|o| !self.pinned.contains_key(*o))
     }
 
+    #[cfg(feature = "cli")]
     /// Whether `http://` loopback directories are accepted.
     pub(crate) fn insecure_loopback_allowed(&self) -> bool {
         self.allow_insecure_loopback
