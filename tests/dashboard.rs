@@ -16,6 +16,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lenscap::server::{Overrides, RunningServer, ServeOptions, Server, ServerError};
 
+mod common;
+
+use common::server::start_server;
+
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 /// img2dataset's default User-Agent (see DESIGN.md).
 const IMG2DATASET: &str =
@@ -26,8 +30,7 @@ const GUARD: Duration = Duration::from_secs(20);
 const HOST: &str = "pub.example";
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lenscap-dash-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("dash", name);
     std::fs::create_dir_all(dir.join("root/photos")).unwrap();
     // The page embeds the photos people look at (plain and in the crowd's two rounds): only
     // images a viewed page embeds earn a page view's credit.
@@ -50,18 +53,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 async fn start(dir: &Path, config: &str) -> Result<RunningServer, ServerError> {
-    let path = dir.join("lenscap.toml");
-    std::fs::write(&path, config).unwrap();
-    Server::bind(ServeOptions {
-        config: Some(path),
-        overrides: Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            admin: Some(Some("127.0.0.1:0".parse().unwrap())),
-            root: Some(dir.join("root")),
-            ..Overrides::default()
-        },
-    })
-    .await
+    start_server(dir, config, Some(dir.join("root"))).await
 }
 
 /// Sends exactly `headers` (hyper adds nothing but Host when it is missing).
