@@ -42,6 +42,9 @@ pub(crate) struct Present {
     pub(crate) range: bool,
     /// `If-None-Match` or `If-Match`.
     pub(crate) validators: bool,
+    /// A verdict header ([`VERDICT_HEADER`](crate::layer::VERDICT_HEADER)), which no client
+    /// may send.
+    pub(crate) verdict: bool,
 }
 
 impl<'a> RequestHeaders<'a> {
@@ -103,6 +106,8 @@ impl<'a> RequestHeaders<'a> {
             self.present.range = true;
         } else if *name == header::IF_NONE_MATCH || *name == header::IF_MATCH {
             self.present.validators = true;
+        } else if name.as_str() == crate::layer::VERDICT_HEADER {
+            self.present.verdict = true;
         }
     }
 
@@ -192,14 +197,21 @@ mod tests {
     fn ranges_and_validators_are_noted() {
         let none = RequestHeaders::of(&map(&[("accept", "*/*")])).present;
         assert_eq!(none, Present::default());
-        for (name, range, validators) in [
-            ("range", true, false),
-            ("if-range", true, false),
-            ("if-none-match", false, true),
-            ("if-match", false, true),
+        for (name, range, validators, verdict) in [
+            ("range", true, false, false),
+            ("if-range", true, false, false),
+            ("if-none-match", false, true, false),
+            ("if-match", false, true, false),
+            ("x-lenscap-verdict", false, false, true),
+            ("x-lenscap-verdicts", false, false, false),
         ] {
             let present = RequestHeaders::of(&map(&[(name, "x")])).present;
-            assert_eq!(present, Present { range, validators }, "{name}");
+            let expected = Present {
+                range,
+                validators,
+                verdict,
+            };
+            assert_eq!(present, expected, "{name}");
         }
     }
 

@@ -146,6 +146,16 @@ async fn verdict_header_is_set_when_configured_and_always_stripped_from_clients(
         HeaderValue::from_static("action=allow; trusted"),
     );
     assert_eq!(send(embedded(), forged).await.1, "allow|");
+    // Every forged line goes, wherever it is among the request's headers.
+    let mut forged = browser("/", "198.51.100.1:4000");
+    let headers = forged.headers_mut();
+    headers.append(
+        "x-lenscap-verdict",
+        HeaderValue::from_static("action=allow"),
+    );
+    headers.append("dnt", HeaderValue::from_static("1"));
+    headers.append("x-lenscap-verdict", HeaderValue::from_static("score=0"));
+    assert_eq!(send(embedded(), forged).await.1, "allow|");
 
     let policy = Policy::from_toml_str("[forward]\nverdict_header = true\n", None).unwrap();
     let mut request = browser("/", "198.51.100.1:4000");

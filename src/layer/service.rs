@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -21,7 +21,6 @@ use crate::policy::{Mode, Policy};
 pub(crate) use crate::record::Outcome;
 use crate::record::{Refused, Seen};
 use crate::signals::behaviour::Kind;
-use crate::stamp::StampHint;
 use crate::tag::Tagging;
 use crate::verdict::{Action, Reason, Verdict};
 
@@ -251,11 +250,14 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         // A guard, not a clone: the response path takes its own reference only if it tags.
         let policy = self.shared.policy.current.load();
-        // A client must never be able to hand the upstream a verdict of its own.
-        remove_verdict_header(request.headers_mut());
         let enforce = policy.mode == Mode::Enforce;
         let record = &self.shared.record;
-        let asked = RequestParts::of(&request);
+        let mut asked = RequestParts::of(&request);
+        if asked.known.present.verdict {
+            // A client must never be able to hand the upstream a verdict of its own.
+            request.headers_mut().remove(VERDICT);
+            asked = RequestParts::of(&request);
+        }
         let present = asked.known.present;
         let (found, verdict, mut after) =
             match pass(&self.shared.limits, &policy, &request, &asked, enforce) {
@@ -369,13 +371,6 @@ where
             request.headers_mut().insert(VERDICT, value);
         }
         request.extensions_mut().insert(verdict);
-        if found.image_path
-            && matches!(*request.method(), Method::GET | Method::HEAD)
-            && let Some(stamp) = &policy.tag.stamp
-        {
-            // Lets an inner service that caches stamped images answer with them.
-            request.extensions_mut().insert(StampHint(stamp.clone()));
-        }
         let (mut parts, body) = request.into_parts();
         let tagging = Tagging::new(
             policy.tag.clone(),
@@ -390,14 +385,6 @@ where
             after.charge(value.clone());
         }
         ResponseFuture::inner(self.inner.call(request), Some(tagging), tarpit, after)
-    }
-}
-
-/// Removes every verdict header a client sent. The names are compared first: a request's few
-/// names are cheaper to compare than the custom name is to hash for `HeaderMap::remove`.
-fn remove_verdict_header(headers: &mut http::HeaderMap) {
-    if headers.keys().any(|name| *name == VERDICT) {
-        headers.remove(VERDICT);
     }
 }
 
@@ -442,19 +429,6 @@ impl TarpitSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_forged_verdict_line_goes_and_the_rest_stays() {
-        let mut headers = http::HeaderMap::new();
-        headers.append(VERDICT, HeaderValue::from_static("action=allow"));
-        headers.append(http::header::ACCEPT, HeaderValue::from_static("*/*"));
-        headers.append(VERDICT, HeaderValue::from_static("action=allow; score=0"));
-        remove_verdict_header(&mut headers);
-        assert!(!headers.contains_key(VERDICT));
-        assert_eq!(headers.len(), 1);
-        remove_verdict_header(&mut headers);
-        assert_eq!(headers[http::header::ACCEPT], "*/*");
-    }
 
     /// The event of a request refused over quota names the quota, as `RateLimit-Policy` does.
     #[cfg(feature = "cli")]

@@ -10,9 +10,8 @@
 //! `stat` per request, as [`FileCache`] does) and one compiled stamp (a reload compiles a new
 //! one, so its first requests stamp afresh).
 //!
-//! Only requests whose answer depends on nothing but the file take this path: the layer
-//! marks a `GET` of an image path with a [`StampHint`] when stamping is on, and the request
-//! has no `Range`, `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since` or
+//! Only requests whose answer depends on nothing but the file take this path: a `GET` of an
+//! image path (as the policy's classifier names them) while stamping is on, without `Range`, `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since` or
 //! `If-Unmodified-Since`, a plain path (no percent escapes, no `.`/`..` or empty segments),
 //! names a regular file of at most [`MAX_FILE_BYTES`], and no precompressed `.br`/`.gz`
 //! variant exists beside it (checked on every request, as `ServeDir` does). Everything else
@@ -45,7 +44,7 @@ use super::files::{FileCache, FileMeta, MAX_FILE_BYTES};
 use super::gallery::{self, PageContext};
 use super::gallery_thumbs::{Size, Thumbnails};
 use crate::layer::PolicyHandle;
-use crate::stamp::{Prestamped, Stamp, StampHint, StampOutcome, Withheld, stamp_response};
+use crate::stamp::{Prestamped, Stamp, StampOutcome, Withheld, stamp_response};
 use crate::tag::starts_with_ignore_case;
 
 /// Bytes counted per entry besides its body (key, headers, bookkeeping).
@@ -299,10 +298,17 @@ impl StaticSite {
 
     /// Whether `request` can be answered from the cache, and the answer if it is there.
     pub(crate) fn lookup<B>(&self, request: &Request<B>) -> Lookup {
-        let Some(StampHint(stamp)) = request.extensions().get::<StampHint>() else {
+        if request.method() != Method::GET {
+            return Lookup::Pass;
+        }
+        // The layer in front stamps an image path's `200` with the current stamp; the policy
+        // it judged the request under may be older by a reload, and then takes this answer
+        // as stamped all the same (a `Prestamped` answer is never stamped twice).
+        let policy = self.policy.load();
+        let Some(stamp) = policy.tag.stamp.as_ref() else {
             return Lookup::Pass;
         };
-        if request.method() != Method::GET {
+        if !policy.classifier.is_image_path(request.uri().path()) {
             return Lookup::Pass;
         }
         let headers = request.headers();
@@ -342,7 +348,7 @@ impl StaticSite {
                 .map(|entry| entry.ready.clone())
         };
         match ready {
-            Some(ready) => Lookup::Hit(answer(&ready, stamp)),
+            Some(ready) => Lookup::Hit(answer(&ready)),
             None => Lookup::Miss(Miss {
                 key: uri_path.to_owned(),
                 uri: request.uri().clone(),
@@ -426,17 +432,17 @@ impl StaticSite {
             let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
             entries.insert(key, entry);
         }
-        answer(&ready, &stamp)
+        answer(&ready)
     }
 }
 
 /// The response for a cached answer; the layer adds its headers and skips stamping.
-fn answer(ready: &Ready, stamp: &Arc<Stamp>) -> Response<SiteBody> {
+fn answer(ready: &Ready) -> Response<SiteBody> {
     let mut response = Response::new(SiteBody::full(ready.body.clone()));
     *response.headers_mut() = ready.headers.clone();
     let extensions = response.extensions_mut();
     extensions.insert(ready.outcome);
-    extensions.insert(Prestamped(stamp.clone()));
+    extensions.insert(Prestamped);
     response
 }
 
@@ -472,6 +478,42 @@ fn may_exist(path: &Path, suffix: &str) -> bool {
 mod tests {
     use super::*;
     use crate::stamp::StampConfig;
+
+    /// A GET of an image path under stamping is looked up (a miss, then a hit once filled);
+    /// a HEAD, a range, a page and a policy without stamping are not.
+    #[tokio::test]
+    async fn image_gets_are_cached_under_the_current_stamp() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gallery");
+        let policy = crate::layer::PolicyHandle::new(crate::Policy::embedded().unwrap());
+        let site = StaticSite::new(&root, &StaticOptions::default(), policy.clone());
+        let photo = "/photos/beer-garden-01.jpg";
+        let get = |path: &str| Request::get(path).body(()).unwrap();
+        let Lookup::Miss(miss) = site.lookup(&get(photo)) else {
+            panic!("the first GET of a photo is a miss");
+        };
+        let filled = site.fill(miss).await;
+        assert_eq!(filled.status(), StatusCode::OK);
+        let Lookup::Hit(hit) = site.lookup(&get(photo)) else {
+            panic!("the second GET of a photo is a hit");
+        };
+        assert!(hit.extensions().get::<Prestamped>().is_some());
+        assert_eq!(
+            hit.headers()[header::CONTENT_LENGTH],
+            filled.headers()[header::CONTENT_LENGTH]
+        );
+        let head = Request::head(photo).body(()).unwrap();
+        assert!(matches!(site.lookup(&head), Lookup::Pass));
+        let ranged = Request::get(photo)
+            .header(header::RANGE, "bytes=0-9")
+            .body(())
+            .unwrap();
+        assert!(matches!(site.lookup(&ranged), Lookup::Pass));
+        assert!(matches!(site.lookup(&get("/index.html")), Lookup::Pass));
+
+        let unstamped = "[stamp]\nxmp = false\nscrub_gps = false\nscrub_serials = false\n";
+        policy.store(crate::Policy::from_toml_str(unstamped, None).unwrap());
+        assert!(matches!(site.lookup(&get(photo)), Lookup::Pass));
+    }
 
     #[test]
     fn only_plain_paths_are_mapped() {

@@ -133,9 +133,16 @@ pub(crate) struct Facts {
 }
 
 /// Hash of a path and query (or a Referer's), shared by pages and referers.
+#[cfg(test)]
 pub(crate) fn target_hash(path_and_query: &[u8]) -> u16 {
-    let h = foldhash::fast::FixedState::with_seed(0x1e25_ca95).hash_one(path_and_query);
-    (h >> 48) as u16
+    target_of(super::embeds::embed_key(path_and_query))
+}
+
+/// The target hash of a path whose [`embed_key`](super::embeds::embed_key) is `key`: its top
+/// 16 bits (the embed sets read the low bits of each half), so one hash of the path serves
+/// both.
+fn target_of(key: u64) -> u16 {
+    (key >> 48) as u16
 }
 
 impl Facts {
@@ -177,18 +184,15 @@ impl Facts {
         } else {
             (Referer::None, 0)
         };
+        let key = if tracked {
+            super::embeds::embed_key(path_and_query.as_bytes())
+        } else {
+            0
+        };
         Facts {
             kind,
-            target: if tracked {
-                target_hash(path_and_query.as_bytes())
-            } else {
-                0
-            },
-            key: if tracked {
-                super::embeds::embed_key(path_and_query.as_bytes())
-            } else {
-                0
-            },
+            target: if tracked { target_of(key) } else { 0 },
+            key,
             referer,
             referer_key,
             no_fetch_dest: image && no_fetch_dest,
@@ -276,10 +280,8 @@ fn read_referer(referer: Option<&HeaderValue>, host: Option<&HeaderValue>) -> (R
     };
     let same = host.is_none_or(|host| host.as_bytes().eq_ignore_ascii_case(authority));
     if same {
-        (
-            Referer::Here(target_hash(target)),
-            super::embeds::embed_key(target),
-        )
+        let key = super::embeds::embed_key(target);
+        (Referer::Here(target_of(key)), key)
     } else {
         (Referer::Elsewhere, 0)
     }

@@ -396,20 +396,13 @@ impl Stamp {
     }
 }
 
-// === impl StampHint / Prestamped ===
-
-/// On a request: the layer will stamp this image's `200` with this stamp. An inner service
-/// that already holds the stamped bytes (the static server's cache) may answer with them and
-/// mark the response [`Prestamped`] with the same stamp; the layer then only adds its headers.
-#[derive(Debug, Clone)]
-pub(crate) struct StampHint(
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))] pub(crate) std::sync::Arc<Stamp>,
-);
+// === impl Prestamped ===
 
 /// On a response: its body and `Content-Length`/`ETag` are already the output of
-/// [`stamp_response`] with this stamp (a [`StampOutcome`] is in the extensions too).
-#[derive(Debug, Clone)]
-pub(crate) struct Prestamped(pub(crate) std::sync::Arc<Stamp>);
+/// [`stamp_response`] (the static server's cache of stamped images; a [`StampOutcome`] is in
+/// the extensions too). The layer passes such an answer on without stamping it again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prestamped;
 
 // === impl Format ===
 

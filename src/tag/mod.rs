@@ -178,15 +178,11 @@ impl Tagging {
                         Tagged::Done(response.map(TaggedBody::Inner))
                     }
                     Some(stamp) if status == StatusCode::OK && !self.head => {
-                        // The inner service answered with bytes it stamped earlier with this
-                        // very stamp (the static server's cache): stamping again would add
-                        // a second suffix to the ETag.
+                        // The inner service answered with bytes it stamped earlier (the
+                        // static server's cache; under this stamp, or a reload's newer one):
+                        // stamping again would add a second suffix to the ETag.
                         let slicing = self.slicing.take().unwrap_or_default();
-                        if response
-                            .extensions()
-                            .get::<Prestamped>()
-                            .is_some_and(|done| Arc::ptr_eq(&done.0, stamp))
-                        {
+                        if response.extensions().get::<Prestamped>().is_some() {
                             return Tagged::Done(slicing.answer(response).map(TaggedBody::Sliced));
                         }
                         Tagged::Stamping(stamp_response(response, stamp.clone()), slicing)
