@@ -5,83 +5,18 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::BodyExt;
 use lenscap::limit::ManualClock;
 use lenscap::{LenscapLayer, PeerAddr, Policy, Tls};
 use tower::{Service, ServiceExt};
 
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+use common::gallery::{App, CHROME, HOST, PER_PAGE, gallery, page_path, photo};
+
 const PAGES: usize = 15;
-const PER_PAGE: usize = 20;
-const HOST: &str = "gallery.test";
-
-fn page_path(page: usize) -> String {
-    format!("/gallery/{page}")
-}
-
-fn photo(page: usize, i: usize) -> String {
-    format!("/photos/IMG_{:04}.jpg", (page - 1) * PER_PAGE + i + 1)
-}
-
-/// A gallery page as a site writes it: thumbnails with `srcset`, some in `<picture>`, each
-/// linking its photo.
-fn page_html(page: usize) -> String {
-    let mut html = format!(
-        "<!doctype html><html><head><title>Terrace, page {page}</title></head><body><h1>Page {page}</h1>"
-    );
-    for i in 0..PER_PAGE {
-        let src = photo(page, i);
-        if i % 3 == 0 {
-            html.push_str(&format!(
-                "<picture><source srcset=\"{src} 1x\" type=\"image/jpeg\"><img src=\"{src}\" alt=\"photo {i}\" loading=\"lazy\"></picture>"
-            ));
-        } else {
-            html.push_str(&format!(
-                "<a href=\"{src}\"><img src='{src}' srcset=\"{src} 800w\" sizes=\"50vw\" alt=\"photo {i}\"></a>"
-            ));
-        }
-    }
-    html.push_str("</body></html>");
-    html
-}
-
-type App = tower::util::BoxCloneService<
-    Request<()>,
-    Response<lenscap::ResponseBody<Full<Bytes>>>,
-    Infallible,
->;
-
-async fn gallery(request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = request.uri().path();
-    let (kind, body) = if path.ends_with(".jpg") {
-        ("image/jpeg", Bytes::from_static(b"\xff\xd8\xff\xd9"))
-    } else {
-        if path.starts_with("/js/") {
-            let html = "<html><body><div id=app></div><script src=/app.js></script></body></html>";
-            let mut response = Response::new(Full::new(Bytes::from_static(html.as_bytes())));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-            return Ok(response);
-        }
-        let page = path
-            .strip_prefix("/gallery/")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        ("text/html; charset=utf-8", Bytes::from(page_html(page)))
-    };
-    let mut response = Response::new(Full::new(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    Ok(response)
-}
 
 fn app() -> (App, ManualClock) {
     let clock = ManualClock::new();

@@ -9,21 +9,19 @@ mod common;
 mod fleet_support;
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
 use lenscap::limit::ManualClock;
 use lenscap::{LenscapLayer, PeerAddr, Policy};
 use tower::{Service, ServiceExt};
 
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+use common::gallery::{App, CHROME, HOST, PER_PAGE, gallery, page_path, photo};
+
 const PAGES: usize = 150;
-const PER_PAGE: usize = 20;
-const HOST: &str = "gallery.test";
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 
@@ -37,50 +35,6 @@ const DISTINCT_PER_DAY: f64 = 50.0;
 /// New photos the address's filter mistakes for repeats, and the photos served before the
 /// address was a crowd: at most 1%.
 const FILTER_SLACK: f64 = 1.01;
-
-fn page_path(page: usize) -> String {
-    format!("/gallery/{page}")
-}
-
-fn photo(page: usize, i: usize) -> String {
-    format!("/photos/IMG_{:04}.jpg", (page - 1) * PER_PAGE + i + 1)
-}
-
-fn page_html(page: usize) -> String {
-    let mut html = format!("<!doctype html><html><head><title>Page {page}</title></head><body>");
-    for i in 0..PER_PAGE {
-        html.push_str(&format!(
-            "<a href=\"{0}\"><img src=\"{0}\" alt=\"photo {i}\"></a>",
-            photo(page, i)
-        ));
-    }
-    html.push_str("</body></html>");
-    html
-}
-
-type App = tower::util::BoxCloneService<
-    Request<()>,
-    Response<lenscap::ResponseBody<Full<Bytes>>>,
-    Infallible,
->;
-
-async fn gallery(request: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = request.uri().path();
-    let (kind, body) = if path.ends_with(".jpg") {
-        ("image/jpeg", Bytes::from_static(b"\xff\xd8\xff\xd9"))
-    } else {
-        let page = path
-            .strip_prefix("/gallery/")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        ("text/html; charset=utf-8", Bytes::from(page_html(page)))
-    };
-    let mut response = Response::new(Full::new(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    Ok(response)
-}
 
 /// The gallery behind the default policy, its clock, and its layer (whose store the tests
 /// clean as the server's cleanup task does).

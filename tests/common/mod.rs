@@ -1,8 +1,10 @@
 //! Shared test helpers: a tiny HTTP/1.1 client over a fresh connection, scratch folders, free
-//! loopback ports, child processes killed when dropped, and (`server`) the in-process server.
+//! loopback ports, child processes killed when dropped, a generated gallery behind the layer
+//! (`gallery`), and (`server`) the in-process server.
 
 #![allow(dead_code)]
 
+pub mod gallery;
 #[cfg(feature = "cli")]
 pub mod server;
 
