@@ -8,6 +8,10 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+/// Name of the request header that carries the verdict to an upstream, when enabled. A client
+/// never gets one through: the one header walk notes it, and the layer removes it.
+pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
+
 /// `Sec-Fetch-Dest`.
 pub(crate) const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 /// `Sec-Fetch-Mode`.
@@ -42,8 +46,7 @@ pub(crate) struct Present {
     pub(crate) range: bool,
     /// `If-None-Match` or `If-Match`.
     pub(crate) validators: bool,
-    /// A verdict header ([`VERDICT_HEADER`](crate::layer::VERDICT_HEADER)), which no client
-    /// may send.
+    /// A verdict header ([`VERDICT_HEADER`]), which no client may send.
     pub(crate) verdict: bool,
 }
 
@@ -106,7 +109,7 @@ impl<'a> RequestHeaders<'a> {
             self.present.range = true;
         } else if *name == header::IF_NONE_MATCH || *name == header::IF_MATCH {
             self.present.validators = true;
-        } else if name.as_str() == crate::layer::VERDICT_HEADER {
+        } else if name.as_str() == VERDICT_HEADER {
             self.present.verdict = true;
         }
     }

@@ -24,8 +24,7 @@ use crate::signals::behaviour::Kind;
 use crate::tag::Tagging;
 use crate::verdict::{Action, Reason, Verdict};
 
-/// Name of the request header that carries the verdict to an upstream, when enabled.
-pub const VERDICT_HEADER: &str = "x-lenscap-verdict";
+pub use crate::request_headers::VERDICT_HEADER;
 const VERDICT: HeaderName = HeaderName::from_static(VERDICT_HEADER);
 
 /// Lenscap wrapped around an inner service. Made by [`LenscapLayer`](super::LenscapLayer).
