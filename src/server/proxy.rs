@@ -147,7 +147,7 @@ impl Upstream {
         let deadline = started + self.settings.total_timeout;
         let found = Found::in_headers(request.headers());
         // Only a request with `Connection` can ask for one.
-        let upgrade = match found.any(1) {
+        let upgrade = match found.any(Found::CONNECTION) {
             true => upgrade_protocol(request.headers()),
             false => None,
         };
@@ -508,13 +508,16 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The header fields of one message that the proxy removes, found in one pass over its
 /// names (a removal hashes its name, and most messages carry at most `Connection` of these).
+/// Bit `i` stands for `HOP_BY_HOP[i]`; then `Upgrade`, then any of `CLIENT_IDENTITY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Found(u16);
 
 impl Found {
-    /// Bit `i` stands for `HOP_BY_HOP[i]`; then `Upgrade`, then any of `CLIENT_IDENTITY`.
+    /// `HOP_BY_HOP[0]`.
+    const CONNECTION: u16 = 1;
     const UPGRADE: u16 = 1 << HOP_COUNT;
     const IDENTITY: u16 = 1 << (HOP_COUNT + 1);
+    /// Everything [`strip_hop_by_hop`] removes.
     const HOP_BY_HOP: u16 = Found::UPGRADE | ((1 << HOP_COUNT) - 1);
 
     fn in_headers(headers: &HeaderMap) -> Found {
@@ -525,7 +528,7 @@ impl Found {
     /// than a comparison with each of the two dozen names (a test holds it to the lists).
     fn bit(name: &HeaderName) -> u16 {
         match name.as_str() {
-            "connection" => 1,
+            "connection" => Found::CONNECTION,
             "keep-alive" => 1 << 1,
             "proxy-connection" => 1 << 2,
             "proxy-authenticate" => 1 << 3,
