@@ -74,7 +74,8 @@ pub(crate) struct ClientBody {
     waited: Duration,
     /// When the current wait began.
     waiting_since: Option<Instant>,
-    fault: Arc<BodyFault>,
+    /// `None` for a body that had ended before it was sent (it cannot fail).
+    fault: Option<Arc<BodyFault>>,
     failed: bool,
 }
 
@@ -83,7 +84,7 @@ impl ClientBody {
         body: Incoming,
         idle: Duration,
         min_rate: u64,
-        fault: Arc<BodyFault>,
+        fault: Option<Arc<BodyFault>>,
     ) -> ClientBody {
         ClientBody {
             body,
@@ -95,6 +96,12 @@ impl ClientBody {
             waiting_since: None,
             fault,
             failed: false,
+        }
+    }
+
+    fn record(&self, fault: Fault) {
+        if let Some(record) = &self.fault {
+            record.set(fault);
         }
     }
 
@@ -135,7 +142,7 @@ impl Body for ClientBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 this.failed = true;
-                this.fault.set(Fault::Malformed);
+                this.record(Fault::Malformed);
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(None) => Poll::Ready(None),
@@ -153,7 +160,7 @@ impl Body for ClientBody {
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.failed = true;
-                        this.fault.set(Fault::TooSlow);
+                        this.record(Fault::TooSlow);
                         Poll::Ready(Some(Err(TooSlow.into())))
                     }
                     Poll::Pending => Poll::Pending,

@@ -147,6 +147,10 @@ pub(super) async fn serve_driving<I, S, B>(
     let idle = activity.idle_for(limits.idle_timeout);
     tokio::pin!(idle);
     let mut stop_seen = false;
+    // Made once: a new `changed()` each time round the loop would register with the channel
+    // and leave it again at every wake-up, several times a request.
+    let stop = stopping.changed();
+    tokio::pin!(stop);
     let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut send_check =
         tokio::time::interval((limits.send_timeout / 4).max(Duration::from_millis(10)));
@@ -164,7 +168,7 @@ pub(super) async fn serve_driving<I, S, B>(
                     return;
                 }
             }
-            _ = stopping.changed(), if !stop_seen => {
+            _ = &mut stop, if !stop_seen => {
                 stop_seen = true;
                 conn.as_mut().graceful_shutdown();
             }

@@ -390,13 +390,16 @@ impl Server {
                         handle.clone(),
                     )))
                 }
-                Content::Proxy(origin) => SiteService::Proxy(Arc::new(proxy::Upstream::new(
-                    origin,
-                    settings.proxy.clone(),
-                    handle.clone(),
-                    site_metrics.clone(),
-                    spec.name.clone(),
-                ))),
+                Content::Proxy(origin) => SiteService::Proxy(
+                    Arc::new(proxy::Upstream::new(
+                        origin,
+                        settings.proxy.clone(),
+                        handle.clone(),
+                        site_metrics.clone(),
+                        spec.name.clone(),
+                    )),
+                    None,
+                ),
             };
             let mut layer = LenscapLayer::with_handle(handle.clone());
             if let Some(log) = &access_log {
@@ -759,7 +762,7 @@ type ServerResponse = Response<ResponseBody<SiteBody>>;
 type TrackedResponse = Response<TrackedBody<ResponseBody<SiteBody>>>;
 
 /// The upstream connection a client connection keeps for its proxied requests (see
-/// `upstream_pool`), carried to the proxy in the request's extensions.
+/// `upstream_pool`), handed to the proxy with the site's service.
 #[derive(Clone)]
 pub(crate) struct KeptUpstream(pub(crate) Arc<upstream_pool::Affinity<client_body::ClientBody>>);
 
@@ -770,7 +773,7 @@ impl KeptUpstream {
             .router
             .sites
             .iter()
-            .any(|site| matches!(site.service.get_ref(), SiteService::Proxy(_)));
+            .any(|site| matches!(site.service.get_ref(), SiteService::Proxy(..)));
         proxies.then(|| KeptUpstream(upstream_pool::Affinity::new()))
     }
 }
@@ -827,13 +830,6 @@ async fn handle(
         }
     };
     request.extensions_mut().insert(PeerAddr(peer));
-    // HTTP/2 streams are served in tasks of their own: only HTTP/1 gains by keeping one.
-    if let Some(kept) = kept
-        && request.version() <= http::Version::HTTP_11
-        && matches!(site.service.get_ref(), SiteService::Proxy(_))
-    {
-        request.extensions_mut().insert(kept);
-    }
     if let Some(transport) = transport {
         request.extensions_mut().insert(Tls);
         request.extensions_mut().insert(transport);
@@ -851,6 +847,12 @@ async fn handle(
         (policy.is_image_path(request.uri().path()), pending, refuses)
     };
     let mut service = site.service.clone();
+    // HTTP/2 streams are served in tasks of their own: only HTTP/1 gains by keeping one.
+    if let SiteService::Proxy(_, slot) = service.get_mut()
+        && request.version() <= http::Version::HTTP_11
+    {
+        *slot = kept;
+    }
     if let Some(records) = service.prefetch(&request) {
         records.await;
     }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::KeptUpstream;
@@ -134,22 +136,32 @@ impl Upstream {
     }
 
     /// Forwards `request` and answers with the upstream's response, or 502/504.
-    pub(crate) async fn forward(&self, mut request: Request<Incoming>) -> Response<SiteBody> {
+    ///
+    /// `kept`: the upstream connection the client connection keeps, if it keeps one.
+    pub(crate) async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        kept: Option<KeptUpstream>,
+    ) -> Response<SiteBody> {
         let started = Instant::now();
         let deadline = started + self.settings.total_timeout;
-        let upgrade = upgrade_protocol(request.headers());
+        let found = Found::in_headers(request.headers());
+        // Only a request with `Connection` can ask for one.
+        let upgrade = match found.any(Found::CONNECTION) {
+            true => upgrade_protocol(request.headers()),
+            false => None,
+        };
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
         let (mut parts, body) = request.into_parts();
         // The connection this client connection keeps; never for an upgrade, whose upstream
         // connection leaves the pool once switched.
-        let kept = parts
-            .extensions
-            .remove::<KeptUpstream>()
-            .filter(|_| upgrade.is_none());
+        let kept = kept.filter(|_| upgrade.is_none());
         let client_version = parts.version;
         let head_only = parts.method == http::Method::HEAD;
-        let fault = Arc::new(BodyFault::default());
+        // A body that has ended already cannot fail: most requests need no fault record.
+        let fault =
+            (!http_body::Body::is_end_stream(&body)).then(|| Arc::new(BodyFault::default()));
         let body = ClientBody::new(
             body,
             self.settings.request_body_idle_timeout,
@@ -169,7 +181,7 @@ impl Upstream {
             Err(_) => return text_response(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
         };
 
-        strip_hop_by_hop(&mut parts.headers);
+        strip_found_hop_by_hop(&mut parts.headers, found);
         if let Some(protocol) = &upgrade {
             parts
                 .headers
@@ -177,17 +189,16 @@ impl Upstream {
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
         let trusted = peer.is_some_and(|p| self.policy.load().trusted_proxies().is_trusted(p.ip()));
-        // Before the forwarding headers are added: fewer names to look through.
-        if !trusted {
-            set_identity_headers(&mut parts.headers, peer);
-        }
-        set_forwarding_headers(
+        let address = set_forwarding_headers(
             &mut parts.headers,
             peer,
             tls,
             original_host.as_ref(),
             trusted,
         );
+        if !trusted {
+            set_identity_headers(&mut parts.headers, found, address);
+        }
         match (&original_host, self.settings.preserve_host) {
             (Some(host), true) => {
                 parts.headers.insert(header::HOST, host.clone());
@@ -206,10 +217,10 @@ impl Upstream {
         // piece of the body, then each next piece (`UpstreamBody`).
         let head_by = (started + self.settings.response_timeout).min(deadline);
         let mut timer = Box::pin(tokio::time::sleep_until(head_by));
-        let send = self.pool.send(request, kept.as_ref().map(|kept| &kept.0));
-        let (mut response, sender) = match before(&mut timer, send).await {
+        let kept = kept.as_ref().map(|kept| &kept.0);
+        let (mut response, sender) = match before(&mut timer, self.pool.send(request, kept)).await {
             Some(Ok(exchange)) => exchange,
-            Some(Err(error)) => match fault.get() {
+            Some(Err(error)) => match fault.as_ref().and_then(|fault| fault.get()) {
                 Some(fault) => return self.client_fault(fault, started),
                 None => return self.failed(&error, started),
             },
@@ -391,11 +402,28 @@ impl Upstream {
 
 /// `work`'s output, or `None` when `timer` goes off first. The timer is polled (and so
 /// registered with the runtime) only when `work` has to wait.
-async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, work: F) -> Option<F::Output> {
-    tokio::select! {
-        biased;
-        done = work => Some(done),
-        () = timer.as_mut() => None,
+fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, work: F) -> Before<'_, F> {
+    Before { timer, work }
+}
+
+pin_project! {
+    /// What [`before`] returns: `work` held once, not moved again into a second future.
+    struct Before<'a, F> {
+        timer: &'a mut Pin<Box<Sleep>>,
+        #[pin]
+        work: F,
+    }
+}
+
+impl<F: Future> Future for Before<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.work.poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        this.timer.as_mut().poll(cx).map(|()| None)
     }
 }
 
@@ -478,20 +506,70 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Removes hop-by-hop headers, those named in `Connection` included.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present: a removal hashes its name, and most messages carry
-    // at most `Connection` of these.
-    let mut present = [false; HOP_COUNT];
-    let mut upgrade = false;
-    for name in headers.keys() {
-        if name == header::UPGRADE {
-            upgrade = true;
-        } else if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
+/// The header fields of one message that the proxy removes, found in one pass over its
+/// names (a removal hashes its name, and most messages carry at most `Connection` of these).
+/// Bit `i` stands for `HOP_BY_HOP[i]`; then `Upgrade`, then any of `CLIENT_IDENTITY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Found(u16);
+
+impl Found {
+    /// `HOP_BY_HOP[0]`.
+    const CONNECTION: u16 = 1;
+    const UPGRADE: u16 = 1 << HOP_COUNT;
+    const IDENTITY: u16 = 1 << (HOP_COUNT + 1);
+    /// Everything [`strip_hop_by_hop`] removes.
+    const HOP_BY_HOP: u16 = Found::UPGRADE | ((1 << HOP_COUNT) - 1);
+
+    fn in_headers(headers: &HeaderMap) -> Found {
+        Found(headers.keys().fold(0, |bits, name| bits | Found::bit(name)))
+    }
+
+    /// The bit of a name the proxy removes, 0 for any other: one `match` on the text rather
+    /// than a comparison with each of the two dozen names (a test holds it to the lists).
+    fn bit(name: &HeaderName) -> u16 {
+        match name.as_str() {
+            "connection" => Found::CONNECTION,
+            "keep-alive" => 1 << 1,
+            "proxy-connection" => 1 << 2,
+            "proxy-authenticate" => 1 << 3,
+            "proxy-authorization" => 1 << 4,
+            "te" => 1 << 5,
+            "trailer" => 1 << 6,
+            "transfer-encoding" => 1 << 7,
+            "upgrade" => Found::UPGRADE,
+            "x-real-ip"
+            | "true-client-ip"
+            | "cf-connecting-ip"
+            | "cf-connecting-ipv6"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "fastly-client-ip"
+            | "x-original-forwarded-for"
+            | "client-ip"
+            | "x-forwarded"
+            | "forwarded-for"
+            | "x-envoy-external-address"
+            | "x-azure-clientip"
+            | "x-azure-socketip"
+            | "x-appengine-user-ip" => Found::IDENTITY,
+            _ => 0,
         }
     }
-    if !upgrade && !present.contains(&true) {
+
+    fn any(self, bits: u16) -> bool {
+        self.0 & bits != 0
+    }
+}
+
+/// Removes hop-by-hop headers, those named in `Connection` included.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let found = Found::in_headers(headers);
+    strip_found_hop_by_hop(headers, found);
+}
+
+/// [`strip_hop_by_hop`] with the names present found already.
+fn strip_found_hop_by_hop(headers: &mut HeaderMap, found: Found) {
+    if !found.any(Found::HOP_BY_HOP) {
         return;
     }
     // Names in `Connection` that are not hop-by-hop already (rarely any: no allocation then).
@@ -507,10 +585,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found.any(1 << i) {
+            headers.remove(name);
+        }
     }
-    if upgrade {
+    if found.any(Found::UPGRADE) {
         headers.remove(header::UPGRADE);
     }
 }
@@ -574,25 +654,38 @@ impl IpText {
         // Only ASCII digits, dots, colons and hex letters were written.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
-
-    /// As a header value: one allocation of the exact size.
-    fn value(&self) -> Option<HeaderValue> {
-        HeaderValue::from_bytes(&self.bytes[..self.len]).ok()
-    }
 }
 
 /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`: appended to
 /// when the peer is a trusted proxy, replaced otherwise (a client's own claims are dropped).
+/// Returns the peer's address as a header value, for `X-Real-IP`.
 fn set_forwarding_headers(
     headers: &mut HeaderMap,
     peer: Option<SocketAddr>,
     tls: bool,
     host: Option<&HeaderValue>,
     trusted: bool,
-) {
+) -> Option<HeaderValue> {
     let proto = if tls { "https" } else { "http" };
-    let ip = peer.map(|p| p.ip().to_canonical());
-    let ip_text = ip.map(IpText::new);
+    let ip_text = peer.map(|p| IpText::new(p.ip().to_canonical()));
+
+    // `Forwarded` is made first: the address values are slices of its text (one allocation
+    // for the three of them).
+    let host_text = host.and_then(|h| h.to_str().ok());
+    let (element, ip_at) = forwarded_element(ip_text.as_ref(), host_text, proto);
+    let previous = match trusted {
+        true => headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()),
+        false => None,
+    };
+    let (forwarded, ip_at) = match previous {
+        Some(previous) => (format!("{previous}, {element}"), previous.len() + 2 + ip_at),
+        None => (element, ip_at),
+    };
+    // Exactly as long as its capacity, the text becomes the value without a copy.
+    let forwarded = Bytes::from(forwarded);
+    let address = ip_text
+        .as_ref()
+        .and_then(|ip| HeaderValue::from_maybe_shared(forwarded.slice(ip_at..ip_at + ip.len)).ok());
 
     if let Some(ip_text) = &ip_text {
         let previous = match trusted {
@@ -603,7 +696,7 @@ fn set_forwarding_headers(
             Some(previous) => {
                 HeaderValue::from_str(&format!("{previous}, {}", ip_text.as_str())).ok()
             }
-            None => ip_text.value(),
+            None => address.clone(),
         };
         if let Some(value) = value {
             headers.insert(X_FORWARDED_FOR, value);
@@ -624,34 +717,25 @@ fn set_forwarding_headers(
             }
         }
     }
-
-    let host = host.and_then(|h| h.to_str().ok());
-    let element = forwarded_element(ip_text.as_ref(), host, proto);
-    let previous = match trusted {
-        true => headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()),
-        false => None,
-    };
-    let value = match previous {
-        Some(previous) => format!("{previous}, {element}"),
-        None => element,
-    };
-    // Exactly as long as its capacity, the text becomes the value without a copy.
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(forwarded) {
         headers.insert(header::FORWARDED, value);
     }
+    address
 }
 
 /// One `Forwarded` element (RFC 7239): `for=…;host="…";proto=…`, in a string of exactly its
-/// length (quotes and backslashes left out of the host).
-fn forwarded_element(ip: Option<&IpText>, host: Option<&str>, proto: &str) -> String {
-    let kept = |c: &char| !matches!(c, '"' | '\\');
+/// length (quotes and backslashes left out of the host), and where the address starts in it.
+fn forwarded_element(ip: Option<&IpText>, host: Option<&str>, proto: &str) -> (String, usize) {
+    let dropped = |b: &u8| matches!(b, b'"' | b'\\');
     let (open, close) = match ip.map(|ip| ip.as_str().contains(':')) {
         Some(true) => ("for=\"[", "]\";"),
         Some(false) => ("for=", ";"),
         None => ("", ""),
     };
     let ip = ip.map_or("", IpText::as_str);
-    let host_len = host.map_or(0, |h| "host=\"\";".len() + h.chars().filter(kept).count());
+    let host_len = host.map_or(0, |h| {
+        "host=\"\";".len() + h.len() - h.bytes().filter(dropped).count()
+    });
     let len = open.len() + ip.len() + close.len() + host_len + "proto=".len() + proto.len();
     let mut element = String::with_capacity(len);
     element.push_str(open);
@@ -659,26 +743,31 @@ fn forwarded_element(ip: Option<&IpText>, host: Option<&str>, proto: &str) -> St
     element.push_str(close);
     if let Some(host) = host {
         element.push_str("host=\"");
-        element.extend(host.chars().filter(kept));
+        // By runs between the dropped characters (ASCII, so each cut is between characters),
+        // not one character at a time.
+        let mut rest = host;
+        while let Some(at) = rest.bytes().position(|b| dropped(&b)) {
+            element.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+        }
+        element.push_str(rest);
         element.push_str("\";");
     }
     element.push_str("proto=");
     element.push_str(proto);
-    element
+    (element, open.len())
 }
 
-/// Without a trusted proxy in front, identity headers are Lenscap's to say.
-fn set_identity_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
-    // One pass over the names present rather than a hashed lookup of each of the fifteen.
-    if headers.keys().any(|name| CLIENT_IDENTITY.contains(name)) {
+/// Without a trusted proxy in front, identity headers are Lenscap's to say (`found`: the
+/// names present, rather than a hashed lookup of each of the fifteen; `address`: the peer's).
+fn set_identity_headers(headers: &mut HeaderMap, found: Found, address: Option<HeaderValue>) {
+    if found.any(Found::IDENTITY) {
         for name in &CLIENT_IDENTITY {
             headers.remove(name);
         }
     }
-    if let Some(peer) = peer
-        && let Some(value) = IpText::new(peer.ip().to_canonical()).value()
-    {
-        headers.insert(X_REAL_IP, value);
+    if let Some(address) = address {
+        headers.insert(X_REAL_IP, address);
     }
 }
 
@@ -783,6 +872,43 @@ mod tests {
     }
 
     #[test]
+    fn each_removed_name_has_its_own_bit_and_no_other_name_has_one() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(Found::bit(name), 1 << i, "{name}");
+        }
+        assert_eq!(Found::bit(&header::UPGRADE), Found::UPGRADE);
+        for name in &CLIENT_IDENTITY {
+            assert_eq!(Found::bit(name), Found::IDENTITY, "{name}");
+        }
+        for name in [
+            header::HOST,
+            header::ACCEPT,
+            header::FORWARDED,
+            X_FORWARDED_FOR,
+        ] {
+            assert_eq!(Found::bit(&name), 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn identity_headers_from_an_untrusted_peer_are_replaced_by_its_address() {
+        let mut headers = HeaderMap::new();
+        headers.insert("cf-connecting-ip", "6.6.6.6".parse().unwrap());
+        headers.insert("x-appengine-user-ip", "6.6.6.7".parse().unwrap());
+        headers.insert(X_REAL_IP, "6.6.6.8".parse().unwrap());
+        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+        let found = Found::in_headers(&headers);
+        set_identity_headers(
+            &mut headers,
+            found,
+            Some(HeaderValue::from_static("203.0.113.9")),
+        );
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert_eq!(headers[header::ACCEPT], "*/*");
+        assert_eq!(headers[X_REAL_IP], "203.0.113.9");
+    }
+
+    #[test]
     fn addresses_are_written_as_std_writes_them() {
         for text in [
             "0.0.0.0",
@@ -814,8 +940,11 @@ mod tests {
             (None, Some("a\"b\\c"), "host=\"abc\";proto=http"),
             (None, None, "proto=http"),
         ] {
-            let element = forwarded_element(ip, host, "http");
+            let (element, ip_at) = forwarded_element(ip, host, "http");
             assert_eq!(element, expected);
+            if let Some(ip) = ip {
+                assert_eq!(&element[ip_at..ip_at + ip.len], ip.as_str());
+            }
             // Anything else and the header value would be copied again.
             assert_eq!(element.len(), element.capacity(), "{element}");
         }
@@ -838,13 +967,14 @@ mod tests {
         headers.insert(X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
         headers.insert(header::FORWARDED, "for=6.6.6.6".parse().unwrap());
         let host = HeaderValue::from_static("pub.example");
-        set_forwarding_headers(
+        let address = set_forwarding_headers(
             &mut headers,
             Some("203.0.113.9:5000".parse().unwrap()),
             false,
             Some(&host),
             false,
         );
+        assert_eq!(address.unwrap(), "203.0.113.9");
         assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.9");
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_FORWARDED_HOST], "pub.example");
@@ -859,15 +989,20 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, "198.51.100.7".parse().unwrap());
         headers.insert(X_FORWARDED_PROTO, "https".parse().unwrap());
-        set_forwarding_headers(
+        headers.insert(header::FORWARDED, "for=198.51.100.7".parse().unwrap());
+        let address = set_forwarding_headers(
             &mut headers,
             Some("[::1]:5000".parse().unwrap()),
             false,
             None,
             true,
         );
+        assert_eq!(address.unwrap(), "::1");
         assert_eq!(headers[X_FORWARDED_FOR], "198.51.100.7, ::1");
         assert_eq!(headers[X_FORWARDED_PROTO], "https");
-        assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=http");
+        assert_eq!(
+            headers[header::FORWARDED],
+            "for=198.51.100.7, for=\"[::1]\";proto=http"
+        );
     }
 }

@@ -11,6 +11,7 @@ use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
 use tower_service::Service;
 
+use super::KeptUpstream;
 use super::body::{SiteBody, text_response};
 use super::config::host_part;
 use super::proxy::Upstream;
@@ -22,7 +23,9 @@ use crate::metrics::SiteMetrics;
 #[derive(Clone)]
 pub(crate) enum SiteService {
     Static(Arc<StaticSite>),
-    Proxy(Arc<Upstream>),
+    /// An upstream, and the connection to it that the request's client connection keeps
+    /// (set on the clone that serves one HTTP/1 request, `None` on the site's own).
+    Proxy(Arc<Upstream>, Option<KeptUpstream>),
 }
 
 type SiteFuture = Pin<Box<dyn Future<Output = Result<Response<SiteBody>, Infallible>> + Send>>;
@@ -53,9 +56,10 @@ impl Service<Request<Incoming>> for SiteService {
                 }
                 Route::Files => Self::files(site, request),
             },
-            SiteService::Proxy(upstream) => {
+            SiteService::Proxy(upstream, kept) => {
                 let upstream = upstream.clone();
-                Box::pin(async move { Ok(upstream.forward(request).await) })
+                let kept = kept.take();
+                Box::pin(async move { Ok(upstream.forward(request, kept).await) })
             }
         }
     }

@@ -201,20 +201,6 @@ impl<B: RequestBody> UpstreamPool<B> {
         })
     }
 
-    /// Sends `request` on the connection `kept` keeps for this upstream (driven in its
-    /// client connection's task), else on an idle connection or a new one; the sender comes
-    /// back with the response, for its body to release.
-    pub(crate) async fn send(
-        self: &Arc<Self>,
-        request: Request<B>,
-        kept: Option<&Arc<Affinity<B>>>,
-    ) -> Result<(Response<Incoming>, PooledSender<B>), UpstreamError> {
-        match kept {
-            Some(affinity) => self.send_kept(affinity, request).await,
-            None => self.send_shared(request).await,
-        }
-    }
-
     /// Sends on the shared stack, each connection driven by a task of its own.
     async fn send_shared(
         self: &Arc<Self>,
@@ -230,7 +216,8 @@ impl<B: RequestBody> UpstreamPool<B> {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting is rare, and its future would make every exchange's larger.
+        let mut sender = Box::pin(self.connect()).await?;
         let response = sender
             .send_request(request)
             .await
@@ -238,14 +225,23 @@ impl<B: RequestBody> UpstreamPool<B> {
         Ok((response, self.pooled(sender)))
     }
 
-    /// Sends on the connection `affinity` keeps, taking one for it first (an idle one, else a
-    /// new one) when it keeps none; on the shared stack when it keeps one for another upstream,
+    /// Sends `request` on the connection `kept` keeps for this upstream (driven in its
+    /// client connection's task), else on an idle connection or a new one; the sender comes
+    /// back with the response, for its body to release.
+    ///
+    /// With `kept`, a connection is taken for it first when it keeps none (an idle one, else a
+    /// new one); the shared stack serves the request when it keeps one for another upstream,
     /// its own is busy, or the kept connections already use all of `max_idle`.
-    async fn send_kept(
+    pub(crate) async fn send(
         self: &Arc<Self>,
-        affinity: &Arc<Affinity<B>>,
         mut request: Request<B>,
+        kept: Option<&Arc<Affinity<B>>>,
     ) -> Result<(Response<Incoming>, PooledSender<B>), UpstreamError> {
+        // Boxed: the paths rarely taken would otherwise make every exchange's future larger
+        // (one function, not two nested, for the same reason).
+        let Some(affinity) = kept else {
+            return Box::pin(self.send_shared(request)).await;
+        };
         loop {
             match affinity.take(self) {
                 Taken::Ready(mut sender) => {
@@ -269,7 +265,7 @@ impl<B: RequestBody> UpstreamPool<B> {
                 Taken::Vacant if self.reserve_kept() => match self.take_idle() {
                     Some(idle) => affinity.keep(self, idle.sender, idle.driver),
                     None => {
-                        let (mut sender, driver) = match self.open().await {
+                        let (mut sender, driver) = match Box::pin(self.open()).await {
                             Ok(opened) => opened,
                             Err(error) => {
                                 self.unreserve_kept();
@@ -288,7 +284,9 @@ impl<B: RequestBody> UpstreamPool<B> {
                         };
                     }
                 },
-                Taken::Vacant | Taken::Elsewhere => return self.send_shared(request).await,
+                Taken::Vacant | Taken::Elsewhere => {
+                    return Box::pin(self.send_shared(request)).await;
+                }
             }
         }
     }
