@@ -1106,7 +1106,6 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
     }
 }
 
-/// The held bytes, in order, without an empty first piece (no allocation for one piece).
 /// Sends the rest of the parsed bytes and the frames held after them through `walker`, or
 /// on as they are without one.
 fn feed(
@@ -1131,6 +1130,7 @@ fn feed(
     }
 }
 
+/// The held bytes, in order, without an empty first piece (no allocation for one piece).
 fn held(all: Bytes, later: Vec<Bytes>) -> Pieces {
     Pieces::of(all, later)
 }
