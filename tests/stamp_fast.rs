@@ -2,8 +2,8 @@
 //!
 //! - JPEG: the walker over entropy-coded data finds a marker segment holding a location
 //!   after the first scan at every offset (of a 64-byte block, of a frame, right after a
-//!   restart marker), and a second image appended after `EOI`: the guard any faster scan of
-//!   that data must keep.
+//!   restart marker, after densely stuffed data), and a second image appended after `EOI`:
+//!   the guard any faster scan of that data must keep.
 //! - A header that needs no change goes out as slices of the input around the prebuilt
 //!   stamp: an Exif `APP1` (JPEG) or text chunk (PNG) that holds a location still gets the
 //!   rewritten, scrubbed header, one without gets exactly the input plus the stamp.
@@ -38,13 +38,7 @@ fn assert_no_position(out: &[u8], what: &str) {
 /// and restart markers in it, then (with `restart`) one more restart marker and two bytes,
 /// then an Exif `APP1` with GPS (as between two scans), then a second scan and `EOI`.
 fn jpeg_with_late_exif(filler: usize, restart: bool) -> Vec<u8> {
-    let base = jpeg_baseline(16, 16);
-    let sos = base
-        .windows(2)
-        .position(|w| w == [0xFF, 0xDA])
-        .expect("SOS");
-    let sos_len = usize::from(u16::from_be_bytes([base[sos + 2], base[sos + 3]]));
-    let mut out = base[..sos + 2 + sos_len].to_vec();
+    let mut scan = Vec::new();
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ filler as u64;
     for i in 0..filler {
         state ^= state << 13;
@@ -52,14 +46,28 @@ fn jpeg_with_late_exif(filler: usize, restart: bool) -> Vec<u8> {
         state ^= state << 17;
         let b = (state >> 24) as u8;
         if b == 0xFF {
-            out.extend_from_slice(&[0xFF, if i % 2 == 0 { 0x00 } else { 0xD1 }]);
+            scan.extend_from_slice(&[0xFF, if i % 2 == 0 { 0x00 } else { 0xD1 }]);
         } else {
-            out.push(b);
+            scan.push(b);
         }
     }
     if restart {
-        out.extend_from_slice(&[0xFF, 0xD2, 0x13, 0x37]);
+        scan.extend_from_slice(&[0xFF, 0xD2, 0x13, 0x37]);
     }
+    jpeg_with_exif_after(&scan)
+}
+
+/// A baseline JPEG whose entropy-coded data is `scan`, then an Exif `APP1` with GPS, a
+/// second scan and `EOI`.
+fn jpeg_with_exif_after(scan: &[u8]) -> Vec<u8> {
+    let base = jpeg_baseline(16, 16);
+    let sos = base
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("SOS");
+    let sos_len = usize::from(u16::from_be_bytes([base[sos + 2], base[sos + 3]]));
+    let mut out = base[..sos + 2 + sos_len].to_vec();
+    out.extend_from_slice(scan);
     out.extend(exif_segment(&phone_tiff(true, GpsIn::Ifd0)));
     out.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
     out.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56]);
@@ -112,6 +120,30 @@ async fn jpeg_exif_after_the_scan_of_an_unchanged_header_is_found_at_every_offse
                 Chunking::Fixed(256),
                 Chunking::Fixed(16 * 1024),
             ] {
+                let served = serve(&stamp, &input, "image/jpeg", chunking).await;
+                assert_eq!(served.body, whole, "{what}: chunking changed the output");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn jpeg_exif_after_densely_stuffed_scan_data_is_found() {
+    let stamp = stamp();
+    // Every other byte an `FF` (stuffed, a restart marker, or fill before the segment's own
+    // marker): the search for the next `FF` restarts on very short stretches, at every
+    // alignment, and the segment's `FF` follows a run of them.
+    let patterns: [&[u8]; 3] = [&[0xFF, 0x00], &[0xFF, 0xD3], &[0x5A, 0xFF, 0x00]];
+    for pattern in patterns {
+        for run in 0..70 {
+            let mut scan = pattern.repeat(run);
+            scan.extend(std::iter::repeat_n(0xFF, run % 3));
+            let input = jpeg_with_exif_after(&scan);
+            let what = format!("{pattern:02X?} x {run}");
+            let (whole, outcome) = stamp_bytes(&stamp, &input);
+            assert_eq!(outcome, StampOutcome::Stamped, "{what}");
+            assert_no_position(&whole, &what);
+            for chunking in [Chunking::Fixed(33), Chunking::Random(run as u64)] {
                 let served = serve(&stamp, &input, "image/jpeg", chunking).await;
                 assert_eq!(served.body, whole, "{what}: chunking changed the output");
             }

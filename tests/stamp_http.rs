@@ -119,6 +119,26 @@ async fn weak_etag_kept_and_chunked_responses_get_no_length() {
 }
 
 #[tokio::test]
+async fn a_length_that_is_not_a_number_does_not_outlive_the_stamp() {
+    let stamp = stamp();
+    let input = jpeg_baseline(16, 16);
+    for length in ["many", "12, 12"] {
+        let resp = http::Response::builder()
+            .header("content-type", "image/jpeg")
+            .header("content-length", length)
+            .body(body(vec![Bytes::from(input.clone())]))
+            .unwrap();
+        let served = serve_response(&stamp, resp).await;
+        assert_eq!(served.outcome, StampOutcome::Stamped, "{length}");
+        assert!(served.body.len() > input.len(), "{length}");
+        assert!(
+            !served.headers.contains_key("content-length"),
+            "{length}: a length that does not match the stamped body was kept"
+        );
+    }
+}
+
+#[tokio::test]
 async fn size_hint_and_end_of_stream_are_exact_for_full_bodies() {
     let stamp = stamp();
     for input in [

@@ -294,13 +294,20 @@ fn apply_headers(
     if !decision.outcome.is_modified() {
         return;
     }
-    if decision.added > 0
-        && let Some(len) = content_length
-    {
-        let total = len.saturating_add(decision.added);
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(total));
+    if decision.added > 0 {
+        match content_length {
+            Some(len) => {
+                let total = len.saturating_add(decision.added);
+                parts
+                    .headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(total));
+            }
+            // A length that is not one number cannot be grown: it must not stay, declaring
+            // fewer bytes than the stamped body has.
+            None => {
+                parts.headers.remove(CONTENT_LENGTH);
+            }
+        }
     }
     if let Some(tag) = parts.headers.get(ETAG) {
         match stamped_etag(tag, stamp.etag_suffix()) {

@@ -672,6 +672,14 @@ impl Pieces {
         pieces
     }
 
+    /// No pieces yet, with room for `n` after the first.
+    fn with_capacity(n: usize) -> Pieces {
+        Pieces {
+            first: None,
+            rest: VecDeque::with_capacity(n),
+        }
+    }
+
     /// One piece.
     pub(crate) fn one(bytes: Bytes) -> Pieces {
         Pieces {
@@ -852,6 +860,12 @@ impl Stamper {
 
     /// From now on frames are kept as they come, until `need` bytes are held in all.
     fn go_loose(&mut self, stamp: &Stamp, prefix: Bytes, need: usize) -> Option<Decision> {
+        // Frames of about this size follow until `need` bytes are held: room for them at
+        // once (bounded, since a frame may be one byte).
+        let frames = need
+            .saturating_sub(prefix.len())
+            .div_ceil(prefix.len().max(1));
+        self.later.reserve(frames.min(64));
         self.need = need;
         self.prefix = Some(prefix);
         self.check_limit(stamp)
@@ -1053,36 +1067,28 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
     let rest = all.slice(plan.consumed..);
     let head_len = plan.head.len(plan.consumed) as u64;
     let added = (head_len + plan.added).saturating_sub(plan.consumed as u64);
-    let mut walker = plan.walker;
-    let mut head = Pieces::default();
-    plan.head.emit(&all, plan.consumed, &mut head);
-    match walker.as_mut() {
-        Some(w) => {
-            w.push(rest, &mut head);
-            for frame in &later {
-                w.push(frame.clone(), &mut head);
-            }
-        }
-        None => {
-            if !rest.is_empty() {
-                head.push_back(rest);
-            }
-            head.extend(later.iter().cloned());
-        }
-    }
     // The outcome (and so the ETag) follows from the header alone: what the walker finds
     // later, even within this first buffer, must not make it depend on the chunking.
     let outcome = match StampOutcome::from_flags(plan.stamped, plan.scrubbed) {
         StampOutcome::PassedThrough(_) => StampOutcome::PassedThrough(fallback),
         outcome => outcome,
     };
-    if !outcome.is_modified()
-        && walker
+    let mut walker = plan.walker;
+    // Room for the head's pieces, what the walker makes of them and every held frame,
+    // allocated once.
+    let mut head = Pieces::with_capacity(later.len() + 4);
+    plan.head.emit(&all, plan.consumed, &mut head);
+    if outcome.is_modified() {
+        feed(walker.as_mut(), rest, later, &mut head);
+    } else {
+        feed(walker.as_mut(), rest, later.iter().cloned(), &mut head);
+        if walker
             .as_ref()
             .is_none_or(|w| w.held() == 0 && !w.changed())
-    {
-        // Nothing changed and nothing is held: the buffered bytes go out as they came.
-        head = held(all, later);
+        {
+            // Nothing changed and nothing is held: the buffered bytes go out as they came.
+            head = held(all, later);
+        }
     }
     Decision {
         head,
@@ -1090,6 +1096,30 @@ fn decide_on(step: Step, all: Bytes, later: Vec<Bytes>, stamp: &Stamp) -> Decisi
         walker,
         outcome,
         withheld: false,
+    }
+}
+
+/// Sends the rest of the parsed bytes and the frames held after them through `walker`, or
+/// on as they are without one.
+fn feed(
+    walker: Option<&mut Walker>,
+    rest: Bytes,
+    later: impl IntoIterator<Item = Bytes>,
+    head: &mut Pieces,
+) {
+    match walker {
+        Some(w) => {
+            w.push(rest, head);
+            for frame in later {
+                w.push(frame, head);
+            }
+        }
+        None => {
+            if !rest.is_empty() {
+                head.push_back(rest);
+            }
+            head.extend(later);
+        }
     }
 }
 
