@@ -121,8 +121,14 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// A `Content-Length` value, when it is one number.
+/// A `Content-Length` is digits only (RFC 9110 §8.6): `+5`, which `u64::from_str` takes, is
+/// not one.
 fn length_of(value: &HeaderValue) -> Option<u64> {
-    value.to_str().ok()?.trim().parse().ok()
+    let digits = value.as_bytes().trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// `"abc"` becomes `"abc-lc…"`; `W/"abc"` stays; anything unparsable is dropped, since a
@@ -497,8 +503,24 @@ mod tests {
             first_look(&StatusCode::OK, &h, &stamp).expected_len,
             Some(1234)
         );
-        h.insert(CONTENT_LENGTH, v("many"));
-        assert_eq!(first_look(&StatusCode::OK, &h, &stamp).expected_len, None);
+        for not_a_length in [
+            "many",
+            "+5",
+            "-5",
+            "",
+            " ",
+            "5 5",
+            "99999999999999999999999",
+        ] {
+            h.insert(CONTENT_LENGTH, HeaderValue::from_str(not_a_length).unwrap());
+            let look = first_look(&StatusCode::OK, &h, &stamp);
+            assert_eq!(look.expected_len, None, "{not_a_length:?}");
+        }
+        h.insert(CONTENT_LENGTH, v(" 77 "));
+        assert_eq!(
+            first_look(&StatusCode::OK, &h, &stamp).expected_len,
+            Some(77)
+        );
 
         fn v(x: &'static str) -> HeaderValue {
             HeaderValue::from_static(x)
