@@ -1,14 +1,15 @@
 //! What reading a User-Agent costs when the classifier has not seen it: `Policy::verdict_for`
 //! on the same image request, once with User-Agents that rotate through the 11,600 browsers
-//! of `tests/data/` (far more than the classifier's table keeps, so every request reads its
-//! User-Agent afresh, as for a scraper rotating User-Agents) and once rotating through 32 of
+//! of `tests/data/`, each in three spellings (a trailing ` r1`, ` r2` on two of them: 34,600,
+//! twice what the classifier's table keeps, so every request reads its User-Agent afresh, as
+//! for a scraper rotating User-Agents) and once rotating through 32 of
 //! them (read once, then found in the table), interleaved in one run. Both sets are browsers,
 //! so the rest of the verdict costs the same. Prints both, the difference (the cost of a
 //! miss) and the ratio.
 //!
 //! `cargo bench --bench user_agents`. Instructions: `LENSCAP_BENCH_ROUNDS=4 valgrind
 //! --tool=callgrind target/release/deps/user_agents-…`, then `callgrind_annotate
-//! --inclusive=yes` on `drive_rotating` and `drive_repeated` ((rounds − 1) × 11,600 requests
+//! --inclusive=yes` on `drive_rotating` and `drive_repeated` ((rounds − 1) × 34,600 requests
 //! each, after a warm-up round).
 
 use std::hint::black_box;
@@ -68,12 +69,16 @@ fn drive_repeated(policy: &Policy, requests: &[Request<()>]) -> usize {
 
 fn main() {
     let policy = Policy::embedded().unwrap();
-    let agents = user_agents();
+    let browsers = user_agents();
+    let agents: Vec<String> = ["", " r1", " r2"]
+        .iter()
+        .flat_map(|spelling| browsers.iter().map(move |ua| format!("{ua}{spelling}")))
+        .collect();
     let rotating: Vec<_> = agents.iter().map(|ua| request(ua)).collect();
     // Every 360th browser: 32 spread over the list, kept by the table after their first read.
-    let few: Vec<&str> = agents
+    let few: Vec<&str> = browsers
         .iter()
-        .step_by(agents.len() / 32)
+        .step_by(browsers.len() / 32)
         .take(32)
         .copied()
         .collect();
