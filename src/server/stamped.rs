@@ -11,10 +11,11 @@
 //! one, so its first requests stamp afresh).
 //!
 //! Only requests whose answer depends on nothing but the file take this path: a `GET` of an
-//! image path (as the policy's classifier names them) while stamping is on, without `Range`, `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since` or
-//! `If-Unmodified-Since`, a plain path (no percent escapes, no `.`/`..` or empty segments),
-//! names a regular file of at most [`MAX_FILE_BYTES`], and no precompressed `.br`/`.gz`
-//! variant exists beside it (checked on every request, as `ServeDir` does). Everything else
+//! image path (as the policy's classifier names them) while stamping is on, that has no
+//! `Range`, `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since` or
+//! `If-Unmodified-Since`, has a plain path (no percent escapes, no `.`/`..` or empty
+//! segments), names a regular file of at most [`MAX_FILE_BYTES`], and has no precompressed
+//! `.br`/`.gz` variant beside it (checked on every request, as `ServeDir` does). Everything else
 //! (`HEAD`, ranges, revalidations, folders, large files) goes through `ServeDir` and the
 //! layer's stamper as before. A hit is marked [`Prestamped`] so the layer does not stamp it
 //! again; the layer's verdict, limits, opt-out headers and metrics still run on it.

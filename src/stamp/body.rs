@@ -120,9 +120,8 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     length_of(headers.get(CONTENT_LENGTH)?)
 }
 
-/// A `Content-Length` value, when it is one number.
-/// A `Content-Length` is digits only (RFC 9110 §8.6): `+5`, which `u64::from_str` takes, is
-/// not one.
+/// A `Content-Length` value, when it is one number: digits only (RFC 9110 §8.6), so not
+/// `+5`, which `u64::from_str` takes.
 fn length_of(value: &HeaderValue) -> Option<u64> {
     let digits = value.as_bytes().trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
