@@ -12,7 +12,10 @@
 # behaviour tracker) are off: one address fetching one image thousands of times a second
 # without fetch metadata is what they exist to stop, and they would answer 429 (nginx's
 # limit_req is likewise set too high to refuse). Loopback only. Prints requests/s, p99 and
-# the ratios (lenscap / nginx: >= 1.0 for throughput and <= 1.0 for p99 meet the target).
+# the ratios (lenscap / nginx: >= 1.0 for throughput and <= 1.0 for p99 meet the target),
+# and each server's own CPU time per request, user and kernel apart, read from /proc: it
+# moves far less than requests/s when other processes share the machine, and it says
+# whether a gap is in the server's code (user) or in its system calls and the network stack.
 #
 # Same CPU budget: both servers are pinned (taskset) to the same core(s), SERVER_CPUS, with
 # as many workers as cores there (nginx worker processes, Tokio worker threads); wrk and, in
@@ -147,9 +150,26 @@ stop_all() {
     PIDS=()
 }
 
-# Runs wrk; prints "req/s p99_ms".
-load() { # $1 = port
-    local out
+# CPU time, in clock ticks, that a server has used so far: user and kernel, summed over the
+# process, its threads and its children (nginx's workers). Prints "user system".
+cpu_ticks() { # $1 = pid
+    local pid user=0 system=0 stat fields
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        for stat in /proc/"$pid"/task/*/stat; do
+            # Fields after the command name: state is the first, utime the 12th, stime the 13th.
+            fields=$(sed 's/.*) //' "$stat" 2>/dev/null) || continue
+            read -r -a f <<<"$fields"
+            user=$((user + f[11])) system=$((system + f[12]))
+        done
+    done
+    echo "$user $system"
+}
+
+# Runs wrk; prints "req/s p99_ms user_us system_us": the last two are the server's own CPU
+# time per request (from /proc, so the other processes on the machine do not count in them).
+load() { # $1 = port, $2 = the server's pid
+    local out before after
+    before=$(cpu_ticks "$2")
     out=$(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' \
         -H 'Accept: image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5' \
@@ -163,10 +183,15 @@ load() { # $1 = port
         echo "$out" >&2
         exit 1
     fi
-    local rps p99
+    after=$(cpu_ticks "$2")
+    local rps p99 requests
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    echo "$rps $(to_ms "$p99")"
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "$rps $(to_ms "$p99") $(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        printf "%.1f %.1f", (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) * 1e6 / hz / n
+    }')"
 }
 
 to_ms() {
@@ -178,12 +203,15 @@ to_ms() {
     }'
 }
 
-report() { # $1 = label, $2 = "lenscap rps p99", $3 = "nginx rps p99"
-    read -r lrps lp99 <<<"$2"
-    read -r nrps np99 <<<"$3"
-    awk -v m="$1" -v lr="$lrps" -v lp="$lp99" -v nr="$nrps" -v np="$np99" 'BEGIN {
+report() { # $1 = label, $2 = "lenscap rps p99 user sys", $3 = "nginx rps p99 user sys"
+    read -r lrps lp99 lu ls <<<"$2"
+    read -r nrps np99 nu ns <<<"$3"
+    awk -v m="$1" -v lr="$lrps" -v lp="$lp99" -v nr="$nrps" -v np="$np99" \
+        -v lu="$lu" -v ls="$ls" -v nu="$nu" -v ns="$ns" 'BEGIN {
         printf "%-16s lenscap %8.0f req/s  p99 %7.3f ms | nginx %8.0f req/s  p99 %7.3f ms | throughput ratio %.2f  p99 ratio %.2f\n",
             m, lr, lp, nr, np, lr / nr, lp / np
+        printf "%-16s CPU per request: lenscap %.1f us user + %.1f us kernel | nginx %.1f us user + %.1f us kernel | ratio %.2f\n",
+            "", lu, ls, nu, ns, (lu + ls) / (nu + ns)
     }'
 }
 
@@ -191,17 +219,22 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 # Runs ROUNDS rounds of (lenscap, nginx) on the two ports; prints each round and the medians.
 rounds() { # $1 = mode
-    local l_rps=() l_p99=() n_rps=() n_p99=() r lres nres
+    local l_rps=() l_p99=() l_usr=() l_sys=() n_rps=() n_p99=() n_usr=() n_sys=() r lres nres
+    local lu ls nu ns
     for r in $(seq 1 "$ROUNDS"); do
-        lres=$(load $LENSCAP_PORT)
-        nres=$(load $NGINX_PORT)
+        lres=$(load $LENSCAP_PORT "$LENSCAP_PID")
+        nres=$(load $NGINX_PORT "$NGINX_PID")
         report "$1 round $r" "$lres" "$nres"
         echo "                 load average $(cut -d' ' -f1-3 /proc/loadavg)"
-        l_rps+=("${lres% *}") l_p99+=("${lres#* }") n_rps+=("${nres% *}") n_p99+=("${nres#* }")
+        read -r lres lp lu ls <<<"$lres"
+        read -r nres np nu ns <<<"$nres"
+        l_rps+=("$lres") l_p99+=("$lp") l_usr+=("$lu") l_sys+=("$ls")
+        n_rps+=("$nres") n_p99+=("$np") n_usr+=("$nu") n_sys+=("$ns")
     done
+    each() { printf '%s\n' "$@" | median; }
     report "$1 median" \
-        "$(printf '%s\n' "${l_rps[@]}" | median) $(printf '%s\n' "${l_p99[@]}" | median)" \
-        "$(printf '%s\n' "${n_rps[@]}" | median) $(printf '%s\n' "${n_p99[@]}" | median)"
+        "$(each "${l_rps[@]}") $(each "${l_p99[@]}") $(each "${l_usr[@]}") $(each "${l_sys[@]}")" \
+        "$(each "${n_rps[@]}") $(each "${n_p99[@]}") $(each "${n_usr[@]}") $(each "${n_sys[@]}")"
 }
 
 echo "machine: $CORES cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -231,7 +264,9 @@ write_nginx "$WORK/nginx-static.conf" "
     }"
 if [[ " $MODES " == *" static "* ]]; then
     start_lenscap "$WORK/lenscap-static.toml"
+    LENSCAP_PID=${PIDS[-1]}
     start_nginx "$WORK/nginx-static.conf" "$SERVER_CPUS"
+    NGINX_PID=${PIDS[-1]}
     wait_port $LENSCAP_PORT
     wait_port $NGINX_PORT
     rounds static
@@ -276,7 +311,9 @@ write_nginx "$WORK/nginx-proxy.conf" "
 if [[ " $MODES " == *" proxy "* ]]; then
     start_nginx "$WORK/nginx-upstream.conf" "$LOAD_CPUS"
     start_lenscap "$WORK/lenscap-proxy.toml"
+    LENSCAP_PID=${PIDS[-1]}
     start_nginx "$WORK/nginx-proxy.conf" "$SERVER_CPUS"
+    NGINX_PID=${PIDS[-1]}
     wait_port $UPSTREAM_PORT
     wait_port $LENSCAP_PORT
     wait_port $NGINX_PORT
