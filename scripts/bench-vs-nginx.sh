@@ -153,7 +153,7 @@ stop_all() {
 # CPU time, in clock ticks, that a server has used so far: user and kernel, summed over the
 # process, its threads and its children (nginx's workers). Prints "user system".
 cpu_ticks() { # $1 = pid
-    local pid user=0 system=0 stat fields
+    local pid user=0 system=0 stat fields f
     for pid in "$1" $(pgrep -P "$1" || true); do
         for stat in /proc/"$pid"/task/*/stat; do
             # Fields after the command name: state is the first, utime the 12th, stime the 13th.
@@ -216,25 +216,25 @@ report() { # $1 = label, $2 = "lenscap rps p99 user sys", $3 = "nginx rps p99 us
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median_of() { printf '%s\n' "$@" | median; } # the median of its arguments
 
 # Runs ROUNDS rounds of (lenscap, nginx) on the two ports; prints each round and the medians.
 rounds() { # $1 = mode
     local l_rps=() l_p99=() l_usr=() l_sys=() n_rps=() n_p99=() n_usr=() n_sys=() r lres nres
-    local lu ls nu ns
+    local lr lp lu ls nr np nu ns
     for r in $(seq 1 "$ROUNDS"); do
         lres=$(load $LENSCAP_PORT "$LENSCAP_PID")
         nres=$(load $NGINX_PORT "$NGINX_PID")
         report "$1 round $r" "$lres" "$nres"
         echo "                 load average $(cut -d' ' -f1-3 /proc/loadavg)"
-        read -r lres lp lu ls <<<"$lres"
-        read -r nres np nu ns <<<"$nres"
-        l_rps+=("$lres") l_p99+=("$lp") l_usr+=("$lu") l_sys+=("$ls")
-        n_rps+=("$nres") n_p99+=("$np") n_usr+=("$nu") n_sys+=("$ns")
+        read -r lr lp lu ls <<<"$lres"
+        read -r nr np nu ns <<<"$nres"
+        l_rps+=("$lr") l_p99+=("$lp") l_usr+=("$lu") l_sys+=("$ls")
+        n_rps+=("$nr") n_p99+=("$np") n_usr+=("$nu") n_sys+=("$ns")
     done
-    each() { printf '%s\n' "$@" | median; }
     report "$1 median" \
-        "$(each "${l_rps[@]}") $(each "${l_p99[@]}") $(each "${l_usr[@]}") $(each "${l_sys[@]}")" \
-        "$(each "${n_rps[@]}") $(each "${n_p99[@]}") $(each "${n_usr[@]}") $(each "${n_sys[@]}")"
+        "$(median_of "${l_rps[@]}") $(median_of "${l_p99[@]}") $(median_of "${l_usr[@]}") $(median_of "${l_sys[@]}")" \
+        "$(median_of "${n_rps[@]}") $(median_of "${n_p99[@]}") $(median_of "${n_usr[@]}") $(median_of "${n_sys[@]}")"
 }
 
 echo "machine: $CORES cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
