@@ -234,14 +234,18 @@ impl Goal {
     }
 
     fn reached(self, shown: &Shown) -> bool {
-        shown.ready
-            && match self {
-                Goal::Index => shown.index,
-                Goal::Page(page) => shown.page == Some(page),
-                Goal::Photo(n) => {
-                    shown.path == photo_path(n) && shown.content_type.starts_with("image/")
-                }
+        shown.ready && self.is_shown(shown)
+    }
+
+    /// Whether the document shown is the goal's, loaded or not (a way-through page is not).
+    fn is_shown(self, shown: &Shown) -> bool {
+        match self {
+            Goal::Index => shown.index,
+            Goal::Page(page) => shown.page == Some(page),
+            Goal::Photo(n) => {
+                shown.path == photo_path(n) && shown.content_type.starts_with("image/")
             }
+        }
     }
 }
 
@@ -360,6 +364,8 @@ struct Visit {
     images: usize,
     images_loaded: usize,
     way_through: usize,
+    /// Goal pages still loading after 5 s that then loaded (a loaded machine, not a refusal).
+    slow_loads: usize,
     problems: Vec<String>,
 }
 
@@ -427,7 +433,13 @@ impl Person {
 
     /// Waits for `goal` after a click or an address typed; handles a way-through page.
     async fn arrive(&mut self, goal: Goal) {
-        let (reached, now) = wait_for(&self.session, goal, Duration::from_secs(5)).await;
+        let (mut reached, mut now) = wait_for(&self.session, goal, Duration::from_secs(5)).await;
+        if !reached && goal.is_shown(&now) && now.status < 400 {
+            // The page itself, answered but still loading its photos: a loaded machine (two
+            // cores, up to twelve Chromiums), not a way-through page. It may take longer.
+            (reached, now) = wait_for(&self.session, goal, Duration::from_secs(30)).await;
+            self.visit.slow_loads += usize::from(reached);
+        }
         if reached {
             // Gallery links never redirect: a redirect is a pass that opened the page after
             // a way-through page.
@@ -567,6 +579,13 @@ impl Crowd {
             self.log.favicon_refusals(),
             self.seconds
         );
+        let slow: usize = self.visits.iter().map(|v| v.slow_loads).sum();
+        if slow > 0 {
+            measured.push_str(&format!(
+                "; {slow} pages took over 5 s to load (the server's slowest answer {:.0} ms)",
+                self.log.slowest_ms()
+            ));
+        }
         if let Some(first) = problems.first() {
             measured.push_str(&format!("; first problem: {first}"));
         }

@@ -120,6 +120,8 @@ pub struct Line {
     pub visitor: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How long the server took to answer, in milliseconds.
+    pub duration_ms: f64,
 }
 
 impl Line {
@@ -263,6 +265,11 @@ impl AccessLog {
             .iter()
             .filter(|l| l.refused() && !l.is_favicon())
             .collect()
+    }
+
+    /// The server's slowest answer, in milliseconds (0 with no requests).
+    pub fn slowest_ms(&self) -> f64 {
+        self.lines.iter().map(|l| l.duration_ms).fold(0.0, f64::max)
     }
 
     /// Refused requests for the site icon.
