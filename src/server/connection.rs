@@ -29,7 +29,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -147,41 +147,127 @@ pub(super) async fn serve_driving<I, S, B>(
     let idle = activity.idle_for(limits.idle_timeout);
     tokio::pin!(idle);
     let mut stop_seen = false;
-    // Made once: a new `changed()` each time round the loop would register with the channel
-    // and leave it again at every wake-up, several times a request.
+    // Made once: a new `changed()` each time round would register with the channel and leave
+    // it again at every wake-up, several times a request.
     let stop = stopping.changed();
     tokio::pin!(stop);
     let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut send_check =
         tokio::time::interval((limits.send_timeout / 4).max(Duration::from_millis(10)));
     send_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
+    // The timers and the stop signal are polled only after they woke the task (see
+    // [`Rarely`]): it wakes several times a request for the connection.
+    let timers = Rarely::new();
+    std::future::poll_fn(|cx| {
+        loop {
             // The kept upstream connection first: what it reads is then taken up by the
             // client connection in the same pass.
-            biased;
-            _ = driven.as_mut() => {}
-            _ = conn.as_mut() => return,
-            _ = send_check.tick() => {
+            let _ = driven.as_mut().poll(cx);
+            if conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let Some(mut timers_cx) = timers.woke(cx) else {
+                return Poll::Pending;
+            };
+            while send_check.poll_tick(&mut timers_cx).is_ready() {
                 if activity.send_stalled_for() > limits.send_timeout {
                     tracing::debug!(target: "lenscap::server", "the client does not take its answer: cut");
-                    return;
+                    return Poll::Ready(());
                 }
             }
-            _ = &mut stop, if !stop_seen => {
-                stop_seen = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut idle, if closing.is_none() => {
-                tracing::debug!(target: "lenscap::server", "idle connection: shutting down");
-                conn.as_mut().graceful_shutdown();
-                closing = Some(Box::pin(tokio::time::sleep(limits.idle_timeout)));
-            }
-            _ = async { closing.as_mut().expect("checked").await }, if closing.is_some() => {
+            if let Some(timer) = closing.as_mut()
+                && timer.as_mut().poll(&mut timers_cx).is_ready()
+            {
                 tracing::debug!(target: "lenscap::server", "idle connection did not close: cut");
-                return;
+                return Poll::Ready(());
             }
+            let mut shutting = false;
+            if !stop_seen && stop.as_mut().poll(&mut timers_cx).is_ready() {
+                stop_seen = true;
+                shutting = true;
+            }
+            if closing.is_none() && idle.as_mut().poll(&mut timers_cx).is_ready() {
+                tracing::debug!(target: "lenscap::server", "idle connection: shutting down");
+                shutting = true;
+                let mut timer = Box::pin(tokio::time::sleep(limits.idle_timeout));
+                // Polled once, so that it wakes the task when it goes off.
+                let _ = timer.as_mut().poll(&mut timers_cx);
+                closing = Some(timer);
+            }
+            if !shutting {
+                return Poll::Pending;
+            }
+            // The connection is polled again: it has its shutdown to begin.
+            conn.as_mut().graceful_shutdown();
         }
+    })
+    .await
+}
+
+/// `work`, or nothing once `cut` completes; `cut` is polled only after it woke the task.
+pub(super) async fn unless<W: Future, C: Future>(work: W, cut: C) -> Option<W::Output> {
+    let (mut work, mut cut) = (std::pin::pin!(work), std::pin::pin!(cut));
+    let rarely = Rarely::new();
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        if let Some(mut cut_cx) = rarely.woke(cx)
+            && cut.as_mut().poll(&mut cut_cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Futures that seldom wake a task (timers, a stop signal) beside one that wakes it often
+/// (a connection, several times a request): polled with a waker of their own, and only
+/// after it fired, instead of each time the task runs. Polling a timer or a watch channel
+/// that has not fired costs a clock read or a coop budget check and a waker comparison;
+/// four of them, several times a request, cost more than the rest of the loop.
+pub(super) struct Rarely {
+    woken: Arc<Woken>,
+    waker: std::task::Waker,
+}
+
+impl Rarely {
+    /// Woken to begin with: what it guards is polled once, to start it.
+    pub(super) fn new() -> Self {
+        let woken = Arc::new(Woken {
+            woken: AtomicBool::new(true),
+            task: atomic_waker::AtomicWaker::new(),
+        });
+        let waker = std::task::Waker::from(woken.clone());
+        Rarely { woken, waker }
+    }
+
+    /// A context to poll the seldom futures with, when they woke the task since the last
+    /// call; `cx`'s task is the one their wakers wake.
+    pub(super) fn woke(&self, cx: &Context<'_>) -> Option<Context<'_>> {
+        self.woken.task.register(cx.waker());
+        self.woken
+            .woken
+            .swap(false, Ordering::AcqRel)
+            .then(|| Context::from_waker(&self.waker))
+    }
+}
+
+/// [`Rarely`]'s waker: marks itself, then wakes the task.
+struct Woken {
+    woken: AtomicBool,
+    task: atomic_waker::AtomicWaker,
+}
+
+impl std::task::Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 

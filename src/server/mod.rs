@@ -648,10 +648,7 @@ async fn accept_loop(
                 stopping,
             };
             let serve = serve_connection(stream, peer, tls, context);
-            tokio::select! {
-                _ = serve => {}
-                _ = cut_rx.changed() => {}
-            }
+            let _ = connection::unless(serve, cut_rx.changed()).await;
             shared.metrics.connection_closed();
             drop(permit);
         });
