@@ -26,6 +26,21 @@ fn config(port: u16, mode: &str, response_timeout: &str, extra: &str) -> String 
     )
 }
 
+/// The front page as a browser asks for it (status line, headers and body).
+fn front_page(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,*/*;q=0.8\r\nAccept-Language: en\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// The JSON log lines of finished reloads (`lenscap::reload`, "policy reloaded…").
 fn reloads(log: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
@@ -70,7 +85,10 @@ fn a_reload_names_the_changed_settings_that_need_a_restart() {
     std::fs::write(&file, config(port, "enforce", "60s", "")).unwrap();
     let log = dir.join("lenscap.log");
     let out = std::fs::File::create(&log).unwrap();
+    // One worker: the single-threaded runtime (what a one-core machine runs) takes SIGHUP
+    // reloads and serves after them like the multi-threaded one the other tests start.
     let child = Command::new(env!("CARGO_BIN_EXE_lenscap"))
+        .env("TOKIO_WORKER_THREADS", "1")
         .args(["serve", "--log-format", "json", "--config"])
         .arg(&file)
         .stdin(Stdio::null())
@@ -98,6 +116,10 @@ fn a_reload_names_the_changed_settings_that_need_a_restart() {
     )
     .unwrap();
     let second = hangup_and_wait(&server.0, &log, 2);
+    assert!(
+        front_page(port).contains("The Crown"),
+        "the gallery is not served after two reloads"
+    );
     assert_eq!(
         second["needs_restart"], "proxy.response_timeout, server.grace_period",
         "{second}"

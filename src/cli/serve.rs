@@ -96,10 +96,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
             fallback_root: Some(demo_gallery()),
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async move {
         // Before the listeners open: a SIGHUP that comes as soon as the port answers (a
         // `systemctl reload` right after start) must reload, not kill the process.
@@ -147,6 +144,42 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The Tokio runtime the server runs on: with one worker (`TOKIO_WORKER_THREADS=1`, or a
+/// process allowed one core), Tokio's single-threaded scheduler, which runs every task on
+/// this thread and skips what a pool of one pays for (handing work between the pool's
+/// thread and this one, the work-stealing queues); with more, the multi-threaded one, with
+/// `TOKIO_WORKER_THREADS` workers (default: one per core).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads(std::env::var("TOKIO_WORKER_THREADS").ok())? {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")
+}
+
+/// How many worker threads: `TOKIO_WORKER_THREADS` when set, else one when the process may
+/// use only one core (`taskset`, a container's CPU set), else `None` (one per core).
+fn worker_threads(variable: Option<String>) -> anyhow::Result<Option<usize>> {
+    if let Some(text) = variable {
+        return match text.trim().parse::<usize>() {
+            Ok(workers) if workers > 0 => Ok(Some(workers)),
+            _ => anyhow::bail!(
+                "TOKIO_WORKER_THREADS={text:?}: expected a whole number of worker threads, 1 or more"
+            ),
+        };
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    Ok((cores == 1).then_some(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +200,17 @@ mod tests {
                 .unwrap_err()
                 .contains("127.0.0.1:8080")
         );
+    }
+
+    #[test]
+    fn worker_threads_come_from_the_variable_or_the_cores() {
+        assert_eq!(worker_threads(Some("1".into())).unwrap(), Some(1));
+        assert_eq!(worker_threads(Some(" 4 ".into())).unwrap(), Some(4));
+        for bad in ["0", "two", "-1", ""] {
+            let error = worker_threads(Some(bad.into())).unwrap_err().to_string();
+            assert!(error.contains("TOKIO_WORKER_THREADS"), "{bad}: {error}");
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(worker_threads(None).unwrap(), (cores == 1).then_some(1));
     }
 }
