@@ -26,19 +26,21 @@ fn config(port: u16, mode: &str, response_timeout: &str, extra: &str) -> String 
     )
 }
 
-/// The front page as a browser asks for it (status line, headers and body).
-fn front_page(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,*/*;q=0.8\r\nAccept-Language: en\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+/// The front page as a browser asks for it, through the shared test client.
+fn front_page(port: u16) -> common::Answer {
+    let page = [
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        ("accept", "text/html,*/*;q=0.8"),
+        ("accept-language", "en"),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(common::get(([127, 0, 0, 1], port).into(), "/", &page))
 }
 
 /// The JSON log lines of finished reloads (`lenscap::reload`, "policy reloaded…").
@@ -116,8 +118,13 @@ fn a_reload_names_the_changed_settings_that_need_a_restart() {
     )
     .unwrap();
     let second = hangup_and_wait(&server.0, &log, 2);
+    let page = front_page(port);
+    assert_eq!(
+        page.status, 200,
+        "the gallery is not served after two reloads"
+    );
     assert!(
-        front_page(port).contains("The Crown"),
+        String::from_utf8_lossy(&page.body).contains("The Crown"),
         "the gallery is not served after two reloads"
     );
     assert_eq!(
