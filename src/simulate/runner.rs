@@ -24,7 +24,7 @@ use super::discovery::{Robots, ScannedPage, is_image_path, resolve, scan_html, w
 use super::profile::{Identity, ImageChoice, ProfileKind, ProfileSettings, Rotation, Strategy};
 use super::report::{ProfileReport, Report, percentile_ms};
 use super::scenario::{MAX_ROTATING_ADDRESSES, Scenario};
-use super::signing::AgentSigning;
+use super::signing::{AgentSigning, FETCH_WAIT};
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -134,9 +134,10 @@ pub(crate) async fn run(target: &Target, scenario: &Scenario, urls: Option<Vec<S
         match &run.signing {
             Some(Err(error)) => report.notes.push(format!("unsigned: {error}")),
             Some(Ok(signing)) if !signing.published().await => report.notes.push(format!(
-                "{}: the target did not fetch the key directory {} within 5 s",
+                "{}: the target did not fetch the key directory {} within {} s",
                 run.settings.kind,
-                signing.origin()
+                signing.origin(),
+                FETCH_WAIT.as_secs()
             )),
             _ => {}
         }

@@ -14,8 +14,10 @@ use crate::signals::web_bot_auth::{DIRECTORY_MEDIA_TYPE, Signer, Signing};
 
 /// How long each signature is valid.
 const VALIDITY_SECS: u64 = 60;
-/// How long a run waits for the target to fetch a configured key directory.
-const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a run waits for the target to fetch a configured key directory: a target started
+/// before the run found the directory closed and tries again 5 s later (plus its half-second
+/// tick and the fetch), so the wait spans that retry with room to spare.
+pub(crate) const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A profile's signer and the task serving its key directory (ended on drop).
 #[derive(Debug)]
@@ -75,7 +77,7 @@ impl AgentSigning {
     }
 
     /// A real agent publishes its directory before it crawls: when the target was told where
-    /// it is (`key_directory` set), waits until it has fetched it, at most 5 s. Whether it did.
+    /// it is (`key_directory` set), waits until it has fetched it, at most [`FETCH_WAIT`]. Whether it did.
     pub(crate) async fn published(&self) -> bool {
         if !self.configured {
             return true;
