@@ -24,7 +24,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 const NAME: &str = "shop.lenscap.test";
 /// Bounds every wait (Pebble's order, a handshake): a hang is a failure, not a stuck suite.
-const DEADLINE: Duration = Duration::from_secs(20);
+/// Long enough for a failed first order and its retry (10 s later) on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("acme", name)

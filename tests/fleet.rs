@@ -172,7 +172,8 @@ fn redis_clients(port: u16) -> u64 {
 fn a_policy_reload_keeps_the_connection() {
     let redis_port = free_port();
     let _redis = redis_server(redis_port);
-    let shared = fleet("reload", &Store::Redis(redis_port), "50ms");
+    // A round trip past a short timeout would drop and remake a connection (see on_one_redis).
+    let shared = fleet("reload", &Store::Redis(redis_port), "2s");
     let admins = admins(&shared);
     wait_for_store(&admins, "ok");
     let before = redis_clients(redis_port);

@@ -431,15 +431,21 @@ impl Person {
         self.last_navigation = tokio::time::Instant::now();
     }
 
-    /// Waits for `goal` after a click or an address typed; handles a way-through page.
-    async fn arrive(&mut self, goal: Goal) {
-        let (mut reached, mut now) = wait_for(&self.session, goal, Duration::from_secs(5)).await;
+    /// Polls until `goal` shows, for at most `within`; when by then the page itself was
+    /// answered but is still loading its photos (a loaded machine: two cores, up to twelve
+    /// Chromiums; not a way-through page), up to 30 s more, counted as a slow load.
+    async fn wait_loaded(&mut self, goal: Goal, within: Duration) -> (bool, Shown) {
+        let (mut reached, mut now) = wait_for(&self.session, goal, within).await;
         if !reached && goal.is_shown(&now) && now.status < 400 {
-            // The page itself, answered but still loading its photos: a loaded machine (two
-            // cores, up to twelve Chromiums), not a way-through page. It may take longer.
             (reached, now) = wait_for(&self.session, goal, Duration::from_secs(30)).await;
             self.visit.slow_loads += usize::from(reached);
         }
+        (reached, now)
+    }
+
+    /// Waits for `goal` after a click or an address typed; handles a way-through page.
+    async fn arrive(&mut self, goal: Goal) {
+        let (reached, now) = self.wait_loaded(goal, Duration::from_secs(5)).await;
         if reached {
             // Gallery links never redirect: a redirect is a pass that opened the page after
             // a way-through page.
@@ -456,17 +462,17 @@ impl Person {
         );
         // A person reads it and waits for it to open the page by itself; if it does not,
         // they press its button.
-        let (mut reached, mut now) = wait_for(&self.session, goal, Duration::from_secs(15)).await;
+        let (mut reached, mut now) = self.wait_loaded(goal, Duration::from_secs(15)).await;
         if !reached && now.button {
             self.session.click("button, input[type=submit]").await;
-            (reached, now) = wait_for(&self.session, goal, Duration::from_secs(5)).await;
+            (reached, now) = self.wait_loaded(goal, Duration::from_secs(5)).await;
         }
         if !reached {
             // Passed, but elsewhere: the person asks for the page again.
             self.session
                 .goto(&format!("{}{}", self.base, goal.path()))
                 .await;
-            (reached, now) = wait_for(&self.session, goal, Duration::from_secs(5)).await;
+            (reached, now) = self.wait_loaded(goal, Duration::from_secs(5)).await;
         }
         if reached {
             self.look(goal, &now);

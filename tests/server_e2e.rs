@@ -104,8 +104,9 @@ async fn upstream(kind: Upstream) -> SocketAddr {
                             // Close only after the proxy has had time to pass the
                             // first 100 bytes on: when the partial body and the close
                             // arrive in one read, hyper may drop the unflushed head
-                            // and the test would see nothing at all.
-                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            // and the test would see nothing at all. (Two seconds:
+                            // room for a loaded machine to schedule the proxy's task.)
+                            tokio::time::sleep(Duration::from_secs(2)).await;
                             return;
                         }
                         Upstream::Slow => {
@@ -560,14 +561,16 @@ async fn slow_and_oversized_request_heads() {
     .unwrap();
     let addr = server.local_addr();
 
-    // Byte by byte, but within the header-read timeout: served.
+    // In pieces, but within the header-read timeout: served. (About 0.25 s of the 1 s: a
+    // byte at a time, each write's wake-up on a loaded machine could use up the second.)
     let request = format!(
         "GET / HTTP/1.1\r\nhost: x\r\nuser-agent: {FIREFOX}\r\naccept: */*\r\naccept-language: en\r\naccept-encoding: gzip\r\nconnection: close\r\n\r\n"
     );
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    for byte in request.as_bytes() {
-        stream.write_all(&[*byte]).await.unwrap();
-        tokio::time::sleep(Duration::from_micros(500)).await;
+    stream.set_nodelay(true).unwrap();
+    for piece in request.as_bytes().chunks(16) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut reply = Vec::new();
     tokio::time::timeout(GUARD, stream.read_to_end(&mut reply))

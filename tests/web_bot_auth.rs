@@ -579,7 +579,10 @@ mod server {
             .await
             .unwrap();
         let mut scenario = Scenario::builtin("default").unwrap().unwrap();
-        scenario.duration = Duration::from_secs(6);
+        // The bound spans the wait for the server's second directory fetch (its first, at
+        // start, found the directories closed; the retry comes 5 s later) and the sessions
+        // after it, which end on their own after five pages each.
+        scenario.duration = Duration::from_secs(30);
         scenario.max_requests = 400;
         scenario.forward_addresses = false;
         scenario.profiles = [

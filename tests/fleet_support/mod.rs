@@ -322,10 +322,15 @@ pub fn refused(statuses: &[(String, u16)]) -> Vec<&(String, u16)> {
 }
 
 /// A fresh Redis and three instances on it.
+/// Three instances on a new `redis-server`, each connected to it. Their store timeout is one
+/// no loaded test machine reaches: a round trip past it makes an instance decide from its
+/// own copy, and what these tests measure is the shared one.
 pub fn on_one_redis(name: &str) -> (Running, Fleet) {
     let redis_port = free_port();
     let redis = redis_server(redis_port);
-    (redis, fleet(name, &Store::Redis(redis_port), "50ms"))
+    let fleet = fleet(name, &Store::Redis(redis_port), "2s");
+    wait_for_store(&admins(&fleet), "ok");
+    (redis, fleet)
 }
 
 pub fn ports(fleet: &Fleet) -> Vec<u16> {

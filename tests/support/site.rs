@@ -163,16 +163,17 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Reads the log once it stops growing (the writer thread appends after each response).
+    /// Reads the log once it stops growing (the writer thread appends after each response):
+    /// the same length twice running, 200 ms apart, ending with a whole line.
     async fn read_settled(file: &Path) -> AccessLog {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut seen = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-        loop {
+        let length = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        let (mut seen, mut quiet) = (length(), 0);
+        while quiet < 2 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-            if now == seen || tokio::time::Instant::now() > deadline {
-                break;
-            }
+            let now = length();
+            let whole = std::fs::read(file).is_ok_and(|t| t.is_empty() || t.ends_with(b"\n"));
+            quiet = if now == seen && whole { quiet + 1 } else { 0 };
             seen = now;
         }
         let text = std::fs::read_to_string(file)
