@@ -919,9 +919,16 @@ fn track(
             // anonymous one from elsewhere is a crowd's newcomer arriving: its first page is
             // served (and its cookie, if it keeps one, seeds its own credit).
             match checked {
-                Err(wait)
+                Err(mut wait)
                     if as_visitor || crate::signals::behaviour::from_this_site(seen.headers) =>
                 {
+                    if as_visitor {
+                        // One client asking for page after page while refused (a person
+                        // reads the way-through page): its next page comes a pace interval
+                        // after its last try. Not for an address's record: a crowd shares it.
+                        rate.hold_back(&mut record.tat_pace, now);
+                        wait = rate.period();
+                    }
                     pace = Some(Exceeded { quota, rate, wait });
                 }
                 Err(_) => facts.newcomer = true,

@@ -119,6 +119,15 @@ impl Rate {
         Ok(())
     }
 
+    /// A request refused by [`check`](Rate::check) that came anyway: the cell is set the
+    /// bucket's whole span ahead of `now` (where the burst's last request leaves it), so the
+    /// next request is allowed one period after this one, not earlier. A client that keeps
+    /// asking while refused is held back until it pauses; one that waits is not.
+    pub(crate) fn hold_back(&self, tat: &mut Millis, now: Millis) {
+        let held = now.wrapping_add(self.span_ms());
+        *tat = if held == 0 { 1 } else { held };
+    }
+
     /// The most a cell may be ahead of now right after an admitted request: the bucket's
     /// whole span (burst × period), in milliseconds, rounded up.
     pub(crate) fn span_ms(&self) -> u32 {
@@ -248,6 +257,33 @@ mod tests {
         assert!(r.check(&mut tat, now + 2000).is_err());
         assert!(!is_idle(tat, now + 2000));
         assert!(is_idle(tat, now + 10_000));
+    }
+
+    #[test]
+    fn a_request_held_back_waits_a_period_from_itself() {
+        let r = Rate::parse("15/min", Some(3)).unwrap();
+        let mut tat = 0;
+        let now = 10_000;
+        for _ in 0..3 {
+            r.check(&mut tat, now).unwrap();
+        }
+        // Refused three times while the bucket refills: each try restarts the wait.
+        for tried in [now + 300, now + 3_000, now + 3_900] {
+            assert!(r.check(&mut tat, tried).is_err());
+            r.hold_back(&mut tat, tried);
+        }
+        assert!(r.check(&mut tat, now + 7_899).is_err());
+        r.check(&mut tat, now + 7_900).unwrap();
+        // Without the holding back the period after the burst would have been enough.
+        let mut plain = 0;
+        for _ in 0..3 {
+            r.check(&mut plain, now).unwrap();
+        }
+        r.check(&mut plain, now + 4_000).unwrap();
+        // Never further ahead than an admitted burst leaves the cell.
+        let mut fresh = 0;
+        r.hold_back(&mut fresh, now);
+        assert_eq!(fresh, now + r.span_ms());
     }
 
     #[test]
