@@ -926,8 +926,7 @@ fn track(
                         // One client asking for page after page while refused (a person
                         // reads the way-through page): its next page comes a pace interval
                         // after its last try. Not for an address's record: a crowd shares it.
-                        rate.hold_back(&mut record.tat_pace, now);
-                        wait = rate.period();
+                        wait = rate.hold_back(&mut record.tat_pace, now);
                     }
                     pace = Some(Exceeded { quota, rate, wait });
                 }

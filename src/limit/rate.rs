@@ -121,11 +121,13 @@ impl Rate {
 
     /// A request refused by [`check`](Rate::check) that came anyway: the cell is set the
     /// bucket's whole span ahead of `now` (where the burst's last request leaves it), so the
-    /// next request is allowed one period after this one, not earlier. A client that keeps
-    /// asking while refused is held back until it pauses; one that waits is not.
-    pub(crate) fn hold_back(&self, tat: &mut Millis, now: Millis) {
+    /// next request is allowed one period after this one, not earlier; returns that wait. A
+    /// client that keeps asking while refused is held back until it pauses; one that waits
+    /// is not.
+    pub(crate) fn hold_back(&self, tat: &mut Millis, now: Millis) -> Duration {
         let held = now.wrapping_add(self.span_ms());
         *tat = if held == 0 { 1 } else { held };
+        self.period()
     }
 
     /// The most a cell may be ahead of now right after an admitted request: the bucket's
@@ -270,7 +272,7 @@ mod tests {
         // Refused three times while the bucket refills: each try restarts the wait.
         for tried in [now + 300, now + 3_000, now + 3_900] {
             assert!(r.check(&mut tat, tried).is_err());
-            r.hold_back(&mut tat, tried);
+            assert_eq!(r.hold_back(&mut tat, tried), r.period());
         }
         assert!(r.check(&mut tat, now + 7_899).is_err());
         r.check(&mut tat, now + 7_900).unwrap();
@@ -282,7 +284,7 @@ mod tests {
         r.check(&mut plain, now + 4_000).unwrap();
         // Never further ahead than an admitted burst leaves the cell.
         let mut fresh = 0;
-        r.hold_back(&mut fresh, now);
+        let _ = r.hold_back(&mut fresh, now);
         assert_eq!(fresh, now + r.span_ms());
     }
 

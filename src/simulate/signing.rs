@@ -77,7 +77,8 @@ impl AgentSigning {
     }
 
     /// A real agent publishes its directory before it crawls: when the target was told where
-    /// it is (`key_directory` set), waits until it has fetched it, at most [`FETCH_WAIT`]. Whether it did.
+    /// it is (`key_directory` set), waits until it has fetched it, at most [`FETCH_WAIT`].
+    /// Whether it did.
     pub(crate) async fn published(&self) -> bool {
         if !self.configured {
             return true;

@@ -167,13 +167,17 @@ impl AccessLog {
     /// the same length twice running, 200 ms apart, ending with a whole line.
     async fn read_settled(file: &Path) -> AccessLog {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let length = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-        let (mut seen, mut quiet) = (length(), 0);
+        let read = || std::fs::read(file).unwrap_or_default();
+        let (mut seen, mut quiet) = (read(), 0);
         while quiet < 2 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = length();
-            let whole = std::fs::read(file).is_ok_and(|t| t.is_empty() || t.ends_with(b"\n"));
-            quiet = if now == seen && whole { quiet + 1 } else { 0 };
+            let now = read();
+            let whole = now.is_empty() || now.ends_with(b"\n");
+            quiet = if now.len() == seen.len() && whole {
+                quiet + 1
+            } else {
+                0
+            };
             seen = now;
         }
         let text = std::fs::read_to_string(file)
